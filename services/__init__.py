@@ -1,0 +1,1 @@
+"""The sfls services (listener, syncer, importer) and the `sfls` command that runs them."""

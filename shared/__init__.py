@@ -1,0 +1,1 @@
+"""The common library of sfls: settings, the event contract, Kafka, the external clients, observability."""

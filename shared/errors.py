@@ -1,0 +1,53 @@
+"""The one exception root of sfls, and what each branch means for the caller.
+
+- ConfigError: a setting or mapping is wrong. Raised at start-up; the process exits non-zero
+  with the message, which names the field and the fix.
+- TransientError: the call may succeed later (429, 5xx, timeouts, connection errors). Retried
+  with backoff; `retry_after` carries the server's requested delay when it gave one.
+- PermanentError: retrying cannot help (validation errors, mapping errors, bad input). The
+  event goes to a dead-letter topic at once, with `reason` as its readable cause.
+"""
+
+from __future__ import annotations
+
+
+class SflsError(Exception):
+    """Root of every error sfls raises on purpose."""
+
+
+class ConfigError(SflsError):
+    """A setting, mapping or config file is invalid; the message names it and says how to fix it."""
+
+
+class TransientError(SflsError):
+    """A failure that may succeed on retry; `retry_after` is the delay the server asked for, if any."""
+
+    def __init__(self, message: str, *, status: int | None = None, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.retry_after = retry_after
+
+
+class AuthExpiredError(TransientError):
+    """The access token was refused; the caller refreshes it once and tries again."""
+
+
+class PermanentError(SflsError):
+    """A failure no retry can fix; the event is dead-lettered with this reason."""
+
+    def __init__(self, message: str, *, status: int | None = None, response_excerpt: str = "") -> None:
+        super().__init__(message)
+        self.status = status
+        self.response_excerpt = response_excerpt
+
+
+class ValidationError(PermanentError):
+    """The remote system rejected the content of a request (LogiSense 400, Salesforce field errors)."""
+
+
+class MappingError(PermanentError):
+    """A record cannot be mapped (unknown reference name, split invoice recipients, bad value)."""
+
+
+class MalformedMessageError(PermanentError):
+    """An inbound message (CDC event, change event) does not have the expected shape."""

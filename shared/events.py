@@ -1,0 +1,85 @@
+"""The change-event contract of `sfls.changes` (design.md section 3).
+
+Key: the Salesforce Account Id, so one partition (one syncer) owns an account and its contacts.
+Value: the JSON of ChangeEvent. Headers: entity, change_type, source, for routing without parsing.
+`event_id` is stable across redelivery: derived from the replay id and the record id.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+SCHEMA_VERSION: Literal[1] = 1
+
+
+class Entity(StrEnum):
+    ACCOUNT = "Account"
+    CONTACT = "Contact"
+
+
+class ChangeType(StrEnum):
+    CREATE = "CREATE"
+    UPDATE = "UPDATE"
+    DELETE = "DELETE"
+    UNDELETE = "UNDELETE"
+    RESYNC = "RESYNC"
+
+
+class Source(StrEnum):
+    CDC = "cdc"
+    GAP = "gap"
+    OVERFLOW = "overflow"
+    BACKFILL = "backfill"
+    REPLAY = "replay"
+
+
+class ChangeEvent(BaseModel):
+    """One change to one Salesforce record that matters for billing."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    event_id: str
+    entity: Entity
+    change_type: ChangeType
+    record_id: str = Field(min_length=15, max_length=18)
+    account_id: str = Field(min_length=15, max_length=18)
+    changed_fields: tuple[str, ...] = ()
+    fields: dict[str, Any] = Field(default_factory=dict)
+    commit_timestamp: datetime
+    transaction_key: str = ""
+    sequence_number: int = 0
+    replay_id: int | None = None
+    source: Source = Source.CDC
+
+    @property
+    def key(self) -> bytes:
+        return self.account_id.encode()
+
+    def headers(self) -> list[tuple[str, bytes]]:
+        return [
+            ("entity", self.entity.value.encode()),
+            ("change_type", self.change_type.value.encode()),
+            ("source", self.source.value.encode()),
+        ]
+
+    def to_bytes(self) -> bytes:
+        return self.model_dump_json().encode()
+
+    @classmethod
+    def from_bytes(cls, raw: bytes) -> ChangeEvent:
+        return cls.model_validate_json(raw)
+
+
+def make_event_id(origin: str, record_id: str) -> str:
+    """A stable id from where the event came from (replay id, backfill run, ...) and the record."""
+    return hashlib.sha256(f"{origin}:{record_id}".encode()).hexdigest()[:32]
+
+
+def epoch_ms_to_datetime(value: int | float) -> datetime:
+    return datetime.fromtimestamp(value / 1000, tz=UTC)

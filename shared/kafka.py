@@ -1,0 +1,211 @@
+"""A thin Kafka layer over confluent-kafka: topic names, topic creation, producers and consumers.
+
+Producers are idempotent (acks=all); a transactional id makes them transactional. Consumers
+never auto-commit and never auto-store offsets: the service stores and commits them itself,
+after the work is safe (see services/syncer/consume.py for when). Consumers use the
+cooperative-sticky assignor and read only committed records.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer
+from confluent_kafka.admin import AdminClient
+from confluent_kafka.cimpl import NewTopic
+
+from shared.errors import ConfigError, TransientError
+from shared.settings import KafkaSettings
+
+CATALOGUE_ENTITIES = (
+    "package",
+    "package_frequency",
+    "package_currency",
+    "pricing_rule",
+    "service",
+    "usage_bucket",
+    "rate_plan",
+    "rate_group",
+    "rate",
+    "share_plan",
+    "share_level",
+)
+REFERENCE_ENTITIES = (
+    "account_status_type",
+    "account_type",
+    "contact_type",
+    "contact_point_type",
+    "country",
+    "state",
+    "owner",
+    "currency",
+    "bill_group",
+    "ar_term",
+    "invoice",
+)
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    name: str
+    partitions: int
+    compacted: bool = False
+
+
+class Topics:
+    """Every topic name sfls uses, under one configurable prefix."""
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+
+    @property
+    def changes(self) -> str:
+        return f"{self.prefix}.changes"
+
+    @property
+    def changes_dlt(self) -> str:
+        return f"{self.prefix}.changes.dlt"
+
+    @property
+    def requests(self) -> str:
+        return f"{self.prefix}.requests"
+
+    @property
+    def listener_checkpoints(self) -> str:
+        return f"{self.prefix}.listener.checkpoints"
+
+    @property
+    def listener_dlt(self) -> str:
+        return f"{self.prefix}.listener.dlt"
+
+    @property
+    def importer_dlt(self) -> str:
+        return f"{self.prefix}.importer.dlt"
+
+    def catalogue(self, entity: str) -> str:
+        return f"{self.prefix}.catalogue.{entity}"
+
+    def reference(self, entity: str) -> str:
+        return f"{self.prefix}.reference.{entity}"
+
+    def specs(self, settings: KafkaSettings) -> list[TopicSpec]:
+        """Every topic with its partition count and cleanup policy."""
+        n = settings.partitions
+        specs = [
+            TopicSpec(self.changes, n),
+            TopicSpec(self.changes_dlt, n),
+            TopicSpec(self.requests, n),
+            TopicSpec(self.listener_checkpoints, 1, compacted=True),
+            TopicSpec(self.listener_dlt, 1),
+            TopicSpec(self.importer_dlt, 1),
+        ]
+        specs += [TopicSpec(self.catalogue(e), 1, compacted=True) for e in CATALOGUE_ENTITIES]
+        specs += [TopicSpec(self.reference(e), 1, compacted=True) for e in REFERENCE_ENTITIES]
+        return specs
+
+
+def admin(settings: KafkaSettings) -> AdminClient:
+    config: dict[str, str | int | float | bool] = dict(settings.librdkafka())
+    return AdminClient(config)
+
+
+def ensure_topics(settings: KafkaSettings, specs: Iterable[TopicSpec], timeout: float = 30.0) -> None:
+    """Create the topics that do not exist yet; existing ones are left as they are."""
+    client = admin(settings)
+    new = [
+        NewTopic(
+            spec.name,
+            num_partitions=spec.partitions,
+            replication_factor=settings.replication_factor,
+            config={"cleanup.policy": "compact"} if spec.compacted else {},
+        )
+        for spec in specs
+    ]
+    if not new:
+        return
+    for name, future in client.create_topics(new, operation_timeout=timeout, request_timeout=timeout).items():
+        try:
+            future.result()
+        except KafkaException as exc:
+            error = exc.args[0]
+            if error.code() == KafkaError.TOPIC_ALREADY_EXISTS:
+                continue
+            if error.code() == KafkaError.INVALID_REPLICATION_FACTOR:
+                raise ConfigError(
+                    f"SFLS_KAFKA__REPLICATION_FACTOR: cannot create {name} with replication factor "
+                    f"{settings.replication_factor}: {error.str()}; lower it to the broker count"
+                ) from exc
+            raise TransientError(f"could not create topic {name}: {error.str()}") from exc
+
+
+def producer(settings: KafkaSettings, *, transactional_id: str | None = None, **overrides: Any) -> Producer:
+    """An idempotent producer (acks=all); transactional when given a transactional id."""
+    config: dict[str, Any] = {
+        **settings.librdkafka(),
+        "enable.idempotence": True,
+        "acks": "all",
+        "linger.ms": 5,
+        "compression.type": "lz4",
+    }
+    if transactional_id:
+        config["transactional.id"] = transactional_id
+    config.update(overrides)
+    return Producer(config)
+
+
+def consumer(settings: KafkaSettings, group_id: str, **overrides: Any) -> Consumer:
+    """A group consumer with manual offset storage and commits, reading committed records only."""
+    config: dict[str, Any] = {
+        **settings.librdkafka(),
+        "group.id": group_id,
+        "enable.auto.commit": False,
+        "enable.auto.offset.store": False,
+        "auto.offset.reset": "earliest",
+        "isolation.level": "read_committed",
+        "partition.assignment.strategy": "cooperative-sticky",
+    }
+    config.update(overrides)
+    return Consumer(config)
+
+
+def raise_for_message(message: Message) -> None:
+    """Turn a consumer error message into an exception; partition EOF is not an error."""
+    error = message.error()
+    if error is None or error.code() == KafkaError._PARTITION_EOF:
+        return
+    if error.fatal():
+        raise KafkaException(error)
+    raise TransientError(f"Kafka consumer error: {error.str()}")
+
+
+def produce_and_flush(
+    prod: Producer,
+    topic: str,
+    records: Iterable[tuple[bytes | None, bytes | None, list[tuple[str, str | bytes | None]]]],
+    timeout: float = 30.0,
+) -> int:
+    """Produce records and wait until every one is acknowledged; raise on the first failure."""
+    failures: list[str] = []
+
+    def on_delivery(err: KafkaError | None, _msg: Message) -> None:
+        if err is not None:
+            failures.append(err.str())
+
+    count = 0
+    for key, value, headers in records:
+        while True:
+            try:
+                prod.produce(topic, key=key, value=value, headers=headers, on_delivery=on_delivery)
+                break
+            except BufferError:
+                prod.poll(0.1)
+        count += 1
+    remaining = prod.flush(timeout)
+    if remaining or failures:
+        raise TransientError(
+            f"{len(failures) or remaining} of {count} records to {topic} were not acknowledged"
+            + (f": {failures[0]}" if failures else "")
+        )
+    return count

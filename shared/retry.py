@@ -1,0 +1,92 @@
+"""Retry policy as data: how often, how long between tries, and what is never retried.
+
+- Retried: TransientError (429 honouring Retry-After, 5xx, timeouts, connection errors).
+- Never retried: PermanentError and everything else; those surface at once so the caller can
+  dead-letter the event.
+- AuthExpiredError is retried once immediately, after the client refreshed its token.
+- When attempts run out, the last TransientError is raised as RetriesExhaustedError, which is
+  itself permanent: the event is dead-lettered with the attempt count and the last cause.
+
+Backoff is exponential with full jitter (AWS architecture blog's "full jitter"), capped; a
+server's Retry-After wins when it is longer than the computed delay.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+from shared.errors import AuthExpiredError, PermanentError, TransientError
+
+T = TypeVar("T")
+
+
+class RetriesExhaustedError(PermanentError):
+    """A transient failure outlived the retry budget; carries the attempts and the timing."""
+
+    def __init__(self, last: TransientError, attempts: int, first_failure: float, last_failure: float) -> None:
+        super().__init__(f"gave up after {attempts} attempts: {last}", status=last.status)
+        self.last = last
+        self.attempts = attempts
+        self.first_failure = first_failure
+        self.last_failure = last_failure
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Exponential backoff with full jitter; `max_attempts` counts the first try."""
+
+    max_attempts: int = 8
+    base_seconds: float = 0.5
+    cap_seconds: float = 60.0
+    rng: random.Random = field(default_factory=random.Random, compare=False, repr=False)
+
+    def delay(self, attempt: int, retry_after: float | None = None) -> float:
+        """Seconds to wait after failed attempt number `attempt` (1-based)."""
+        ceiling = min(self.cap_seconds, self.base_seconds * (2 ** (attempt - 1)))
+        computed = self.rng.uniform(0, ceiling)
+        if retry_after is not None:
+            return max(computed, min(retry_after, self.cap_seconds))
+        return computed
+
+
+OnRetry = Callable[[TransientError, int, float], None]
+
+
+async def call_with_retries(
+    operation: Callable[[], Awaitable[T]],
+    policy: RetryPolicy,
+    *,
+    on_retry: OnRetry | None = None,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+) -> T:
+    """Run `operation` until it succeeds, fails permanently, or the policy's attempts run out."""
+    attempt = 0
+    first_failure: float | None = None
+    auth_refreshed = False
+    while True:
+        attempt += 1
+        try:
+            return await operation()
+        except AuthExpiredError as exc:
+            now = time.time()
+            first_failure = first_failure or now
+            if auth_refreshed:
+                raise RetriesExhaustedError(exc, attempt, first_failure, now) from exc
+            auth_refreshed = True
+            attempt -= 1  # the refresh retry is free: it is not the remote system failing
+            if on_retry is not None:
+                on_retry(exc, attempt, 0.0)
+        except TransientError as exc:
+            now = time.time()
+            first_failure = first_failure or now
+            if attempt >= policy.max_attempts:
+                raise RetriesExhaustedError(exc, attempt, first_failure, now) from exc
+            wait = policy.delay(attempt, exc.retry_after)
+            if on_retry is not None:
+                on_retry(exc, attempt, wait)
+            await sleep(wait)

@@ -1,0 +1,406 @@
+"""Settings: one frozen pydantic model per concern, read once at start-up.
+
+Where values come from, highest priority first:
+1. the environment (`SFLS_` prefix, `__` between levels: `SFLS_LOGISENSE__PASSWORD`), plus a few
+   flat aliases the design names (`SFLS_SYNC_INTERVAL_MINUTES`);
+2. the YAML file named by `SFLS_CONFIG` (mappings and tuning; never secrets);
+3. the local stack's `stack.json` (written by `sfls devstack up`), when it exists;
+4. the defaults below, each safe for production.
+
+Kafka client settings pass through: every `SFLS_KAFKA__<KEY>` that is not one of ours becomes the
+librdkafka key `<key>` lower-cased with `_` turned into `.` (`SFLS_KAFKA__SASL_MECHANISM` ->
+`sasl.mechanism`), so SASL_SSL, mTLS and cloud providers need no code change.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import ValidationError as PydanticValidationError
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from shared.errors import ConfigError
+
+ENV_PREFIX = "SFLS_"
+DEFAULT_LOGISENSE_CLIENT_ID = "044b8ad6006845c29446b2f18e5b5909"
+
+# Flat environment names the design documents, mapped to their nested place.
+FLAT_ALIASES: dict[str, tuple[str, ...]] = {
+    "SFLS_SYNC_INTERVAL_MINUTES": ("sync", "interval_minutes"),
+    "SFLS_TOPIC_PREFIX": ("kafka", "topic_prefix"),
+    "SFLS_LOG_LEVEL": ("observability", "log_level"),
+}
+
+# Keys that hold secrets: refused in the YAML file, redacted in logs, never printed.
+SECRET_KEY_PATTERN = re.compile(r"(password|secret|token|private.?key|credential)", re.IGNORECASE)
+COLUMN_NAME_PATTERN = re.compile(r"^[a-z][A-Za-z0-9_]*$")
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class KafkaSettings(BaseModel):
+    """Our Kafka settings plus any librdkafka key passed through (extra fields)."""
+
+    model_config = ConfigDict(frozen=True, extra="allow")
+
+    bootstrap_servers: str = "127.0.0.1:9092"
+    topic_prefix: str = "sfls"
+    partitions: int = Field(default=12, ge=1)
+    replication_factor: int = Field(default=1, ge=1)
+    create_topics: bool = True
+
+    @field_validator("topic_prefix")
+    @classmethod
+    def _prefix_is_a_topic_name(cls, value: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9._-]{1,100}", value):
+            raise ValueError("use letters, digits, '.', '_' or '-' only (a Kafka topic name part)")
+        return value
+
+    def librdkafka(self) -> dict[str, str]:
+        """The librdkafka configuration: bootstrap servers plus every pass-through key."""
+        config = {"bootstrap.servers": self.bootstrap_servers}
+        for key, value in (self.model_extra or {}).items():
+            raw = value.get_secret_value() if isinstance(value, SecretStr) else value
+            config[key.lower().replace("_", ".")] = str(raw)
+        return config
+
+
+class SalesforceFields(_Section):
+    """Org-specific API names of the Account trigger fields that are custom fields."""
+
+    status: str = "LogiSense_Status__c"
+    bill_group: str = "LogiSense_Bill_Group__c"
+    ar_term: str = "LogiSense_AR_Term__c"
+    usage_invoice_recipient: str = "Usage_Invoice_Recipient__c"
+    subscription_invoice_recipient: str = "Subscription_Invoice_Recipient__c"
+
+
+class SalesforceSettings(_Section):
+    """Connection to Salesforce (REST and the Streaming API)."""
+
+    instance_url: str = "https://login.salesforce.com"
+    api_version: str = "62.0"
+    auth: Literal["password", "refresh_token"] = "password"
+    client_id: str = ""
+    client_secret: SecretStr = SecretStr("")
+    username: str = ""
+    password: SecretStr = SecretStr("")
+    security_token: SecretStr = SecretStr("")
+    refresh_token: SecretStr = SecretStr("")
+    ca_file: str | None = None
+    timeout_seconds: float = Field(default=30.0, gt=0)
+    channels: tuple[str, ...] = ("/data/AccountChangeEvent", "/data/ContactChangeEvent")
+    client_tag: str = "sfls"
+    fields: SalesforceFields = SalesforceFields()
+    admin_url: str | None = None
+
+    @field_validator("api_version")
+    @classmethod
+    def _version_shape(cls, value: str) -> str:
+        if not re.fullmatch(r"\d{2,3}\.0", value):
+            raise ValueError("write the API version as e.g. 62.0")
+        return value
+
+    @field_validator("instance_url")
+    @classmethod
+    def _https_url(cls, value: str) -> str:
+        if not value.startswith("https://"):
+            raise ValueError("Salesforce is only reachable over https://; give the My Domain URL")
+        return value.rstrip("/")
+
+
+class LogisenseSettings(_Section):
+    """Connection to the LogiSense Billing REST API."""
+
+    base_url: str = "https://localhost:8444"
+    api_version: str = "v10"
+    client_id: str = DEFAULT_LOGISENSE_CLIENT_ID
+    client_secret: SecretStr = SecretStr("")
+    username: str = ""
+    password: SecretStr = SecretStr("")
+    ca_file: str | None = None
+    timeout_seconds: float = Field(default=30.0, gt=0)
+    token_refresh_margin_seconds: float = Field(default=120.0, ge=0)
+    link_field: str = "sfdcid"
+    page_size: int = Field(default=500, ge=1, le=10000)
+    admin_url: str | None = None
+
+    @field_validator("api_version")
+    @classmethod
+    def _version_shape(cls, value: str) -> str:
+        if not re.fullmatch(r"v\d{1,2}", value):
+            raise ValueError("write the API version as e.g. v10")
+        return value
+
+    @field_validator("link_field")
+    @classmethod
+    def _column_name(cls, value: str) -> str:
+        return check_column_name(value)
+
+    @field_validator("base_url")
+    @classmethod
+    def _strip_slash(cls, value: str) -> str:
+        return value.rstrip("/")
+
+
+class RetrySettings(_Section):
+    """Backoff of LogiSense calls; see shared/retry.py."""
+
+    max_attempts: int = Field(default=8, ge=1)
+    base_seconds: float = Field(default=0.5, ge=0)
+    cap_seconds: float = Field(default=60.0, gt=0)
+
+
+class SyncSettings(_Section):
+    """How the syncer batches and delivers."""
+
+    interval_minutes: float = Field(default=15.0, ge=0)
+    max_batch_events: int = Field(default=50_000, ge=1)
+    concurrency: int = Field(default=16, ge=1, le=256)
+    soql_chunk_size: int = Field(default=200, ge=1, le=800)
+    retry: RetrySettings = RetrySettings()
+    on_account_delete: Literal["close", "flag", "ignore"] = "close"
+    closed_status_name: str = "Closed"
+
+
+class AccountExtension(_Section):
+    """A Salesforce Account field synced to a LogiSense Account custom field (by Column Name)."""
+
+    salesforce: str
+    logisense: str
+
+    @field_validator("logisense")
+    @classmethod
+    def _column_name(cls, value: str) -> str:
+        return check_column_name(value)
+
+
+class ProductExtension(_Section):
+    """A LogiSense Package Frequency custom field landed on a Salesforce Product2 field."""
+
+    logisense: str
+    salesforce: str
+
+    @field_validator("logisense")
+    @classmethod
+    def _column_name(cls, value: str) -> str:
+        return check_column_name(value)
+
+
+class InvoiceColumn(_Section):
+    """A LogiSense invoice column shown on the Account, with an optional relabel."""
+
+    column: str
+    label: str | None = None
+
+
+class MappingSettings(_Section):
+    """The original package's mapping screens, as configuration."""
+
+    account_extensions: tuple[AccountExtension, ...] = ()
+    product_extensions: tuple[ProductExtension, ...] = ()
+    # LogiSense contact type -> contact point name -> Salesforce Contact field.
+    contact_points: dict[str, dict[str, str]] = Field(default_factory=dict)
+    invoice_columns: tuple[InvoiceColumn, ...] = ()
+
+    @field_validator("contact_points")
+    @classmethod
+    def _point_names(cls, value: dict[str, dict[str, str]]) -> dict[str, dict[str, str]]:
+        for points in value.values():
+            for point in points:
+                check_column_name(point)
+        return value
+
+
+class ObservabilitySettings(_Section):
+    """Logging and the /metrics, /healthz, /readyz port."""
+
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["json", "console"] = "json"
+    metrics_host: str = "0.0.0.0"  # noqa: S104 - in a pod the scrape comes from outside
+    metrics_port: int = Field(default=9100, ge=0, le=65535)
+    liveness_seconds: float = Field(default=300.0, gt=0)
+
+
+class DevstackSettings(_Section):
+    """Where the local stack keeps its state and which loopback ports it uses."""
+
+    state_dir: Path = Path(".devstack")
+    cache_dir: Path = Path.home() / ".cache" / "sfls"
+    kafka_port: int = Field(default=9092, ge=1, le=65535)
+    kafka_controller_port: int = Field(default=9093, ge=1, le=65535)
+    salesforce_port: int = Field(default=8443, ge=1, le=65535)
+    logisense_port: int = Field(default=8444, ge=1, le=65535)
+    java: str = "java"
+
+
+def check_column_name(value: str) -> str:
+    """A LogiSense Column Name has no spaces and starts with a lowercase letter."""
+    if not COLUMN_NAME_PATTERN.fullmatch(value):
+        fixed = re.sub(r"\s+", "", value)
+        fixed = fixed[:1].lower() + fixed[1:] if fixed else "field"
+        raise ValueError(
+            f"LogiSense Column Name {value!r} must have no spaces and start with a lowercase letter "
+            f"(for example {fixed!r})"
+        )
+    return value
+
+
+class Settings(BaseSettings):
+    """Everything sfls reads at start-up."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter="__",
+        frozen=True,
+        extra="ignore",
+        case_sensitive=False,
+    )
+
+    config_file: str | None = Field(default=None, alias="SFLS_CONFIG")
+    kafka: KafkaSettings = KafkaSettings()
+    salesforce: SalesforceSettings = SalesforceSettings()
+    logisense: LogisenseSettings = LogisenseSettings()
+    sync: SyncSettings = SyncSettings()
+    mappings: MappingSettings = MappingSettings()
+    observability: ObservabilitySettings = ObservabilitySettings()
+    devstack: DevstackSettings = DevstackSettings()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        environ = dict(os.environ)
+        return (
+            init_settings,
+            _FlatAliasSource(settings_cls, environ),
+            env_settings,
+            _YamlFileSource(settings_cls, environ.get("SFLS_CONFIG")),
+            _StackFileSource(settings_cls, environ),
+        )
+
+
+class _FlatAliasSource(PydanticBaseSettingsSource):
+    """Reads the flat environment aliases of FLAT_ALIASES into their nested places."""
+
+    def __init__(self, settings_cls: type[BaseSettings], environ: Mapping[str, str]) -> None:
+        super().__init__(settings_cls)
+        self._environ = environ
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        data: dict[str, Any] = {}
+        for name, path in FLAT_ALIASES.items():
+            if name in self._environ:
+                _set_path(data, path, self._environ[name])
+        return data
+
+
+class _YamlFileSource(PydanticBaseSettingsSource):
+    """The YAML config file: mappings and tuning. Secrets in it are refused."""
+
+    def __init__(self, settings_cls: type[BaseSettings], path: str | None) -> None:
+        super().__init__(settings_cls)
+        self._path = path
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        if not self._path:
+            return {}
+        path = Path(self._path)
+        if not path.is_file():
+            raise ConfigError(f"SFLS_CONFIG: config file {path} does not exist; point SFLS_CONFIG at a YAML file")
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"SFLS_CONFIG: {path} is not valid YAML: {exc}") from exc
+        if not isinstance(data, dict):
+            raise ConfigError(f"SFLS_CONFIG: {path} must hold a mapping of sections (kafka, sync, mappings, ...)")
+        for dotted in _secret_keys(data):
+            raise ConfigError(
+                f"SFLS_CONFIG: {path} sets the secret {dotted}; secrets come only from the environment "
+                f"(SFLS_{dotted.upper().replace('.', '__')}) or a mounted file"
+            )
+        return data
+
+
+class _StackFileSource(PydanticBaseSettingsSource):
+    """Defaults from the local stack's stack.json, so every command finds the emulators."""
+
+    def __init__(self, settings_cls: type[BaseSettings], environ: Mapping[str, str]) -> None:
+        super().__init__(settings_cls)
+        state_dir = environ.get("SFLS_DEVSTACK__STATE_DIR", ".devstack")
+        self._path = Path(state_dir) / "stack.json"
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        if not self._path.is_file():
+            return {}
+        try:
+            stack = json.loads(self._path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError):
+            return {}
+        return {key: stack[key] for key in ("kafka", "salesforce", "logisense") if isinstance(stack.get(key), dict)}
+
+
+def _set_path(data: dict[str, Any], path: tuple[str, ...], value: Any) -> None:
+    node = data
+    for key in path[:-1]:
+        node = node.setdefault(key, {})
+    node[path[-1]] = value
+
+
+def _secret_keys(data: Mapping[str, Any], prefix: str = "") -> list[str]:
+    found: list[str] = []
+    for key, value in data.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            found.extend(_secret_keys(value, f"{dotted}."))
+        elif SECRET_KEY_PATTERN.search(str(key)) and value not in (None, ""):
+            found.append(dotted)
+    return found
+
+
+def env_name(loc: tuple[str | int, ...]) -> str:
+    """The environment variable that sets the field at `loc`, preferring a documented flat alias."""
+    path = tuple(str(part) for part in loc)
+    for name, alias_path in FLAT_ALIASES.items():
+        if alias_path == path:
+            return name
+    return ENV_PREFIX + "__".join(part.upper() for part in path)
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read the settings once; a bad value becomes one ConfigError naming each field and its variable."""
+    try:
+        return Settings(**overrides)
+    except PydanticValidationError as exc:
+        lines = []
+        for error in exc.errors():
+            loc = tuple(error["loc"])
+            dotted = ".".join(str(part) for part in loc)
+            value = error.get("input")
+            shown = "<secret>" if SECRET_KEY_PATTERN.search(dotted) else repr(value)
+            lines.append(f"{env_name(loc)} ({dotted} in the config file): {error['msg']}; got {shown}")
+        raise ConfigError("invalid settings:\n  " + "\n  ".join(lines)) from None

@@ -1,0 +1,107 @@
+"""Fixtures shared by every test: one real Kafka broker per session, unique names per test.
+
+The broker is, in order of preference: `KAFKA_BOOTSTRAP_SERVERS` when set; a testcontainers Kafka
+container when a Docker engine answers; otherwise the Apache Kafka jars broker from devstack,
+started on free loopback ports in a temporary folder.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from confluent_kafka import Consumer, Producer
+
+from devstack.kafka import LocalBroker, fetch_jars, free_port
+from shared import kafka
+from shared.settings import KafkaSettings
+
+
+def _docker_available() -> bool:
+    try:
+        import docker
+
+        docker.from_env(timeout=3).ping()
+    except Exception:
+        return False
+    return True
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Bootstrap servers of the session's broker."""
+    configured = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+    if configured:
+        yield configured
+        return
+    if _docker_available():
+        from testcontainers.kafka import KafkaContainer
+
+        with KafkaContainer().with_kraft() as container:
+            yield container.get_bootstrap_server()
+        return
+    cache_dir = Path(os.environ.get("SFLS_DEVSTACK__CACHE_DIR", Path.home() / ".cache" / "sfls"))
+    broker = LocalBroker(
+        state_dir=tmp_path_factory.mktemp("kafka"),
+        lib_dir=fetch_jars(cache_dir),
+        port=free_port(),
+        controller_port=free_port(),
+    )
+    broker.start(timeout=120)
+    try:
+        yield broker.bootstrap_servers
+    finally:
+        broker.stop()
+
+
+@pytest.fixture
+def kafka_settings(kafka_bootstrap: str) -> KafkaSettings:
+    """Kafka settings with a topic prefix unique to this test."""
+    return KafkaSettings(bootstrap_servers=kafka_bootstrap, topic_prefix=f"t{uuid.uuid4().hex[:10]}", partitions=3)
+
+
+@pytest.fixture
+def topic_factory(kafka_settings: KafkaSettings) -> Callable[..., str]:
+    """Create a uniquely named topic: topic_factory(partitions=1, compacted=False) -> name."""
+
+    def create(partitions: int = 1, *, compacted: bool = False, name: str | None = None) -> str:
+        topic = name or f"{kafka_settings.topic_prefix}.{uuid.uuid4().hex[:8]}"
+        kafka.ensure_topics(kafka_settings, [kafka.TopicSpec(topic, partitions, compacted)])
+        return topic
+
+    return create
+
+
+@pytest.fixture
+def producer_factory(kafka_settings: KafkaSettings) -> Iterator[Callable[..., Producer]]:
+    """Idempotent producers that are flushed when the test ends."""
+    made: list[Producer] = []
+
+    def create(**overrides: object) -> Producer:
+        producer = kafka.producer(kafka_settings, **overrides)
+        made.append(producer)
+        return producer
+
+    yield create
+    for producer in made:
+        producer.flush(10)
+
+
+@pytest.fixture
+def consumer_factory(kafka_settings: KafkaSettings) -> Iterator[Callable[..., Consumer]]:
+    """Group consumers (random group id unless given) that are closed when the test ends."""
+    made: list[Consumer] = []
+
+    def create(group_id: str | None = None, **overrides: object) -> Consumer:
+        consumer = kafka.consumer(kafka_settings, group_id or f"g-{uuid.uuid4().hex[:10]}", **overrides)
+        made.append(consumer)
+        return consumer
+
+    yield create
+    for consumer in made:
+        with contextlib.suppress(RuntimeError):  # already closed by the test
+            consumer.close()
