@@ -17,8 +17,12 @@ import pytest
 from confluent_kafka import Consumer, Producer
 
 from devstack.kafka import LocalBroker, fetch_jars, free_port
+from devstack.tls import LocalCA, ensure_ca
 from shared import kafka
 from shared.settings import KafkaSettings
+
+# Emulator fixtures live beside their emulators' tests; every test may use them.
+pytest_plugins = ["tests.fixtures.salesforce", "tests.fixtures.logisense"]
 
 
 def _docker_available() -> bool:
@@ -56,6 +60,12 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield broker.bootstrap_servers
     finally:
         broker.stop()
+
+
+@pytest.fixture(scope="session")
+def local_ca(tmp_path_factory: pytest.TempPathFactory) -> LocalCA:
+    """One local CA for the session; both emulators serve certificates it signed."""
+    return ensure_ca(tmp_path_factory.mktemp("ca"))
 
 
 @pytest.fixture
