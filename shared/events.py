@@ -83,3 +83,37 @@ def make_event_id(origin: str, record_id: str) -> str:
 
 def epoch_ms_to_datetime(value: int | float) -> datetime:
     return datetime.fromtimestamp(value / 1000, tz=UTC)
+
+
+class RequestStatus(StrEnum):
+    SUCCESS = "Success"
+    FAILED = "Failed"
+
+
+class RequestRecord(BaseModel):
+    """One line of the request log (`sfls.requests`), like a row of the original Requests tab.
+
+    The syncer writes one per account (or contact) sync; the importer one per entity and run.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    request_id: str
+    service: Literal["syncer", "importer", "listener"]
+    kind: str  # e.g. "account_sync", "contact_sync", "import:package"
+    status: RequestStatus
+    key: str = ""  # the Salesforce account id, or the imported entity
+    started_at: datetime
+    duration_seconds: float = Field(ge=0)
+    attempts: int = 1
+    reason: str = ""
+    counts: dict[str, int] = Field(default_factory=dict)
+    event_ids: tuple[str, ...] = ()
+
+    def to_bytes(self) -> bytes:
+        return self.model_dump_json().encode()
+
+    @classmethod
+    def from_bytes(cls, raw: bytes) -> RequestRecord:
+        return cls.model_validate_json(raw)

@@ -83,6 +83,7 @@ class SalesforceFields(_Section):
     ar_term: str = "LogiSense_AR_Term__c"
     usage_invoice_recipient: str = "Usage_Invoice_Recipient__c"
     subscription_invoice_recipient: str = "Subscription_Invoice_Recipient__c"
+    contact_type: str = "LogiSense_Contact_Type__c"  # on Contact: the LogiSense contact type name
 
 
 class SalesforceSettings(_Section):
