@@ -166,3 +166,16 @@ def kafka_status(ctx: typer.Context) -> None:
         out.print("Kafka stopped")
         raise typer.Exit(EXIT_FAILURE)
     out.print(f"Kafka running (pid {pid}) on {broker.bootstrap_servers}")
+
+
+def _register_service_commands() -> None:
+    """Each service contributes its own subcommands; this file only composes them."""
+    from services.importer import commands as importer_commands
+    from services.listener import commands as listener_commands
+    from services.syncer import commands as syncer_commands
+
+    for module in (listener_commands, syncer_commands, importer_commands):
+        module.register(app)
+
+
+_register_service_commands()

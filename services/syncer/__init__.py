@@ -1,0 +1,1 @@
+"""The sfls syncer service."""
