@@ -233,6 +233,23 @@ class ObservabilitySettings(_Section):
     liveness_seconds: float = Field(default=300.0, gt=0)
 
 
+class ListenerSettings(_Section):
+    """The CDC listener: replay start, reconnect backoff, watchdog, transactions, lookups."""
+
+    transactional_id: str = "sfls-listener"  # stable across restarts, so a zombie listener is fenced
+    initial_replay: int = Field(default=-1, ge=-2, le=-1)  # no checkpoint yet: -1 new events, -2 all retained
+    resync_on_expired_replay: bool = True  # replay id no longer retained: full resync (backfill)
+    reconnect_base_seconds: float = Field(default=0.5, gt=0)
+    reconnect_cap_seconds: float = Field(default=60.0, gt=0)
+    watchdog_seconds: float = Field(default=150.0, gt=0)  # no /meta/connect reply for this long: rebuild
+    connection_timeout_seconds: float = Field(default=10.0, ge=0)
+    max_batch_messages: int = Field(default=200, ge=1, le=10_000)  # CDC messages per Kafka transaction
+    max_pending_messages: int = Field(default=1000, ge=1)
+    account_cache_size: int = Field(default=100_000, ge=0)
+    transaction_timeout_seconds: float = Field(default=60.0, gt=0)
+    backfill_batch_size: int = Field(default=1000, ge=1)  # RESYNC events per backfill transaction
+
+
 class DevstackSettings(_Section):
     """Where the local stack keeps its state and which loopback ports it uses."""
 
@@ -275,6 +292,7 @@ class Settings(BaseSettings):
     sync: SyncSettings = SyncSettings()
     mappings: MappingSettings = MappingSettings()
     observability: ObservabilitySettings = ObservabilitySettings()
+    listener: ListenerSettings = ListenerSettings()
     devstack: DevstackSettings = DevstackSettings()
 
     @classmethod
