@@ -1,0 +1,95 @@
+"""Retry policy: backoff bounds, Retry-After, what is retried and what is not."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from shared.errors import AuthExpiredError, TransientError, ValidationError
+from shared.retry import RetriesExhaustedError, RetryPolicy, call_with_retries
+
+
+def test_delay_grows_exponentially_within_the_cap() -> None:
+    """Full-jitter delays stay under base * 2^(n-1) and never above the cap."""
+    policy = RetryPolicy(max_attempts=10, base_seconds=0.5, cap_seconds=4, rng=random.Random(7))
+    for attempt in range(1, 10):
+        ceiling = min(4, 0.5 * 2 ** (attempt - 1))
+        delays = [policy.delay(attempt) for _ in range(50)]
+        assert all(0 <= d <= ceiling for d in delays)
+    assert max(policy.delay(9) for _ in range(200)) > 2  # jitter spreads across the range
+
+
+def test_retry_after_is_honoured_but_capped() -> None:
+    """A server's Retry-After is waited for, up to the cap."""
+    policy = RetryPolicy(base_seconds=0.01, cap_seconds=30, rng=random.Random(1))
+    assert policy.delay(1, retry_after=7) == 7
+    assert policy.delay(1, retry_after=600) == 30
+
+
+async def test_transient_errors_are_retried_until_success() -> None:
+    """Two 503s then success: three calls, two sleeps with the computed delays."""
+    calls: list[int] = []
+    slept: list[float] = []
+
+    async def operation() -> str:
+        calls.append(1)
+        if len(calls) < 3:
+            raise TransientError("503", status=503)
+        return "ok"
+
+    async def fake_sleep(seconds: float) -> None:
+        slept.append(seconds)
+
+    result = await call_with_retries(operation, RetryPolicy(max_attempts=5, base_seconds=0.01), sleep=fake_sleep)
+    assert result == "ok"
+    assert len(calls) == 3
+    assert len(slept) == 2
+
+
+async def test_permanent_errors_are_not_retried() -> None:
+    """A validation error surfaces after one call."""
+    calls: list[int] = []
+
+    async def operation() -> None:
+        calls.append(1)
+        raise ValidationError("bad field", status=400)
+
+    with pytest.raises(ValidationError):
+        await call_with_retries(operation, RetryPolicy(max_attempts=5))
+    assert calls == [1]
+
+
+async def test_exhausted_budget_reports_attempts() -> None:
+    """When attempts run out the error says how many there were and keeps the last cause."""
+
+    async def operation() -> None:
+        raise TransientError("429", status=429, retry_after=0)
+
+    async def no_sleep(_: float) -> None:
+        return None
+
+    with pytest.raises(RetriesExhaustedError) as info:
+        await call_with_retries(operation, RetryPolicy(max_attempts=4, base_seconds=0), sleep=no_sleep)
+    assert info.value.attempts == 4
+    assert info.value.status == 429
+    assert info.value.first_failure <= info.value.last_failure
+
+
+async def test_auth_expiry_is_retried_once_for_free() -> None:
+    """One 401 costs no attempt; a second consecutive 401 gives up."""
+    outcomes = [AuthExpiredError("401"), "ok"]
+
+    async def operation() -> str:
+        item = outcomes.pop(0)
+        if isinstance(item, Exception):
+            raise item
+        return item
+
+    assert await call_with_retries(operation, RetryPolicy(max_attempts=1)) == "ok"
+
+    async def always_401() -> None:
+        raise AuthExpiredError("401", status=401)
+
+    with pytest.raises(RetriesExhaustedError):
+        await call_with_retries(always_401, RetryPolicy(max_attempts=3))
