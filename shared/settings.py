@@ -172,6 +172,16 @@ class SyncSettings(_Section):
     retry: RetrySettings = RetrySettings()
     on_account_delete: Literal["close", "flag", "ignore"] = "close"
     closed_status_name: str = "Closed"
+    # Account custom field (Column Name) set to true on a LogiSense account whose Salesforce account
+    # was deleted, when on_account_delete is "flag".
+    deleted_flag_field: str = "sfdcDeleted"
+    # LogiSense contact type of a Salesforce contact whose contact-type field is blank.
+    default_contact_type: str = "Billing"
+
+    @field_validator("deleted_flag_field")
+    @classmethod
+    def _flag_column_name(cls, value: str) -> str:
+        return check_column_name(value)
 
 
 class AccountExtension(_Section):
