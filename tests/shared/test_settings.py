@@ -106,7 +106,7 @@ def test_secrets_in_the_yaml_file_are_refused(monkeypatch: pytest.MonkeyPatch, t
 def test_missing_and_broken_config_files(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """A missing or non-YAML config file fails with a message naming SFLS_CONFIG."""
     monkeypatch.setenv("SFLS_CONFIG", str(tmp_path / "absent.yaml"))
-    with pytest.raises(ConfigError, match="SFLS_CONFIG: config file .* does not exist"):
+    with pytest.raises(ConfigError, match=r"SFLS_CONFIG: config file .* does not exist"):
         load_settings()
     broken = tmp_path / "broken.yaml"
     broken.write_text("sync: [unclosed\n")
@@ -138,7 +138,7 @@ def test_stack_file_supplies_defaults(monkeypatch: pytest.MonkeyPatch, tmp_path:
         json.dumps(
             {
                 "kafka": {"bootstrap_servers": "127.0.0.1:19092"},
-                "salesforce": {"instance_url": "https://localhost:18443", "ca_file": "/tmp/ca.pem"},
+                "salesforce": {"instance_url": "https://localhost:18443", "ca_file": "ca.pem"},
                 "logisense": {"base_url": "https://localhost:18444", "username": "u"},
             }
         )
