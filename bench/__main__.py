@@ -1,0 +1,71 @@
+"""Run every benchmark and write bench/RESULTS.md (`make bench`).
+
+Each `bench/bench_*.py` module exposes `run() -> list[dict]`; a module that fails is reported in the
+table as failed instead of hiding the others. `python -m bench listener syncer` runs a subset.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+import traceback
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from bench.common import machine
+
+ORDER = ("emulators", "listener", "syncer", "importer", "latency", "scaleout")
+RESULTS = Path(__file__).with_name("RESULTS.md")
+
+
+def _fmt(value: Any) -> str:
+    if value is None or value == "":
+        return ""
+    if isinstance(value, float):
+        return f"{value:,.2f}" if abs(value) < 1000 else f"{value:,.0f}"
+    return str(value)
+
+
+def main(argv: list[str]) -> int:
+    available = sorted(p.stem.removeprefix("bench_") for p in Path(__file__).parent.glob("bench_*.py"))
+    names = argv or sorted(available, key=lambda n: ORDER.index(n) if n in ORDER else len(ORDER))
+    rows: list[dict[str, Any]] = []
+    failed: list[str] = []
+    for name in names:
+        print(f"== {name}", flush=True)
+        try:
+            module = importlib.import_module(f"bench.bench_{name}")
+            produced = module.run()
+        except Exception:  # noqa: BLE001 - one broken benchmark must not hide the others
+            traceback.print_exc()
+            failed.append(name)
+            continue
+        for item in produced:
+            print("   " + ", ".join(f"{k}={_fmt(v)}" for k, v in item.items()), flush=True)
+        rows.extend(produced)
+    lines = [
+        "# Benchmark results",
+        "",
+        f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC by `make bench` on {machine()}.",
+        "Each figure has its baseline measured in the same run; the ratio says how many times better "
+        "the figure is than the baseline (for latencies: baseline / value).",
+        "",
+        "| Benchmark | Metric | Value | Unit | Baseline | Baseline value | Ratio |",
+        "|---|---|---:|---|---|---:|---:|",
+    ]
+    for item in rows:
+        ratio = f"{item['ratio']:.2f}x" if item.get("ratio") else ""
+        lines.append(
+            f"| {item['benchmark']} | {item['metric']} | {_fmt(item['value'])} | {item['unit']} | "
+            f"{item.get('baseline', '')} | {_fmt(item.get('baseline_value'))} | {ratio} |"
+        )
+    if failed:
+        lines += ["", "Failed to run: " + ", ".join(failed)]
+    RESULTS.write_text("\n".join(lines) + "\n")
+    print(f"wrote {RESULTS}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,125 @@
+"""What every benchmark needs: a fresh local stack on free ports, timing, memory, result rows."""
+
+from __future__ import annotations
+
+import os
+import platform
+import resource
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from devstack.kafka import free_port
+from devstack.stack import Stack
+
+CACHE_DIR = Path(os.environ.get("SFLS_DEVSTACK__CACHE_DIR", Path.home() / ".cache" / "sfls"))
+
+
+@dataclass(frozen=True)
+class BenchStack:
+    """A running stack (Kafka + both emulators as their own processes) and its stack.json content."""
+
+    stack: Stack
+    description: dict[str, Any]
+
+    @property
+    def bootstrap_servers(self) -> str:
+        return str(self.description["kafka"]["bootstrap_servers"])
+
+    def env(self, **extra: str) -> dict[str, str]:
+        """Environment that points an `sfls` process at this stack."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith("SFLS_")}
+        env["SFLS_DEVSTACK__STATE_DIR"] = str(self.stack.state_dir)
+        env.update(extra)
+        return env
+
+
+@contextmanager
+def bench_stack(**stack_args: Any) -> Iterator[BenchStack]:
+    """Start Kafka and both emulators on free loopback ports in a temporary folder; stop them after."""
+    state_dir = Path(tempfile.mkdtemp(prefix="sfls-bench-"))
+    stack = Stack(
+        state_dir=state_dir,
+        cache_dir=CACHE_DIR,
+        kafka_port=free_port(),
+        kafka_controller_port=free_port(),
+        salesforce_port=free_port(),
+        logisense_port=free_port(),
+        **stack_args,
+    )
+    try:
+        description = stack.up()
+        yield BenchStack(stack, description)
+    finally:
+        stack.down()
+
+
+def row(
+    benchmark: str,
+    metric: str,
+    value: float,
+    unit: str,
+    *,
+    baseline: str = "",
+    baseline_value: float | None = None,
+    higher_is_better: bool = True,
+) -> dict[str, Any]:
+    """One line of bench/RESULTS.md; the ratio reads as 'how many times better than the baseline'."""
+    ratio = None
+    if baseline_value:
+        ratio = value / baseline_value if higher_is_better else baseline_value / value if value else None
+    return {
+        "benchmark": benchmark,
+        "metric": metric,
+        "value": value,
+        "unit": unit,
+        "baseline": baseline,
+        "baseline_value": baseline_value,
+        "ratio": ratio,
+    }
+
+
+def percentile(values: list[float], pct: float) -> float:
+    """The pct-th percentile (nearest rank) of a non-empty list."""
+    ordered = sorted(values)
+    index = max(0, min(len(ordered) - 1, round(pct / 100 * len(ordered) + 0.5) - 1))
+    return ordered[index]
+
+
+def peak_rss_mib(pid: int | None = None) -> float:
+    """Peak resident memory (VmHWM) of a live process, or of this process when pid is None."""
+    if pid is None:
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def machine() -> str:
+    cpu = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return (
+        f"{os.cpu_count()} cores ({cpu}), {mem_gib:.0f} GiB, {platform.system()} {platform.release()}, "
+        f"Python {platform.python_version()}"
+    )
+
+
+class Stopwatch:
+    def __init__(self) -> None:
+        self.started = time.perf_counter()
+
+    @property
+    def seconds(self) -> float:
+        return time.perf_counter() - self.started
