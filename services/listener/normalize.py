@@ -1,0 +1,383 @@
+"""The one place a CDC message becomes change events (design.md section 3), and the filters.
+
+A CometD CDC message is `{"channel": ..., "data": {"schema": ..., "payload": {...}, "event":
+{"replayId": N}}}`. `parse` checks its shape (anything else raises MalformedCdcError with a
+short reason: the caller dead-letters it); `normalize` turns a parsed message into:
+
+- one change event per record id (Salesforce merges identical changes to several records);
+- nothing for our own echo (`changeOrigin` carries `client=<client_tag>`), counted as `echo`;
+- nothing for an UPDATE that touched no trigger field (shared/mapping.py), counted as
+  `not_trigger`; CREATE, DELETE and UNDELETE always pass;
+- a RESYNC event (source `gap`) per record of a GAP_CREATE/UPDATE/DELETE/UNDELETE, which
+  carries no field values;
+- for GAP_OVERFLOW, an OverflowRequest: the caller queries every record of the entity changed
+  since the commit timestamp and turns each into a RESYNC event (source `overflow`).
+
+Field values: an UPDATE body holds only changed fields; a field set to null is present as
+`null` and kept as `None` in `fields`, an unchanged field is absent. Compound fields arrive
+nested (`"BillingAddress": {"City": ...}`, Contact `"Name": {"LastName": ...}`) and are
+flattened to their sObject names (`BillingCity`, `LastName`), in `fields` and in
+`changed_fields` alike. A long text sent as `{"diff": ...}` counts as a change of that field,
+but its value is not carried: the syncer re-reads the record.
+
+Contact events are keyed by the contact's AccountId: taken from the payload when present,
+otherwise from `accounts` (the caller resolves it with a batched, cached lookup; see
+resolve.py). A contact with no account is dropped as `no_account`.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, TypeVar
+
+from shared.errors import MalformedMessageError
+from shared.events import ChangeEvent, ChangeType, Entity, Source, epoch_ms_to_datetime, make_event_id
+from shared.mapping import COMPOUND_COMPONENTS, account_trigger_fields, contact_trigger_fields, is_trigger
+from shared.settings import Settings
+
+T = TypeVar("T")
+HEADER = "ChangeEventHeader"
+OVERFLOW_RECORD_ID = "000000000000000AAA"
+PLAIN_TYPES = {"CREATE": ChangeType.CREATE, "UPDATE": ChangeType.UPDATE, "DELETE": ChangeType.DELETE}
+PLAIN_TYPES["UNDELETE"] = ChangeType.UNDELETE
+GAP_TYPES = frozenset({"GAP_CREATE", "GAP_UPDATE", "GAP_DELETE", "GAP_UNDELETE"})
+GAP_OVERFLOW = "GAP_OVERFLOW"
+ALWAYS_PASS = frozenset({"CREATE", "DELETE", "UNDELETE"})
+_RECORD_ID = re.compile(r"^[A-Za-z0-9]{15}(?:[A-Za-z0-9]{3})?$")
+
+# Drop reasons (label values of sfls_listener_changes_dropped_total).
+DROP_ECHO = "echo"
+DROP_NOT_TRIGGER = "not_trigger"
+DROP_NO_ACCOUNT = "no_account"
+
+
+class MalformedCdcError(MalformedMessageError):
+    """A CDC message that does not have the expected shape; `reason` is a short label."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class CdcMessage:
+    """A CDC message whose shape has been checked."""
+
+    channel: str
+    replay_id: int
+    entity: Entity
+    change_type: str  # the raw CDC changeType, GAP_* included
+    record_ids: tuple[str, ...]
+    commit_timestamp: int  # epoch milliseconds
+    transaction_key: str = ""
+    sequence_number: int = 0
+    change_origin: str = ""
+    changed_fields: tuple[str, ...] = ()
+    body: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def committed_at(self) -> datetime:
+        return epoch_ms_to_datetime(self.commit_timestamp)
+
+
+@dataclass(frozen=True)
+class OverflowRequest:
+    """GAP_OVERFLOW: every record of `entity` modified at or after `since_ms` must be resynced."""
+
+    entity: Entity
+    since_ms: int
+    replay_id: int
+    channel: str
+
+
+@dataclass
+class Outcome:
+    """What one CDC message produced."""
+
+    events: list[ChangeEvent] = field(default_factory=list)
+    dropped: Counter[str] = field(default_factory=Counter)
+    overflow: OverflowRequest | None = None
+
+
+@dataclass(frozen=True)
+class Filters:
+    """The trigger fields per entity and our own client tag."""
+
+    triggers: Mapping[Entity, frozenset[str]]
+    client_tag: str
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Filters:
+        return cls(
+            triggers={
+                Entity.ACCOUNT: account_trigger_fields(settings),
+                Entity.CONTACT: contact_trigger_fields(settings),
+            },
+            client_tag=settings.salesforce.client_tag,
+        )
+
+    def is_echo(self, change_origin: str) -> bool:
+        """True when the change was made by sfls itself (`Sforce-Call-Options: client=<tag>`)."""
+        if not self.client_tag or not change_origin:
+            return False
+        pattern = rf"(?:^|[;\s])client={re.escape(self.client_tag)}(?:$|[;/,\s])"
+        return re.search(pattern, change_origin) is not None
+
+
+def position(message: Any) -> tuple[str, int] | None:
+    """The channel and replay id of a message, when it has them, even if the rest is malformed."""
+    if isinstance(message, bytes | str):
+        try:
+            message = json.loads(message)
+        except ValueError:
+            return None
+    if not isinstance(message, Mapping):
+        return None
+    channel, data = message.get("channel"), message.get("data")
+    event = data.get("event") if isinstance(data, Mapping) else None
+    replay_id = event.get("replayId") if isinstance(event, Mapping) else None
+    if isinstance(channel, str) and isinstance(replay_id, int) and not isinstance(replay_id, bool):
+        return channel, replay_id
+    return None
+
+
+def parse(message: Any) -> CdcMessage:
+    """Check the shape of a CDC message (a dict, or its JSON text) and read its header."""
+    if isinstance(message, bytes | str):
+        try:
+            message = json.loads(message)
+        except ValueError as exc:
+            raise MalformedCdcError("bad_json", str(exc)) from None
+    if not isinstance(message, Mapping):
+        raise MalformedCdcError("bad_shape", f"a message is a JSON object, got {type(message).__name__}")
+    found = position(message)
+    if found is None:
+        raise MalformedCdcError("missing_replay_id", "no channel or no integer data.event.replayId")
+    channel, replay_id = found
+    payload = message["data"].get("payload")
+    if not isinstance(payload, Mapping):
+        raise MalformedCdcError("bad_shape", "data.payload is missing or not an object")
+    header = payload.get(HEADER)
+    if not isinstance(header, Mapping):
+        raise MalformedCdcError("missing_header", f"data.payload.{HEADER} is missing or not an object")
+    entity, change_type, record_ids = _identity(header)
+    body = {k: v for k, v in payload.items() if k != HEADER}
+    if entity is Entity.CONTACT and "AccountId" in body and not isinstance(body["AccountId"], str | None):
+        raise MalformedCdcError("bad_field", f"AccountId {body['AccountId']!r} is not an id")
+    return CdcMessage(
+        channel=channel,
+        replay_id=replay_id,
+        entity=entity,
+        change_type=change_type,
+        record_ids=record_ids,
+        commit_timestamp=_typed(header, "commitTimestamp", int, None),
+        transaction_key=_typed(header, "transactionKey", str, ""),
+        sequence_number=_typed(header, "sequenceNumber", int, 0),
+        change_origin=_typed(header, "changeOrigin", str, ""),
+        changed_fields=_field_list(header),
+        body=body,
+    )
+
+
+def _identity(header: Mapping[str, Any]) -> tuple[Entity, str, tuple[str, ...]]:
+    entity_name = header.get("entityName")
+    try:
+        entity = Entity(str(entity_name))
+    except ValueError:
+        raise MalformedCdcError("unknown_entity", f"entityName {entity_name!r} is not synced") from None
+    change_type = header.get("changeType")
+    if not isinstance(change_type, str) or (
+        change_type not in PLAIN_TYPES and change_type not in GAP_TYPES and change_type != GAP_OVERFLOW
+    ):
+        raise MalformedCdcError("unknown_change_type", f"changeType {change_type!r}")
+    record_ids = header.get("recordIds")
+    if (
+        not isinstance(record_ids, list)
+        or not record_ids
+        or not all(isinstance(r, str) and _RECORD_ID.match(r) for r in record_ids)
+    ):
+        raise MalformedCdcError("bad_record_ids", f"recordIds {record_ids!r} is not a list of record ids")
+    return entity, change_type, tuple(record_ids)
+
+
+def _typed(header: Mapping[str, Any], name: str, kind: type[T], default: T | None) -> T:
+    """A header field of the given type; absent or null takes the default (None: required)."""
+    value = header.get(name)
+    if value is None and default is not None:
+        return default
+    if not isinstance(value, kind) or isinstance(value, bool):
+        raise MalformedCdcError("bad_header", f"{name} {value!r} is not a {kind.__name__}")
+    return value
+
+
+def _field_list(header: Mapping[str, Any]) -> tuple[str, ...]:
+    changed = header.get("changedFields") or []
+    if not isinstance(changed, list) or not all(isinstance(f, str) for f in changed):
+        raise MalformedCdcError("bad_header", f"changedFields {changed!r} is not a list of field names")
+    return tuple(changed)
+
+
+def flat_field_name(entity: Entity, name: str) -> str:
+    """`BillingAddress.City` -> `BillingCity`, `Name.LastName` -> `LastName`; others unchanged."""
+    compound, _, component = name.partition(".")
+    if not component:
+        return name
+    return _component_name(entity, compound, component)
+
+
+def _component_name(entity: Entity, compound: str, component: str) -> str:
+    if compound.endswith("Address"):
+        return compound.removesuffix("Address") + component
+    if compound in COMPOUND_COMPONENTS.get(entity.value, {}):
+        return component  # Contact Name: FirstName, LastName, Salutation, ...
+    return f"{compound}.{component}"
+
+
+def is_diff(value: Any) -> bool:
+    """A long text sent as a unified diff (CometD): `{"diff": "..."}`."""
+    return isinstance(value, Mapping) and set(value) == {"diff"}
+
+
+def flatten(entity: Entity, body: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """The delivered values by sObject field name, and the fields that came as diffs."""
+    fields: dict[str, Any] = {}
+    diffed: list[str] = []
+    for name, value in body.items():
+        if is_diff(value):
+            diffed.append(name)
+        elif isinstance(value, Mapping) and (
+            name.endswith("Address") or name in COMPOUND_COMPONENTS.get(entity.value, {})
+        ):
+            for component, part in value.items():
+                flat = _component_name(entity, name, component)
+                if is_diff(part):
+                    diffed.append(flat)
+                else:
+                    fields[flat] = part
+        else:
+            fields[name] = value
+    return fields, diffed
+
+
+def contacts_to_resolve(message: CdcMessage, filters: Filters) -> list[str]:
+    """Contact ids whose AccountId the payload lacks, for records that may produce an event."""
+    if message.entity is not Entity.CONTACT or message.change_type == GAP_OVERFLOW:
+        return []
+    if message.change_type in GAP_TYPES:
+        return list(message.record_ids)
+    if filters.is_echo(message.change_origin) or not _passes(message, filters):
+        return []
+    if isinstance(message.body.get("AccountId"), str):
+        return []
+    # Absent (an UPDATE of other fields, a DELETE) or nulled (the contact left its account: the
+    # cache still knows the account it left, so that account resyncs).
+    return list(message.record_ids)
+
+
+def _passes(message: CdcMessage, filters: Filters) -> bool:
+    if message.change_type in ALWAYS_PASS:
+        return True
+    changed = message.changed_fields or tuple(k for k in message.body if k != "LastModifiedDate")
+    triggers = filters.triggers[message.entity]
+    return any(is_trigger(name, triggers) for name in changed)
+
+
+def normalize(message: CdcMessage, filters: Filters, accounts: Mapping[str, str | None]) -> Outcome:
+    """The change events of one CDC message, what was dropped and why, and any overflow to resync."""
+    outcome = Outcome()
+    if message.change_type == GAP_OVERFLOW:
+        outcome.overflow = OverflowRequest(message.entity, message.commit_timestamp, message.replay_id, message.channel)
+        return outcome
+    if message.change_type in GAP_TYPES:
+        for record_id in message.record_ids:
+            account_id = _account_of(message, record_id, accounts)
+            if account_id is None:
+                outcome.dropped[DROP_NO_ACCOUNT] += 1
+                continue
+            outcome.events.append(
+                resync_event(
+                    message.entity,
+                    record_id,
+                    account_id,
+                    Source.GAP,
+                    origin=f"gap:{message.replay_id}",
+                    committed_at=message.committed_at,
+                    replay_id=message.replay_id,
+                    transaction_key=message.transaction_key,
+                    sequence_number=message.sequence_number,
+                )
+            )
+        return outcome
+    if filters.is_echo(message.change_origin):
+        outcome.dropped[DROP_ECHO] += len(message.record_ids)
+        return outcome
+    if not _passes(message, filters):
+        outcome.dropped[DROP_NOT_TRIGGER] += len(message.record_ids)
+        return outcome
+    fields, diffed = flatten(message.entity, message.body)
+    changed = [flat_field_name(message.entity, name) for name in message.changed_fields]
+    changed += [name for name in diffed if name not in changed]
+    for record_id in message.record_ids:
+        account_id = _account_of(message, record_id, accounts)
+        if account_id is None:
+            outcome.dropped[DROP_NO_ACCOUNT] += 1
+            continue
+        outcome.events.append(
+            ChangeEvent(
+                event_id=make_event_id(f"cdc:{message.replay_id}", record_id),
+                entity=message.entity,
+                change_type=PLAIN_TYPES[message.change_type],
+                record_id=record_id,
+                account_id=account_id,
+                changed_fields=tuple(changed),
+                fields=fields,
+                commit_timestamp=message.committed_at,
+                transaction_key=message.transaction_key,
+                sequence_number=message.sequence_number,
+                replay_id=message.replay_id,
+                source=Source.CDC,
+            )
+        )
+    return outcome
+
+
+def _account_of(message: CdcMessage, record_id: str, accounts: Mapping[str, str | None]) -> str | None:
+    if message.entity is Entity.ACCOUNT:
+        return record_id
+    from_payload = message.body.get("AccountId")
+    if isinstance(from_payload, str) and from_payload:
+        return from_payload
+    resolved = accounts.get(record_id)
+    return resolved or None
+
+
+def resync_event(
+    entity: Entity,
+    record_id: str,
+    account_id: str,
+    source: Source,
+    *,
+    origin: str,
+    committed_at: datetime,
+    replay_id: int | None = None,
+    transaction_key: str = "",
+    sequence_number: int = 0,
+) -> ChangeEvent:
+    """A RESYNC event: no field values; the syncer re-reads the record and its account."""
+    return ChangeEvent(
+        event_id=make_event_id(origin, record_id),
+        entity=entity,
+        change_type=ChangeType.RESYNC,
+        record_id=record_id,
+        account_id=account_id,
+        commit_timestamp=committed_at,
+        transaction_key=transaction_key,
+        sequence_number=sequence_number,
+        replay_id=replay_id,
+        source=source,
+    )
