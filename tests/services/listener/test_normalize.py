@@ -20,7 +20,7 @@ from services.listener.normalize import (
 )
 from shared.events import ChangeType, Entity, Source, make_event_id
 from shared.settings import Settings
-from tests.services.listener.cdc import (
+from tests.services.listener.support import (
     ACCOUNT_A,
     ACCOUNT_B,
     ACCOUNT_C,

@@ -1,0 +1,256 @@
+"""Transactional publishing: change events and the replay checkpoint commit together, or not at all.
+
+When the checkpoint moves
+-------------------------
+The listener owns one transactional producer (`transactional.id` = the setting
+`listener.transactional_id`, stable across restarts). For each batch of CDC messages it
+begins a transaction, produces the change events (and dead letters) of every message of the
+batch plus one checkpoint record per channel (the last replay id of the batch), and commits.
+The checkpoint topic is compacted and keyed by channel; its value is JSON:
+`{"channel": "/data/AccountChangeEvent", "replay_id": 4810262, "commit_timestamp": 1719876940000}`.
+Backfill progress lives in the same topic under the key `backfill:<name>`.
+
+What a crash does at each step
+------------------------------
+- before `commit_transaction` returns: the transaction is never committed (the broker aborts it
+  when the next producer with the same transactional id calls `init_transactions`, or after the
+  transaction timeout). read_committed consumers never see its events; the checkpoint did not
+  move, so the restarted listener replays those CDC messages from the last committed replay id
+  and publishes them again, once.
+- after `commit_transaction` returns: events and checkpoint are both visible; the restart
+  resumes after the new replay id, so nothing is published twice.
+- a zombie (an old listener process still alive) is fenced: `init_transactions` of the new one
+  bumps the producer epoch and the zombie's next commit fails with a fatal error.
+
+On start the listener first calls `init_transactions` (fencing and aborting any open
+transaction) and only then reads the checkpoint topic to its end with read_committed, so what
+it resumes from is exactly what was committed.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from confluent_kafka import OFFSET_BEGINNING, KafkaError, KafkaException, TopicPartition
+
+from services.listener.metrics import TRANSACTIONS
+from shared import kafka
+from shared.deadletter import Failure, dead_letter_headers
+from shared.errors import SflsError, TransientError
+from shared.events import ChangeEvent
+from shared.kafka import Topics
+from shared.settings import KafkaSettings
+
+BACKFILL_KEY_PREFIX = "backfill:"
+
+
+class ProducerFencedError(SflsError):
+    """Another listener with the same transactional id took over; this one must stop."""
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """The last replay id of a channel whose events are committed."""
+
+    channel: str
+    replay_id: int
+    commit_timestamp: int | None = None  # epoch ms of that CDC message
+
+    def to_bytes(self) -> bytes:
+        return json.dumps(asdict(self)).encode()
+
+
+@dataclass(frozen=True)
+class BackfillProgress:
+    """How far a backfill got: the last Account Id published, in Id order."""
+
+    name: str
+    run_id: str
+    where: str = ""
+    last_id: str = ""
+    published: int = 0
+    done: bool = False
+    reason: str = "backfill"
+
+    def to_bytes(self) -> bytes:
+        return json.dumps(asdict(self)).encode()
+
+
+@dataclass
+class ListenerState:
+    """What the checkpoint topic says: replay ids per channel and backfill progress by name."""
+
+    checkpoints: dict[str, Checkpoint] = field(default_factory=dict)
+    backfills: dict[str, BackfillProgress] = field(default_factory=dict)
+
+
+Record = tuple[str, bytes, bytes | None, list[tuple[str, bytes]]]
+
+
+def event_record(topics: Topics, event: ChangeEvent) -> Record:
+    return (topics.changes, event.key, event.to_bytes(), event.headers())
+
+
+def checkpoint_record(topics: Topics, checkpoint: Checkpoint) -> Record:
+    return (topics.listener_checkpoints, checkpoint.channel.encode(), checkpoint.to_bytes(), [])
+
+
+def backfill_record(topics: Topics, progress: BackfillProgress) -> Record:
+    key = f"{BACKFILL_KEY_PREFIX}{progress.name}".encode()
+    return (topics.listener_checkpoints, key, progress.to_bytes(), [])
+
+
+def dead_letter_record(topics: Topics, raw: bytes, failure: Failure, channel: str | None) -> Record:
+    original = [("channel", channel.encode())] if channel else []
+    headers = dead_letter_headers(failure, service="listener", original=original)
+    return (topics.listener_dlt, (channel or "").encode(), raw, headers)
+
+
+def parse_state_record(key: bytes | None, value: bytes | None, state: ListenerState) -> None:
+    """Fold one checkpoint-topic record into `state` (later records win; a tombstone deletes)."""
+    if key is None:
+        return
+    name = key.decode()
+    if name.startswith(BACKFILL_KEY_PREFIX):
+        backfill = name.removeprefix(BACKFILL_KEY_PREFIX)
+        if value is None:
+            state.backfills.pop(backfill, None)
+        else:
+            state.backfills[backfill] = BackfillProgress(**json.loads(value))
+    elif value is None:
+        state.checkpoints.pop(name, None)
+    else:
+        state.checkpoints[name] = Checkpoint(**json.loads(value))
+
+
+class TransactionalPublisher:
+    """One transactional producer; `commit(records)` is all-or-nothing."""
+
+    def __init__(
+        self, settings: KafkaSettings, transactional_id: str, *, timeout_seconds: float = 60.0, **overrides: Any
+    ) -> None:
+        self.settings = settings
+        self.topics = Topics(settings.topic_prefix)
+        self.transactional_id = transactional_id
+        self._timeout = timeout_seconds
+        self._producer = kafka.producer(
+            settings,
+            transactional_id=transactional_id,
+            **{"transaction.timeout.ms": int(timeout_seconds * 1000), **overrides},
+        )
+        self._started = False
+
+    def start(self) -> None:
+        """Fence older producers with our transactional id and abort their open transaction."""
+        try:
+            self._producer.init_transactions(self._timeout)
+        except KafkaException as exc:
+            raise TransientError(f"could not initialise Kafka transactions: {exc.args[0].str()}") from exc
+        self._started = True
+
+    def load_state(self) -> ListenerState:
+        """Read the checkpoint topic from the beginning to its end (read_committed)."""
+        state = ListenerState()
+        reader = kafka.consumer(
+            self.settings,
+            f"{self.transactional_id}.checkpoint-reader-{uuid.uuid4().hex[:8]}",
+            **{"enable.partition.eof": True},
+        )
+        try:
+            topic = self.topics.listener_checkpoints
+            metadata = reader.list_topics(topic, timeout=self._timeout)
+            partitions = sorted(metadata.topics[topic].partitions) if topic in metadata.topics else []
+            pending: set[int] = set()
+            for partition in partitions:
+                low, high = reader.get_watermark_offsets(TopicPartition(topic, partition), timeout=self._timeout)
+                if high > low:
+                    pending.add(partition)
+            reader.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in pending])
+            deadline = time.monotonic() + self._timeout
+            while pending:
+                if time.monotonic() > deadline:
+                    raise TransientError(f"timed out reading {topic} to its end")
+                message = reader.poll(0.5)
+                if message is None:
+                    continue
+                error = message.error()
+                if error is not None and error.code() == KafkaError._PARTITION_EOF:
+                    pending.discard(message.partition())
+                    continue
+                kafka.raise_for_message(message)
+                parse_state_record(message.key(), message.value(), state)
+        finally:
+            reader.close()
+        return state
+
+    def commit(self, records: Iterable[Record]) -> int:
+        """Produce every record in one transaction and commit it; return how many were produced.
+
+        Raises TransientError after aborting when the transaction can be retried, and
+        ProducerFencedError when another listener took over (this process must stop).
+        """
+        if not self._started:
+            raise RuntimeError("call start() before commit()")
+        count = 0
+        try:
+            self._producer.begin_transaction()
+            for topic, key, value, headers in records:
+                self._produce(topic, key, value, headers)
+                count += 1
+            self._commit_with_retries()
+        except KafkaException as exc:
+            self._fail(exc)
+        except BaseException:
+            self._abort()
+            raise
+        TRANSACTIONS.labels(outcome="committed").inc()
+        return count
+
+    def _produce(self, topic: str, key: bytes, value: bytes | None, headers: list[tuple[str, bytes]]) -> None:
+        produced_headers: list[tuple[str, str | bytes | None]] = list(headers)
+        while True:
+            try:
+                self._producer.produce(topic, key=key, value=value, headers=produced_headers)
+            except BufferError:
+                self._producer.poll(0.05)
+            else:
+                return
+
+    def _commit_with_retries(self) -> None:
+        while True:
+            try:
+                self._producer.commit_transaction(self._timeout)
+            except KafkaException as exc:
+                if exc.args[0].retriable():
+                    continue
+                raise
+            else:
+                return
+
+    def _fail(self, exc: KafkaException) -> None:
+        error: KafkaError = exc.args[0]
+        if error.fatal() or error.code() in (KafkaError._FENCED, KafkaError.PRODUCER_FENCED):
+            TRANSACTIONS.labels(outcome="fenced").inc()
+            raise ProducerFencedError(f"Kafka producer fenced or failed fatally: {error.str()}") from exc
+        self._abort()
+        raise TransientError(f"Kafka transaction aborted: {error.str()}") from exc
+
+    def _abort(self) -> None:
+        TRANSACTIONS.labels(outcome="aborted").inc()
+        try:
+            self._producer.abort_transaction(self._timeout)
+        except KafkaException:
+            return
+
+    def close(self) -> None:
+        self._producer.flush(self._timeout)
+
+
+def records_of(topics: Topics, events: Iterable[ChangeEvent]) -> Iterator[Record]:
+    for event in events:
+        yield event_record(topics, event)

@@ -1,0 +1,88 @@
+"""Test helpers: CDC messages shaped like the ones Salesforce delivers, and committed-topic reads."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+
+from confluent_kafka import OFFSET_BEGINNING, KafkaError, Message, TopicPartition
+
+from shared import kafka
+from shared.events import ChangeEvent
+from shared.settings import KafkaSettings
+
+ACCOUNT_A = "001000000000001AAA"
+ACCOUNT_B = "001000000000002AAA"
+ACCOUNT_C = "001000000000003AAA"
+CONTACT_A = "003000000000001AAA"
+CONTACT_B = "003000000000002AAA"
+COMMIT_MS = 1_719_876_940_000
+
+
+def cdc_message(
+    entity: str = "Account",
+    change_type: str = "UPDATE",
+    record_ids: list[str] | None = None,
+    *,
+    replay_id: int = 101,
+    changed: list[str] | None = None,
+    fields: dict[str, Any] | None = None,
+    origin: str = "com/salesforce/api/rest/62.0",
+    channel: str | None = None,
+    commit_ms: int = COMMIT_MS,
+) -> dict[str, Any]:
+    """A CDC message as a CometD client receives it."""
+    header = {
+        "entityName": entity,
+        "recordIds": record_ids or [ACCOUNT_A if entity == "Account" else CONTACT_A],
+        "changeType": change_type,
+        "changeOrigin": origin,
+        "transactionKey": "00006bec-ce66-0611-9018-30a98446c9f2",
+        "sequenceNumber": 1,
+        "commitTimestamp": commit_ms,
+        "commitNumber": 1719876940980994049,
+        "commitUser": "005000000000001AAA",
+        "changedFields": changed if changed is not None else [],
+    }
+    payload: dict[str, Any] = {"ChangeEventHeader": header, **(fields or {})}
+    return {
+        "data": {"schema": "Jx8Hz9ElkIUaBf-heF1ShA", "payload": payload, "event": {"replayId": replay_id}},
+        "channel": channel or f"/data/{entity}ChangeEvent",
+    }
+
+
+def read_committed(settings: KafkaSettings, topic: str, timeout: float = 30.0) -> list[Message]:
+    """Every record committed in `topic`, read with read_committed from the beginning to the end."""
+    reader = kafka.consumer(settings, f"reader-{uuid.uuid4().hex[:10]}", **{"enable.partition.eof": True})
+    try:
+        metadata = reader.list_topics(topic, timeout=timeout)
+        partitions = sorted(metadata.topics[topic].partitions)
+        pending = set()
+        for partition in partitions:
+            low, high = reader.get_watermark_offsets(TopicPartition(topic, partition), timeout=timeout)
+            if high > low:
+                pending.add(partition)
+        reader.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in pending])
+        found: list[Message] = []
+        deadline = time.monotonic() + timeout
+        while pending and time.monotonic() < deadline:
+            message = reader.poll(0.5)
+            if message is None:
+                continue
+            error = message.error()
+            if error is not None and error.code() == KafkaError._PARTITION_EOF:
+                pending.discard(message.partition())
+                continue
+            kafka.raise_for_message(message)
+            found.append(message)
+        assert not pending, f"could not read {topic} to its end"
+        return found
+    finally:
+        reader.close()
+
+
+def change_events(settings: KafkaSettings) -> list[ChangeEvent]:
+    """The change events committed so far, in partition then offset order."""
+    topic = kafka.Topics(settings.topic_prefix).changes
+    return [ChangeEvent.from_bytes(m.value() or b"") for m in read_committed(settings, topic)]
