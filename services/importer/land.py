@@ -1,0 +1,146 @@
+"""Salesforce side of an import: upsert batches by external id, skipping records whose hash matches.
+
+Per batch (at most 200 records, one composite sObject Collections call):
+1. read the stored hashes of the batch's records in one SOQL query
+   (`SELECT <ext>, <hash> FROM <object> WHERE <ext> IN (...)`): reads only, never a write;
+2. drop the records whose stored hash equals the new one (unchanged);
+3. upsert the rest by the external-id field with allOrNone=false, so one rejected record does not
+   stop the other 199; each result says created, updated, or the errors Salesforce gave.
+
+Why the hash lives on the record (`LogiSense_Hash__c`) rather than in a local state file: the
+record is the truth of what landed. A run that crashed half-way, a record an admin deleted, a new
+sandbox: each is seen and repaired by the next run, and a second identical run writes nothing.
+The price is one query per 200 records, which reads, not writes.
+
+A whole-call failure (the batch's request itself failed after the client's retries) marks every
+record of the batch failed with that reason; the run goes on with the next batch.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from services.importer.entities import Entity
+from services.importer.transform import Prepared
+from shared.errors import SflsError
+
+
+class SalesforceWriter(Protocol):
+    """The part of shared.salesforce.SalesforceRest the lander uses."""
+
+    def upsert_collection(
+        self, sobject: str, external_field: str, records: Sequence[dict[str, Any]], all_or_none: bool = False
+    ) -> list[dict[str, Any]]: ...
+
+    def query_all_iter(self, soql: str) -> Iterator[dict[str, Any]]: ...
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """A record Salesforce refused, with its reason."""
+
+    logisense_id: int
+    record: dict[str, Any]
+    error: str
+    response: str
+
+
+@dataclass
+class Landed:
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    rejections: list[Rejection] = field(default_factory=list)
+
+    @property
+    def failed(self) -> int:
+        return len(self.rejections)
+
+
+def soql_in(values: Iterable[str]) -> str:
+    return ", ".join("'" + v.replace("\\", "\\\\").replace("'", "\\'") + "'" for v in values)
+
+
+def describe_errors(errors: Any) -> str:
+    """Salesforce's per-record errors as one readable line: `STATUS_CODE: message (fields)`."""
+    if not isinstance(errors, list) or not errors:
+        return "rejected by Salesforce without an error message"
+    parts = []
+    for error in errors:
+        if not isinstance(error, dict):
+            parts.append(str(error))
+            continue
+        fields = error.get("fields") or []
+        suffix = f" ({', '.join(map(str, fields))})" if fields else ""
+        parts.append(f"{error.get('statusCode', 'ERROR')}: {error.get('message', '')}{suffix}")
+    return "; ".join(parts)
+
+
+class Lander:
+    """Lands one entity's batches in its Salesforce object."""
+
+    def __init__(
+        self,
+        salesforce: SalesforceWriter,
+        entity: Entity,
+        *,
+        external_id_field: str,
+        hash_field: str,
+        dry_run: bool = False,
+    ) -> None:
+        self._sf = salesforce
+        self.entity = entity
+        self._ext = external_id_field
+        self._hash = hash_field
+        self._dry_run = dry_run
+
+    def stored_hashes(self, ids: Iterable[int]) -> dict[str, str | None]:
+        """External id -> stored hash for the records of these ids that exist in Salesforce."""
+        # Object and field names come from our entity table and settings; the ids are quoted.
+        columns, where = f"{self._ext}, {self._hash}", f"{self._ext} IN ({soql_in(str(i) for i in ids)})"
+        soql = f"SELECT {columns} FROM {self.entity.sobject} WHERE {where}"  # noqa: S608
+        return {str(row[self._ext]): row.get(self._hash) for row in self._sf.query_all_iter(soql)}
+
+    def land(self, batch: Sequence[Prepared]) -> Landed:
+        outcome = Landed()
+        if not batch:
+            return outcome
+        try:
+            stored = self.stored_hashes(p.logisense_id for p in batch)
+        except SflsError as exc:
+            outcome.rejections = [self._rejected(p, f"reading stored hashes failed: {exc}") for p in batch]
+            return outcome
+        changed = [p for p in batch if stored.get(str(p.logisense_id), "") != p.hash]
+        outcome.unchanged = len(batch) - len(changed)
+        if not changed:
+            return outcome
+        if self._dry_run:
+            outcome.created = sum(1 for p in changed if str(p.logisense_id) not in stored)
+            outcome.updated = len(changed) - outcome.created
+            return outcome
+        try:
+            results = self._sf.upsert_collection(
+                self.entity.sobject, self._ext, [p.record for p in changed], all_or_none=False
+            )
+        except SflsError as exc:
+            outcome.rejections = [self._rejected(p, str(exc)) for p in changed]
+            return outcome
+        for prepared, result in zip(changed, results, strict=True):
+            if result.get("success"):
+                if result.get("created"):
+                    outcome.created += 1
+                else:
+                    outcome.updated += 1
+            else:
+                errors = result.get("errors")
+                outcome.rejections.append(
+                    Rejection(prepared.logisense_id, prepared.record, describe_errors(errors), json.dumps(errors))
+                )
+        return outcome
+
+    @staticmethod
+    def _rejected(prepared: Prepared, reason: str) -> Rejection:
+        return Rejection(prepared.logisense_id, prepared.record, reason, "")
