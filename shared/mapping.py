@@ -8,7 +8,12 @@ a contact point is mapped from) or it moves to another account. Everything else 
 
 from __future__ import annotations
 
-from shared.settings import Settings
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from shared.errors import ConfigError, MappingError
+from shared.settings import Settings, check_column_name
 
 # Compound fields arrive nested in CDC (`Name.FirstName`, `MailingAddress.City`); these are
 # their flat sObject components, so a mapping may name either form.
@@ -66,3 +71,285 @@ def is_trigger(changed_field: str, triggers: frozenset[str]) -> bool:
         return True
     compound, _, _component = changed_field.partition(".")
     return bool(_component) and compound in triggers
+
+
+# --- Salesforce -> LogiSense field mapping ---------------------------------------------------------
+#
+# The syncer reads the current Salesforce state of an account and its contacts and maps it to
+# the LogiSense bodies below. Reference names (Type, Status, Bill Group, AR Term, contact type,
+# country, state) resolve to LogiSense ids through a Lookup; a name LogiSense does not know is
+# a MappingError (the account is dead-lettered with that reason). A blank reference leaves the
+# LogiSense value as it is. Parent and invoice recipients are Salesforce ids here; the syncer
+# turns them into LogiSense ids once those accounts exist there.
+
+ADDRESS_PARTS = ("Street", "City", "State", "PostalCode", "Country")
+
+
+class Lookup(Protocol):
+    """Resolves a reference name of `kind` to its LogiSense id, raising MappingError when unknown."""
+
+    def __call__(self, kind: str, name: str, *, within: int | None = None) -> int: ...
+
+
+@dataclass(frozen=True)
+class MappedAccount:
+    """The LogiSense Account body for one Salesforce account, plus the accounts it depends on."""
+
+    sfdc_id: str
+    body: dict[str, Any]
+    parent_sfdc_id: str | None
+    invoicer_sfdc_id: str | None
+
+    @property
+    def dependencies(self) -> tuple[str, ...]:
+        found = {self.parent_sfdc_id, self.invoicer_sfdc_id} - {None, self.sfdc_id}
+        return tuple(sorted(d for d in found if d))
+
+
+@dataclass(frozen=True)
+class MappedContact:
+    """A LogiSense Contact body and its contact points (point name -> body fields)."""
+
+    sfdc_id: str
+    contact_type_id: int
+    body: dict[str, Any]
+    points: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+def account_query_fields(settings: Settings) -> tuple[str, ...]:
+    """The Account fields the mapping reads, and nothing else."""
+    f = settings.salesforce.fields
+    names = [
+        "Id",
+        "Name",
+        "Type",
+        "ParentId",
+        f.status,
+        f.bill_group,
+        f.ar_term,
+        f.usage_invoice_recipient,
+        f.subscription_invoice_recipient,
+    ]
+    names += [ext.salesforce for ext in settings.mappings.account_extensions]
+    return _flatten("Account", names)
+
+
+def contact_query_fields(settings: Settings) -> tuple[str, ...]:
+    """The Contact fields the mapping reads (compound fields as their components)."""
+    names = ["Id", "AccountId", "FirstName", "LastName", "Title", settings.salesforce.fields.contact_type]
+    for points in settings.mappings.contact_points.values():
+        names += points.values()
+    return _flatten("Contact", names)
+
+
+def _flatten(entity: str, names: list[str]) -> tuple[str, ...]:
+    compounds = COMPOUND_COMPONENTS.get(entity, {})
+    result: list[str] = []
+    for name in names:
+        parts = ("FirstName", "LastName") if entity == "Contact" and name == "Name" else compounds.get(name, (name,))
+        for part in parts:
+            if part not in result:
+                result.append(part)
+    return tuple(result)
+
+
+def _text(value: Any) -> str:
+    return "" if value is None else str(value).strip()
+
+
+def map_account(record: Mapping[str, Any], settings: Settings, lookup: Lookup) -> MappedAccount:
+    """Map a Salesforce Account record to the LogiSense Account body (MappingError when it cannot)."""
+    f = settings.salesforce.fields
+    sfdc_id = _text(record.get("Id"))
+    body: dict[str, Any] = {"name": _text(record.get("Name")), settings.logisense.link_field: sfdc_id}
+    if not body["name"]:
+        raise MappingError(f"Salesforce account {sfdc_id} has no Name; LogiSense requires one")
+    for sf_field, kind, target in (
+        ("Type", "account_type", "accountTypeId"),
+        (f.status, "account_status_type", "accountStatusTypeId"),
+        (f.bill_group, "bill_group", "billGroupId"),
+        (f.ar_term, "ar_term", "accountsReceivableTermsId"),
+    ):
+        name = _text(record.get(sf_field))
+        if name:
+            body[target] = lookup(kind, name)
+    usage = _text(record.get(f.usage_invoice_recipient)) or None
+    subscription = _text(record.get(f.subscription_invoice_recipient)) or None
+    if usage != subscription:
+        raise MappingError(
+            f"Salesforce account {sfdc_id} has usage invoice recipient {usage or '(none)'} and subscription "
+            f"invoice recipient {subscription or '(none)'}; LogiSense allows no split between them: set both "
+            f"{f.usage_invoice_recipient} and {f.subscription_invoice_recipient} to the same account"
+        )
+    for ext in settings.mappings.account_extensions:
+        body[ext.logisense] = record.get(ext.salesforce)
+    parent = _text(record.get("ParentId")) or None
+    return MappedAccount(sfdc_id=sfdc_id, body=body, parent_sfdc_id=parent, invoicer_sfdc_id=usage)
+
+
+def map_contact(
+    record: Mapping[str, Any], settings: Settings, lookup: Lookup, *, default_contact_type: str
+) -> MappedContact:
+    """Map a Salesforce Contact to a LogiSense Contact and the contact points of its contact type."""
+    sfdc_id = _text(record.get("Id"))
+    type_name = _text(record.get(settings.salesforce.fields.contact_type)) or default_contact_type
+    type_id = lookup("contact_type", type_name)
+    body: dict[str, Any] = {
+        "contactTypeId": type_id,
+        "firstName": _text(record.get("FirstName")),
+        "lastName": _text(record.get("LastName")),
+        "title": _text(record.get("Title")),
+    }
+    link = settings.logisense.link_field
+    points: dict[str, dict[str, Any]] = {link: {"value": sfdc_id}}
+    for point, sf_field in settings.mappings.contact_points.get(type_name, {}).items():
+        if point == link:
+            continue
+        compound = COMPOUND_COMPONENTS["Contact"].get(sf_field)
+        if compound and sf_field.endswith("Address"):
+            address = _address(record, sf_field, lookup, sfdc_id)
+            if address:
+                points[point] = address
+        else:
+            value = _text(record.get(sf_field))
+            if value:
+                points[point] = {"value": value}
+    return MappedContact(sfdc_id=sfdc_id, contact_type_id=type_id, body=body, points=points)
+
+
+def _address(record: Mapping[str, Any], compound: str, lookup: Lookup, sfdc_id: str) -> dict[str, Any]:
+    prefix = compound.removesuffix("Address")
+    parts = {part: _text(record.get(prefix + part)) for part in ADDRESS_PARTS}
+    if not any(parts.values()):
+        return {}
+    body: dict[str, Any] = {"address1": parts["Street"], "city": parts["City"], "zipCode": parts["PostalCode"]}
+    if parts["Country"]:
+        country_id = lookup("country", parts["Country"])
+        body["countryId"] = country_id
+        if parts["State"]:
+            body["stateId"] = lookup("state", parts["State"], within=country_id)
+    elif parts["State"]:
+        raise MappingError(f"Salesforce contact {sfdc_id}: {prefix}State is set without {prefix}Country")
+    return body
+
+
+# --- mapping validation (start-up) -----------------------------------------------------------------
+
+
+def mapping_problems(
+    settings: Settings,
+    *,
+    contact_point_types: Mapping[str, Iterable[str]] | None = None,
+    account_fields: Iterable[str] | None = None,
+    contact_fields: Iterable[str] | None = None,
+) -> list[str]:
+    """Every bad mapping, each with its fix. Sources not given (LogiSense types, describes) are skipped.
+
+    contact_point_types: LogiSense contact type name -> its contact point type names.
+    account_fields / contact_fields: field names of the Salesforce describe of Account / Contact.
+    """
+    problems = _column_problems(settings)
+    if contact_point_types is not None:
+        problems += _contact_point_problems(settings, {k: set(v) for k, v in contact_point_types.items()})
+    if account_fields is not None:
+        have = set(account_fields)
+        problems += [
+            f"Salesforce Account has no field {name!r} ({_where_account(settings, name)}); "
+            "fix the field's API name or add the field in Salesforce"
+            for name in account_query_fields(settings)
+            if name not in have
+        ]
+    if contact_fields is not None:
+        have = set(contact_fields)
+        problems += [
+            f"Salesforce Contact has no field {name!r} ({_where_contact(settings, name)}); "
+            "fix the field's API name or add the field in Salesforce"
+            for name in contact_query_fields(settings)
+            if name not in have
+        ]
+    return problems
+
+
+def _column_problems(settings: Settings) -> list[str]:
+    problems: list[str] = []
+    link = settings.logisense.link_field
+    for i, ext in enumerate(settings.mappings.account_extensions):
+        where = f"mappings.account_extensions[{i}] ({ext.salesforce} -> {ext.logisense})"
+        problems += _column_problem(where, ext.logisense)
+        if ext.logisense == link:
+            problems.append(
+                f"{where}: {link!r} is the link field holding the Salesforce id; map the extension to another "
+                "Column Name"
+            )
+    for type_name, points in settings.mappings.contact_points.items():
+        for point, sf_field in points.items():
+            problems += _column_problem(f"mappings.contact_points.{type_name}.{point}", point)
+            if point == link and sf_field != "Id":
+                problems.append(
+                    f"mappings.contact_points.{type_name}.{point}: the {link!r} point holds the Salesforce id; "
+                    f"map it to Id (got {sf_field!r})"
+                )
+    return problems
+
+
+def _contact_point_problems(settings: Settings, known: dict[str, set[str]]) -> list[str]:
+    problems: list[str] = []
+    link = settings.logisense.link_field
+    mapped_types = settings.mappings.contact_points
+    for type_name, points in mapped_types.items():
+        if type_name not in known:
+            problems.append(
+                f"mappings.contact_points.{type_name}: LogiSense has no contact type {type_name!r}; "
+                f"use one of {sorted(known)} or import data first"
+            )
+            continue
+        problems += [
+            f"mappings.contact_points.{type_name}.{point}: contact type {type_name!r} has no contact point "
+            f"{point!r} in LogiSense; use one of {sorted(known[type_name])}"
+            for point in points
+            if point not in known[type_name]
+        ]
+    for type_name, point_names in sorted(known.items()):
+        missing = sorted(point_names - set(mapped_types.get(type_name, {})) - {link})
+        if missing:
+            example = ", ".join(f"{p}: <Salesforce Contact field>" for p in missing)
+            problems.append(
+                f"mappings.contact_points.{type_name}: contact points {missing} are not mapped; every contact "
+                f"point of every contact type must be mapped before any account syncs: add {{{example}}}"
+            )
+    return problems
+
+
+def check_mappings(settings: Settings, **sources: Any) -> None:
+    """Raise one ConfigError naming every bad mapping and its fix."""
+    problems = mapping_problems(settings, **sources)
+    if problems:
+        raise ConfigError("invalid mappings:\n  " + "\n  ".join(problems))
+
+
+def _column_problem(where: str, column: str) -> list[str]:
+    try:
+        check_column_name(column)
+    except ValueError as exc:
+        return [f"{where}: {exc}"]
+    return []
+
+
+def _where_account(settings: Settings, name: str) -> str:
+    for ext in settings.mappings.account_extensions:
+        if ext.salesforce == name:
+            return f"mappings.account_extensions ({name} -> {ext.logisense})"
+    for key, value in settings.salesforce.fields.model_dump().items():
+        if value == name:
+            return f"salesforce.fields.{key}"
+    return "a standard field sfls reads"
+
+
+def _where_contact(settings: Settings, name: str) -> str:
+    if name == settings.salesforce.fields.contact_type:
+        return "salesforce.fields.contact_type"
+    for type_name, points in settings.mappings.contact_points.items():
+        for point, sf_field in points.items():
+            if name == sf_field or name in COMPOUND_COMPONENTS["Contact"].get(sf_field, ()):
+                return f"mappings.contact_points.{type_name}.{point}"
+    return "a standard field sfls reads"

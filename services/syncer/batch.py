@@ -1,0 +1,158 @@
+"""Batches: collect change events for one interval, then coalesce them per account.
+
+This is the one place a batch is coalesced. A batch closes `interval` after its first record
+arrived, or early when it holds `max_events` records, or when the service is asked to stop.
+Coalescing keeps every record (each must be committed or dead-lettered) but turns all the
+records of one account into one unit of work: the syncer then reads that account's current
+Salesforce state once and writes it to LogiSense once, however many changes it saw.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+import structlog
+from confluent_kafka import Consumer, Message
+from pydantic import ValidationError as PydanticValidationError
+
+from shared.errors import TransientError
+from shared.events import ChangeEvent, ChangeType, Entity
+from shared.kafka import raise_for_message
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class Received:
+    """One consumed record: the parsed event (None when malformed) and where it came from."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: list[tuple[str, bytes]]
+    event: ChangeEvent | None
+    parse_error: str = ""
+
+    @classmethod
+    def from_message(cls, message: Message) -> Received:
+        raw = message.headers() or []
+        pairs = raw.items() if isinstance(raw, dict) else raw
+        headers = [(str(k), v if isinstance(v, bytes) else (v or "").encode()) for k, v in pairs]
+        value = message.value()
+        event: ChangeEvent | None = None
+        error = ""
+        try:
+            event = ChangeEvent.from_bytes(value or b"")
+        except PydanticValidationError as exc:
+            error = f"not a change event: {exc.errors()[0]['msg']} at {exc.errors()[0]['loc']}"
+        return cls(
+            topic=message.topic() or "",
+            partition=message.partition() or 0,
+            offset=message.offset() or 0,
+            key=message.key(),
+            value=value,
+            headers=headers,
+            event=event,
+            parse_error=error,
+        )
+
+    @property
+    def account_id(self) -> str | None:
+        if self.event is not None:
+            return self.event.account_id
+        return self.key.decode(errors="replace") if self.key else None
+
+
+@dataclass
+class AccountWork:
+    """Everything one batch says about one account: sync it once, answer for every record."""
+
+    account_id: str
+    records: list[Received] = field(default_factory=list)
+    account_events: int = 0
+    contact_events: int = 0
+    deleted: bool = False  # the last Account event of the batch was a DELETE
+    contact_ids: set[str] = field(default_factory=set)
+
+    @property
+    def event_ids(self) -> tuple[str, ...]:
+        return tuple(r.event.event_id for r in self.records if r.event is not None)
+
+
+@dataclass
+class Coalesced:
+    """A batch after coalescing: work per account (in first-seen order) and the malformed records."""
+
+    accounts: dict[str, AccountWork]
+    malformed: list[Received]
+    size: int
+
+    @property
+    def ratio(self) -> float:
+        """Events per account synced (1.0 when nothing coalesced)."""
+        return self.size / len(self.accounts) if self.accounts else 0.0
+
+
+def coalesce(records: Iterable[Received]) -> Coalesced:
+    """Group a batch's records per account, in offset order within each partition."""
+    accounts: dict[str, AccountWork] = {}
+    malformed: list[Received] = []
+    size = 0
+    for record in records:
+        size += 1
+        event = record.event
+        if event is None:
+            malformed.append(record)
+            continue
+        work = accounts.get(event.account_id)
+        if work is None:
+            work = accounts[event.account_id] = AccountWork(event.account_id)
+        work.records.append(record)
+        if event.entity is Entity.ACCOUNT:
+            work.account_events += 1
+            if event.record_id[:15] == event.account_id[:15]:
+                work.deleted = event.change_type is ChangeType.DELETE
+        else:
+            work.contact_events += 1
+            work.contact_ids.add(event.record_id)
+    return Coalesced(accounts=accounts, malformed=malformed, size=size)
+
+
+def collect(
+    consumer: Consumer,
+    *,
+    interval_seconds: float,
+    max_events: int,
+    should_stop: Callable[[], bool],
+    tick: Callable[[], None] = lambda: None,
+    poll_seconds: float = 0.2,
+    clock: Callable[[], float] = time.monotonic,
+) -> list[Received]:
+    """Poll until the batch's interval has passed since its first record, it is full, or we stop."""
+    batch: list[Received] = []
+    deadline: float | None = None
+    while not should_stop():
+        tick()
+        now = clock()
+        if deadline is not None and now >= deadline:
+            break
+        wait = poll_seconds if deadline is None else max(0.0, min(poll_seconds, deadline - now))
+        messages = consumer.consume(num_messages=min(max_events - len(batch), 10_000), timeout=wait)
+        for message in messages:
+            try:
+                raise_for_message(message)
+            except TransientError as exc:  # librdkafka recovers by itself; fatal errors do raise
+                log.warning("kafka_consumer_error", error=str(exc))
+                continue
+            if message.error() is not None:  # partition EOF
+                continue
+            batch.append(Received.from_message(message))
+        if batch and deadline is None:
+            deadline = clock() + interval_seconds
+        if len(batch) >= max_events:
+            break
+    return batch

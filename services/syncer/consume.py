@@ -1,0 +1,297 @@
+"""The consume/commit loop of the syncer: when offsets are committed, and what a crash does.
+
+The loop repeats four steps for each batch of `sfls.changes` records:
+
+1. Collect: poll until the batch's interval has passed (or it is full). Nothing is committed.
+   A crash here loses nothing: the records are read again from the last committed offset.
+2. Process: coalesce per account, read Salesforce, write LogiSense (upserts keyed by the
+   Salesforce id). The assigned partitions are paused meanwhile and the consumer keeps polling,
+   so the group membership stays alive. A crash here leaves some accounts written and others
+   not; nothing is committed, so the whole batch comes back and is written again. Because every
+   write searches by the Salesforce id before it creates, the second pass updates what the
+   first created and never duplicates.
+3. Dead-letter: each record whose account could not be delivered goes to `sfls.changes.dlt`
+   with the error headers, and we wait until Kafka acknowledges every one (and every request-log
+   record). A crash here may leave some dead letters written twice (the batch is redone); a
+   dead letter is an error log entry and `sfls dlq replay` is idempotent, so that is harmless.
+4. Commit: synchronously, per partition, the offset after the batch's last record. Only now is
+   the batch done. A crash before the commit redoes the batch (step 2); after it, nothing.
+
+A batch that fails as a whole (Salesforce unreachable, Kafka refusing the dead letters) is not
+committed: the consumer seeks back to the batch's first offsets and the batch is retried after a
+pause. Partitions revoked while a batch was in flight are not committed by us; their new owner
+redoes those records, which is safe for the same reason as a crash.
+
+Stopping: the first SIGTERM lets the batch in flight finish and commit, then the loop closes.
+A second SIGTERM abandons the batch in flight without committing any of it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import structlog
+from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
+
+from services.syncer.batch import Coalesced, Received, coalesce, collect
+from shared.deadletter import Failure, Origin, count_dead_letter, dead_letter_headers
+from shared.errors import MalformedMessageError
+from shared.kafka import Topics, produce_and_flush
+
+log = structlog.get_logger(__name__)
+SERVICE = "syncer"
+
+
+@dataclass
+class BatchResult:
+    """What processing a batch produced: the accounts that failed, with why."""
+
+    failures: dict[str, Failure] = field(default_factory=dict)
+    synced_accounts: int = 0
+    skipped_accounts: int = 0
+    stats: dict[str, int] = field(default_factory=dict)
+
+
+Process = Callable[[Coalesced], Awaitable[BatchResult]]
+
+
+class BatchHooks(Protocol):
+    """Telemetry hangs off these; the loop itself stays free of metrics and log noise."""
+
+    def batch_started(self, batch: Coalesced) -> None: ...
+
+    def batch_finished(self, batch: Coalesced, result: BatchResult, dead_letters: int, seconds: float) -> None: ...
+
+    def batch_failed(self, batch: Coalesced, error: BaseException) -> None: ...
+
+    def lag(self, partition: int, lag: int) -> None: ...
+
+
+class NoHooks:
+    def batch_started(self, batch: Coalesced) -> None:
+        return
+
+    def batch_finished(self, batch: Coalesced, result: BatchResult, dead_letters: int, seconds: float) -> None:
+        return
+
+    def batch_failed(self, batch: Coalesced, error: BaseException) -> None:
+        return
+
+    def lag(self, partition: int, lag: int) -> None:
+        return
+
+
+class ConsumeLoop:
+    """Collect, process, dead-letter, commit; see the module docstring for the guarantees."""
+
+    def __init__(
+        self,
+        *,
+        consumer: Consumer,
+        producer: Producer,
+        topics: Topics,
+        process: Process,
+        interval_seconds: float,
+        max_events: int,
+        hooks: BatchHooks | None = None,
+        tick: Callable[[], None] = lambda: None,
+        on_assigned: Callable[[], None] = lambda: None,
+        retry_pause_seconds: float = 5.0,
+        heartbeat_seconds: float = 1.0,
+    ) -> None:
+        self._consumer = consumer
+        self._producer = producer
+        self._topics = topics
+        self._process = process
+        self._interval = interval_seconds
+        self._max_events = max_events
+        self._hooks: BatchHooks = hooks or NoHooks()
+        self._tick = tick
+        self._on_assigned = on_assigned
+        self._retry_pause = retry_pause_seconds
+        self._heartbeat = heartbeat_seconds
+        self._stop = False
+        self._revoked: set[tuple[str, int]] = set()
+        self._carry: list[Received] = []
+        self._current: asyncio.Task[BatchResult] | None = None
+        self.batches_committed = 0
+
+    # --- control --------------------------------------------------------------------------------
+
+    def request_stop(self) -> None:
+        """First call: finish the batch in flight, then stop. Second call: abandon it."""
+        if self._stop and self._current is not None and not self._current.done():
+            log.warning("abandoning_batch", reason="second stop request")
+            self._current.cancel()
+        self._stop = True
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop
+
+    # --- the loop -------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        self._consumer.subscribe(
+            [self._topics.changes], on_assign=self._assigned, on_revoke=self._revoked_cb, on_lost=self._revoked_cb
+        )
+        try:
+            while not self._stop:
+                self._revoked.clear()
+                records = self._carry + collect(
+                    self._consumer,
+                    interval_seconds=self._interval,
+                    max_events=self._max_events - len(self._carry),
+                    should_stop=lambda: self._stop,
+                    tick=self._tick,
+                )
+                self._carry = []
+                if records:
+                    await self.handle(records)
+                    await asyncio.sleep(0)
+        finally:
+            self._consumer.close()  # leaves the group; uncommitted records go to the next owner
+
+    async def handle(self, records: list[Received]) -> bool:
+        """Process one batch; True when it was committed."""
+        records = [r for r in records if (r.topic, r.partition) not in self._revoked]
+        if not records:
+            return False
+        batch = coalesce(records)
+        self._hooks.batch_started(batch)
+        started = time.monotonic()
+        try:
+            result = await self._process_keeping_membership(batch)
+            dead = self._dead_letters(batch, result)
+            self._producer.flush(30)  # request-log records of this batch
+        except asyncio.CancelledError:
+            log.warning("batch_abandoned", events=batch.size, accounts=len(batch.accounts))
+            raise
+        except Exception as exc:
+            log.exception("batch_failed", events=batch.size, accounts=len(batch.accounts))
+            self._hooks.batch_failed(batch, exc)
+            self._rewind(records)
+            await asyncio.sleep(self._retry_pause)
+            return False
+        committed = self._commit(records)
+        self._hooks.batch_finished(batch, result, dead, time.monotonic() - started)
+        self._report_lag()
+        return committed
+
+    async def _process_keeping_membership(self, batch: Coalesced) -> BatchResult:
+        """Run the processing while the partitions are paused and the consumer keeps polling."""
+        assignment = self._consumer.assignment()
+        if assignment:
+            self._consumer.pause(assignment)
+        self._current = asyncio.ensure_future(self._process(batch))
+        try:
+            while True:
+                done, _ = await asyncio.wait({self._current}, timeout=self._heartbeat)
+                if done:
+                    return self._current.result()
+                self._tick()
+                message = self._consumer.poll(0)  # serves rebalances and keeps the member alive
+                if message is not None and message.error() is None:
+                    self._carry.append(Received.from_message(message))
+        finally:
+            self._current = None
+            current = self._consumer.assignment()
+            if current:
+                self._consumer.resume(current)
+
+    def _dead_letters(self, batch: Coalesced, result: BatchResult) -> int:
+        entries: list[tuple[Received, Failure]] = [
+            (record, Failure.from_exception(MalformedMessageError(record.parse_error))) for record in batch.malformed
+        ]
+        for account_id, failure in result.failures.items():
+            entries += [(record, failure) for record in batch.accounts[account_id].records]
+        if not entries:
+            return 0
+        produce_and_flush(
+            self._producer,
+            self._topics.changes_dlt,
+            (
+                (
+                    record.key,
+                    record.value,
+                    list(
+                        dead_letter_headers(
+                            failure,
+                            service=SERVICE,
+                            origin=Origin(record.topic, record.partition, record.offset),
+                            original=record.headers,
+                        )
+                    ),
+                )
+                for record, failure in entries
+            ),
+        )
+        for _record, failure in entries:
+            count_dead_letter(SERVICE, self._topics.changes_dlt, failure)
+        return len(entries)
+
+    def _commit(self, records: list[Received]) -> bool:
+        offsets = _next_offsets(records)
+        keep = [tp for tp in offsets if (tp.topic, tp.partition) not in self._revoked]
+        if not keep:
+            return False
+        try:
+            self._consumer.commit(offsets=keep, asynchronous=False)
+        except KafkaException as exc:
+            # e.g. a rebalance took the partitions: their new owner redoes the batch (idempotent).
+            log.warning("commit_failed", error=str(exc))
+            return False
+        self.batches_committed += 1
+        return True
+
+    def _rewind(self, records: list[Received]) -> None:
+        self._carry = []
+        for (topic, partition), offset in _first_offsets(records).items():
+            if (topic, partition) in self._revoked:
+                continue
+            try:
+                self._consumer.seek(TopicPartition(topic, partition, offset))
+            except KafkaException as exc:
+                log.warning("rewind_failed", topic=topic, partition=partition, error=str(exc))
+
+    def _report_lag(self) -> None:
+        try:
+            assignment = self._consumer.assignment()
+            committed = self._consumer.committed(assignment, timeout=5) if assignment else []
+            for tp in committed:
+                _low, high = self._consumer.get_watermark_offsets(tp, timeout=5, cached=False)
+                position = tp.offset if tp.offset >= 0 else _low
+                self._hooks.lag(tp.partition, max(0, high - position))
+        except KafkaException as exc:
+            log.debug("lag_unavailable", error=str(exc))
+
+    # --- rebalance callbacks (run inside poll/consume) --------------------------------------------
+
+    def _assigned(self, _consumer: Any, partitions: list[TopicPartition]) -> None:
+        log.info("partitions_assigned", partitions=[p.partition for p in partitions])
+        self._on_assigned()
+
+    def _revoked_cb(self, _consumer: Any, partitions: list[TopicPartition]) -> None:
+        log.info("partitions_revoked", partitions=[p.partition for p in partitions])
+        self._revoked.update((p.topic, p.partition) for p in partitions)
+        self._carry = [r for r in self._carry if (r.topic, r.partition) not in self._revoked]
+
+
+def _next_offsets(records: list[Received]) -> list[TopicPartition]:
+    last: dict[tuple[str, int], int] = {}
+    for record in records:
+        key = (record.topic, record.partition)
+        last[key] = max(last.get(key, -1), record.offset)
+    return [TopicPartition(topic, partition, offset + 1) for (topic, partition), offset in sorted(last.items())]
+
+
+def _first_offsets(records: list[Received]) -> dict[tuple[str, int], int]:
+    first: dict[tuple[str, int], int] = {}
+    for record in records:
+        key = (record.topic, record.partition)
+        first[key] = min(first.get(key, record.offset), record.offset)
+    return first
