@@ -1,0 +1,64 @@
+"""Coalescing: one unit of work per account, every record kept (pure logic)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from services.syncer.batch import Received, coalesce
+from shared.events import ChangeEvent, ChangeType, Entity
+
+
+def record(
+    offset: int, account: str, *, entity: Entity = Entity.ACCOUNT, change: ChangeType = ChangeType.UPDATE, rec: str = ""
+) -> Received:
+    event = ChangeEvent(
+        event_id=f"e{offset}",
+        entity=entity,
+        change_type=change,
+        record_id=rec or account,
+        account_id=account,
+        commit_timestamp=datetime(2026, 1, 1, tzinfo=UTC),
+    )
+    return Received("t", 0, offset, event.key, event.to_bytes(), event.headers(), event)
+
+
+A = "001000000000001AAA"
+B = "001000000000002AAA"
+C1 = "003000000000001AAA"
+
+
+def test_many_changes_to_one_account_make_one_unit_of_work() -> None:
+    """Ten changes to A and one to B coalesce to two accounts, every record kept."""
+    batch = coalesce([record(i, A) for i in range(10)] + [record(10, B)])
+    assert list(batch.accounts) == [A, B]
+    assert len(batch.accounts[A].records) == 10
+    assert batch.size == 11
+    assert batch.ratio == 5.5
+
+
+def test_contact_events_join_their_account() -> None:
+    """A contact change is keyed by its account and recorded as a contact change of it."""
+    batch = coalesce([record(0, A, entity=Entity.CONTACT, rec=C1), record(1, A)])
+    work = batch.accounts[A]
+    assert work.contact_ids == {C1}
+    assert (work.account_events, work.contact_events) == (1, 1)
+    assert work.event_ids == ("e0", "e1")
+
+
+def test_last_account_event_decides_deleted() -> None:
+    """Delete then undelete is not a delete; a trailing delete is."""
+    assert (
+        not coalesce([record(0, A, change=ChangeType.DELETE), record(1, A, change=ChangeType.UNDELETE)])
+        .accounts[A]
+        .deleted
+    )
+    assert coalesce([record(0, A), record(1, A, change=ChangeType.DELETE)]).accounts[A].deleted
+
+
+def test_malformed_records_are_kept_apart() -> None:
+    """A value that is not a change event is set aside for the dead-letter topic, not dropped."""
+    bad = Received("t", 0, 5, A.encode(), b"{not json", [], None, "not a change event")
+    batch = coalesce([record(0, A), bad])
+    assert batch.malformed == [bad]
+    assert batch.size == 2
+    assert list(batch.accounts) == [A]
