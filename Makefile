@@ -6,10 +6,13 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
+# helm, promtool and prometheus for the deployment checks (`make tools`).
+include deploy/tools.mk
+
 .PHONY: lock help install kafka-jars lint typecheck test test-unit test-integration test-failure demo bench clean
 
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -e 's/:.*## /\t/'
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -e 's/:.*## /\t/'
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -29,13 +32,13 @@ lint: $(STAMP) ## ruff check and format check
 typecheck: $(STAMP) ## mypy --strict on shared/ and services/
 	$(BIN)/mypy
 
-test: install kafka-jars lint typecheck ## everything CI runs: lint, types, unit and integration tests
+test: install kafka-jars tools lint typecheck ## everything CI runs: lint, types, unit and integration tests
 	$(BIN)/pytest $(PYTEST_ARGS)
 
-test-unit: $(STAMP) ## unit tests only (no broker, no emulators)
+test-unit: $(STAMP) tools ## unit tests only (no broker, no emulators)
 	$(BIN)/pytest -m "not integration" $(PYTEST_ARGS)
 
-test-integration: install kafka-jars ## integration tests only
+test-integration: install kafka-jars tools ## integration tests only
 	$(BIN)/pytest -m integration $(PYTEST_ARGS)
 
 test-failure: install kafka-jars ## failure-injection scenarios only
