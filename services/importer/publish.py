@@ -16,6 +16,7 @@ disappeared and publishes none (it says so in the log).
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -113,7 +114,8 @@ def live_ids(settings: KafkaSettings, topic: str, timeout: float = 30.0) -> set[
 
 
 def topic_exists(settings: KafkaSettings, topic: str, timeout: float = 30.0) -> bool:
-    metadata = kafka.admin(settings).list_topics(topic, timeout=timeout).topics.get(topic)
+    """Whether the topic exists (asked without naming it, so a broker that auto-creates topics does not)."""
+    metadata = kafka.admin(settings).list_topics(timeout=timeout).topics.get(topic)
     return metadata is not None and metadata.error is None
 
 
@@ -123,24 +125,20 @@ def read_topic(settings: KafkaSettings, topic: str, timeout: float = 30.0) -> It
         settings, f"{settings.topic_prefix}.importer.read", **{"enable.partition.eof": True}
     )
     try:
-        metadata = consumer.list_topics(topic, timeout=timeout).topics.get(topic)
-        if metadata is None or metadata.error is not None:
-            return
-        assignment = []
-        ends: dict[int, int] = {}
-        for partition in metadata.partitions:
-            low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=timeout)
-            if high > low:
-                assignment.append(TopicPartition(topic, partition, OFFSET_BEGINNING))
-                ends[partition] = high
+        assignment, ends = _from_beginning(consumer, topic, timeout)
         if not assignment:
             return
         consumer.assign(assignment)
         pending = set(ends)
+        deadline = time.monotonic() + timeout
         while pending:
-            messages = consumer.consume(5000, timeout=timeout)
+            # consume() waits for the whole count or the timeout: keep the wait short, bound the stall.
+            messages = consumer.consume(5000, timeout=0.2)
             if not messages:
-                raise TransientError(f"reading {topic} stalled before its end offsets")
+                if time.monotonic() > deadline:
+                    raise TransientError(f"reading {topic} stalled before its end offsets")
+                continue
+            deadline = time.monotonic() + timeout
             for message in messages:
                 kafka.raise_for_message(message)
                 partition = message.partition()
@@ -156,3 +154,18 @@ def read_topic(settings: KafkaSettings, topic: str, timeout: float = 30.0) -> It
                     pending.discard(partition)
     finally:
         consumer.close()
+
+
+def _from_beginning(consumer: Consumer, topic: str, timeout: float) -> tuple[list[TopicPartition], dict[int, int]]:
+    """The non-empty partitions of the topic, from offset 0, and the end offset of each right now."""
+    metadata = consumer.list_topics(timeout=timeout).topics.get(topic)
+    if metadata is None or metadata.error is not None:
+        return [], {}
+    assignment = []
+    ends: dict[int, int] = {}
+    for partition in metadata.partitions:
+        low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=timeout)
+        if high > low:
+            assignment.append(TopicPartition(topic, partition, OFFSET_BEGINNING))
+            ends[partition] = high
+    return assignment, ends
