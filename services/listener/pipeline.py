@@ -1,0 +1,212 @@
+"""One batch of CDC messages -> one Kafka transaction (events, dead letters, checkpoints).
+
+Steps for a batch (the messages the streaming client had pending, in arrival order):
+1. skip messages at or below the committed replay id of their channel (a re-subscribe after a
+   re-handshake replays what we already committed), counted as `replayed`;
+2. parse each message; a malformed one becomes a dead letter with the raw message and the
+   reason, and still moves the checkpoint (it would fail the same way on every replay);
+3. resolve, in one batched lookup, the AccountId of every Contact whose payload lacks it;
+4. normalize (normalize.py) and, for GAP_OVERFLOW, query the entity's records modified since
+   the commit timestamp (paged) into RESYNC events;
+5. commit events + dead letters + one checkpoint per channel in one transaction
+   (publisher.py says what a crash at each step does); only then update the in-memory
+   checkpoint the streaming client subscribes from, the contact cache and the metrics.
+Any failure before the commit leaves the checkpoint where it was; the caller rebuilds the
+client, which replays the batch from the checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+
+from services.listener.metrics import (
+    CDC_MESSAGES,
+    CHANGES_DROPPED,
+    CHECKPOINT_REPLAY_ID,
+    EVENTS_PUBLISHED,
+    LAST_EVENT_TIMESTAMP,
+    RESYNCS,
+)
+from services.listener.normalize import (
+    CdcMessage,
+    Filters,
+    MalformedCdcError,
+    OverflowRequest,
+    contacts_to_resolve,
+    normalize,
+    parse,
+    position,
+    resync_event,
+)
+from services.listener.publisher import (
+    Checkpoint,
+    Record,
+    TransactionalPublisher,
+    checkpoint_record,
+    dead_letter_record,
+    event_record,
+)
+from services.listener.resolve import AccountResolver, RecordSource
+from services.listener.stream import CheckpointReplay
+from shared.deadletter import Failure, count_dead_letter
+from shared.events import ChangeEvent, Entity, Source, epoch_ms_to_datetime
+
+log = structlog.get_logger("sfls.listener.pipeline")
+
+DROP_REPLAYED = "replayed"
+
+
+@dataclass
+class BatchResult:
+    """What a committed batch did (for metrics, logs and tests)."""
+
+    events: Counter[tuple[str, str, str]] = field(default_factory=Counter)
+    dropped: Counter[str] = field(default_factory=Counter)
+    dead_letters: list[Failure] = field(default_factory=list)
+    messages: Counter[tuple[str, str]] = field(default_factory=Counter)
+    overflows: int = 0
+
+
+class Pipeline:
+    """Turns batches of CDC messages into committed transactions."""
+
+    def __init__(
+        self,
+        publisher: TransactionalPublisher,
+        replay: CheckpointReplay,
+        resolver: AccountResolver,
+        source: RecordSource,
+        filters: Filters,
+    ) -> None:
+        self.publisher = publisher
+        self.topics = publisher.topics
+        self.replay = replay
+        self.resolver = resolver
+        self.source = source
+        self.filters = filters
+
+    def handle(self, messages: list[dict[str, Any]]) -> BatchResult:
+        """Publish one batch atomically; raise (checkpoint unchanged) if anything fails."""
+        result = BatchResult()
+        checkpoints: dict[str, Checkpoint] = {}
+        parsed: list[CdcMessage] = []
+        records: list[Record] = []
+        for raw in messages:
+            found = position(raw)
+            committed = self.replay.checkpoints.get(found[0]) if found else None
+            if found and committed and found[1] <= committed.replay_id:
+                result.dropped[DROP_REPLAYED] += 1
+                continue
+            try:
+                message = parse(raw)
+            except MalformedCdcError as exc:
+                records.append(self._dead_letter(raw, exc, found, result))
+                if found:
+                    previous = checkpoints.get(found[0]) or committed
+                    checkpoints[found[0]] = Checkpoint(
+                        found[0], found[1], previous.commit_timestamp if previous else None
+                    )
+                continue
+            parsed.append(message)
+            result.messages[(message.channel, message.change_type)] += 1
+            checkpoints[message.channel] = Checkpoint(message.channel, message.replay_id, message.commit_timestamp)
+        wanted = [cid for message in parsed for cid in contacts_to_resolve(message, self.filters)]
+        accounts = self.resolver.resolve(wanted) if wanted else {}
+        overflows: list[OverflowRequest] = []
+        for message in parsed:
+            outcome = normalize(message, self.filters, accounts)
+            result.dropped.update(outcome.dropped)
+            records.extend(self._count(event_record(self.topics, e), e, result) for e in outcome.events)
+            if outcome.overflow is not None:
+                overflows.append(outcome.overflow)
+        if not records and not checkpoints and not overflows:
+            self._account(result)
+            return result
+        self.publisher.commit(self._all_records(records, overflows, checkpoints, result))
+        for checkpoint in checkpoints.values():
+            self.replay.committed(checkpoint)
+        for message in parsed:
+            self.resolver.learn(message)
+        self._account(result, checkpoints)
+        return result
+
+    def _all_records(
+        self,
+        records: list[Record],
+        overflows: list[OverflowRequest],
+        checkpoints: dict[str, Checkpoint],
+        result: BatchResult,
+    ) -> Iterator[Record]:
+        yield from records
+        for overflow in overflows:
+            result.overflows += 1
+            for event in self._overflow_events(overflow):
+                yield self._count(event_record(self.topics, event), event, result)
+        for checkpoint in checkpoints.values():
+            yield checkpoint_record(self.topics, checkpoint)
+
+    def _overflow_events(self, overflow: OverflowRequest) -> Iterator[ChangeEvent]:
+        """Every record of the entity modified since the overflow's commit, as RESYNC events."""
+        since = epoch_ms_to_datetime(overflow.since_ms).strftime("%Y-%m-%dT%H:%M:%SZ")
+        fields = "Id" if overflow.entity is Entity.ACCOUNT else "Id, AccountId"
+        # Every part is ours: a fixed field list, an Entity value and a formatted datetime.
+        soql = f"SELECT {fields} FROM {overflow.entity.value} WHERE LastModifiedDate >= {since} ORDER BY Id"  # noqa: S608
+        log.warning("GAP_OVERFLOW: resyncing every record modified since", entity=overflow.entity.value, since=since)
+        for row in self.source.query_all_iter(soql):
+            record_id = str(row["Id"])
+            account_id = record_id if overflow.entity is Entity.ACCOUNT else row.get("AccountId")
+            if not isinstance(account_id, str) or not account_id:
+                continue
+            yield resync_event(
+                overflow.entity,
+                record_id,
+                account_id,
+                Source.OVERFLOW,
+                origin=f"overflow:{overflow.replay_id}",
+                committed_at=epoch_ms_to_datetime(overflow.since_ms),
+                replay_id=overflow.replay_id,
+            )
+
+    @staticmethod
+    def _count(record: Record, event: ChangeEvent, result: BatchResult) -> Record:
+        result.events[(event.entity.value, event.change_type.value, event.source.value)] += 1
+        return record
+
+    def _dead_letter(
+        self, raw: Any, exc: MalformedCdcError, found: tuple[str, int] | None, result: BatchResult
+    ) -> Record:
+        failure = Failure(error_class=f"MalformedCdcMessage.{exc.reason}", message=str(exc)[:2000])
+        result.dead_letters.append(failure)
+        body = raw if isinstance(raw, bytes) else raw.encode() if isinstance(raw, str) else _dump(raw)
+        log.warning("malformed CDC message dead-lettered", reason=exc.reason, detail=str(exc)[:300])
+        return dead_letter_record(self.topics, body, failure, found[0] if found else None)
+
+    def _account(self, result: BatchResult, checkpoints: dict[str, Checkpoint] | None = None) -> None:
+        for (channel, change_type), n in result.messages.items():
+            CDC_MESSAGES.labels(channel=channel, change_type=change_type).inc(n)
+        for (entity, change_type, source), n in result.events.items():
+            EVENTS_PUBLISHED.labels(entity=entity, change_type=change_type, source=source).inc(n)
+        for reason, n in result.dropped.items():
+            CHANGES_DROPPED.labels(reason=reason).inc(n)
+        for failure in result.dead_letters:
+            count_dead_letter("listener", self.topics.listener_dlt, failure)
+        for (_channel, change_type), n in result.messages.items():
+            if change_type.startswith("GAP_"):
+                RESYNCS.labels(reason="overflow" if change_type == "GAP_OVERFLOW" else "gap").inc(n)
+        for checkpoint in (checkpoints or {}).values():
+            CHECKPOINT_REPLAY_ID.labels(channel=checkpoint.channel).set(checkpoint.replay_id)
+            if checkpoint.commit_timestamp:
+                LAST_EVENT_TIMESTAMP.labels(channel=checkpoint.channel).set(checkpoint.commit_timestamp / 1000)
+
+
+def _dump(raw: Any) -> bytes:
+    try:
+        return json.dumps(raw, default=str).encode()
+    except (TypeError, ValueError):
+        return repr(raw).encode()
