@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import time
 import uuid
 from collections.abc import Awaitable, Sequence
@@ -180,6 +179,7 @@ class Importer:
             entity,
             external_id_field=cfg.external_id_field,
             hash_field=cfg.hash_field,
+            parents={r.entity: resolve(r.entity, self.settings).sobject for r in entity.relations},
             dry_run=self._dry_run,
         )
         queue: asyncio.Queue[list[Prepared] | None] = asyncio.Queue(maxsize=cfg.in_flight_batches)
@@ -328,5 +328,5 @@ def _safe_id(item: dict[str, Any]) -> int:
         return 0
 
 
-def summary_json(report: RunReport) -> str:
-    return json.dumps({"ok": report.ok, "dry_run": report.dry_run, "entities": [e.as_dict() for e in report.entities]})
+def summary_dict(report: RunReport) -> dict[str, Any]:
+    return {"ok": report.ok, "dry_run": report.dry_run, "entities": [e.as_dict() for e in report.entities]}

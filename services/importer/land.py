@@ -4,7 +4,12 @@ Per batch (at most 200 records, one composite sObject Collections call):
 1. read the stored hashes of the batch's records in one SOQL query
    (`SELECT <ext>, <hash> FROM <object> WHERE <ext> IN (...)`): reads only, never a write;
 2. drop the records whose stored hash equals the new one (unchanged);
-3. upsert the rest by the external-id field with allOrNone=false, so one rejected record does not
+3. resolve the lookups of the changed records: one query per relation for the parents' Salesforce
+   Ids by their external id (a record whose parent is not in Salesforce is rejected with that
+   reason). Salesforce could also take `Package__r: {LogiSense_Id__c: ...}` in the upsert itself,
+   but the Salesforce emulator does not support relationship references yet, and resolving here
+   gives a clearer reason when a parent is missing;
+4. upsert the rest by the external-id field with allOrNone=false, so one rejected record does not
    stop the other 199; each result says created, updated, or the errors Salesforce gave.
 
 Why the hash lives on the record (`LogiSense_Hash__c`) rather than in a local state file: the
@@ -89,9 +94,12 @@ class Lander:
         *,
         external_id_field: str,
         hash_field: str,
+        parents: dict[str, str] | None = None,
         dry_run: bool = False,
     ) -> None:
         self._sf = salesforce
+        self._parents = parents or {}  # parent entity -> its Salesforce object
+        self._new: set[int] = set()
         self.entity = entity
         self._ext = external_id_field
         self._hash = hash_field
@@ -106,29 +114,46 @@ class Lander:
 
     def land(self, batch: Sequence[Prepared]) -> Landed:
         outcome = Landed()
-        if not batch:
+        changed = self._changed(batch, outcome)
+        if not changed:
             return outcome
+        if self._dry_run:
+            outcome.created = sum(1 for p in changed if p.logisense_id in self._new)
+            outcome.updated = len(changed) - outcome.created
+            return outcome
+        try:
+            records = self.with_lookups(changed, outcome)
+        except SflsError as exc:
+            outcome.rejections = [self._rejected(p, f"resolving lookups failed: {exc}") for p in changed]
+            return outcome
+        sendable = [p for p in changed if p.logisense_id in records]
+        if sendable:
+            self._upsert(sendable, records, outcome)
+        return outcome
+
+    def _changed(self, batch: Sequence[Prepared], outcome: Landed) -> list[Prepared]:
+        """The batch's records whose stored hash differs (or that are not in Salesforce yet)."""
+        if not batch:
+            return []
         try:
             stored = self.stored_hashes(p.logisense_id for p in batch)
         except SflsError as exc:
             outcome.rejections = [self._rejected(p, f"reading stored hashes failed: {exc}") for p in batch]
-            return outcome
+            return []
         changed = [p for p in batch if stored.get(str(p.logisense_id), "") != p.hash]
+        self._new = {p.logisense_id for p in changed if str(p.logisense_id) not in stored}
         outcome.unchanged = len(batch) - len(changed)
-        if not changed:
-            return outcome
-        if self._dry_run:
-            outcome.created = sum(1 for p in changed if str(p.logisense_id) not in stored)
-            outcome.updated = len(changed) - outcome.created
-            return outcome
+        return changed
+
+    def _upsert(self, sendable: list[Prepared], records: dict[int, dict[str, Any]], outcome: Landed) -> None:
         try:
             results = self._sf.upsert_collection(
-                self.entity.sobject, self._ext, [p.record for p in changed], all_or_none=False
+                self.entity.sobject, self._ext, [records[p.logisense_id] for p in sendable], all_or_none=False
             )
         except SflsError as exc:
-            outcome.rejections = [self._rejected(p, str(exc)) for p in changed]
-            return outcome
-        for prepared, result in zip(changed, results, strict=True):
+            outcome.rejections.extend(self._rejected(p, str(exc)) for p in sendable)
+            return
+        for prepared, result in zip(sendable, results, strict=True):
             if result.get("success"):
                 if result.get("created"):
                     outcome.created += 1
@@ -137,9 +162,55 @@ class Lander:
             else:
                 errors = result.get("errors")
                 outcome.rejections.append(
-                    Rejection(prepared.logisense_id, prepared.record, describe_errors(errors), json.dumps(errors))
+                    Rejection(
+                        prepared.logisense_id,
+                        records[prepared.logisense_id],
+                        describe_errors(errors),
+                        json.dumps(errors),
+                    )
                 )
-        return outcome
+
+    def with_lookups(self, changed: Sequence[Prepared], outcome: Landed) -> dict[int, dict[str, Any]]:
+        """The records to send, lookups set to parent Ids; records with a missing parent go to `outcome`."""
+        records = {p.logisense_id: dict(p.record) for p in changed}
+        for relation in self.entity.relations:
+            wanted = {
+                str(ref[self._ext])
+                for record in records.values()
+                if isinstance(ref := record.get(relation.relationship), dict)
+            }
+            if not wanted:
+                continue
+            parents = self._parent_ids(self._parents[relation.entity], wanted)
+            for prepared in changed:
+                record = records.get(prepared.logisense_id)
+                ref = record.pop(relation.relationship, None) if record is not None else None
+                if record is None or not isinstance(ref, dict):
+                    continue
+                parent_id = parents.get(str(ref[self._ext]))
+                if parent_id is None:
+                    del records[prepared.logisense_id]
+                    outcome.rejections.append(
+                        self._rejected(
+                            prepared,
+                            f"{relation.salesforce}: {relation.entity} {ref[self._ext]} is not in Salesforce "
+                            f"(import {relation.entity} first)",
+                        )
+                    )
+                else:
+                    record[relation.salesforce] = parent_id
+        return records
+
+    def _parent_ids(self, sobject: str, external_ids: set[str]) -> dict[str, str]:
+        found: dict[str, str] = {}
+        ordered = sorted(external_ids)
+        for start in range(0, len(ordered), 200):
+            chunk = ordered[start : start + 200]
+            columns, where = f"Id, {self._ext}", f"{self._ext} IN ({soql_in(chunk)})"
+            soql = f"SELECT {columns} FROM {sobject} WHERE {where}"  # noqa: S608
+            for row in self._sf.query_all_iter(soql):
+                found[str(row[self._ext])] = str(row["Id"])
+        return found
 
     @staticmethod
     def _rejected(prepared: Prepared, reason: str) -> Rejection:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -11,7 +12,7 @@ import structlog
 from prometheus_client import REGISTRY, push_to_gateway
 from rich.console import Console
 
-from services.importer.app import AccountLinks, Importer, Progress, RunReport, summary_json
+from services.importer.app import AccountLinks, Importer, Progress, RunReport, summary_dict
 from services.importer.entities import BY_NAME, check_targets
 from services.importer.publish import Publisher
 from services.importer.report import RichProgress, failure_lines, summary_table
@@ -94,7 +95,8 @@ def import_command(settings: Settings, names: Sequence[str], *, dry_run: bool, a
     """The body of `sfls import ...`: progress on a terminal, JSON logs otherwise; returns the exit code."""
     dry_run = dry_run or settings.importer.dry_run
     configure_logging("importer", settings.observability, secret_values(settings))
-    console = Console()
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per HTTP request is noise in a Job's log
+    console = Console() if sys.stdout.isatty() else Console(width=160)
     if sys.stderr.isatty():
         with RichProgress(Console(stderr=True)) as progress:
             report = asyncio.run(run_import(settings, names, dry_run=dry_run, account=account, progress=progress))
@@ -103,7 +105,7 @@ def import_command(settings: Settings, names: Sequence[str], *, dry_run: bool, a
     console.print(summary_table(report))
     for line in failure_lines(report):
         console.print(f"[red]failed:[/] {line}", highlight=False, soft_wrap=True)
-    log.info("import_summary", summary=summary_json(report))
+    log.info("import_summary", **summary_dict(report))
     if settings.importer.pushgateway_url:
         try:
             push_to_gateway(settings.importer.pushgateway_url, job="sfls-importer", registry=REGISTRY)
