@@ -1,0 +1,41 @@
+"""The emulator's settings: credentials from the command line, tunables changeable at run time.
+
+`Config` is fixed at start; `Tunables` can be changed through `POST /__admin/settings` and are
+restored to their start values by `POST /__admin/reset`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+
+@dataclass
+class Tunables:
+    """Behaviour a test or benchmark may change while the emulator runs."""
+
+    token_ttl_seconds: float = 7200.0
+    cometd_timeout_ms: int = 110_000
+    session_idle_seconds: float = 40.0
+    retention_seconds: float = 72 * 3600.0
+    latency_ms: float = 0.0
+    long_text_diff: bool = False
+    query_batch_size: int = 2000
+
+    def copy(self) -> Tunables:
+        return replace(self)
+
+
+@dataclass
+class Config:
+    """Credentials the token endpoint accepts, and where state lives."""
+
+    client_id: str
+    client_secret: str
+    username: str
+    password: str
+    security_token: str = ""
+    state_dir: Path | None = None
+    schema_file: Path | None = None
+    latest_version: str = "62.0"
+    tunables: Tunables = field(default_factory=Tunables)

@@ -1,0 +1,390 @@
+"""Salesforce clients for sfls: REST through simple-salesforce, CDC through aiosfstream-ng.
+
+REST (`SalesforceRest`, synchronous; async callers use `asyncio.to_thread`):
+- Logs in at `{instance_url}/services/oauth2/token` (password grant, or refresh-token grant when
+  `settings.auth == "refresh_token"`), then wraps `simple_salesforce.Salesforce` built from the
+  session id. The requests session trusts `settings.ca_file` with `trust_env = False` (otherwise
+  REQUESTS_CA_BUNDLE would override it) and sends `Sforce-Call-Options: client=<client_tag>` on
+  every call, so our own writes are recognisable in changeOrigin.
+- simple-salesforce cannot refresh a session it did not create, and drops extra headers on its
+  own retry, so re-authentication is ours: on `SalesforceExpiredSession` we log in again once
+  and repeat the call.
+- Errors map onto shared.errors: 5xx, timeouts, connection errors and REQUEST_LIMIT_EXCEEDED are
+  TransientError; 400s are ValidationError (with Salesforce's errorCode and message); 404 is
+  RecordNotFoundError; a refused login is ConfigError naming the settings to check. Secrets never
+  appear in messages.
+
+Streaming (`StreamingAuthenticator`, `StreamingClient`, `streaming_client()`): aiosfstream-ng's
+authenticators post to login.salesforce.com through their own unconfigured HTTP session and its
+client hard-codes API 45.0, so the subclasses here post to the configured instance, trust the
+configured CA, and use `settings.api_version` for `/cometd/NN.N`. Build them inside a running
+event loop. Reconnection policy (watchdog, rebuild on TransportTimeoutError) belongs to the caller.
+"""
+
+from __future__ import annotations
+
+import re
+import ssl
+import threading
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
+from functools import partial
+from typing import Any, TypeVar
+from urllib.parse import quote
+
+import aiohttp
+import requests
+from aiosfstream_ng.auth import AuthenticatorBase
+from aiosfstream_ng.client import Client, ReplayMarkerStoragePolicy
+from aiosfstream_ng.replay import ReplayOption
+from simple_salesforce.api import Salesforce
+from simple_salesforce.exceptions import (
+    SalesforceError,
+    SalesforceExpiredSession,
+    SalesforceMalformedRequest,
+    SalesforceMoreThanOneRecord,
+    SalesforceRefusedRequest,
+    SalesforceResourceNotFound,
+)
+
+from shared.errors import ConfigError, PermanentError, SflsError, TransientError, ValidationError
+from shared.settings import SalesforceSettings
+
+T = TypeVar("T")
+COLLECTION_LIMIT = 200
+_ID = re.compile(r"^[a-zA-Z0-9]{15}(?:[a-zA-Z0-9]{3})?$")
+_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*(?:\.[A-Za-z][A-Za-z0-9_]*)*$")
+_AUTH_HINT = (
+    "check SFLS_SALESFORCE__CLIENT_ID, SFLS_SALESFORCE__CLIENT_SECRET, SFLS_SALESFORCE__USERNAME, "
+    "SFLS_SALESFORCE__PASSWORD and SFLS_SALESFORCE__SECURITY_TOKEN (or SFLS_SALESFORCE__REFRESH_TOKEN), "
+    "and that SFLS_SALESFORCE__INSTANCE_URL is your My Domain URL"
+)
+
+
+class RecordNotFoundError(PermanentError):
+    """The record does not exist (or was deleted): Salesforce answered 404 NOT_FOUND."""
+
+
+def ssl_context(settings: SalesforceSettings) -> ssl.SSLContext:
+    """Verification that trusts `ca_file` when set, the system store otherwise; never disabled."""
+    return ssl.create_default_context(cafile=settings.ca_file) if settings.ca_file else ssl.create_default_context()
+
+
+def _token_form(settings: SalesforceSettings) -> dict[str, str]:
+    form = {"client_id": settings.client_id, "client_secret": settings.client_secret.get_secret_value()}
+    if settings.auth == "refresh_token":
+        form.update(grant_type="refresh_token", refresh_token=settings.refresh_token.get_secret_value())
+    else:
+        password = settings.password.get_secret_value() + settings.security_token.get_secret_value()
+        form.update(grant_type="password", username=settings.username, password=password)
+    return form
+
+
+def _error_summary(content: Any) -> tuple[str, str]:
+    """(errorCode, message) from a Salesforce error body, whatever its shape."""
+    if isinstance(content, list) and content and isinstance(content[0], dict):
+        first = content[0]
+        return str(first.get("errorCode", "")), str(first.get("message", ""))
+    if isinstance(content, dict):
+        return str(content.get("error", content.get("errorCode", ""))), str(
+            content.get("error_description", content.get("message", ""))
+        )
+    return "", str(content)[:300]
+
+
+def map_error(error: Exception, what: str) -> SflsError:
+    """The sfls error for a simple-salesforce or requests failure of the call described by `what`."""
+    if isinstance(error, requests.exceptions.SSLError):
+        return ConfigError(
+            f"Salesforce {what}: TLS verification failed; set SFLS_SALESFORCE__CA_FILE to the CA that "
+            "signed the server certificate (verification is never turned off)"
+        )
+    if isinstance(error, requests.Timeout | requests.ConnectionError):
+        return TransientError(f"Salesforce {what}: {type(error).__name__}")
+    if not isinstance(error, SalesforceError):
+        return PermanentError(f"Salesforce {what}: unexpected {type(error).__name__}")
+    code, message = _error_summary(error.content)
+    text = f"Salesforce {what} failed: {code}: {message}".strip()
+    excerpt = str(error.content)[:500]
+    status = getattr(error, "status", None)
+    status = status if isinstance(status, int) else None
+    mapped: SflsError
+    if isinstance(error, SalesforceMalformedRequest):
+        mapped = ValidationError(text, status=400, response_excerpt=excerpt)
+    elif isinstance(error, SalesforceResourceNotFound):
+        mapped = RecordNotFoundError(text, status=404, response_excerpt=excerpt)
+    elif isinstance(error, SalesforceRefusedRequest) and code == "REQUEST_LIMIT_EXCEEDED":
+        mapped = TransientError(text, status=403, retry_after=60.0)
+    elif isinstance(error, SalesforceExpiredSession):
+        mapped = ConfigError(f"{text}; the session was refused again right after logging in; {_AUTH_HINT}")
+    elif isinstance(error, SalesforceMoreThanOneRecord):
+        mapped = PermanentError(text, status=300, response_excerpt=excerpt)
+    elif status is not None and status >= 500:
+        mapped = TransientError(text, status=status)
+    else:
+        mapped = PermanentError(text, status=status, response_excerpt=excerpt)
+    return mapped
+
+
+def _query_more(sf: Salesforce, url: str) -> Any:
+    return sf.query_more(url, identifier_is_url=True)
+
+
+def _check_name(value: str) -> str:
+    if not _NAME.match(value):
+        raise ValidationError(f"not a valid Salesforce API name: {value!r}")
+    return value
+
+
+def _check_ids(ids: Iterable[str]) -> list[str]:
+    unique: dict[str, None] = {}
+    for record_id in ids:
+        if not isinstance(record_id, str) or not _ID.match(record_id):
+            raise ValidationError(f"not a Salesforce record id: {record_id!r}")
+        unique[record_id] = None
+    return list(unique)
+
+
+class SalesforceRest:
+    """simple-salesforce with our login, CA trust, call tagging, re-authentication and error mapping."""
+
+    def __init__(self, settings: SalesforceSettings) -> None:
+        self.settings = settings
+        self.session = requests.Session()
+        if settings.ca_file:
+            self.session.verify = settings.ca_file
+            self.session.trust_env = False
+        self.session.headers["Sforce-Call-Options"] = f"client={settings.client_tag}"
+        self._sf: Salesforce | None = None
+        self._lock = threading.Lock()
+        self._counts: Counter[str] = Counter()
+        self._describes: dict[str, dict[str, Any]] = {}
+
+    # ---- session ---------------------------------------------------------------------------
+    @property
+    def counts(self) -> dict[str, int]:
+        """API calls made so far, by kind (token, query, sobject, composite, describe, other)."""
+        with self._lock:
+            return dict(self._counts)
+
+    def _count(self, kind: str) -> None:
+        with self._lock:
+            self._counts[kind] += 1
+
+    def login(self) -> Salesforce:
+        """Get a fresh access token and a simple-salesforce client around it."""
+        self._count("token")
+        url = f"{self.settings.instance_url}/services/oauth2/token"
+        try:
+            response = self.session.post(url, data=_token_form(self.settings), timeout=self.settings.timeout_seconds)
+        except requests.RequestException as exc:
+            raise map_error(exc, "login") from None
+        if response.status_code >= 500:
+            raise TransientError(f"Salesforce login: HTTP {response.status_code}", status=response.status_code)
+        try:
+            body = response.json()
+        except ValueError:
+            body = {}
+        if response.status_code != 200 or not isinstance(body, dict) or "access_token" not in body:
+            code, message = _error_summary(body)
+            raise ConfigError(f"Salesforce refused the login ({code or response.status_code}: {message}); {_AUTH_HINT}")
+        instance_url = str(body.get("instance_url") or self.settings.instance_url)
+        sf = Salesforce(
+            instance_url=instance_url,
+            session_id=str(body["access_token"]),
+            session=self.session,
+            version=self.settings.api_version,
+            object_pairs_hook=dict,
+        )
+        with self._lock:
+            self._sf = sf
+        return sf
+
+    @property
+    def sf(self) -> Salesforce:
+        """The current simple-salesforce client (logging in on first use)."""
+        return self._sf if self._sf is not None else self.login()
+
+    def call(self, fn: Callable[[Salesforce], T], *, kind: str = "other", what: str = "call") -> T:
+        """Run any simple-salesforce call with re-authentication once on an expired session and error mapping."""
+        sf = self.sf
+        for attempt in (1, 2):
+            self._count(kind)
+            try:
+                return fn(sf)
+            except SalesforceExpiredSession as exc:
+                if attempt == 2:
+                    raise map_error(exc, what) from None
+                with self._lock:
+                    stale = self._sf is sf
+                sf = self.login() if stale else self.sf
+            except (SalesforceError, requests.RequestException) as exc:
+                raise map_error(exc, what) from None
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def close(self) -> None:
+        self.session.close()
+
+    # ---- queries ---------------------------------------------------------------------------
+    def query_all_iter(self, soql: str, include_deleted: bool = False) -> Iterator[dict[str, Any]]:
+        """Every record of a SOQL query, page by page (each page its own call, re-authenticated if needed)."""
+        page: dict[str, Any] = self.call(lambda sf: sf.query(soql, include_deleted=include_deleted), kind="query")
+        while True:
+            yield from page["records"]
+            if page.get("done", True) or not page.get("nextRecordsUrl"):
+                return
+            page = self.call(partial(_query_more, url=str(page["nextRecordsUrl"])), kind="query")
+
+    def query_all(self, soql: str, include_deleted: bool = False) -> list[dict[str, Any]]:
+        return list(self.query_all_iter(soql, include_deleted=include_deleted))
+
+    def query_by_ids(
+        self,
+        sobject: str,
+        fields: Iterable[str],
+        ids: Iterable[str],
+        chunk_size: int = 200,
+        include_deleted: bool = False,
+    ) -> Iterator[dict[str, Any]]:
+        """Records by id, `chunk_size` ids per `Id IN (...)` query (keeps the URI short)."""
+        names = [_check_name(f) for f in fields] or ["Id"]
+        if not any(n.lower() == "id" for n in names):
+            names.insert(0, "Id")
+        _check_name(sobject)
+        unique = _check_ids(ids)
+        for start in range(0, len(unique), max(1, chunk_size)):
+            chunk = unique[start : start + chunk_size]
+            quoted = ",".join(f"'{i}'" for i in chunk)
+            # Names and ids were validated against strict patterns above, so nothing can break out of the quotes.
+            soql = f"SELECT {', '.join(names)} FROM {sobject} WHERE Id IN ({quoted})"  # noqa: S608
+            yield from self.query_all_iter(soql, include_deleted=include_deleted)
+
+    # ---- records ---------------------------------------------------------------------------
+    def describe(self, sobject: str) -> dict[str, Any]:
+        """The object's describe document, cached for the life of this client."""
+        cached = self._describes.get(sobject)
+        if cached is None:
+            _check_name(sobject)
+            cached = self.call(lambda sf: getattr(sf, sobject).describe(), kind="describe", what=f"describe {sobject}")
+            self._describes[sobject] = cached
+        return cached
+
+    def get(self, sobject: str, record_id: str) -> dict[str, Any]:
+        _check_name(sobject)
+        (checked,) = _check_ids([record_id])
+        return self.call(lambda sf: getattr(sf, sobject).get(checked), kind="sobject", what=f"get {sobject}")
+
+    def create(self, sobject: str, fields: dict[str, Any]) -> str:
+        """Create one record; returns its id."""
+        _check_name(sobject)
+        result = self.call(lambda sf: getattr(sf, sobject).create(fields), kind="sobject", what=f"create {sobject}")
+        return str(result["id"])
+
+    def update(self, sobject: str, record_id: str, fields: dict[str, Any]) -> None:
+        _check_name(sobject)
+        (checked,) = _check_ids([record_id])
+        self.call(lambda sf: getattr(sf, sobject).update(checked, fields), kind="sobject", what=f"update {sobject}")
+
+    def delete(self, sobject: str, record_id: str) -> None:
+        _check_name(sobject)
+        (checked,) = _check_ids([record_id])
+        self.call(lambda sf: getattr(sf, sobject).delete(checked), kind="sobject", what=f"delete {sobject}")
+
+    def upsert(self, sobject: str, external_field: str, value: str, fields: dict[str, Any]) -> bool:
+        """Upsert one record by external id (URL-quoted here; simple-salesforce does not); True if created."""
+        _check_name(sobject)
+        _check_name(external_field)
+        path = f"{external_field}/{quote(str(value), safe='')}"
+        status = self.call(
+            lambda sf: getattr(sf, sobject).upsert(path, fields), kind="sobject", what=f"upsert {sobject}"
+        )
+        return bool(status == 201)
+
+    def upsert_collection(
+        self, sobject: str, external_field: str, records: Iterable[dict[str, Any]], all_or_none: bool = False
+    ) -> list[dict[str, Any]]:
+        """Upsert by external id through sObject Collections, 200 records per call; one result per record."""
+        _check_name(sobject)
+        _check_name(external_field)
+        batch: list[dict[str, Any]] = []
+        results: list[dict[str, Any]] = []
+        path = f"composite/sobjects/{sobject}/{external_field}"
+
+        def flush() -> None:
+            body = {"allOrNone": all_or_none, "records": list(batch)}
+            out = self.call(
+                lambda sf: sf.restful(path, method="PATCH", json=body), kind="composite", what=f"upsert {sobject}"
+            )
+            results.extend(out or [])
+            batch.clear()
+
+        for record in records:
+            batch.append({"attributes": {"type": sobject}, **{k: v for k, v in record.items() if k != "attributes"}})
+            if len(batch) == COLLECTION_LIMIT:
+                flush()
+        if batch:
+            flush()
+        return results
+
+
+# ---- streaming ---------------------------------------------------------------------------------------
+class StreamingAuthenticator(AuthenticatorBase):
+    """aiosfstream-ng authentication against the configured instance, trusting the configured CA."""
+
+    def __init__(self, settings: SalesforceSettings, context: ssl.SSLContext | None = None) -> None:
+        super().__init__()
+        self._settings = settings
+        self._ssl = context or ssl_context(settings)
+
+    def __repr__(self) -> str:
+        return f"StreamingAuthenticator(instance_url={self._settings.instance_url!r}, auth={self._settings.auth!r})"
+
+    @property
+    def _token_url(self) -> str:
+        return f"{self._settings.instance_url}/services/oauth2/token"
+
+    async def _authenticate(self) -> tuple[int, dict[str, Any]]:
+        timeout = aiohttp.ClientTimeout(total=self._settings.timeout_seconds)
+        connector = aiohttp.TCPConnector(ssl=self._ssl)
+        async with (
+            aiohttp.ClientSession(connector=connector, timeout=timeout) as session,
+            session.post(self._token_url, data=_token_form(self._settings)) as response,
+        ):
+            body = await response.json(loads=self.json_loads)
+            return response.status, body if isinstance(body, dict) else {}
+
+
+class StreamingClient(Client):
+    """aiosfstream-ng's client on `/cometd/<api_version>` over TLS that trusts the configured CA."""
+
+    def __init__(
+        self,
+        settings: SalesforceSettings,
+        *,
+        replay: Any = ReplayOption.NEW_EVENTS,
+        replay_fallback: ReplayOption | None = None,
+        replay_storage_policy: ReplayMarkerStoragePolicy = ReplayMarkerStoragePolicy.MANUAL,
+        connection_timeout: float = 10.0,
+        max_pending_count: int = 100,
+    ) -> None:
+        context = ssl_context(settings)
+        super().__init__(
+            StreamingAuthenticator(settings, context),
+            replay=replay,
+            replay_fallback=replay_fallback,
+            replay_storage_policy=replay_storage_policy,
+            connection_timeout=connection_timeout,
+            max_pending_count=max_pending_count,
+        )
+        self.ssl = context
+        self.api_version = settings.api_version
+
+    # The base declares a staticmethod but calls it on the instance; we need the instance's version.
+    def get_cometd_url(self, instance_url: str) -> str:  # type: ignore[override]
+        """The CometD endpoint for our API version (the library hard-codes 45.0, before changedFields)."""
+        return f"{instance_url.rstrip('/')}/cometd/{self.api_version}"
+
+
+def streaming_client(settings: SalesforceSettings, replay: Any, **kwargs: Any) -> StreamingClient:
+    """A StreamingClient for `settings`; call inside a running event loop (the library binds to it)."""
+    return StreamingClient(settings, replay=replay, **kwargs)
