@@ -6,7 +6,8 @@ Protocol notes (reference/salesforce_cdc.md section 2):
   URL is an HTTP 400.
 - A request may batch several messages (a re-handshake sends connect + subscribes in one
   payload). Non-connect messages are answered first; a connect is held (up to the advised
-  timeout) only when it came alone and nothing is queued for its client. Events travel in the
+  timeout) only when it came alone, is not the first after the handshake, and nothing is
+  queued for its client. Events travel in the
   same reply array as the connect reply.
 - Handshake sets the BAYEUX_BROWSER cookie; later messages of that client must carry it.
 - Subscribe takes `ext.replay = {channel: id}`: -1 new events only (also the default), -2 every
@@ -52,6 +53,7 @@ class Session:
     queue: deque[dict[str, Any]] = field(default_factory=deque)
     waiters: set[asyncio.Event] = field(default_factory=set)
     last_seen: float = field(default_factory=time.monotonic)
+    connected: bool = False  # the first connect after a handshake is answered at once
 
     def wake(self) -> None:
         for waiter in self.waiters:
@@ -297,7 +299,8 @@ class CometD:
             reply.update(successful=False, error=f"400::Invalid connection type {message.get('connectionType')}")
             return reply, []
         timeout_ms = self.state.tunables.cometd_timeout_ms
-        if hold and not session.queue:
+        first, session.connected = not session.connected, True
+        if hold and not first and not session.queue:
             waiter = asyncio.Event()
             session.waiters.add(waiter)
             self.held[waiter] = request
