@@ -42,6 +42,20 @@ from devstack.logisense.seed import generate_invoices
 if TYPE_CHECKING:
     from devstack.logisense.app import Emulator
 
+# Settings `POST /__admin/config` may change until the next reset (fields of EmulatorConfig).
+RUNTIME_KEYS = frozenset(
+    {
+        "token_ttl_seconds",
+        "refresh_token_ttl_seconds",
+        "accept_names_on_write",
+        "reject_unknown_fields",
+        "paged_default_size",
+        "top_default",
+        "top_max",
+        "hang_seconds",
+        "retry_after_default",
+    }
+)
 RESET_KEYS = frozenset({"seed", "catalogue_size", "accounts", "invoices_per_account"})
 
 
@@ -121,13 +135,9 @@ class AdminApi:
         )
 
     async def get_config(self, _request: web.Request) -> web.Response:
-        from devstack.logisense.app import RUNTIME_KEYS
-
         return web.json_response({key: getattr(self.emulator.config, key) for key in sorted(RUNTIME_KEYS)})
 
     async def set_config(self, request: web.Request) -> web.Response:
-        from devstack.logisense.app import RUNTIME_KEYS
-
         body = await _body(request)
         if not isinstance(body, dict) or set(body) - RUNTIME_KEYS:
             return _bad(f"config takes an object with some of {sorted(RUNTIME_KEYS)}")

@@ -20,7 +20,15 @@ from typing import TYPE_CHECKING, Any
 from devstack.logisense import search
 from devstack.logisense.resources import RESOURCES, ROUTES_LONGEST_FIRST, ResourceSpec
 from devstack.logisense.store import Transaction
-from devstack.logisense.writes import ERR_INVALID, ERR_METHOD, ERR_NOT_FOUND, ERR_REFERENCE, ApiError
+from devstack.logisense.writes import (
+    ERR_INVALID,
+    ERR_METHOD,
+    ERR_NOT_FOUND,
+    ERR_REFERENCE,
+    ERR_TRAILER,
+    TRAILER,
+    ApiError,
+)
 
 if TYPE_CHECKING:
     from devstack.logisense.app import Emulator
@@ -289,8 +297,6 @@ def _metadata(emulator: Emulator, spec: ResourceSpec, *, sql_only: bool) -> dict
 
 def error_body(operation: str, errors: list[tuple[int, str]], *, trailer: bool = True) -> dict[str, Any]:
     """LogiSense's error envelope; validation answers end with the 2000 'rolled back' entry."""
-    from devstack.logisense.writes import ERR_TRAILER, TRAILER
-
     entries = [{"code": code, "message": message} for code, message in errors]
     if trailer:
         entries.append({"code": ERR_TRAILER, "message": TRAILER})

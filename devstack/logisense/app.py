@@ -19,7 +19,7 @@ from typing import Any
 
 from aiohttp import web
 
-from devstack.logisense import api, seed
+from devstack.logisense import admin, api, seed
 from devstack.logisense.auth import DENIED, Auth, Credentials
 from devstack.logisense.faults import Counters, Faults
 from devstack.logisense.search import SearchOptions
@@ -64,21 +64,6 @@ class EmulatorConfig:
             "Package/Frequency": self.frequency_custom_fields,
             "Package": self.package_custom_fields,
         }
-
-
-RUNTIME_KEYS = frozenset(
-    {
-        "token_ttl_seconds",
-        "refresh_token_ttl_seconds",
-        "accept_names_on_write",
-        "reject_unknown_fields",
-        "paged_default_size",
-        "top_default",
-        "top_max",
-        "hang_seconds",
-        "retry_after_default",
-    }
-)
 
 
 @dataclass
@@ -148,9 +133,10 @@ def _json(status: int, body: Any, headers: dict[str, str] | None = None) -> web.
     return web.json_response(body, status=status, headers=headers)
 
 
-def build_app(emulator: Emulator) -> web.Application:
-    from devstack.logisense import admin
+EMULATOR_KEY = web.AppKey("emulator", Emulator)
 
+
+def build_app(emulator: Emulator) -> web.Application:
     @web.middleware
     async def middleware(request: web.Request, handler: Any) -> web.StreamResponse:
         if request.path.startswith("/__admin"):
@@ -176,7 +162,7 @@ def build_app(emulator: Emulator) -> web.Application:
             emulator.counters.add(resource, request.method, operation, status)
 
     app = web.Application(middlewares=[middleware], client_max_size=16 * 1024 * 1024)
-    app["emulator"] = emulator
+    app[EMULATOR_KEY] = emulator
     app.router.add_post("/AuthorizationServer/api/{version}/Access/Login", _login)
     app.router.add_post("/AuthorizationServer/Access/Login", _login)
     app.router.add_route("*", RESOURCE_PREFIX + "{version}/{tail:.*}", _resource)
@@ -250,7 +236,7 @@ async def _inject(emulator: Emulator, resource: str, method: str, operation: str
 
 
 async def _login(request: web.Request) -> web.Response:
-    emulator: Emulator = request.app["emulator"]
+    emulator = request.app[EMULATOR_KEY]
     form: dict[str, str] = {}
     if request.content_type == "application/x-www-form-urlencoded":
         form = {key: str(value) for key, value in (await request.post()).items()}
@@ -259,7 +245,7 @@ async def _login(request: web.Request) -> web.Response:
 
 
 async def _resource(request: web.Request) -> web.Response:
-    emulator: Emulator = request.app["emulator"]
+    emulator = request.app[EMULATOR_KEY]
     tail = request.match_info["tail"]
     target = api.classify(request.method, tail)
     body = await request.read()

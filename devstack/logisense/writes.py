@@ -170,8 +170,9 @@ class Writer:
                 else:
                     errors.append((ERR_FORMAT, f"'{pascal(key)}' has an invalid value ({value!r}) for '{spec.route}'."))
             elif key in partners:
-                if self.options.accept_names_on_write and partners[key].name not in body and value is not None:
-                    self._resolve_name(spec, ref=partners[key], key=key, value=value, clean=clean, errors=errors)
+                ref = partners[key]
+                if self._names_apply(ref, body, value):
+                    self._resolve_name(spec, ref=ref, key=key, value=value, clean=clean, errors=errors)
             elif key in custom:
                 if (
                     value is None
@@ -186,6 +187,10 @@ class Writer:
             elif self.options.reject_unknown_fields:
                 errors.append((ERR_UNKNOWN_FIELD, f"'{key}' is not a field of '{spec.route}'."))
         return clean, errors
+
+    def _names_apply(self, ref: FieldSpec, body: dict[str, Any], value: Any) -> bool:
+        """A writable reference given by name only (the partners of read-only references are ignored)."""
+        return not ref.read_only and self.options.accept_names_on_write and ref.name not in body and value is not None
 
     def _resolve_name(
         self,
