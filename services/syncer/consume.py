@@ -142,10 +142,12 @@ class ConsumeLoop:
         try:
             while not self._stop:
                 self._revoked.clear()
-                records = self._carry + collect(
+                # Polling blocks, so it runs in a worker thread; the event loop stays free for signals.
+                records = self._carry + await asyncio.to_thread(
+                    collect,
                     self._consumer,
                     interval_seconds=self._interval,
-                    max_events=self._max_events - len(self._carry),
+                    max_events=max(1, self._max_events - len(self._carry)),
                     should_stop=lambda: self._stop,
                     tick=self._tick,
                 )

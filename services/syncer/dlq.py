@@ -1,0 +1,145 @@
+"""`sfls dlq`: the dead-letter topic as the error log: list, show, replay.
+
+Reading never joins a consumer group and never commits: each command assigns every partition of
+the topic from its start (or a given offset) and reads up to the high watermark it saw on start.
+Replay produces the original key, value and headers back to the original topic (the
+`sfls.original.topic` header; `sfls.changes` otherwise) and adds `sfls.replayed_at`, so the
+syncer handles the record as it would any change. Replaying twice is harmless: delivery is an
+idempotent upsert.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from confluent_kafka import Message, TopicPartition
+
+from shared import kafka
+from shared.deadletter import REPLAYED_AT, DeadLetter, parse_dead_letter
+from shared.errors import ConfigError
+from shared.settings import KafkaSettings
+
+_RELATIVE = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhdw])$")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
+def parse_time(text: str, *, now: datetime | None = None) -> datetime:
+    """An ISO-8601 time (UTC when no zone is given) or a duration ago: 30m, 2h, 1d, 1w."""
+    now = now or datetime.now(UTC)
+    match = _RELATIVE.match(text.strip())
+    if match:
+        return now - timedelta(**{_UNITS[match.group(2)]: float(match.group(1))})
+    try:
+        parsed = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise ConfigError(
+            f"{text!r} is not a time: give ISO-8601 (2026-01-31T12:00) or a duration ago (30m, 2h, 1d)"
+        ) from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class DlqFilter:
+    """Which dead letters a command acts on; every given condition must hold."""
+
+    error_class: str | None = None
+    key: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+    def matches(self, letter: DeadLetter) -> bool:
+        if self.error_class and letter.error_class.casefold() != self.error_class.casefold():
+            return False
+        if self.key and (letter.key or b"").decode(errors="replace") != self.key:
+            return False
+        when = letter.last_failure
+        if self.since and when < self.since:
+            return False
+        return not (self.until and when > self.until)
+
+
+def read_partitions(
+    settings: KafkaSettings, topic: str, *, tail: int | None = None, timeout: float = 10.0
+) -> Iterator[Message]:
+    """Every record of `topic` now present (or the last `tail` of each partition), partition by partition."""
+    consumer = kafka.consumer(settings, f"sfls-reader-{uuid.uuid4().hex[:8]}", **{"enable.partition.eof": True})
+    try:
+        metadata = consumer.list_topics(topic, timeout=timeout).topics.get(topic)
+        if metadata is None or metadata.error is not None:
+            return
+        ends: dict[int, int] = {}
+        starts: list[TopicPartition] = []
+        for partition in sorted(metadata.partitions):
+            low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=timeout)
+            if high > low:
+                start = max(low, high - tail) if tail is not None else low
+                ends[partition] = high
+                starts.append(TopicPartition(topic, partition, start))
+        if not starts:
+            return
+        consumer.assign(starts)
+        while ends:
+            message = consumer.poll(timeout)
+            if message is None:
+                return  # nothing more arrives within the timeout
+            error = message.error()
+            partition = message.partition() or 0
+            if error is None:
+                yield message
+            if error is not None or (message.offset() or 0) >= ends.get(partition, 0) - 1:
+                ends.pop(partition, None)
+    finally:
+        consumer.close()
+
+
+def dead_letters(settings: KafkaSettings, topic: str, flt: DlqFilter = DlqFilter()) -> list[DeadLetter]:
+    """Every dead letter of `topic` that matches, oldest failure first."""
+    found = [letter for letter in map(parse_dead_letter, read_partitions(settings, topic)) if flt.matches(letter)]
+    return sorted(found, key=lambda letter: (letter.last_failure, letter.partition, letter.offset))
+
+
+def find(settings: KafkaSettings, topic: str, partition: int, offset: int) -> DeadLetter | None:
+    for message in read_partitions(settings, topic):
+        if message.partition() == partition and message.offset() == offset:
+            return parse_dead_letter(message)
+    return None
+
+
+def parse_position(text: str) -> tuple[int, int]:
+    """`PARTITION:OFFSET` as printed by `sfls dlq list`."""
+    partition, sep, offset = text.partition(":")
+    if not sep or not partition.isdigit() or not offset.isdigit():
+        raise ConfigError(f"{text!r} is not a dead-letter position; write PARTITION:OFFSET as `sfls dlq list` shows")
+    return int(partition), int(offset)
+
+
+def replay(
+    settings: KafkaSettings, letters: Iterable[DeadLetter], *, default_topic: str, dry_run: bool = False
+) -> list[tuple[DeadLetter, str]]:
+    """Produce each letter's original record back to its topic; returns (letter, target topic)."""
+    plan = [(letter, letter.original_topic or default_topic) for letter in letters]
+    if dry_run or not plan:
+        return plan
+    producer = kafka.producer(settings)
+    stamp = datetime.now(UTC).isoformat()
+    by_topic: dict[str, list[DeadLetter]] = {}
+    for letter, target in plan:
+        by_topic.setdefault(target, []).append(letter)
+    for target, group in by_topic.items():
+        kafka.produce_and_flush(
+            producer,
+            target,
+            (
+                (
+                    letter.key,
+                    letter.value,
+                    [*letter.original_headers, (REPLAYED_AT, stamp.encode())],
+                )
+                for letter in group
+            ),
+        )
+    return plan

@@ -1,0 +1,150 @@
+"""The consume/commit loop against the real broker, with a stand-in for the LogiSense delivery."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+import pytest
+from confluent_kafka import Consumer, Producer, TopicPartition
+
+from services.syncer.batch import Coalesced
+from services.syncer.consume import BatchResult, ConsumeLoop
+from shared import kafka
+from shared.deadletter import ERROR_CLASS, ERROR_MESSAGE, ORIGINAL_OFFSET, ORIGINAL_TOPIC, Failure, parse_dead_letter
+from shared.errors import TransientError, ValidationError
+from shared.settings import KafkaSettings
+from tests.services.syncer.support import change, create_syncer_topics, publish, read_all
+
+pytestmark = pytest.mark.integration
+
+A = "001000000000001AAA"
+B = "001000000000002AAA"
+
+
+def committed_total(consumer: Consumer, topic: str) -> int:
+    metadata = consumer.list_topics(topic, timeout=10).topics[topic]
+    parts = [TopicPartition(topic, p) for p in metadata.partitions]
+    return sum(max(tp.offset, 0) for tp in consumer.committed(parts, timeout=10))
+
+
+async def run_until(loop: ConsumeLoop, done: Callable[[], bool]) -> None:
+    task = asyncio.create_task(loop.run())
+    for _ in range(300):
+        if done() or task.done():
+            break
+        await asyncio.sleep(0.1)
+    loop.request_stop()
+    await asyncio.wait_for(task, 30)
+
+
+def make_loop(
+    kafka_settings: KafkaSettings, consumer: Consumer, producer: Producer, process: Callable[[Coalesced], object]
+) -> ConsumeLoop:
+    async def run(batch: Coalesced) -> BatchResult:
+        result = process(batch)
+        assert isinstance(result, BatchResult)
+        return result
+
+    return ConsumeLoop(
+        consumer=consumer,
+        producer=producer,
+        topics=kafka.Topics(kafka_settings.topic_prefix),
+        process=run,
+        interval_seconds=0.5,
+        max_events=10_000,
+        retry_pause_seconds=0.1,
+    )
+
+
+async def test_batch_is_coalesced_processed_and_committed(
+    kafka_settings: KafkaSettings, consumer_factory: Callable[..., Consumer], producer_factory: Callable[..., Producer]
+) -> None:
+    """Thirty changes to two accounts reach the processor as two accounts and are committed once done."""
+    topics = create_syncer_topics(kafka_settings)
+    publish(producer_factory(), topics.changes, [change(A) for _ in range(20)] + [change(B) for _ in range(10)])
+    seen: list[dict[str, int]] = []
+
+    def process(batch: Coalesced) -> BatchResult:
+        seen.append({a: len(w.records) for a, w in batch.accounts.items()})
+        return BatchResult(synced_accounts=len(batch.accounts))
+
+    group = "g-commit"
+    consumer = consumer_factory(group)
+    loop = make_loop(kafka_settings, consumer, producer_factory(), process)
+    await run_until(loop, lambda: loop.batches_committed >= 1)
+    assert seen == [{A: 20, B: 10}]
+    assert committed_total(consumer_factory(group), topics.changes) == 30
+    assert read_all(kafka_settings, topics.changes_dlt) == []
+
+
+async def test_failed_account_is_dead_lettered_and_the_rest_committed(
+    kafka_settings: KafkaSettings, consumer_factory: Callable[..., Consumer], producer_factory: Callable[..., Producer]
+) -> None:
+    """A permanent failure dead-letters exactly that account's records, with error and origin headers."""
+    topics = create_syncer_topics(kafka_settings)
+    events = [change(A), change(B), change(A)]
+    publish(producer_factory(), topics.changes, events)
+
+    def process(batch: Coalesced) -> BatchResult:
+        error = ValidationError("'Name' is required for 'Account'.", status=400)
+        return BatchResult(failures={A: Failure.from_exception(error)}, synced_accounts=1)
+
+    group = "g-dlt"
+    loop = make_loop(kafka_settings, consumer_factory(group), producer_factory(), process)
+    await run_until(loop, lambda: loop.batches_committed >= 1)
+    letters = [parse_dead_letter(m) for m in read_all(kafka_settings, topics.changes_dlt)]
+    assert sorted(letter.value or b"" for letter in letters) == sorted(
+        e.to_bytes() for e in events if e.account_id == A
+    )
+    for letter in letters:
+        assert letter.key == A.encode()
+        assert letter.headers[ERROR_CLASS] == "ValidationError"
+        assert "'Name' is required" in letter.headers[ERROR_MESSAGE]
+        assert letter.headers[ORIGINAL_TOPIC] == topics.changes
+        assert ORIGINAL_OFFSET in letter.headers
+        assert ("entity", b"Account") in letter.original_headers
+    assert committed_total(consumer_factory(group), topics.changes) == 3
+
+
+async def test_batch_failing_as_a_whole_is_not_committed_and_is_retried(
+    kafka_settings: KafkaSettings, consumer_factory: Callable[..., Consumer], producer_factory: Callable[..., Producer]
+) -> None:
+    """When processing raises, nothing is committed and the same records come back in the next batch."""
+    topics = create_syncer_topics(kafka_settings)
+    publish(producer_factory(), topics.changes, [change(A), change(B)])
+    calls: list[int] = []
+    group = "g-retry"
+    observer = consumer_factory(group)
+
+    def process(batch: Coalesced) -> BatchResult:
+        calls.append(batch.size)
+        if len(calls) == 1:
+            assert committed_total(observer, topics.changes) == 0
+            raise TransientError("Salesforce is unavailable", status=503)
+        return BatchResult(synced_accounts=len(batch.accounts))
+
+    loop = make_loop(kafka_settings, consumer_factory(group), producer_factory(), process)
+    await run_until(loop, lambda: loop.batches_committed >= 1)
+    assert calls == [2, 2]
+    assert committed_total(observer, topics.changes) == 2
+
+
+async def test_malformed_record_is_dead_lettered(
+    kafka_settings: KafkaSettings, consumer_factory: Callable[..., Consumer], producer_factory: Callable[..., Producer]
+) -> None:
+    """A value that is not a change event goes to the dead-letter topic as MalformedMessageError."""
+    topics = create_syncer_topics(kafka_settings)
+    producer = producer_factory()
+    kafka.produce_and_flush(producer, topics.changes, [(A.encode(), b"{not json", [])])
+    publish(producer, topics.changes, [change(A)])
+    loop = make_loop(
+        kafka_settings,
+        consumer_factory(),
+        producer_factory(),
+        lambda batch: BatchResult(synced_accounts=len(batch.accounts)),
+    )
+    await run_until(loop, lambda: loop.batches_committed >= 1)
+    letters = [parse_dead_letter(m) for m in read_all(kafka_settings, topics.changes_dlt)]
+    assert [letter.error_class for letter in letters] == ["MalformedMessageError"]
+    assert letters[0].value == b"{not json"
