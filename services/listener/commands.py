@@ -2,8 +2,37 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import typer
 
 
 def register(app: typer.Typer) -> None:
     """Attach this service's subcommands to the `sfls` command."""
+    app.command("listener")(listener)
+    app.command("backfill")(backfill)
+
+
+def listener(ctx: typer.Context) -> None:
+    """Stream Salesforce Change Data Capture into Kafka until SIGTERM (resumes from its checkpoint)."""
+    from services.cli import run_guarded, settings_of
+    from services.listener.app import main
+
+    settings = settings_of(ctx)
+    run_guarded(lambda: main(settings))
+
+
+def backfill(
+    ctx: typer.Context,
+    where: Annotated[str, typer.Option("--where", help="SOQL condition on Account, e.g. \"Type = 'Customer'\".")] = "",
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Continue the last unfinished backfill after its last committed Id.")
+    ] = False,
+) -> None:
+    """Start Data Sync: publish a RESYNC event for every Account (and so its Contacts)."""
+    from services.cli import out, run_guarded, settings_of
+    from services.listener.backfill_cli import backfill_command
+
+    settings = settings_of(ctx)
+    progress = run_guarded(lambda: backfill_command(settings, where=where, resume=resume))
+    out.print(f"backfill {progress.run_id}: {progress.published} accounts published (resync events)")

@@ -6,11 +6,12 @@ import time
 import uuid
 from typing import Any
 
+import requests
 from confluent_kafka import OFFSET_BEGINNING, KafkaError, Message, TopicPartition
 
 from shared import kafka
 from shared.events import ChangeEvent
-from shared.settings import KafkaSettings
+from shared.settings import KafkaSettings, SalesforceSettings
 
 ACCOUNT_A = "001000000000001AAA"
 ACCOUNT_B = "001000000000002AAA"
@@ -83,6 +84,57 @@ def read_committed(settings: KafkaSettings, topic: str, timeout: float = 30.0) -
 
 
 def change_events(settings: KafkaSettings) -> list[ChangeEvent]:
-    """The change events committed so far, in partition then offset order."""
+    """The change events committed so far, in replay-id order (resyncs without one first)."""
     topic = kafka.Topics(settings.topic_prefix).changes
-    return [ChangeEvent.from_bytes(m.value() or b"") for m in read_committed(settings, topic)]
+    events = [ChangeEvent.from_bytes(m.value() or b"") for m in read_committed(settings, topic)]
+    return sorted(events, key=lambda e: (e.replay_id or 0, e.record_id))
+
+
+class SalesforceApi:
+    """Plain REST writes against the emulator (as any Salesforce client would make them)."""
+
+    def __init__(self, settings: SalesforceSettings) -> None:
+        self.settings = settings
+        self._http = requests.Session()
+        self._http.verify = settings.ca_file or True
+        self._http.trust_env = False
+        answer = self._http.post(
+            f"{settings.instance_url}/services/oauth2/token",
+            data={
+                "grant_type": "password",
+                "client_id": settings.client_id,
+                "client_secret": settings.client_secret.get_secret_value(),
+                "username": settings.username,
+                "password": settings.password.get_secret_value() + settings.security_token.get_secret_value(),
+            },
+            timeout=30,
+        )
+        answer.raise_for_status()
+        self._token = answer.json()["access_token"]
+        self.base = f"{settings.instance_url}/services/data/v{settings.api_version}"
+
+    def call(self, method: str, path: str, json: Any = None, client: str | None = None) -> Any:
+        headers = {"Authorization": f"Bearer {self._token}"}
+        if client:
+            headers["Sforce-Call-Options"] = f"client={client}"
+        response = self._http.request(method, f"{self.base}{path}", json=json, headers=headers, timeout=30)
+        assert response.status_code < 300, f"{method} {path}: {response.status_code} {response.text}"
+        return response.json() if response.content else None
+
+    def create(self, sobject: str, fields: dict[str, Any]) -> str:
+        return str(self.call("POST", f"/sobjects/{sobject}", fields)["id"])
+
+    def update(self, sobject: str, record_id: str, fields: dict[str, Any], client: str | None = None) -> None:
+        self.call("PATCH", f"/sobjects/{sobject}/{record_id}", fields, client=client)
+
+    def delete(self, sobject: str, record_id: str) -> None:
+        self.call("DELETE", f"/sobjects/{sobject}/{record_id}")
+
+    def update_many(self, sobject: str, records: list[dict[str, Any]]) -> None:
+        """One sObject Collections request (one transaction) updating several records."""
+        body = {"allOrNone": True, "records": [{"attributes": {"type": sobject}, **r} for r in records]}
+        results = self.call("PATCH", "/composite/sobjects", body)
+        assert all(r["success"] for r in results), results
+
+    def close(self) -> None:
+        self._http.close()

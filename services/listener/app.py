@@ -1,0 +1,209 @@
+"""Wiring of `sfls listener`: checkpoint -> streaming supervisor -> pipeline -> Kafka, plus resyncs.
+
+Start-up order matters: topics exist; the transactional producer is initialised (fencing any
+older listener and aborting its open transaction); only then is the checkpoint topic read to
+its end, so the replay ids we subscribe with are exactly what was committed. An unfinished
+resync (from an earlier expired replay id) is resumed in the background.
+
+SIGTERM and SIGINT set a flag: the batch in flight finishes its transaction, the streaming
+client disconnects, a running resync stops after its current batch, and the process exits 0.
+A fenced producer (another listener took over) ends the process with an error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import threading
+from typing import Any
+
+import structlog
+
+from services.listener.backfill import run_backfill
+from services.listener.normalize import Filters
+from services.listener.pipeline import Pipeline
+from services.listener.publisher import ProducerFencedError, TransactionalPublisher
+from services.listener.resolve import AccountResolver, RecordSource
+from services.listener.stream import CheckpointReplay, Message, RebuildError, StreamSupervisor
+from shared import kafka
+from shared.observability import Health
+from shared.settings import Settings
+
+log = structlog.get_logger("sfls.listener")
+
+RESYNC_NAME = "resync"
+
+
+class Resync:
+    """The listener's full resync (a backfill of every account), one at a time, in a thread."""
+
+    def __init__(self, settings: Settings, source: RecordSource) -> None:
+        self._settings = settings
+        self._source = source
+        self._publisher: TransactionalPublisher | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._stop = threading.Event()
+        self._again = False
+        self.completed = 0
+
+    @property
+    def running(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    async def trigger(self, channel: str) -> None:
+        """A replay id expired: resync everything (again, after a running resync ends)."""
+        if not self._settings.listener.resync_on_expired_replay:
+            log.error("replay id expired and resync_on_expired_replay is off: changes may be lost", channel=channel)
+            return
+        if self.running:
+            self._again = True
+            return
+        self._task = asyncio.create_task(self._run(resume=False))
+
+    async def resume(self) -> None:
+        self._task = asyncio.create_task(self._run(resume=True))
+
+    async def _run(self, *, resume: bool) -> None:
+        while True:
+            self._again = False
+            try:
+                progress = await asyncio.to_thread(self._backfill, resume)
+            except ProducerFencedError:
+                log.exception("resync producer fenced; another listener runs the resync")
+                return
+            except Exception:
+                log.exception("full resync failed; retrying from its last committed batch")
+                await asyncio.sleep(self._settings.listener.reconnect_base_seconds)
+                resume = True
+                continue
+            if not progress.done:  # stopped
+                return
+            self.completed += 1
+            log.warning("full resync finished", published=progress.published, run_id=progress.run_id)
+            if not self._again:
+                return
+            resume = False
+
+    def _backfill(self, resume: bool) -> Any:
+        if self._publisher is None:
+            publisher = TransactionalPublisher(
+                self._settings.kafka,
+                f"{self._settings.listener.transactional_id}.resync",
+                timeout_seconds=self._settings.listener.transaction_timeout_seconds,
+            )
+            publisher.start()
+            self._publisher = publisher
+        return run_backfill(
+            self._source,
+            self._publisher,
+            name=RESYNC_NAME,
+            resume=resume,
+            batch_size=self._settings.listener.backfill_batch_size,
+            reason="replay_expired",
+            stop=self._stop,
+        )
+
+    async def close(self) -> None:
+        self._stop.set()
+        if self._task is not None:
+            with contextlib.suppress(Exception):
+                await self._task
+        if self._publisher is not None:
+            await asyncio.to_thread(self._publisher.close)
+
+
+def streaming_client_factory(settings: Settings) -> Any:
+    """Build aiosfstream-ng clients (MANUAL replay policy, our checkpoint storage) for the supervisor."""
+    from aiosfstream_ng.client import ReplayMarkerStoragePolicy
+    from shared.salesforce import streaming_client
+
+    def build(replay: CheckpointReplay) -> Any:
+        return streaming_client(
+            settings.salesforce,
+            replay,
+            replay_storage_policy=ReplayMarkerStoragePolicy.MANUAL,
+            connection_timeout=settings.listener.connection_timeout_seconds,
+            max_pending_count=settings.listener.max_pending_messages,
+        )
+
+    return build
+
+
+async def run_listener(settings: Settings, stop: asyncio.Event, health: Health | None = None) -> None:
+    """Stream CDC into Kafka until `stop` is set."""
+    from shared.salesforce import SalesforceRest
+
+    topics = kafka.Topics(settings.kafka.topic_prefix)
+    if settings.kafka.create_topics:
+        await asyncio.to_thread(kafka.ensure_topics, settings.kafka, topics.specs(settings.kafka))
+    publisher = TransactionalPublisher(
+        settings.kafka,
+        settings.listener.transactional_id,
+        timeout_seconds=settings.listener.transaction_timeout_seconds,
+    )
+    await asyncio.to_thread(publisher.start)
+    state = await asyncio.to_thread(publisher.load_state)
+    log.info(
+        "resuming from checkpoint" if state.checkpoints else "no checkpoint yet",
+        checkpoints={c.channel: c.replay_id for c in state.checkpoints.values()},
+        initial_replay=settings.listener.initial_replay,
+    )
+    rest = SalesforceRest(settings.salesforce)
+    replay = CheckpointReplay(state.checkpoints, settings.listener.initial_replay)
+    pipeline = Pipeline(
+        publisher,
+        replay,
+        AccountResolver(rest, settings.listener.account_cache_size),
+        rest,
+        Filters.from_settings(settings),
+    )
+    resync = Resync(settings, rest)
+    unfinished = state.backfills.get(RESYNC_NAME)
+    if unfinished is not None and not unfinished.done:
+        log.warning("resuming an unfinished full resync", run_id=unfinished.run_id, after=unfinished.last_id)
+        await resync.resume()
+
+    async def handle(batch: list[Message]) -> None:
+        try:
+            await asyncio.to_thread(pipeline.handle, batch)
+        except ProducerFencedError:
+            raise
+        except Exception as exc:
+            log.exception("batch failed; replaying it from the checkpoint")
+            raise RebuildError("handler_error", str(exc)) from exc
+
+    supervisor = StreamSupervisor(
+        settings.listener,
+        channels=settings.salesforce.channels,
+        replay=replay,
+        client_factory=streaming_client_factory(settings),
+        handle=handle,
+        on_expired=resync.trigger,
+        health=health,
+    )
+    try:
+        await supervisor.run(stop)
+    finally:
+        await resync.close()
+        await asyncio.to_thread(publisher.close)
+        log.info("listener stopped")
+
+
+def main(settings: Settings) -> None:
+    """`sfls listener`: observability, signals, and the loop."""
+    from shared.observability import start_observability
+
+    health, server = start_observability("listener", settings)
+
+    async def serve() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await run_listener(settings, stop, health)
+
+    try:
+        asyncio.run(serve())
+    finally:
+        server.stop()

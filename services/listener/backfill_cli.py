@@ -1,0 +1,75 @@
+"""`sfls backfill` around backfill.py: its own transactional producer and a progress bar on a TTY."""
+
+from __future__ import annotations
+
+import sys
+
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from services.listener.backfill import account_query, check_where, run_backfill
+from services.listener.publisher import BackfillProgress, TransactionalPublisher
+from shared import kafka
+from shared.salesforce import SalesforceRest
+from shared.settings import Settings
+
+BACKFILL_NAME = "backfill"
+
+
+def backfill_command(settings: Settings, *, where: str = "", resume: bool = False) -> BackfillProgress:
+    """Run (or resume) the backfill; show progress on a terminal."""
+    from shared.observability import configure_logging, secret_values
+    from shared.salesforce import SalesforceRest
+
+    configure_logging("listener", settings.observability, secret_values(settings))
+    where = check_where(where)
+    if settings.kafka.create_topics:
+        topics = kafka.Topics(settings.kafka.topic_prefix)
+        kafka.ensure_topics(settings.kafka, topics.specs(settings.kafka))
+    rest = SalesforceRest(settings.salesforce)
+    publisher = TransactionalPublisher(
+        settings.kafka,
+        f"{settings.listener.transactional_id}.{BACKFILL_NAME}",
+        timeout_seconds=settings.listener.transaction_timeout_seconds,
+    )
+    publisher.start()
+    try:
+        if not sys.stderr.isatty():
+            return run_backfill(
+                rest,
+                publisher,
+                name=BACKFILL_NAME,
+                where=where,
+                resume=resume,
+                batch_size=settings.listener.backfill_batch_size,
+            )
+        total = _count(rest, where)
+        with Progress(
+            TextColumn("backfill"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), transient=False
+        ) as bar:
+            task = bar.add_task("accounts", total=total)
+
+            def show(progress: BackfillProgress) -> None:
+                bar.update(task, completed=progress.published)
+
+            return run_backfill(
+                rest,
+                publisher,
+                name=BACKFILL_NAME,
+                where=where,
+                resume=resume,
+                batch_size=settings.listener.backfill_batch_size,
+                on_progress=show,
+            )
+    finally:
+        publisher.close()
+
+
+def _count(rest: SalesforceRest, where: str) -> int | None:
+    """How many accounts match (for the bar's total), or None when the count query fails."""
+    soql = account_query(where, "").replace("SELECT Id FROM", "SELECT COUNT() FROM").removesuffix(" ORDER BY Id")
+    try:
+        answer = rest.call(lambda sf: sf.query(soql), kind="query", what="count accounts")
+    except Exception:  # noqa: BLE001 - the total only decorates the bar; the backfill itself reports errors
+        return None
+    total = answer.get("totalSize") if isinstance(answer, dict) else None
+    return total if isinstance(total, int) else None

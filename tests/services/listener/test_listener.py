@@ -1,0 +1,196 @@
+"""The listener end to end: Salesforce emulator (REST writes -> CDC) -> listener -> Kafka (read_committed)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from services.listener.app import RESYNC_NAME
+from shared import kafka
+from shared.deadletter import ERROR_CLASS
+from shared.events import ChangeType, Entity, Source
+from shared.settings import KafkaSettings
+from tests.services.listener.conftest import (
+    ListenerThread,
+    events_after_sync,
+    state_of,
+    wait_checkpointed,
+    wait_until,
+)
+from tests.services.listener.support import SalesforceApi, cdc_message, read_committed
+
+pytestmark = pytest.mark.integration
+
+ACCOUNTS = "/data/AccountChangeEvent"
+CONTACTS = "/data/ContactChangeEvent"
+
+
+@pytest.fixture
+def api(emulator: Any) -> Iterator[SalesforceApi]:
+    """REST writes against the emulator, as a Salesforce user would make them."""
+    client = SalesforceApi(emulator.settings())
+    yield client
+    client.close()
+
+
+def _accounts(emulator: Any, n: int, prefix: str = "Acme") -> list[str]:
+    """Create accounts without CDC (admin API), so tests start from a known state."""
+    answer = emulator.admin(
+        "POST", "/records", {"sobject": "Account", "records": [{"Name": f"{prefix} {i}"} for i in range(n)]}
+    )
+    return list(answer["ids"])
+
+
+def test_name_update_gives_exactly_one_event(
+    emulator: Any, api: SalesforceApi, kafka_settings: KafkaSettings, run_listener_thread: Callable[..., ListenerThread]
+) -> None:
+    """A REST update of Name produces exactly one UPDATE event keyed by the account, with the new Name."""
+    (account,) = _accounts(emulator, 1)
+    run_listener_thread()
+    api.update("Account", account, {"Name": "Renamed"})
+    events = events_after_sync(emulator, kafka_settings, ACCOUNTS)
+    assert len(events) == 1
+    event = events[0]
+    assert event.key == account.encode()
+    assert (event.entity, event.change_type, event.source) == (Entity.ACCOUNT, ChangeType.UPDATE, Source.CDC)
+    assert event.fields["Name"] == "Renamed"
+    assert "Name" in event.changed_fields
+
+
+def test_description_only_update_gives_no_event_and_composite_gives_three(
+    emulator: Any, api: SalesforceApi, kafka_settings: KafkaSettings, run_listener_thread: Callable[..., ListenerThread]
+) -> None:
+    """A Description-only update is dropped; one composite update of 3 accounts gives 3 events."""
+    accounts = _accounts(emulator, 4)
+    run_listener_thread()
+    api.update("Account", accounts[3], {"Description": "only a note"})
+    api.update_many("Account", [{"Id": a, "Type": "Customer"} for a in accounts[:3]])
+    events = events_after_sync(emulator, kafka_settings, ACCOUNTS)
+    assert sorted(e.record_id for e in events) == sorted(accounts[:3])
+    assert all(e.fields.get("Type") == "Customer" for e in events)
+    assert len({e.event_id for e in events}) == 3
+
+
+def test_contact_update_without_account_id_is_keyed_by_its_account(
+    emulator: Any, api: SalesforceApi, kafka_settings: KafkaSettings, run_listener_thread: Callable[..., ListenerThread]
+) -> None:
+    """A Contact Title update (payload lacks AccountId) is keyed by the contact's account."""
+    (account,) = _accounts(emulator, 1)
+    answer = emulator.admin(
+        "POST", "/records", {"sobject": "Contact", "records": [{"LastName": "Lovelace", "AccountId": account}]}
+    )
+    (contact,) = answer["ids"]
+    run_listener_thread()
+    api.update("Contact", contact, {"Title": "CFO"})
+    events = events_after_sync(emulator, kafka_settings, CONTACTS)
+    assert [(e.entity, e.record_id, e.key) for e in events] == [(Entity.CONTACT, contact, account.encode())]
+    assert "AccountId" not in events[0].fields
+
+
+def test_echo_gaps_overflow_and_malformed_messages(
+    emulator: Any, api: SalesforceApi, kafka_settings: KafkaSettings, run_listener_thread: Callable[..., ListenerThread]
+) -> None:
+    """Own echo is dropped; GAP_UPDATE and GAP_OVERFLOW become resyncs; a malformed message is dead-lettered."""
+    accounts = _accounts(emulator, 3)
+    run_listener_thread()
+    api.update("Account", accounts[0], {"Name": "by sfls"}, client="sfls")
+    emulator.admin("POST", "/cdc/gap", {"entity": "Account", "changeType": "GAP_UPDATE", "recordIds": accounts[:2]})
+    emulator.admin("POST", "/cdc/overflow", {"entity": "Account"})
+    broken = cdc_message(channel=ACCOUNTS)
+    del broken["data"]["payload"]["ChangeEventHeader"]
+    emulator.admin("POST", "/cdc/publish", {"message": broken})
+    api.update("Account", accounts[2], {"Name": "after the broken one"})
+    events = events_after_sync(emulator, kafka_settings, ACCOUNTS)
+    gap = sorted(e.record_id for e in events if e.source is Source.GAP)
+    assert gap == sorted(accounts[:2])
+    overflow = [e for e in events if e.source is Source.OVERFLOW]
+    assert accounts[0] in {e.record_id for e in overflow}  # modified (by our echo) after the overflow's commit
+    assert all(e.change_type is ChangeType.RESYNC for e in overflow)
+    cdc = [e for e in events if e.source is Source.CDC]
+    assert [(e.record_id, e.fields.get("Name")) for e in cdc] == [(accounts[2], "after the broken one")]
+    dead = read_committed(kafka_settings, kafka.Topics(kafka_settings.topic_prefix).listener_dlt)
+    assert len(dead) == 1
+    headers = dict(dead[0].headers() or [])
+    assert headers[ERROR_CLASS] == b"MalformedCdcMessage.missing_header"
+    assert json.loads(dead[0].value() or b"")["data"]["event"]["replayId"] > 0
+
+
+def test_restart_resumes_after_the_checkpoint_without_duplicates(
+    emulator: Any, api: SalesforceApi, kafka_settings: KafkaSettings, run_listener_thread: Callable[..., ListenerThread]
+) -> None:
+    """Changes made while the listener is down are delivered after restart, each exactly once."""
+    accounts = _accounts(emulator, 3)
+    first = run_listener_thread()
+    api.update("Account", accounts[0], {"Name": "one"})
+    wait_checkpointed(emulator, kafka_settings, ACCOUNTS)
+    first.stop()
+    api.update("Account", accounts[1], {"Name": "two"})
+    api.update("Account", accounts[2], {"Name": "three"})
+    run_listener_thread(first.settings)  # same transactional id and prefix: resumes from the checkpoint
+    events = events_after_sync(emulator, kafka_settings, ACCOUNTS)
+    assert [e.fields["Name"] for e in events if e.source is Source.CDC] == ["one", "two", "three"]
+
+
+def test_session_expiry_and_dropped_connections_are_survived(
+    emulator: Any, api: SalesforceApi, kafka_settings: KafkaSettings, run_listener_thread: Callable[..., ListenerThread]
+) -> None:
+    """Expired sessions/tokens and dropped long polls are survived without losing or repeating events."""
+    accounts = _accounts(emulator, 3)
+    run_listener_thread()
+    api.update("Account", accounts[0], {"Name": "before"})
+    wait_checkpointed(emulator, kafka_settings, ACCOUNTS)
+    emulator.admin("POST", "/sessions/expire")
+    api = SalesforceApi(emulator.settings())  # our own REST token expired too
+    api.update("Account", accounts[1], {"Name": "after expiry"})
+    wait_checkpointed(emulator, kafka_settings, ACCOUNTS)
+    emulator.admin("POST", "/connections/drop")
+    api.update("Account", accounts[2], {"Name": "after drop"})
+    events = events_after_sync(emulator, kafka_settings, ACCOUNTS)
+    api.close()
+    assert [e.fields["Name"] for e in events] == ["before", "after expiry", "after drop"]
+
+
+def test_expired_checkpoint_triggers_a_full_resync(
+    emulator: Any, api: SalesforceApi, kafka_settings: KafkaSettings, run_listener_thread: Callable[..., ListenerThread]
+) -> None:
+    """A checkpoint older than the retention window: subscribe from new events and resync every account."""
+    accounts = _accounts(emulator, 5)
+    first = run_listener_thread()
+    api.update("Account", accounts[0], {"Name": "seen"})
+    wait_checkpointed(emulator, kafka_settings, ACCOUNTS)
+    first.stop()
+    api.update("Account", accounts[1], {"Name": "lost to retention"})
+    last = emulator.admin("GET", "/cdc/events")["last"]
+    emulator.admin("POST", "/retention", {"oldest_replay_id": last + 1})
+    run_listener_thread(first.settings)
+    wait_until(lambda: (state_of(kafka_settings).backfills.get(RESYNC_NAME) or _Nope()).done, what="full resync")
+    api.update("Account", accounts[2], {"Name": "new after resync"})
+    events = events_after_sync(emulator, kafka_settings, ACCOUNTS)
+    resynced = {e.record_id for e in events if e.source is Source.BACKFILL}
+    assert resynced == set(accounts)
+    assert [e.fields["Name"] for e in events if e.source is Source.CDC] == ["seen", "new after resync"]
+
+
+class _Nope:
+    done = False
+
+
+def test_silently_dropped_resubscription_is_caught_by_the_watchdog(
+    emulator: Any, api: SalesforceApi, kafka_settings: KafkaSettings, run_listener_thread: Callable[..., ListenerThread]
+) -> None:
+    """A re-handshake whose re-subscribe is refused (stale id) is detected and rebuilt into a resync."""
+    accounts = _accounts(emulator, 2)
+    run_listener_thread()
+    api.update("Account", accounts[0], {"Name": "seen"})
+    wait_checkpointed(emulator, kafka_settings, ACCOUNTS)
+    last = emulator.admin("GET", "/cdc/events")["last"]
+    emulator.admin("POST", "/retention", {"oldest_replay_id": last + 1})
+    emulator.admin("POST", "/sessions/expire", {"cometd": True, "tokens": False})
+    wait_until(lambda: (state_of(kafka_settings).backfills.get(RESYNC_NAME) or _Nope()).done, what="full resync")
+    api.update("Account", accounts[1], {"Name": "after watchdog"})
+    events = events_after_sync(emulator, kafka_settings, ACCOUNTS)
+    assert [e.fields["Name"] for e in events if e.source is Source.CDC] == ["seen", "after watchdog"]
+    assert {e.record_id for e in events if e.source is Source.BACKFILL} == set(accounts)
