@@ -133,7 +133,7 @@ def read_topic(settings: KafkaSettings, topic: str, timeout: float = 30.0) -> It
         deadline = time.monotonic() + timeout
         while pending:
             # consume() waits for the whole count or the timeout: keep the wait short, bound the stall.
-            messages = consumer.consume(5000, timeout=0.2)
+            messages = consumer.consume(5000, timeout=0.05)
             if not messages:
                 if time.monotonic() > deadline:
                     raise TransientError(f"reading {topic} stalled before its end offsets")

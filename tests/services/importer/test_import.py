@@ -1,0 +1,248 @@
+"""Acceptance tests of the importer: the real broker and both emulators, end to end."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from services.cli import app
+from services.importer.entities import BY_NAME, select
+from services.importer.main import run_import
+from services.importer.publish import live_ids, read_topic
+from shared.deadletter import ERROR_MESSAGE, parse_dead_letter
+from shared.events import RequestRecord, RequestStatus
+from shared.kafka import Topics
+from shared.settings import InvoiceColumn, KafkaSettings, MappingSettings, ProductExtension, Settings
+from tests.fixtures.logisense import LogisenseEmulator
+from tests.fixtures.salesforce import SalesforceEmulator
+
+pytestmark = pytest.mark.integration
+
+EXT = "LogiSense_Id__c"
+MAPPINGS = MappingSettings(
+    product_extensions=(ProductExtension(logisense="family", salesforce="Family"),),
+    invoice_columns=(InvoiceColumn(column="name", label="Invoice"), InvoiceColumn(column="balance", label="Balance")),
+)
+
+
+@pytest.fixture
+def settings(
+    kafka_settings: KafkaSettings, logisense_emulator: LogisenseEmulator, salesforce_emulator: SalesforceEmulator
+) -> Settings:
+    """Settings pointing at the broker (unique topic prefix) and both emulators, with the schema deployed."""
+    settings = Settings(
+        kafka=kafka_settings,
+        logisense=logisense_emulator.settings(),
+        salesforce=salesforce_emulator.settings(),
+        mappings=MAPPINGS,
+    )
+    from services.importer.entities import salesforce_schema
+
+    salesforce_emulator.admin("POST", "schema", salesforce_schema(settings))
+    return settings
+
+
+def _by_external_id(salesforce: SalesforceEmulator, sobject: str) -> dict[str, dict[str, Any]]:
+    return {r[EXT]: r for r in salesforce.records(sobject) if r.get(EXT) and not r.get("IsDeleted")}
+
+
+def _writes(salesforce: SalesforceEmulator) -> tuple[int, dict[str, int]]:
+    counters = salesforce.counters()
+    return counters["composite"], dict(counters["sobject_write"])
+
+
+async def _logisense_items(emulator: LogisenseEmulator, resource: str) -> list[dict[str, Any]]:
+    async with emulator.client() as client:
+        return [item async for item in client.paged(resource)]
+
+
+async def test_full_import_lands_every_entity_with_its_relations(
+    settings: Settings, logisense_emulator: LogisenseEmulator, salesforce_emulator: SalesforceEmulator
+) -> None:
+    """`import all` lands every item of every entity, with frequency->package, rate->plan, state->country lookups."""
+    logisense_emulator.reset(accounts=2, invoices_per_account=2)
+    report = await run_import(settings, select("all"))
+    assert report.ok, [(e.entity, e.error, e.reasons) for e in report.entities]
+    fetched = {e.entity: e.fetched for e in report.entities}
+    assert all(fetched[name] > 0 for name in select("all")), fetched
+    for name in select("all"):
+        landed = _by_external_id(salesforce_emulator, BY_NAME[name].sobject)
+        assert len(landed) == fetched[name], name
+
+    packages = _by_external_id(salesforce_emulator, "LogiSense_Package__c")
+    products = _by_external_id(salesforce_emulator, "Product2")
+    for frequency in await _logisense_items(logisense_emulator, "Package/Frequency"):
+        product = products[str(frequency["identity"])]
+        assert product["Package__c"] == packages[str(frequency["packageId"])]["Id"]
+        assert product["Family"] == frequency["family"]
+        assert product["Name"] == frequency["name"]
+
+    plans = _by_external_id(salesforce_emulator, "LogiSense_Rate_Plan__c")
+    groups = await _logisense_items(logisense_emulator, "Usage/Rate/Group")
+    plan_of_group = {g["identity"]: g["usageRatePlanId"] for g in groups}
+    rates = _by_external_id(salesforce_emulator, "LogiSense_Rate__c")
+    for rate in await _logisense_items(logisense_emulator, "Usage/Rate"):
+        expected = plans[str(plan_of_group[rate["usageRateGroupId"]])]["Id"]
+        assert rates[str(rate["identity"])]["Rate_Plan__c"] == expected
+
+    countries = _by_external_id(salesforce_emulator, "LogiSense_Country__c")
+    states = _by_external_id(salesforce_emulator, "LogiSense_State__c")
+    for state in await _logisense_items(logisense_emulator, "State"):
+        assert states[str(state["identity"])]["Country__c"] == countries[str(state["countryId"])]["Id"]
+
+    topics = Topics(settings.kafka.topic_prefix)
+    assert live_ids(settings.kafka, BY_NAME["package"].topic(topics)) == {int(i) for i in packages}
+    records = [RequestRecord.from_bytes(m.value() or b"") for m in read_topic(settings.kafka, topics.requests)]
+    assert Counter(r.kind for r in records) == Counter(f"import:{name}" for name in select("all"))
+    assert all(r.status is RequestStatus.SUCCESS and r.service == "importer" for r in records)
+    assert next(r for r in records if r.kind == "import:state").counts["created"] == fetched["state"]
+
+
+async def test_second_identical_run_writes_nothing_to_salesforce(
+    settings: Settings, salesforce_emulator: SalesforceEmulator
+) -> None:
+    """Run twice: the second run finds every stored hash equal and makes zero Salesforce writes."""
+    first = await run_import(settings, select("all"))
+    assert first.ok
+    before = _writes(salesforce_emulator)
+    second = await run_import(settings, select("all"))
+    assert second.ok
+    assert _writes(salesforce_emulator) == before
+    for entity in second.entities:
+        assert (entity.created, entity.updated, entity.unchanged) == (0, 0, entity.fetched), entity.entity
+
+
+async def test_changing_one_package_updates_exactly_that_record(
+    settings: Settings, logisense_emulator: LogisenseEmulator, salesforce_emulator: SalesforceEmulator
+) -> None:
+    """Renaming one package in LogiSense makes the next catalogue run write that one record and nothing else."""
+    assert (await run_import(settings, select("catalogue"))).ok
+    package = (await _logisense_items(logisense_emulator, "Package"))[3]
+    async with logisense_emulator.client() as client:
+        await client.update("Package", package["identity"], {"name": "Renamed Package"})
+    composite, writes = _writes(salesforce_emulator)
+
+    report = await run_import(settings, select("catalogue"))
+
+    assert report.ok
+    after_composite, after_writes = _writes(salesforce_emulator)
+    assert after_composite == composite + 1
+    assert Counter(after_writes) - Counter(writes) == Counter({"LogiSense_Package__c": 1})
+    by_entity = {e.entity: e for e in report.entities}
+    assert (by_entity["package"].updated, by_entity["package"].created) == (1, 0)
+    assert sum(e.updated + e.created for e in report.entities) == 1
+    landed = _by_external_id(salesforce_emulator, "LogiSense_Package__c")[str(package["identity"])]
+    assert landed["Name"] == "Renamed Package"
+
+
+async def test_deleting_an_item_publishes_a_tombstone(
+    settings: Settings, logisense_emulator: LogisenseEmulator
+) -> None:
+    """An item deleted in LogiSense since the last full run gets a tombstone (key, null value) in its topic."""
+    assert (await run_import(settings, select("catalogue", "package"))).ok
+    package = (await _logisense_items(logisense_emulator, "Package"))[0]
+    async with logisense_emulator.client() as client:
+        await client.delete("Package", package["identity"])
+
+    report = await run_import(settings, select("catalogue", "package"))
+
+    assert report.ok
+    assert report.entities[0].deleted == 1
+    topic = BY_NAME["package"].topic(Topics(settings.kafka.topic_prefix))
+    last = [m for m in read_topic(settings.kafka, topic) if m.key() == str(package["identity"]).encode()][-1]
+    assert last.value() is None
+    assert live_ids(settings.kafka, topic) == {
+        p["identity"] for p in await _logisense_items(logisense_emulator, "Package")
+    }
+    again = await run_import(settings, select("catalogue", "package"))
+    assert again.entities[0].deleted == 0  # a tombstone is published once
+
+
+async def test_dry_run_writes_nothing_anywhere(settings: Settings, salesforce_emulator: SalesforceEmulator) -> None:
+    """--dry-run fetches and counts what it would create, but writes neither to Kafka nor to Salesforce."""
+    report = await run_import(settings, select("data"), dry_run=True)
+    assert report.ok
+    assert report.dry_run
+    assert all(e.created == e.fetched and e.published == 0 for e in report.entities)
+    assert _writes(salesforce_emulator) == (0, {})
+    assert live_ids(settings.kafka, Topics(settings.kafka.topic_prefix).reference("country")) is None
+
+
+async def test_invoices_of_one_account_with_configured_columns(
+    settings: Settings, logisense_emulator: LogisenseEmulator, salesforce_emulator: SalesforceEmulator
+) -> None:
+    """`import invoices --account <Salesforce id>` lands that account's invoices, linked to the Account, with labels."""
+    logisense_emulator.reset(accounts=2, invoices_per_account=2)
+    [account_sf_id] = salesforce_emulator.seed("Account", [{"Name": "Acme"}])
+    account = logisense_emulator.accounts()[0]
+    async with logisense_emulator.client() as client:
+        await client.update("Account", account["identity"], {"sfdcid": account_sf_id})
+
+    report = await run_import(settings, select("invoices"), account=account_sf_id)
+
+    assert report.ok
+    invoices = salesforce_emulator.records("LogiSense_Invoice__c")
+    assert len(invoices) == report.entities[0].fetched == 2
+    assert {i["Account__c"] for i in invoices} == {account_sf_id}
+    assert all("Balance__c" in i and i["Name"] for i in invoices)
+    [message, _] = list(read_topic(settings.kafka, Topics(settings.kafka.topic_prefix).reference("invoice")))
+    import json
+
+    columns = json.loads(message.value() or b"")["displayColumns"]
+    assert [(c["column"], c["label"]) for c in columns] == [("name", "Invoice"), ("balance", "Balance")]
+
+
+@pytest.mark.usefixtures("settings")
+def test_a_rejected_record_is_dead_lettered_and_fails_the_exit_code(
+    kafka_settings: KafkaSettings,
+    logisense_emulator: LogisenseEmulator,
+    salesforce_emulator: SalesforceEmulator,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Salesforce refusing one record: the others land, the summary names the reason, the exit code is 1."""
+    import asyncio
+
+    packages = asyncio.run(_logisense_items(logisense_emulator, "Package"))
+    bad = packages[1]["identity"]
+
+    async def rename() -> None:
+        async with logisense_emulator.client() as client:
+            await client.update("Package", bad, {"name": "N" * 100})  # LogiSense takes 255, the Name field 80
+
+    asyncio.run(rename())
+    ls, sf = logisense_emulator, salesforce_emulator
+    env = {
+        "SFLS_KAFKA__BOOTSTRAP_SERVERS": kafka_settings.bootstrap_servers,
+        "SFLS_KAFKA__TOPIC_PREFIX": kafka_settings.topic_prefix,
+        "SFLS_LOGISENSE__BASE_URL": ls.base_url,
+        "SFLS_LOGISENSE__CA_FILE": ls.ca_file,
+        "SFLS_LOGISENSE__USERNAME": ls.username,
+        "SFLS_LOGISENSE__PASSWORD": ls.password,
+        "SFLS_SALESFORCE__INSTANCE_URL": sf.instance_url,
+        "SFLS_SALESFORCE__CA_FILE": sf.ca_file,
+        "SFLS_SALESFORCE__CLIENT_ID": sf.client_id,
+        "SFLS_SALESFORCE__CLIENT_SECRET": sf.client_secret,
+        "SFLS_SALESFORCE__USERNAME": sf.username,
+        "SFLS_SALESFORCE__PASSWORD": sf.password,
+        "SFLS_DEVSTACK__STATE_DIR": "/nonexistent-sfls-state",
+    }
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+
+    result = CliRunner().invoke(app, ["import", "catalogue", "--only", "package"])
+
+    assert result.exit_code == 1, result.output
+    assert f"package {bad}: STRING_TOO_LONG" in result.output
+    landed = _by_external_id(sf, "LogiSense_Package__c")
+    assert set(landed) == {str(p["identity"]) for p in packages} - {str(bad)}
+    topics = Topics(kafka_settings.topic_prefix)
+    [letter] = [parse_dead_letter(m) for m in read_topic(kafka_settings, topics.importer_dlt)]
+    assert letter.key == str(bad).encode()
+    assert letter.headers[ERROR_MESSAGE].startswith("STRING_TOO_LONG")
+    [request] = [RequestRecord.from_bytes(m.value() or b"") for m in read_topic(kafka_settings, topics.requests)]
+    assert request.status is RequestStatus.FAILED
+    assert request.counts["failed"] == 1
+    assert "STRING_TOO_LONG" in request.reason
