@@ -268,13 +268,12 @@ class ImportTarget(_Section):
 
 
 class ImportSettings(_Section):
-    """The importer: target objects and fields, batching, the Bulk API threshold, dry-run default."""
+    """The importer: target objects and fields, batching, dry-run default (no Bulk API 2.0 path yet)."""
 
     external_id_field: str = "LogiSense_Id__c"  # holds the LogiSense id on every target object
     hash_field: str = "LogiSense_Hash__c"  # holds the content hash; equal hash = no write
     targets: dict[str, ImportTarget] = Field(default_factory=dict)  # entity -> overrides
     batch_size: int = Field(default=200, ge=1, le=200)  # records per composite collections call
-    bulk_threshold: int = Field(default=0, ge=0)  # changed records per entity that switch to Bulk API 2.0; 0 = never
     in_flight_batches: int = Field(default=4, ge=1, le=64)  # fetched batches waiting to land (bounds memory)
     dry_run: bool = False
     pushgateway_url: str | None = None  # a Prometheus Pushgateway for the Job's metrics
