@@ -1,0 +1,214 @@
+"""Wiring of `sfls syncer`: settings in, the consume loop running, telemetry on.
+
+Start-up order: logs and the health server; LogiSense reference data and the Salesforce describes;
+the mapping check (a bad mapping ends the process with exit code 2 and one line per problem);
+topics; then the consume loop (services/syncer/consume.py) until SIGTERM/SIGINT.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+import uuid
+from datetime import UTC, datetime
+
+import structlog
+
+from services.syncer.batch import Coalesced
+from services.syncer.consume import BatchResult, ConsumeLoop
+from services.syncer.deliver import Deliverer, current_account
+from services.syncer.metrics import RETRIES, BatchMetrics
+from services.syncer.references import References
+from services.syncer.requests import RequestLog
+from services.syncer.snapshot import SalesforceReader, Snapshot, id15, read_snapshot_async
+from shared import kafka
+from shared.deadletter import Failure
+from shared.errors import ConfigError, MappingError
+from shared.events import RequestRecord, RequestStatus
+from shared.logisense import LogisenseClient, RequestOutcome
+from shared.mapping import check_mappings
+from shared.observability import Health, start_observability
+from shared.retry import RetryPolicy
+from shared.salesforce import SalesforceRest
+from shared.settings import Settings
+
+log = structlog.get_logger(__name__)
+SERVICE = "syncer"
+
+
+def retry_policy(settings: Settings) -> RetryPolicy:
+    r = settings.sync.retry
+    return RetryPolicy(max_attempts=r.max_attempts, base_seconds=r.base_seconds, cap_seconds=r.cap_seconds)
+
+
+def group_id(settings: Settings) -> str:
+    return f"{settings.kafka.topic_prefix}.syncer"
+
+
+class BatchProcessor:
+    """One batch: bulk Salesforce read, LogiSense delivery, one request-log line per account."""
+
+    def __init__(
+        self, settings: Settings, salesforce: SalesforceReader, deliverer: Deliverer, request_log: RequestLog
+    ) -> None:
+        self._settings = settings
+        self._sf = salesforce
+        self._deliverer = deliverer
+        self._log = request_log
+
+    async def __call__(self, batch: Coalesced) -> BatchResult:
+        started_at = datetime.now(UTC)
+        started = time.monotonic()
+        ids = list(batch.accounts)
+        snapshot = await read_snapshot_async(self._sf, self._settings, ids)
+        extra_queries = 0
+
+        async def read_more(more: list[str]) -> Snapshot:
+            nonlocal extra_queries
+            found = await read_snapshot_async(self._sf, self._settings, more)
+            extra_queries += found.queries
+            return found
+
+        soql = snapshot.queries
+        report = await self._deliverer.deliver(ids, snapshot, read_more)
+        seconds = time.monotonic() - started
+        failures: dict[str, Failure] = {}
+        for account_id, work in batch.accounts.items():
+            error = report.failures.get(id15(account_id))
+            if error is not None:
+                failures[account_id] = Failure.from_exception(error)
+            self._log.write(
+                RequestRecord(
+                    request_id=uuid.uuid4().hex,
+                    service=SERVICE,
+                    kind="account_sync",
+                    status=RequestStatus.FAILED if error else RequestStatus.SUCCESS,
+                    key=account_id,
+                    started_at=started_at,
+                    duration_seconds=seconds,
+                    attempts=failures[account_id].attempts if error else 1,
+                    reason=str(error)[:2000] if error else "",
+                    counts={"events": len(work.records)},
+                    event_ids=work.event_ids,
+                )
+            )
+        stats = dict(report.counts)
+        stats["soql_queries"] = soql + extra_queries
+        stats["pulled_in_accounts"] = len(report.pulled_in)
+        synced = len([a for a in batch.accounts if id15(a) in report.synced])
+        return BatchResult(failures=failures, synced_accounts=synced, stats=stats)
+
+
+async def validate(settings: Settings, client: LogisenseClient, salesforce: SalesforceRest, refs: References) -> None:
+    """The start-up mapping check against LogiSense's contact types and Salesforce's describes."""
+    await refs.load(client)
+    account = await asyncio.to_thread(salesforce.describe, "Account")
+    contact = await asyncio.to_thread(salesforce.describe, "Contact")
+    check_mappings(
+        settings,
+        contact_point_types=refs.points_by_contact_type(),
+        account_fields=[f["name"] for f in account.get("fields", [])],
+        contact_fields=[f["name"] for f in contact.get("fields", [])],
+    )
+    if settings.sync.on_account_delete == "close":
+        try:
+            refs("account_status_type", settings.sync.closed_status_name)
+        except MappingError as exc:
+            raise ConfigError(f"SFLS_SYNC__CLOSED_STATUS_NAME (sync.closed_status_name): {exc}") from None
+
+
+class SyncerService:
+    """The running syncer; `run()` until `stop()` (or SIGTERM/SIGINT when it installs the handlers)."""
+
+    def __init__(self, settings: Settings, *, install_signals: bool = True) -> None:
+        self.settings = settings
+        self.install_signals = install_signals
+        self.loop: ConsumeLoop | None = None
+        self._stop_early = False
+
+    def stop(self) -> None:
+        """Same as SIGTERM: finish the batch in flight, commit it, close. Twice: abandon it."""
+        self._stop_early = True
+        if self.loop is not None:
+            self.loop.request_stop()
+
+    async def run(self) -> None:
+        health, server = start_observability(SERVICE, self.settings)
+        salesforce = SalesforceRest(self.settings.salesforce)
+        try:
+            await self._run(health, salesforce)
+        finally:
+            health.set_ready(False, "stopped")
+            salesforce.close()
+            server.stop()
+
+    async def _run(self, health: Health, salesforce: SalesforceRest) -> None:
+        settings = self.settings
+        topics = kafka.Topics(settings.kafka.topic_prefix)
+        producer = kafka.producer(settings.kafka)
+        request_log = RequestLog(producer, topics.requests)
+
+        def on_request(outcome: RequestOutcome) -> None:
+            if outcome.attempt > 1:
+                RETRIES.labels(resource=outcome.resource).inc()
+            request_log.request(
+                method=outcome.method,
+                resource=outcome.resource,
+                status=outcome.status,
+                duration_seconds=outcome.duration_seconds,
+                error=outcome.error,
+                attempt=outcome.attempt,
+                key=current_account.get(),
+            )
+
+        policy = retry_policy(settings)
+        connections = max(8, settings.sync.concurrency * 2)
+        single = RetryPolicy(max_attempts=1)
+        async with (
+            LogisenseClient(
+                settings.logisense, retry=policy, on_request=on_request, max_connections=connections
+            ) as client,
+            LogisenseClient(settings.logisense, retry=single, on_request=on_request, max_connections=4) as once,
+        ):
+            await asyncio.to_thread(salesforce.login)
+            refs = References()
+            await validate(settings, client, salesforce, refs)
+            if settings.kafka.create_topics:
+                wanted = {topics.changes, topics.changes_dlt, topics.requests}
+                specs = [s for s in topics.specs(settings.kafka) if s.name in wanted]
+                await asyncio.to_thread(kafka.ensure_topics, settings.kafka, specs)
+            deliverer = Deliverer(
+                client, once, settings, refs, policy=policy, on_retry=lambda r: RETRIES.labels(resource=r).inc()
+            )
+            self.loop = loop = ConsumeLoop(
+                consumer=kafka.consumer(settings.kafka, group_id(settings)),
+                producer=producer,
+                topics=topics,
+                process=BatchProcessor(settings, salesforce, deliverer, request_log),
+                interval_seconds=settings.sync.interval_minutes * 60,
+                max_events=settings.sync.max_batch_events,
+                hooks=BatchMetrics(),
+                tick=health.tick,
+                on_assigned=lambda: health.set_ready(True, "consuming"),
+            )
+            if self._stop_early:
+                loop.request_stop()
+            event_loop = asyncio.get_running_loop()
+            signals = (signal.SIGTERM, signal.SIGINT) if self.install_signals else ()
+            for sig in signals:
+                event_loop.add_signal_handler(sig, loop.request_stop)
+            health.set_ready(True, "started")
+            log.info("syncer_started", group=group_id(settings), topic=topics.changes)
+            try:
+                await loop.run()
+            finally:
+                for sig in signals:
+                    event_loop.remove_signal_handler(sig)
+                producer.flush(30)
+                log.info("syncer_stopped", batches=loop.batches_committed)
+
+
+async def run(settings: Settings) -> None:
+    """Run the syncer until SIGTERM/SIGINT (see consume.py for what a stop does to a batch)."""
+    await SyncerService(settings).run()
