@@ -174,11 +174,22 @@ class BackgroundEmulator:
         try:
             loop.run_forever()
         finally:
-            loop.run_until_complete(self._runner.cleanup())
             loop.run_until_complete(loop.shutdown_asyncgens())
             loop.close()
 
+    async def _shutdown(self) -> None:
+        """Close the listener and every connection, and let the transports finish closing."""
+        if self._runner is not None:
+            server = self._runner.server
+            for handler in list(server.connections) if server is not None else []:
+                if handler.transport is not None:
+                    handler.transport.abort()
+            await self._runner.cleanup()
+        for _ in range(20):
+            await asyncio.sleep(0.01)
+
     def stop(self) -> None:
         if self._loop is not None and self._thread is not None and self._thread.is_alive():
+            asyncio.run_coroutine_threadsafe(self._shutdown(), self._loop).result(15)
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join(15)
