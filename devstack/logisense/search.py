@@ -219,8 +219,9 @@ def _match(
     rest = []
     for name, operator, value in conditions:
         found: set[int] | None = None
-        if name == "identity" and operator == "eq":
-            found = {value} if value in table.rows else set()
+        if name == "identity" and operator in ("eq", "in"):
+            wanted = value if operator == "in" else [value]
+            found = {v for v in wanted if isinstance(v, int) and v in table.rows}
         elif operator == "eq" and value is not None:
             found = table.lookup(name, value)
         elif operator == "in" and table.has_index(name) and name != "identity":

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
+import signal
 import ssl
+import subprocess
+import sys
 import time
 import tracemalloc
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+from devstack.kafka import free_port
 from devstack.logisense import seed
 from devstack.logisense.resources import RESOURCES
 from shared.errors import PermanentError, ValidationError
@@ -374,3 +380,26 @@ async def test_admin_accounts_counters_and_bill_run(logisense_emulator: Logisens
     assert logisense_emulator.count(resource="Account", method="POST") == 2
     assert logisense_emulator.count(resource="Access/Login", status=200) == 1
     assert counters["total"] == sum(row["count"] for row in counters["requests"])
+
+
+def test_runs_standalone_as_a_module(tmp_path: Path) -> None:
+    """`python -m devstack.logisense` serves HTTPS with the local CA, answers health and exits cleanly on SIGTERM."""
+    port = free_port()
+    command = [sys.executable, "-m", "devstack.logisense", "--port", str(port), "--state-dir", str(tmp_path)]
+    command += ["--catalogue-size", "50", "--seed", "3", "--token-ttl-seconds", "60"]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 20
+        health = None
+        while time.monotonic() < deadline and health is None:
+            with contextlib.suppress(httpx.HTTPError, FileNotFoundError, ssl.SSLError):
+                context = ssl.create_default_context(cafile=str(tmp_path / "ca.pem"))
+                with httpx.Client(verify=context, trust_env=False) as http:
+                    health = http.get(f"https://localhost:{port}/__admin/health").json()
+            time.sleep(0.1)
+        assert health == {"status": "ok", "seed": 3, "catalogue_size": 50}
+    finally:
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=10)
+    assert process.returncode == 0, stderr.decode()
+    assert b"Traceback" not in stderr
