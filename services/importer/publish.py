@@ -121,9 +121,9 @@ def topic_exists(settings: KafkaSettings, topic: str, timeout: float = 30.0) -> 
 
 def read_topic(settings: KafkaSettings, topic: str, timeout: float = 30.0) -> Iterator[Message]:
     """Every record of a topic from the beginning to the end offsets of now (assigned, never committed)."""
-    consumer: Consumer = kafka.consumer(
-        settings, f"{settings.topic_prefix}.importer.read", **{"enable.partition.eof": True}
-    )
+    # Small prefetch: the ids are all we keep, so librdkafka's default 64 MiB queue is only RSS.
+    tuning: dict[str, Any] = {"enable.partition.eof": True, "queued.max.messages.kbytes": 8192}
+    consumer: Consumer = kafka.consumer(settings, f"{settings.topic_prefix}.importer.read", **tuning)
     try:
         assignment, ends = _from_beginning(consumer, topic, timeout)
         if not assignment:
@@ -133,7 +133,7 @@ def read_topic(settings: KafkaSettings, topic: str, timeout: float = 30.0) -> It
         deadline = time.monotonic() + timeout
         while pending:
             # consume() waits for the whole count or the timeout: keep the wait short, bound the stall.
-            messages = consumer.consume(5000, timeout=0.05)
+            messages = consumer.consume(1000, timeout=0.05)
             if not messages:
                 if time.monotonic() > deadline:
                     raise TransientError(f"reading {topic} stalled before its end offsets")

@@ -1,0 +1,195 @@
+"""Importer benchmark: a seeded LogiSense catalogue imported end to end (LogiSense -> Kafka -> Salesforce).
+
+For each size (10,000 and 100,000 catalogue items; `--small`: 1,000 and 10,000) the emulators are
+reset (LogiSense seeded with that many items, Salesforce with the importer's schema) and
+`sfls import catalogue` runs twice as its own process:
+- run 1 lands everything: wall time, items/s, Salesforce API calls, the importer's peak RSS;
+- run 2 is identical: wall time and Salesforce writes (the content hash makes them zero).
+Peak RSS is the importer process's own (wait4 rusage), not the emulators'. Flat RSS from the
+small to the large size is the goal (streaming, bounded batches).
+
+Kafka: the broker at KAFKA_BOOTSTRAP_SERVERS when set (no extra JVM), otherwise a fresh local
+stack (`bench.common.bench_stack`). The emulators always run as their own processes.
+
+    python -m bench.bench_importer [--small]
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import ssl
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from bench.common import CACHE_DIR, bench_stack, row
+from devstack.kafka import free_port
+from devstack.stack import Stack
+from devstack.tls import ensure_ca
+
+BENCH = "importer"
+SIZES = (10_000, 100_000)
+SMALL_SIZES = (1_000, 10_000)
+PRODUCT_EXTENSIONS = '[{"logisense": "family", "salesforce": "Family"}]'
+
+
+@contextmanager
+def _stack() -> Iterator[tuple[dict[str, Any], Path]]:
+    """(stack.json content, state folder): emulators as processes, Kafka reused when configured."""
+    bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+    if not bootstrap:
+        with bench_stack() as fresh:
+            yield fresh.description, fresh.stack.state_dir
+        return
+    state_dir = Path(tempfile.mkdtemp(prefix="sfls-bench-importer-"))
+    stack = Stack(state_dir=state_dir, cache_dir=CACHE_DIR, salesforce_port=free_port(), logisense_port=free_port())
+    ca = ensure_ca(state_dir)
+    try:
+        stack.salesforce().start(ca.ca_file)
+        stack.logisense().start(ca.ca_file)
+        description = stack.describe()
+        description["kafka"]["bootstrap_servers"] = bootstrap
+        stack.stack_file.write_text(json.dumps(description))
+        yield description, state_dir
+    finally:
+        stack.salesforce().stop()
+        stack.logisense().stop()
+
+
+class _Admin:
+    def __init__(self, url: str, ca_file: str) -> None:
+        self.url = url
+        self.context = ssl.create_default_context(cafile=ca_file)
+
+    def call(self, method: str, path: str, body: Any = None) -> Any:
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(  # noqa: S310 - our own https emulator
+            f"{self.url}/{path}", data=data, method=method, headers={"Content-Type": "application/json"}
+        )
+        with urllib.request.urlopen(request, context=self.context, timeout=300) as response:  # noqa: S310
+            return json.loads(response.read() or b"null")
+
+
+def _schema(env: dict[str, str]) -> Any:
+    script = "import json; from shared.settings import load_settings; from services.importer.entities import "
+    script += "salesforce_schema; print(json.dumps(salesforce_schema(load_settings())))"
+    return json.loads(subprocess.run([sys.executable, "-c", script], env=env, check=True, capture_output=True).stdout)
+
+
+def _run_import(env: dict[str, str]) -> tuple[float, float, int]:
+    """(wall seconds, peak RSS MiB, exit code) of one `sfls import catalogue` process."""
+    started = time.perf_counter()
+    process = subprocess.Popen(
+        [sys.executable, "-c", "from services.cli import app; app()", "import", "catalogue"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    _, status, usage = os.wait4(process.pid, 0)
+    process.returncode = os.waitstatus_to_exitcode(status)
+    return time.perf_counter() - started, usage.ru_maxrss / 1024, process.returncode
+
+
+def _writes(counters: dict[str, Any]) -> int:
+    return sum(counters["sobject_write"].values())
+
+
+def measure(sizes: tuple[int, ...]) -> dict[int, dict[str, float]]:
+    figures: dict[int, dict[str, float]] = {}
+    with _stack() as (description, state_dir):
+        sf = _Admin(description["salesforce"]["admin_url"], description["salesforce"]["ca_file"])
+        ls = _Admin(description["logisense"]["admin_url"], description["logisense"]["ca_file"])
+        env = {k: v for k, v in os.environ.items() if not k.startswith("SFLS_")}
+        env |= {
+            "SFLS_DEVSTACK__STATE_DIR": str(state_dir),
+            "SFLS_MAPPINGS__PRODUCT_EXTENSIONS": PRODUCT_EXTENSIONS,
+            "SFLS_OBSERVABILITY__LOG_LEVEL": "WARNING",
+            "SFLS_KAFKA__PARTITIONS": "1",
+        }
+        schema = _schema(env)
+        for size in sizes:
+            env["SFLS_KAFKA__TOPIC_PREFIX"] = f"bench{uuid.uuid4().hex[:8]}"
+            ls.call("POST", "reset", {"seed": 1, "catalogue_size": size})
+            sf.call("POST", "reset", {})
+            sf.call("POST", "schema", schema)
+            first_seconds, first_rss, first_code = _run_import(env)
+            after_first = sf.call("GET", "counters")
+            second_seconds, second_rss, second_code = _run_import(env)
+            after_second = sf.call("GET", "counters")
+            if first_code or second_code:
+                raise RuntimeError(f"sfls import catalogue failed at {size} items (exit {first_code}/{second_code})")
+            figures[size] = {
+                "seconds": first_seconds,
+                "items_per_second": size / first_seconds,
+                "api_calls": after_first["total"],
+                "rss_mib": first_rss,
+                "second_seconds": second_seconds,
+                "second_rss_mib": second_rss,
+                "second_writes": _writes(after_second) - _writes(after_first),
+                "second_api_calls": after_second["total"] - after_first["total"],
+            }
+            print(f"   {size:,} items: {json.dumps(figures[size])}", flush=True)
+    return figures
+
+
+def run(small: bool = False) -> list[dict[str, Any]]:
+    sizes = SMALL_SIZES if small or os.environ.get("SFLS_BENCH_SMALL") else SIZES
+    figures = measure(sizes)
+    low, high = sizes
+    lo, hi = figures[low], figures[high]
+    base = f"same run at {low:,} items"
+    return [
+        row(BENCH, f"wall time, {high:,} items", hi["seconds"], "s"),
+        row(
+            BENCH,
+            f"throughput, {high:,} items",
+            hi["items_per_second"],
+            "items/s",
+            baseline=base,
+            baseline_value=lo["items_per_second"],
+        ),
+        row(
+            BENCH,
+            f"Salesforce API calls, {high:,} items",
+            hi["api_calls"],
+            "calls",
+            baseline="one REST call per record",
+            baseline_value=high,
+            higher_is_better=False,
+        ),
+        row(
+            BENCH,
+            f"peak RSS, {high:,} items",
+            hi["rss_mib"],
+            "MiB",
+            baseline=base,
+            baseline_value=lo["rss_mib"],
+            higher_is_better=False,
+        ),
+        row(BENCH, f"peak RSS, {low:,} items", lo["rss_mib"], "MiB"),
+        row(
+            BENCH,
+            f"second identical run, {high:,} items",
+            hi["second_seconds"],
+            "s",
+            baseline="first run",
+            baseline_value=hi["seconds"],
+            higher_is_better=False,
+        ),
+        row(BENCH, f"second run Salesforce writes, {high:,} items", hi["second_writes"], "records"),
+        row(BENCH, f"second run Salesforce API calls (reads), {high:,} items", hi["second_api_calls"], "calls"),
+        row(BENCH, f"second run peak RSS, {high:,} items", hi["second_rss_mib"], "MiB"),
+    ]
+
+
+if __name__ == "__main__":
+    for item in run(small="--small" in sys.argv[1:]):
+        print(item)
