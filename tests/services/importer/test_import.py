@@ -6,6 +6,7 @@ from collections import Counter
 from typing import Any
 
 import pytest
+from prometheus_client import REGISTRY
 from typer.testing import CliRunner
 
 from services.cli import app
@@ -49,6 +50,10 @@ def _by_external_id(salesforce: SalesforceEmulator, sobject: str) -> dict[str, d
     return {r[EXT]: r for r in salesforce.records(sobject) if r.get(EXT) and not r.get("IsDeleted")}
 
 
+def _metric(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
 def _writes(salesforce: SalesforceEmulator) -> tuple[int, dict[str, int]]:
     counters = salesforce.counters()
     return counters["composite"], dict(counters["sobject_write"])
@@ -64,6 +69,7 @@ async def test_full_import_lands_every_entity_with_its_relations(
 ) -> None:
     """`import all` lands every item of every entity, with frequency->package, rate->plan, state->country lookups."""
     logisense_emulator.reset(accounts=2, invoices_per_account=2)
+    created_before = _metric("sfls_importer_items_total", entity="state", outcome="created")
     report = await run_import(settings, select("all"))
     assert report.ok, [(e.entity, e.error, e.reasons) for e in report.entities]
     fetched = {e.entity: e.fetched for e in report.entities}
@@ -99,6 +105,9 @@ async def test_full_import_lands_every_entity_with_its_relations(
     assert Counter(r.kind for r in records) == Counter(f"import:{name}" for name in select("all"))
     assert all(r.status is RequestStatus.SUCCESS and r.service == "importer" for r in records)
     assert next(r for r in records if r.kind == "import:state").counts["created"] == fetched["state"]
+    assert _metric("sfls_importer_items_total", entity="state", outcome="created") - created_before == fetched["state"]
+    assert _metric("sfls_importer_last_success_timestamp_seconds", entity="state") > 0
+    assert _metric("sfls_importer_run_duration_seconds", entity="state") > 0
 
 
 async def test_second_identical_run_writes_nothing_to_salesforce(
