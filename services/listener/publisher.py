@@ -36,7 +36,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from confluent_kafka import OFFSET_BEGINNING, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 
 from services.listener.metrics import TRANSACTIONS
 from shared import kafka
@@ -166,12 +166,12 @@ class TransactionalPublisher:
             metadata = reader.list_topics(topic, timeout=self._timeout)
             partitions = sorted(metadata.topics[topic].partitions) if topic in metadata.topics else []
             pending: set[int] = set()
+            deadline = time.monotonic() + self._timeout
             for partition in partitions:
-                low, high = reader.get_watermark_offsets(TopicPartition(topic, partition), timeout=self._timeout)
+                low, high = _watermarks(reader, TopicPartition(topic, partition), deadline)
                 if high > low:
                     pending.add(partition)
             reader.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in pending])
-            deadline = time.monotonic() + self._timeout
             while pending:
                 if time.monotonic() > deadline:
                     raise TransientError(f"timed out reading {topic} to its end")
@@ -249,6 +249,19 @@ class TransactionalPublisher:
 
     def close(self) -> None:
         self._producer.flush(self._timeout)
+
+
+def _watermarks(reader: Consumer, partition: TopicPartition, deadline: float) -> tuple[int, int]:
+    """Low and high offsets, waiting out a partition that has no leader yet (a topic just created)."""
+    while True:
+        try:
+            low, high = reader.get_watermark_offsets(partition, timeout=max(1.0, deadline - time.monotonic()))
+        except KafkaException as exc:
+            if time.monotonic() > deadline:
+                raise TransientError(f"could not read offsets of {partition.topic}: {exc.args[0].str()}") from exc
+            time.sleep(0.2)
+        else:
+            return int(low), int(high)
 
 
 def records_of(topics: Topics, events: Iterable[ChangeEvent]) -> Iterator[Record]:
