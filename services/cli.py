@@ -72,6 +72,22 @@ def main(ctx: typer.Context) -> None:
     ctx.obj = run_guarded(load_settings)
 
 
+@app.command("test-connection")
+def test_connection(ctx: typer.Context) -> None:
+    """Check Salesforce (token + query), LogiSense (token + read) and Kafka (metadata); exit 0 only if all pass."""
+    from services.connection import check_all
+
+    results = run_guarded(lambda: check_all(settings_of(ctx)))
+    for result in results:
+        mark = "[green]ok[/]  " if result.ok else "[red]FAIL[/]"
+        line = f"{mark} {result.system:<11} {result.target}  {result.detail}"
+        if result.hint:
+            line += f"  [dim]({result.hint})[/]"
+        out.print(line, highlight=False, soft_wrap=True)
+    if not all(result.ok for result in results):
+        raise typer.Exit(EXIT_FAILURE)
+
+
 # --- local stack --------------------------------------------------------------------------------
 
 

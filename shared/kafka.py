@@ -8,6 +8,7 @@ cooperative-sticky assignor and read only committed records.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -108,8 +109,13 @@ class Topics:
         return specs
 
 
-def admin(settings: KafkaSettings) -> AdminClient:
-    config: dict[str, str | int | float | bool] = dict(settings.librdkafka())
+# librdkafka's own log lines go through Python logging (and so through the JSON, secret-masking
+# configuration of shared/observability.py) instead of raw stderr.
+LIBRDKAFKA_LOGGER = logging.getLogger("librdkafka")
+
+
+def admin(settings: KafkaSettings, **overrides: Any) -> AdminClient:
+    config: dict[str, Any] = {**settings.librdkafka(), "logger": LIBRDKAFKA_LOGGER, **overrides}
     return AdminClient(config)
 
 
@@ -150,6 +156,7 @@ def producer(settings: KafkaSettings, *, transactional_id: str | None = None, **
         "acks": "all",
         "linger.ms": 5,
         "compression.type": "lz4",
+        "logger": LIBRDKAFKA_LOGGER,
     }
     if transactional_id:
         config["transactional.id"] = transactional_id
@@ -167,6 +174,7 @@ def consumer(settings: KafkaSettings, group_id: str, **overrides: Any) -> Consum
         "auto.offset.reset": "earliest",
         "isolation.level": "read_committed",
         "partition.assignment.strategy": "cooperative-sticky",
+        "logger": LIBRDKAFKA_LOGGER,
     }
     config.update(overrides)
     return Consumer(config)

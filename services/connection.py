@@ -1,0 +1,142 @@
+"""`sfls test-connection`: prove the credentials and addresses work, one line per system.
+
+Like the original package's *Test Connection* button, extended to all three systems: Salesforce
+(a token and a query), LogiSense (a token and a read) and Kafka (cluster metadata). Each failure
+names its cause and the setting to look at.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from shared.errors import ConfigError, SflsError
+from shared.retry import RetryPolicy
+from shared.settings import Settings
+
+ONE_TRY = RetryPolicy(max_attempts=1)
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    system: str
+    target: str
+    ok: bool
+    detail: str
+    hint: str = ""
+
+
+def _tls_failure(exc: BaseException) -> bool:
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, ssl.SSLError) or "CERTIFICATE_VERIFY_FAILED" in str(seen):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def check_salesforce(settings: Settings) -> CheckResult:
+    from shared.salesforce import SalesforceRest
+
+    target = settings.salesforce.instance_url
+    rest = SalesforceRest(settings.salesforce)
+    started = time.perf_counter()
+    try:
+        rest.login()
+        rest.query_all("SELECT Id FROM Account LIMIT 1")
+    except ConfigError as exc:
+        return CheckResult(
+            "salesforce",
+            target,
+            False,
+            str(exc).split(";")[0],
+            "check SFLS_SALESFORCE__USERNAME, SFLS_SALESFORCE__PASSWORD (+ SECURITY_TOKEN), "
+            "SFLS_SALESFORCE__CLIENT_ID and SFLS_SALESFORCE__CLIENT_SECRET"
+            if "refused the login" in str(exc)
+            else "set SFLS_SALESFORCE__CA_FILE",
+        )
+    except SflsError as exc:
+        return CheckResult(
+            "salesforce",
+            target,
+            False,
+            str(exc),
+            "check SFLS_SALESFORCE__INSTANCE_URL (your My Domain URL) and that it is reachable",
+        )
+    finally:
+        rest.close()
+    elapsed = (time.perf_counter() - started) * 1000
+    return CheckResult("salesforce", target, True, f"token and query ok ({elapsed:.0f} ms)")
+
+
+async def _logisense_probe(settings: Settings) -> None:
+    from shared.logisense import LogisenseClient
+
+    async with LogisenseClient(settings.logisense, retry=ONE_TRY) as client:
+        await client.login()
+        await client.search("AccountType", top=1)
+
+
+def check_logisense(settings: Settings) -> CheckResult:
+    target = settings.logisense.base_url
+    started = time.perf_counter()
+    try:
+        asyncio.run(_logisense_probe(settings))
+    except SflsError as exc:
+        if _tls_failure(exc):
+            return CheckResult(
+                "logisense",
+                target,
+                False,
+                "TLS verification failed",
+                "set SFLS_LOGISENSE__CA_FILE to the CA that signed the server certificate",
+            )
+        if "login refused" in str(exc):
+            return CheckResult(
+                "logisense",
+                target,
+                False,
+                str(exc),
+                "check SFLS_LOGISENSE__USERNAME, SFLS_LOGISENSE__PASSWORD and SFLS_LOGISENSE__CLIENT_ID",
+            )
+        return CheckResult(
+            "logisense", target, False, str(exc), "check SFLS_LOGISENSE__BASE_URL and that it is reachable"
+        )
+    elapsed = (time.perf_counter() - started) * 1000
+    return CheckResult("logisense", target, True, f"token and read ok ({elapsed:.0f} ms)")
+
+
+def check_kafka(settings: Settings) -> CheckResult:
+    from confluent_kafka import KafkaException
+
+    from shared.kafka import admin
+
+    target = settings.kafka.bootstrap_servers
+    started = time.perf_counter()
+    quiet = logging.getLogger("sfls.test-connection.librdkafka")
+    quiet.setLevel(logging.CRITICAL)  # the one-line verdict below says it better than librdkafka's retries
+    try:
+        metadata = admin(settings.kafka, logger=quiet).list_topics(timeout=5)
+    except KafkaException as exc:
+        return CheckResult(
+            "kafka",
+            target,
+            False,
+            f"no cluster metadata: {exc.args[0].str()}",
+            "check SFLS_KAFKA__BOOTSTRAP_SERVERS and the SFLS_KAFKA__SECURITY_PROTOCOL/SASL settings",
+        )
+    elapsed = (time.perf_counter() - started) * 1000
+    return CheckResult(
+        "kafka", target, True, f"{len(metadata.brokers)} broker(s), {len(metadata.topics)} topics ({elapsed:.0f} ms)"
+    )
+
+
+CHECKS: tuple[Callable[[Settings], CheckResult], ...] = (check_salesforce, check_logisense, check_kafka)
+
+
+def check_all(settings: Settings) -> list[CheckResult]:
+    return [check(settings) for check in CHECKS]
