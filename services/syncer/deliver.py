@@ -29,7 +29,7 @@ from services.syncer.references import References
 from services.syncer.snapshot import Snapshot, id15
 from shared.errors import MappingError, PermanentError, TransientError
 from shared.mapping import MappedAccount, MappedContact, map_account, map_contact
-from shared.retry import RetryPolicy, call_with_retries
+from shared.retry import RetriesExhaustedError, RetryPolicy, call_with_retries
 from shared.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -422,18 +422,20 @@ class Deliverer:
     async def _create_contact(self, account_identity: int, contact: MappedContact, report: DeliveryReport) -> LsContact:
         body = {**contact.body, "accountId": account_identity}
 
+        earlier: LsContact | None = None
+
         async def find() -> dict[str, Any] | None:
+            nonlocal earlier
             found = await self._contacts_of([account_identity])
-            for candidate in found:
-                if self._link_value(candidate) == contact.sfdc_id:
-                    return candidate.record
-            adopted = self._adoptable(found, contact)
-            return adopted.record if adopted else None
+            linked = [c for c in found if self._link_value(c) == contact.sfdc_id]
+            earlier = linked[0] if linked else self._adoptable(found, contact)
+            return earlier.record if earlier else None
 
         record = await self._create_once("Contact", body, find)
+        if earlier is not None and earlier.record is record:
+            return earlier  # an earlier attempt had created it after all
         report.count("contact_creates")
-        points = await self._points_of([int(record["identity"])])
-        return LsContact(record=record, points=points)
+        return LsContact(record=record, points=[])
 
     async def _sync_points(self, contact: LsContact, mapped: MappedContact, report: DeliveryReport) -> None:
         by_type = {int(p["contactPointTypeId"]): p for p in contact.points}
@@ -550,11 +552,14 @@ class Deliverer:
         async def once() -> dict[str, Any]:
             nonlocal attempt
             attempt += 1
-            if attempt > 1:
-                found = await find()
-                if found is not None:
-                    return found
-            return await self._once.create(resource, body)
+            try:
+                if attempt > 1:
+                    found = await find()
+                    if found is not None:
+                        return found
+                return await self._once.create(resource, body)
+            except RetriesExhaustedError as exc:  # the single-attempt client's transient failure
+                raise exc.last from exc
 
         def retried(_exc: TransientError, _attempt: int, _wait: float) -> None:
             self._on_retry(resource)
