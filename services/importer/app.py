@@ -7,7 +7,8 @@ used for tombstones), whatever the size of the catalogue.
 
 What a run writes, per entity:
 - every fetched item to its compacted topic, keyed by LogiSense id; tombstones for ids that the
-  topic had and the fetch did not return (full runs only, see publish.py);
+  topic had and the fetch did not return (full runs whose fetch completed only: a fetch cut short
+  by an outage publishes none, see publish.py);
 - changed records to Salesforce (see land.py); a rejected record to the importer's dead-letter
   topic with the entity, the LogiSense id and Salesforce's reason;
 - one request-log record (`sfls.requests`) with status, counts, duration and the first reasons.

@@ -19,6 +19,7 @@ from services.importer.report import RichProgress, failure_lines, summary_table
 from shared import kafka
 from shared.errors import ConfigError
 from shared.observability import configure_logging, secret_values
+from shared.retry import RetryPolicy
 from shared.settings import Settings
 
 log = structlog.get_logger("sfls.importer")
@@ -74,7 +75,11 @@ async def run_import(
     if not dry_run and settings.kafka.create_topics:
         await asyncio.to_thread(kafka.ensure_topics, settings.kafka, topic_specs(settings, names))
     publisher = None if dry_run else Publisher(settings.kafka)
-    async with LogisenseClient(settings.logisense) as client:
+    retry = settings.sync.retry
+    policy = RetryPolicy(
+        max_attempts=retry.max_attempts, base_seconds=retry.base_seconds, cap_seconds=retry.cap_seconds
+    )
+    async with LogisenseClient(settings.logisense, retry=policy) as client:
         conditions: list[dict[str, Any]] = []
         if account:
             conditions = await _account_filter(client, account, settings.logisense.link_field)

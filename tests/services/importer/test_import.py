@@ -16,7 +16,14 @@ from services.importer.publish import live_ids, read_topic
 from shared.deadletter import ERROR_MESSAGE, parse_dead_letter
 from shared.events import RequestRecord, RequestStatus
 from shared.kafka import Topics
-from shared.settings import InvoiceColumn, KafkaSettings, MappingSettings, ProductExtension, Settings
+from shared.settings import (
+    InvoiceColumn,
+    KafkaSettings,
+    MappingSettings,
+    ProductExtension,
+    RetrySettings,
+    Settings,
+)
 from tests.fixtures.logisense import LogisenseEmulator
 from tests.fixtures.salesforce import SalesforceEmulator
 
@@ -168,6 +175,33 @@ async def test_deleting_an_item_publishes_a_tombstone(
     }
     again = await run_import(settings, select("catalogue", "package"))
     assert again.entities[0].deleted == 0  # a tombstone is published once
+
+
+async def test_a_logisense_outage_fails_the_entity_without_tombstones(
+    settings: Settings, logisense_emulator: LogisenseEmulator
+) -> None:
+    """LogiSense failing after retries: the entity reports the error and no item is tombstoned for it."""
+    assert (await run_import(settings, select("catalogue", "package"))).ok
+    topic = BY_NAME["package"].topic(Topics(settings.kafka.topic_prefix))
+    before = live_ids(settings.kafka, topic)
+    logisense_emulator.faults(resource="Package", operation="paged", status=503, retry_after=0)
+    fast = settings.model_copy(
+        update={"sync": settings.sync.model_copy(update={"retry": RetrySettings(max_attempts=2, base_seconds=0.01)})}
+    )
+
+    report = await run_import(fast, select("catalogue", "package"))
+
+    [entity] = report.entities
+    assert not report.ok
+    assert "503" in entity.error
+    assert entity.deleted == 0
+    assert live_ids(settings.kafka, topic) == before
+    requests = [
+        RequestRecord.from_bytes(m.value() or b"")
+        for m in read_topic(settings.kafka, Topics(settings.kafka.topic_prefix).requests)
+    ]
+    assert requests[-1].status is RequestStatus.FAILED
+    assert "503" in requests[-1].reason
 
 
 async def test_dry_run_writes_nothing_anywhere(settings: Settings, salesforce_emulator: SalesforceEmulator) -> None:
