@@ -20,13 +20,14 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from devstack.logisense.resources import RESOURCES
+from devstack.logisense.resources import RESOURCES, FieldSpec
 from devstack.logisense.store import Store, Table
-from devstack.logisense.writes import ERR_FORMAT, ApiError
+from devstack.logisense.writes import ERR_FORMAT, ApiError, coerce
 
 OPERATORS = frozenset(
     {"eq", "notEq", "lt", "ltEq", "gt", "gtEq", "like", "contains", "startsWith", "endsWith", "in", "notIn", "isNull"}
 )
+TEXT_OPERATORS = frozenset({"like", "contains", "startsWith", "endsWith", "isNull"})
 QUERY_KEYS = frozenset({"top", "fields", "search", "orderBy", "pagination"})
 
 
@@ -141,8 +142,23 @@ def _parse_conditions(
         elif operator in ("in", "notIn") and not isinstance(condition.get("value"), list):
             errors.append((ERR_FORMAT, f"Operator '{operator}' needs a list value."))
         else:
-            parsed.append((name, operator, condition.get("value", True if operator == "isNull" else None)))
+            value = condition.get("value", True if operator == "isNull" else None)
+            ok, value = _typed(RESOURCES[route].field(name), operator, value)
+            if ok:
+                parsed.append((name, operator, value))
+            else:
+                errors.append((ERR_FORMAT, f"The value of search field '{name}' does not fit its type."))
     return parsed
+
+
+def _typed(field: FieldSpec | None, operator: str, value: Any) -> tuple[bool, Any]:
+    """Numbers and booleans given as text (`"5"`, `"true"`) compare as their field's type."""
+    if field is None or field.type not in ("int", "float", "bool") or operator in TEXT_OPERATORS:
+        return True, value
+    if operator in ("in", "notIn"):
+        results = [coerce(field, item) for item in value]
+        return all(ok for ok, _ in results), [item for _, item in results]
+    return coerce(field, value)
 
 
 def parse_pagination(raw: Any, options: SearchOptions, errors: list[tuple[int, str]]) -> tuple[int, int] | None:

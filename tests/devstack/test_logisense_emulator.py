@@ -203,6 +203,7 @@ async def test_search_operators_and_index_lookup(logisense_emulator: LogisenseEm
             await client.create("Account", {**ACCOUNT, "name": f"Acct {n}", "sfdcid": f"001X{n}", "billDay": n + 1})
         assert [a["name"] for a in await client.search("Account", [("sfdcid", "eq", "001x3")])] == ["Acct 3"]
         assert len(await client.search("Account", [("billDay", "notEq", 1)])) == 4
+        assert [a["name"] for a in await client.search("Account", [("billDay", "eq", "2")])] == ["Acct 1"]
         assert len(await client.search("Account", [("billDay", "lt", 3)])) == 2
         assert len(await client.search("Account", [("billDay", "ltEq", 3)])) == 3
         assert len(await client.search("Account", [("billDay", "gt", 3)])) == 2
@@ -222,6 +223,8 @@ async def test_search_rejects_unknown_operator_and_field(logisense_emulator: Log
             await client.search("Account", [("name", "between", 1)])
         with pytest.raises(ValidationError, match="Unknown search field 'nope'"):
             await client.search("Account", [("nope", "eq", 1)])
+        with pytest.raises(ValidationError, match="'billDay' does not fit"):
+            await client.search("Account", [("billDay", "gt", "soon")])
         with pytest.raises(ValidationError, match="'top'"):
             await client.search("Account", top=10_001)
 
