@@ -1,0 +1,102 @@
+"""Dead letters end to end: a bad account is dead-lettered with a readable reason; replay after the fix delivers it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+from confluent_kafka import Producer
+from typer.testing import CliRunner
+
+from services.cli import app
+from services.syncer.dlq import DlqFilter, dead_letters, parse_time
+from shared.deadletter import REPLAYED_AT
+from shared.kafka import Topics
+from shared.settings import AccountExtension, KafkaSettings
+from tests.fixtures.logisense import LogisenseEmulator
+from tests.fixtures.salesforce import SalesforceEmulator
+from tests.services.syncer.e2e import committed, run_syncer, seed_accounts, syncer_settings
+from tests.services.syncer.support import change, create_syncer_topics, publish, read_all
+
+pytestmark = pytest.mark.integration
+
+
+def cli(kafka_settings: KafkaSettings, *args: str) -> str:
+    env = {
+        "SFLS_KAFKA__BOOTSTRAP_SERVERS": kafka_settings.bootstrap_servers,
+        "SFLS_KAFKA__TOPIC_PREFIX": kafka_settings.topic_prefix,
+        "SFLS_DEVSTACK__STATE_DIR": "/nonexistent-sfls-state",
+        "COLUMNS": "250",
+    }
+    result = CliRunner().invoke(app, list(args), env=env)
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+async def test_validation_error_dead_letters_only_its_account_and_replay_delivers_it(
+    kafka_settings: KafkaSettings,
+    salesforce_emulator: SalesforceEmulator,
+    logisense_emulator: LogisenseEmulator,
+    producer_factory: Callable[..., Producer],
+) -> None:
+    """A LogiSense 400 and split invoice recipients dead-letter only their accounts; replay after the fix lands it."""
+    logisense_emulator.admin("POST", "custom-fields", {"resource": "Account", "column": "notes"})
+    settings = syncer_settings(
+        kafka_settings,
+        salesforce_emulator,
+        logisense_emulator,
+        extensions=(AccountExtension(salesforce="Description", logisense="notes"),),
+    )
+    topics = create_syncer_topics(kafka_settings)
+    good = seed_accounts(salesforce_emulator, 3, prefix="Good", Description="Key account")
+    (bad,) = seed_accounts(salesforce_emulator, 1, prefix="Bad", Description="x" * 300)
+    (split,) = seed_accounts(
+        salesforce_emulator,
+        1,
+        prefix="Split",
+        Usage_Invoice_Recipient__c=good[0],
+        Subscription_Invoice_Recipient__c=good[1],
+    )
+    publish(producer_factory(), topics.changes, [change(a) for a in [*good, bad, split]])
+
+    await run_syncer(settings, lambda: committed(settings) >= 5)
+
+    letters = dead_letters(kafka_settings, topics.changes_dlt)
+    reasons = {(letter.key or b"").decode(): letter for letter in letters}
+    assert set(reasons) == {bad, split}
+    assert reasons[bad].error_class == "ValidationError"
+    assert "notes" in reasons[bad].message
+    assert reasons[bad].headers["sfls.error.http_status"] == "400"
+    assert reasons[split].error_class == "MappingError"
+    assert "no split" in reasons[split].message
+    landed = {a["sfdcid"]: a for a in logisense_emulator.accounts()}
+    assert set(landed) == set(good)
+
+    listed = cli(kafka_settings, "dlq", "list", "--error-class", "ValidationError")
+    assert bad in listed
+    assert split not in listed
+    assert "would replay 1" in cli(kafka_settings, "dlq", "replay", "--key", bad, "--dry-run")
+    assert len(read_all(kafka_settings, topics.changes)) == 5
+
+    salesforce_emulator.rest().update("Account", bad, {"Description": "Fixed"})
+    assert "replayed 1 dead letter" in cli(kafka_settings, "dlq", "replay", "--key", bad)
+    changes = read_all(kafka_settings, topics.changes)
+    replayed = [m for m in changes if any(k == REPLAYED_AT for k, _ in m.headers() or [])]
+    assert len(replayed) == 1
+    assert replayed[0].key() == bad.encode()
+    assert replayed[0].value() == reasons[bad].value
+
+    await run_syncer(settings, lambda: committed(settings) >= 6)
+
+    landed = {a["sfdcid"]: a for a in logisense_emulator.accounts()}
+    assert landed[bad]["notes"] == "Fixed"
+    assert split not in landed
+    assert "Failed" in cli(kafka_settings, "requests", "--status", "Failed", "--kind", "account_sync")
+
+
+def test_dlq_filters_by_time() -> None:
+    """Relative and ISO times parse, and a filter outside the failure time matches nothing."""
+    since = parse_time("1h")
+    assert parse_time("2026-01-31T12:00").tzinfo is not None
+    assert DlqFilter(since=since).since == since
+    assert Topics("x").changes_dlt == "x.changes.dlt"
