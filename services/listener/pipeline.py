@@ -158,7 +158,7 @@ class Pipeline:
         # Every part is ours: a fixed field list, an Entity value and a formatted datetime.
         soql = f"SELECT {fields} FROM {overflow.entity.value} WHERE LastModifiedDate >= {since} ORDER BY Id"  # noqa: S608
         log.warning("GAP_OVERFLOW: resyncing every record modified since", entity=overflow.entity.value, since=since)
-        for row in self.source.query_all_iter(soql):
+        for row in self.source.query_all_iter(soql, include_deleted=True):  # deletes resync too
             record_id = str(row["Id"])
             account_id = record_id if overflow.entity is Entity.ACCOUNT else row.get("AccountId")
             if not isinstance(account_id, str) or not account_id:
