@@ -8,6 +8,7 @@ topics; then the consume loop (services/syncer/consume.py) until SIGTERM/SIGINT.
 from __future__ import annotations
 
 import asyncio
+import logging
 import signal
 import time
 import uuid
@@ -135,6 +136,7 @@ class SyncerService:
 
     async def run(self) -> None:
         health, server = start_observability(SERVICE, self.settings)
+        logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request is the request log's job
         salesforce = SalesforceRest(self.settings.salesforce)
         try:
             await self._run(health, salesforce)

@@ -1,0 +1,139 @@
+"""`sfls syncer` as a process: kill -9 mid-batch loses and duplicates nothing; a bad mapping exits non-zero."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import yaml
+from confluent_kafka import Producer
+
+from shared.settings import KafkaSettings, Settings
+from tests.fixtures.logisense import LogisenseEmulator
+from tests.fixtures.salesforce import SalesforceEmulator
+from tests.services.syncer.e2e import (
+    CONTACT_POINTS,
+    assert_same_state,
+    committed,
+    seed_accounts,
+    seed_contacts,
+    subprocess_env,
+    syncer_settings,
+)
+from tests.services.syncer.support import change, create_syncer_topics, publish
+
+pytestmark = pytest.mark.integration
+SFLS = (
+    [sys.executable, "-m", "services.cli"]
+    if not (Path(sys.executable).parent / "sfls").exists()
+    else [str(Path(sys.executable).parent / "sfls")]
+)
+
+
+def start(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    with log.open("ab") as sink:
+        return subprocess.Popen([*SFLS, "syncer"], env=env, stdout=sink, stderr=sink)
+
+
+def wait_for(condition: Callable[[], bool], seconds: float, process: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        if process.poll() is not None:
+            raise AssertionError(f"syncer exited with {process.returncode}:\n{log.read_text()[-3000:]}")
+        time.sleep(0.1)
+    raise AssertionError(f"condition not reached in {seconds} s:\n{log.read_text()[-3000:]}")
+
+
+@pytest.mark.failure
+def test_kill_minus_nine_mid_batch_then_restart_converges_without_duplicates(
+    kafka_settings: KafkaSettings,
+    salesforce_emulator: SalesforceEmulator,
+    logisense_emulator: LogisenseEmulator,
+    producer_factory: Callable[..., Producer],
+    tmp_path: Path,
+) -> None:
+    """SIGKILL while a batch is half written, restart: LogiSense equals Salesforce, no account twice."""
+    settings: Settings = syncer_settings(kafka_settings, salesforce_emulator, logisense_emulator)
+    config = tmp_path / "sfls.yaml"
+    config.write_text(yaml.safe_dump({"mappings": {"contact_points": CONTACT_POINTS}}))
+    # A short session timeout lets the restarted member take over the killed one's partitions quickly.
+    env = subprocess_env(
+        settings, SFLS_SYNC__CONCURRENCY="2", SFLS_CONFIG=str(config), SFLS_KAFKA__SESSION_TIMEOUT_MS="6000"
+    )
+    topics = create_syncer_topics(kafka_settings)
+    accounts = seed_accounts(salesforce_emulator, 40)
+    seed_contacts(salesforce_emulator, accounts[::2])
+    publish(producer_factory(), topics.changes, [change(a) for a in accounts])
+    logisense_emulator.faults(resource="Account", operation="create", latency_ms=60)
+    log = tmp_path / "syncer.log"
+
+    first = start(env, log)
+    try:
+        created = lambda: logisense_emulator.count(resource="Account", operation="create") >= 8  # noqa: E731
+        wait_for(created, 60, first, log)
+        os.kill(first.pid, signal.SIGKILL)
+        first.wait(10)
+    finally:
+        if first.poll() is None:
+            first.kill()
+    partial = len(logisense_emulator.accounts())
+    assert 8 <= partial < 40
+    assert committed(settings) == 0
+
+    logisense_emulator.clear_faults()
+    second = start(env, log)
+    try:
+        wait_for(lambda: committed(settings) >= 40, 90, second, log)
+        second.send_signal(signal.SIGTERM)
+        assert second.wait(30) == 0
+    finally:
+        if second.poll() is None:
+            second.kill()
+    assert_same_state(salesforce_emulator, logisense_emulator)
+    assert len(logisense_emulator.accounts()) == 40
+
+
+def test_bad_column_name_exits_non_zero_naming_the_mapping(tmp_path: Path, kafka_settings: KafkaSettings) -> None:
+    """A Column Name with a space is refused at start-up with exit code 2 and the mapping named."""
+    config = tmp_path / "sfls.yaml"
+    config.write_text("mappings:\n  account_extensions:\n    - {salesforce: Region__c, logisense: Region Code}\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SFLS_")}
+    env.update({"SFLS_CONFIG": str(config), "COLUMNS": "250", "SFLS_DEVSTACK__STATE_DIR": str(tmp_path)})
+    result = subprocess.run([*SFLS, "syncer"], env=env, capture_output=True, timeout=60, check=False)
+    assert result.returncode == 2
+    stderr = result.stderr.decode()
+    assert "account_extensions" in stderr
+    assert "Region Code" in stderr
+    assert "lowercase letter" in stderr
+
+
+def test_incomplete_contact_points_and_unknown_fields_exit_non_zero(
+    tmp_path: Path,
+    kafka_settings: KafkaSettings,
+    salesforce_emulator: SalesforceEmulator,
+    logisense_emulator: LogisenseEmulator,
+) -> None:
+    """Unmapped contact points and a field Salesforce lacks stop the syncer before it consumes, each named."""
+    settings = syncer_settings(kafka_settings, salesforce_emulator, logisense_emulator)
+    config = tmp_path / "sfls.yaml"
+    config.write_text(
+        "mappings:\n"
+        "  account_extensions:\n    - {salesforce: Nope__c, logisense: nope}\n"
+        "  contact_points:\n    Billing: {email: Email, phone: Phone, address: MailingAddress, sfdcid: Id}\n"
+    )
+    env = subprocess_env(settings, SFLS_CONFIG=str(config), COLUMNS="250")
+    result = subprocess.run([*SFLS, "syncer"], env=env, capture_output=True, timeout=60, check=False)
+    assert result.returncode == 2
+    stderr = result.stderr.decode()
+    for name in ("mappings.contact_points.Shipping", "mappings.contact_points.Technical", "Nope__c"):
+        assert name in stderr
+    assert "mappings.contact_points.Billing" not in stderr
+    assert committed(settings) == 0
