@@ -123,9 +123,16 @@ def build_app(config: Config) -> web.Application:
     return app
 
 
-async def serve(config: Config, host: str, port: int, ssl_context: ssl.SSLContext) -> web.AppRunner:
+async def serve(
+    config: Config, host: str, port: int, ssl_context: ssl.SSLContext, *, access_log: bool = True
+) -> web.AppRunner:
     """Start serving in the running loop; the caller keeps the runner and cleans it up."""
-    runner = web.AppRunner(build_app(config), access_log_class=AccessLogger, access_log=LOG, shutdown_timeout=2.0)
+    runner = web.AppRunner(
+        build_app(config),
+        access_log_class=AccessLogger,
+        access_log=LOG if access_log else None,
+        shutdown_timeout=2.0,
+    )
     await runner.setup()
     site = web.TCPSite(runner, host, port, ssl_context=ssl_context, reuse_address=True)
     await site.start()
@@ -162,7 +169,9 @@ class BackgroundEmulator:
         loop = asyncio.new_event_loop()
         self._loop = loop
         try:
-            self._runner = loop.run_until_complete(serve(self.config, self.host, self.port, self.ssl_context))
+            self._runner = loop.run_until_complete(
+                serve(self.config, self.host, self.port, self.ssl_context, access_log=False)
+            )
             address = self._runner.addresses[0]
             self.port = int(address[1])
         except Exception as exc:  # noqa: BLE001 - handed to the starting thread, which raises it
