@@ -134,16 +134,33 @@ def position(message: Any) -> tuple[str, int] | None:
     if isinstance(message, bytes | str):
         try:
             message = json.loads(message)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nested deeper than the parser goes
             return None
     if not isinstance(message, Mapping):
         return None
     channel, data = message.get("channel"), message.get("data")
     event = data.get("event") if isinstance(data, Mapping) else None
     replay_id = event.get("replayId") if isinstance(event, Mapping) else None
-    if isinstance(channel, str) and isinstance(replay_id, int) and not isinstance(replay_id, bool):
+    if (
+        isinstance(channel, str)
+        and _is_utf8(channel)
+        and isinstance(replay_id, int)
+        and not isinstance(replay_id, bool)
+    ):
         return channel, replay_id
     return None
+
+
+def _is_utf8(text: str) -> bool:
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _is_record_id(value: Any) -> bool:
+    return isinstance(value, str) and _RECORD_ID.match(value) is not None
 
 
 def parse(message: Any) -> CdcMessage:
@@ -151,7 +168,7 @@ def parse(message: Any) -> CdcMessage:
     if isinstance(message, bytes | str):
         try:
             message = json.loads(message)
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:  # RecursionError: nested deeper than the parser goes
             raise MalformedCdcError("bad_json", str(exc)) from None
     if not isinstance(message, Mapping):
         raise MalformedCdcError("bad_shape", f"a message is a JSON object, got {type(message).__name__}")
@@ -167,15 +184,17 @@ def parse(message: Any) -> CdcMessage:
         raise MalformedCdcError("missing_header", f"data.payload.{HEADER} is missing or not an object")
     entity, change_type, record_ids = _identity(header)
     body = {k: v for k, v in payload.items() if k != HEADER}
-    if entity is Entity.CONTACT and "AccountId" in body and not isinstance(body["AccountId"], str | None):
-        raise MalformedCdcError("bad_field", f"AccountId {body['AccountId']!r} is not an id")
+    account_id = body.get("AccountId")
+    if entity is Entity.CONTACT and account_id not in (None, "") and not _is_record_id(account_id):
+        raise MalformedCdcError("bad_field", f"AccountId {account_id!r} is not an id")
+    _check_text(payload)
     return CdcMessage(
         channel=channel,
         replay_id=replay_id,
         entity=entity,
         change_type=change_type,
         record_ids=record_ids,
-        commit_timestamp=_typed(header, "commitTimestamp", int, None),
+        commit_timestamp=_commit_timestamp(header),
         transaction_key=_typed(header, "transactionKey", str, ""),
         sequence_number=_typed(header, "sequenceNumber", int, 0),
         change_origin=_typed(header, "changeOrigin", str, ""),
@@ -213,6 +232,28 @@ def _typed(header: Mapping[str, Any], name: str, kind: type[T], default: T | Non
     if not isinstance(value, kind) or isinstance(value, bool):
         raise MalformedCdcError("bad_header", f"{name} {value!r} is not a {kind.__name__}")
     return value
+
+
+def _commit_timestamp(header: Mapping[str, Any]) -> int:
+    """commitTimestamp: epoch milliseconds that a datetime can hold (years 1 to 9999)."""
+    value = _typed(header, "commitTimestamp", int, None)
+    try:
+        epoch_ms_to_datetime(value)
+    except (ValueError, OverflowError, OSError):
+        raise MalformedCdcError(
+            "bad_header", f"commitTimestamp {value!r} is not a time in epoch milliseconds"
+        ) from None
+    return value
+
+
+def _check_text(body: Mapping[str, Any]) -> None:
+    """Field names and values must be valid Unicode (a lone surrogate cannot be written as UTF-8)."""
+    try:
+        json.dumps(body, ensure_ascii=False).encode()
+    except UnicodeEncodeError as exc:
+        raise MalformedCdcError("bad_field", f"a field name or value is not valid Unicode ({exc.reason})") from None
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise MalformedCdcError("bad_field", f"the payload cannot be stored as JSON ({exc})") from None
 
 
 def _field_list(header: Mapping[str, Any]) -> tuple[str, ...]:
