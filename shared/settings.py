@@ -25,7 +25,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from pydantic import ValidationError as PydanticValidationError
 from pydantic.fields import FieldInfo
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, SettingsError
 
 from shared.errors import ConfigError
 
@@ -382,6 +382,10 @@ class _YamlFileSource(PydanticBaseSettingsSource):
             data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
         except yaml.YAMLError as exc:
             raise ConfigError(f"SFLS_CONFIG: {path} is not valid YAML: {exc}") from exc
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"SFLS_CONFIG: {path} is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+        except OSError as exc:
+            raise ConfigError(f"SFLS_CONFIG: cannot read {path}: {exc.strerror}") from None
         if not isinstance(data, dict):
             raise ConfigError(f"SFLS_CONFIG: {path} must hold a mapping of sections (kafka, sync, mappings, ...)")
         for dotted in _secret_keys(data):
@@ -389,6 +393,12 @@ class _YamlFileSource(PydanticBaseSettingsSource):
                 f"SFLS_CONFIG: {path} sets the secret {dotted}; secrets come only from the environment "
                 f"(SFLS_{dotted.upper().replace('.', '__')}) or a mounted file"
             )
+        sections = sorted(name for name in self.settings_cls.model_fields if name != "config_file")
+        for key in data:
+            if key not in sections:
+                raise ConfigError(
+                    f"SFLS_CONFIG: {path} has an unknown section {key!r}; the sections are {', '.join(sections)}"
+                )
         return data
 
 
@@ -444,6 +454,13 @@ def load_settings(**overrides: Any) -> Settings:
     """Read the settings once; a bad value becomes one ConfigError naming each field and its variable."""
     try:
         return Settings(**overrides)
+    except SettingsError as exc:  # an environment value that should be JSON (a section, list or dict) is not
+        found = re.search(r'field "(\w+)"', str(exc))
+        name = ENV_PREFIX + (found.group(1).upper() if found else "")
+        raise ConfigError(
+            f"invalid settings:\n  {name} or one of the {name}__* environment variables holds a value that is not "
+            "valid JSON; sections, lists and mappings set from the environment take JSON"
+        ) from None
     except PydanticValidationError as exc:
         lines = []
         for error in exc.errors():
