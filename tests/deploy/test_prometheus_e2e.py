@@ -1,0 +1,366 @@
+"""A real Prometheus scrapes the three services on the local stack; every dashboard and alert query must answer.
+
+The listener and the syncer run as `sfls` processes serving /metrics; the importer runs `sfls import
+catalogue` once and pushes to a real Pushgateway, as its Kubernetes Job does. Prometheus (Debian's
+binary, run directly on 127.0.0.1 with a temporary config) scrapes all three every second and loads
+the shipped alert rules. The test drives the failure modes the dashboards and alerts exist for (a
+LogiSense outage that is retried, a dead letter, a dropped change, a CDC reconnect and gap, an import
+with a rejected record), then evaluates through the HTTP API:
+
+- every dashboard query (Grafana's `$__rate_interval` and `$namespace` substituted) must be valid and
+  return at least one series;
+- every alert expression must be valid and loaded by Prometheus with healthy evaluation, and each of
+  its signals (the expression without its threshold, split at `and`/`unless`) must return series,
+  so every metric and label matcher it relies on is proven against the running code. The alerts
+  whose failure the test provokes must actually fire their expression.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+import yaml
+
+from devstack.kafka import free_port
+from shared.settings import KafkaSettings, Settings
+from tests.deploy import promql
+from tests.deploy.conftest import ROOT, tool
+from tests.fixtures.logisense import LogisenseEmulator
+from tests.fixtures.salesforce import SalesforceEmulator
+from tests.services.listener.support import SalesforceApi
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+SFLS = str(Path(sys.executable).with_name("sfls"))
+RULES = ROOT / "deploy" / "prometheus" / "alerts.yaml"
+NAMESPACE = "sfls-e2e"
+RATE_INTERVAL = "1m"
+POINTS = {"email": "Email", "phone": "Phone", "address": "MailingAddress", "sfdcid": "Id"}
+CONFIG = {
+    "sync": {"interval_minutes": 0.02, "retry": {"max_attempts": 6, "base_seconds": 0.01, "cap_seconds": 0.05}},
+    "mappings": {"contact_points": {name: dict(POINTS) for name in ("Billing", "Shipping", "Technical", "Other")}},
+}
+# Alerts whose failure this test provokes: their full expression must return series, not only their signals.
+PROVOKED = {"SflsDeadLettersAppearing", "SflsImporterJobFailed"}
+
+
+class Process:
+    """A child process with its output in a log file; stopped with SIGTERM, killed if it lingers."""
+
+    def __init__(self, name: str, command: list[str], env: dict[str, str], logs: Path) -> None:
+        self.name = name
+        self.log = logs / f"{name}.log"
+        self._out = self.log.open("ab")
+        self.process = subprocess.Popen(command, env=env, stdout=self._out, stderr=subprocess.STDOUT)
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def tail(self, lines: int = 30) -> str:
+        return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+
+    def stop(self) -> None:
+        if self.alive():
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(10)
+        self._out.close()
+
+
+def wait_until(condition: Callable[[], Any], timeout: float, what: str, *watch: Process) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for process in watch:
+            assert process.alive(), f"{process.name} exited early:\n{process.tail()}"
+        result = condition()
+        if result:
+            return result
+        time.sleep(0.5)
+    logs = "\n".join(f"--- {p.name}\n{p.tail()}" for p in watch)
+    raise AssertionError(f"timed out waiting for {what}\n{logs}")
+
+
+def http_ok(url: str) -> bool:
+    try:
+        return requests.get(url, timeout=2).status_code == 200
+    except requests.RequestException:
+        return False
+
+
+@pytest.fixture
+def processes() -> Iterator[list[Process]]:
+    """Every process the test starts, stopped in reverse order at the end."""
+    started: list[Process] = []
+    yield started
+    for process in reversed(started):
+        process.stop()
+
+
+def service_env(
+    sf: SalesforceEmulator, ls: LogisenseEmulator, kafka_settings: KafkaSettings, config: Path
+) -> dict[str, str]:
+    """The environment of an `sfls` process pointed at the test's broker and emulators."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith("SFLS_")}
+    env.update(
+        {
+            "SFLS_CONFIG": str(config),
+            "SFLS_DEVSTACK__STATE_DIR": str(config.parent / "no-stack"),
+            "SFLS_SALESFORCE__INSTANCE_URL": sf.instance_url,
+            "SFLS_SALESFORCE__CA_FILE": sf.ca_file,
+            "SFLS_SALESFORCE__CLIENT_ID": sf.client_id,
+            "SFLS_SALESFORCE__CLIENT_SECRET": sf.client_secret,
+            "SFLS_SALESFORCE__USERNAME": sf.username,
+            "SFLS_SALESFORCE__PASSWORD": sf.password,
+            "SFLS_LOGISENSE__BASE_URL": ls.base_url,
+            "SFLS_LOGISENSE__CA_FILE": ls.ca_file,
+            "SFLS_LOGISENSE__CLIENT_ID": ls.client_id,
+            "SFLS_LOGISENSE__USERNAME": ls.username,
+            "SFLS_LOGISENSE__PASSWORD": ls.password,
+            "SFLS_LOGISENSE__TIMEOUT_SECONDS": "5",
+            "SFLS_KAFKA__BOOTSTRAP_SERVERS": kafka_settings.bootstrap_servers,
+            "SFLS_KAFKA__TOPIC_PREFIX": kafka_settings.topic_prefix,
+            "SFLS_KAFKA__PARTITIONS": str(kafka_settings.partitions),
+            "SFLS_LISTENER__RECONNECT_BASE_SECONDS": "0.1",
+            "SFLS_LOG_LEVEL": "INFO",
+        }
+    )
+    return env
+
+
+def prometheus_config(path: Path, targets: dict[str, int], pushgateway: int) -> None:
+    """Scrape the services every second as a ServiceMonitor would (namespace label), and load the shipped rules."""
+    scrape = [
+        {
+            "job_name": job,
+            "static_configs": [{"targets": [f"127.0.0.1:{port}"], "labels": {"namespace": NAMESPACE}}],
+        }
+        for job, port in targets.items()
+    ]
+    scrape.append(
+        {
+            "job_name": "pushgateway",
+            "honor_labels": True,
+            "static_configs": [{"targets": [f"127.0.0.1:{pushgateway}"], "labels": {"namespace": NAMESPACE}}],
+        }
+    )
+    config = {
+        "global": {"scrape_interval": "1s", "scrape_timeout": "1s", "evaluation_interval": "1s"},
+        "rule_files": [str(RULES)],
+        "scrape_configs": scrape,
+    }
+    path.write_text(yaml.safe_dump(config))
+
+
+class PrometheusApi:
+    def __init__(self, port: int) -> None:
+        self.base = f"http://127.0.0.1:{port}/api/v1"
+
+    def query(self, expr: str) -> dict[str, Any]:
+        answer = requests.get(f"{self.base}/query", params={"query": expr}, timeout=10)
+        body: dict[str, Any] = answer.json()
+        return body
+
+    def series_count(self, expr: str) -> int:
+        body = self.query(expr)
+        if body.get("status") != "success":
+            return -1
+        return len(body["data"]["result"])
+
+    def rules(self) -> list[dict[str, Any]]:
+        body = requests.get(f"{self.base}/rules", timeout=10).json()
+        return [rule for group in body["data"]["groups"] for rule in group["rules"]]
+
+
+def grafana(expr: str) -> str:
+    """A dashboard query as Grafana sends it: interval variables and `$namespace` (All) substituted."""
+    for variable in promql.GRAFANA_INTERVALS:
+        expr = expr.replace(variable, RATE_INTERVAL)
+    return expr.replace("$namespace", ".*")
+
+
+def rename_package(ls: LogisenseEmulator) -> int:
+    """Give one LogiSense package a name longer than Salesforce's 80 characters: its import is rejected."""
+
+    async def rename() -> int:
+        async with ls.client() as client:
+            packages = [item async for item in client.paged("Package")]
+            identity = int(packages[0]["identity"])
+            await client.update("Package", identity, {"name": "N" * 100})
+            return identity
+
+    return asyncio.run(rename())
+
+
+@pytest.mark.timeout(420)
+def test_every_dashboard_and_alert_query_returns_series(  # noqa: PLR0917 - pytest passes fixtures by name
+    tmp_path: Path,
+    kafka_settings: KafkaSettings,
+    salesforce_emulator: SalesforceEmulator,
+    logisense_emulator: LogisenseEmulator,
+    prometheus_bin: str,
+    expressions: list[promql.Expression],
+    processes: list[Process],
+) -> None:
+    """Prometheus scraping the running services answers every dashboard and alert query with series."""
+    sf, ls = salesforce_emulator, logisense_emulator
+    ls.reset()
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump(CONFIG))
+    env = service_env(sf, ls, kafka_settings, config)
+    ports = {"sfls-listener": free_port(), "sfls-syncer": free_port()}
+    pushgateway = free_port()
+    prometheus = free_port()
+
+    processes.append(
+        Process(
+            "pushgateway",
+            [tool("SFLS_PUSHGATEWAY", "prometheus-pushgateway"), f"--web.listen-address=127.0.0.1:{pushgateway}"],
+            env,
+            logs,
+        )
+    )
+    listener_env = {
+        **env,
+        "SFLS_OBSERVABILITY__METRICS_PORT": str(ports["sfls-listener"]),
+        "SFLS_LISTENER__WATCHDOG_SECONDS": "8",
+    }
+    listener = Process("listener", [SFLS, "listener"], listener_env, logs)
+    processes.append(listener)
+    syncer = Process(
+        "syncer", [SFLS, "syncer"], {**env, "SFLS_OBSERVABILITY__METRICS_PORT": str(ports["sfls-syncer"])}, logs
+    )
+    processes.append(syncer)
+    prometheus_config(tmp_path / "prometheus.yml", ports, pushgateway)
+    server = Process(
+        "prometheus",
+        [
+            prometheus_bin,
+            f"--config.file={tmp_path / 'prometheus.yml'}",
+            f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+            f"--web.listen-address=127.0.0.1:{prometheus}",
+        ],
+        env,
+        logs,
+    )
+    processes.append(server)
+    running = (listener, syncer, server, processes[0])
+    for name, port in ports.items():
+        wait_until(lambda port=port: http_ok(f"http://127.0.0.1:{port}/readyz"), 120, f"{name} /readyz", *running)
+    wait_until(lambda: http_ok(f"http://127.0.0.1:{prometheus}/-/ready"), 60, "prometheus ready", *running)
+
+    # Traffic: LogiSense fails twice (retried), three accounts sync, one is dead-lettered (its usage and
+    # subscription invoice recipients differ), one change touches no trigger field, the CDC connection
+    # drops once and a gap asks for a resync.
+    ls.faults(resource="Account", method="POST", status=503, count=2)
+    api = SalesforceApi(sf.settings())
+    try:
+        fields = {
+            "Type": "Customer",
+            "LogiSense_Status__c": "Active",
+            "LogiSense_Bill_Group__c": "Bill Group 1st",
+            "LogiSense_AR_Term__c": "Net 30",
+        }
+        good = [api.create("Account", {"Name": f"E2E {uuid.uuid4().hex[:6]}", **fields}) for _ in range(3)]
+        api.create(
+            "Account",
+            {
+                "Name": "E2E split recipients",
+                **fields,
+                "Usage_Invoice_Recipient__c": good[0],
+                "Subscription_Invoice_Recipient__c": good[1],
+            },
+        )
+        api.update("Account", good[2], {"Description": "not a billing field"})
+        sf.admin("POST", "cdc/gap", {"entity": "Account", "changeType": "GAP_UPDATE", "recordIds": [good[0]]})
+        api.update("Account", good[1], {"Name": "E2E renamed"})
+    finally:
+        api.close()
+    # Once those are checkpointed, Salesforce forgets every replay id and drops the CometD sessions:
+    # the re-subscription is refused, the watchdog rebuilds the client and the listener resyncs.
+    metrics = PrometheusApi(prometheus)
+    wait_until(
+        lambda: metrics.series_count("sum(sfls_listener_events_published_total) >= 5") > 0,
+        60,
+        "the listener to publish the changes",
+        listener,
+        server,
+    )
+    last = sf.admin("GET", "cdc/events")["last"]
+    sf.admin("POST", "retention", {"oldest_replay_id": last + 1})
+    sf.admin("POST", "sessions/expire", {"cometd": True, "tokens": False})
+
+    # The importer: one catalogue run with one rejected package, pushed to the Pushgateway. The org
+    # admin's step first: deploy the custom objects the import lands in.
+    from services.importer.entities import salesforce_schema
+
+    sf.admin("POST", "schema", salesforce_schema(Settings(salesforce=sf.settings(), logisense=ls.settings())))
+    rename_package(ls)
+    importer = subprocess.run(
+        [SFLS, "import", "catalogue"],
+        env={**env, "SFLS_IMPORTER__PUSHGATEWAY_URL": f"127.0.0.1:{pushgateway}"},
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    assert importer.returncode == 1, f"the rejected package must fail the run:\n{importer.stdout}\n{importer.stderr}"
+    assert "STRING_TOO_LONG" in importer.stdout
+
+    api_client = metrics
+    dashboards = [e for e in expressions if not e.is_alert]
+    alerts = [e for e in expressions if e.is_alert]
+    assert dashboards
+    assert alerts
+
+    def missing() -> list[str]:
+        problems = []
+        for expression in dashboards:
+            if api_client.series_count(grafana(expression.expr)) <= 0:
+                problems.append(f"{expression.source}: {grafana(expression.expr)}")
+        for expression in alerts:
+            if api_client.series_count(expression.expr) < 0:
+                problems.append(f"{expression.source}: invalid: {expression.expr}")
+            for signal_expr in promql.operands(expression.expr):
+                if api_client.series_count(signal_expr) <= 0:
+                    problems.append(f"{expression.source}: no series for signal {signal_expr}")
+            name = expression.source.rsplit("/", 1)[-1]
+            if name in PROVOKED and api_client.series_count(expression.expr) <= 0:
+                problems.append(f"{expression.source}: provoked but the expression returns nothing")
+        return problems
+
+    last: list[str] = []
+
+    def all_answer() -> bool:
+        nonlocal last
+        last = missing()
+        return not last
+
+    try:
+        wait_until(all_answer, 150, "every query to return series", listener, syncer, server)
+    except AssertionError as exc:
+        raise AssertionError("queries without series:\n  " + "\n  ".join(last) + f"\n{exc}") from None
+
+    rules = api_client.rules()
+    loaded = {rule["name"]: rule for rule in rules}
+    shipped = {e.source.rsplit("/", 1)[-1] for e in alerts}
+    assert shipped <= set(loaded), sorted(shipped - set(loaded))
+    unhealthy = {name: rule.get("lastError") for name, rule in loaded.items() if rule["health"] != "ok"}
+    assert not unhealthy, unhealthy
+    firing = {rule["name"] for rule in rules if rule.get("state") == "firing"}
+    assert firing >= PROVOKED, f"provoked alerts not firing: {sorted(PROVOKED - firing)}"
