@@ -152,7 +152,7 @@ class ConsumeLoop:
                     tick=self._tick,
                 )
                 self._carry = []
-                if records:
+                if records and not self._stop:  # collected but not started: left for the next owner
                     await self.handle(records)
                     await asyncio.sleep(0)
         finally:
