@@ -9,11 +9,12 @@ cooperative-sticky assignor and read only committed records.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
@@ -219,3 +220,17 @@ def produce_and_flush(
             + (f": {failures[0]}" if failures else "")
         )
     return count
+
+
+def watermark_offsets(consumer: Consumer, partition: TopicPartition, timeout: float = 30.0) -> tuple[int, int]:
+    """Low and high offsets, waiting out a partition without a leader yet (a topic just created)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            low, high = consumer.get_watermark_offsets(partition, timeout=max(1.0, deadline - time.monotonic()))
+        except KafkaException as exc:
+            if time.monotonic() > deadline:
+                raise TransientError(f"could not read offsets of {partition.topic}: {exc.args[0].str()}") from exc
+            time.sleep(0.2)
+        else:
+            return int(low), int(high)

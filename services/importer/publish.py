@@ -164,7 +164,7 @@ def _from_beginning(consumer: Consumer, topic: str, timeout: float) -> tuple[lis
     assignment = []
     ends: dict[int, int] = {}
     for partition in metadata.partitions:
-        low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=timeout)
+        low, high = kafka.watermark_offsets(consumer, TopicPartition(topic, partition), timeout)
         if high > low:
             assignment.append(TopicPartition(topic, partition, OFFSET_BEGINNING))
             ends[partition] = high

@@ -36,7 +36,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, KafkaError, KafkaException, TopicPartition
 
 from services.listener.metrics import TRANSACTIONS
 from shared import kafka
@@ -168,7 +168,9 @@ class TransactionalPublisher:
             pending: set[int] = set()
             deadline = time.monotonic() + self._timeout
             for partition in partitions:
-                low, high = _watermarks(reader, TopicPartition(topic, partition), deadline)
+                low, high = kafka.watermark_offsets(
+                    reader, TopicPartition(topic, partition), max(1.0, deadline - time.monotonic())
+                )
                 if high > low:
                     pending.add(partition)
             reader.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in pending])
@@ -249,19 +251,6 @@ class TransactionalPublisher:
 
     def close(self) -> None:
         self._producer.flush(self._timeout)
-
-
-def _watermarks(reader: Consumer, partition: TopicPartition, deadline: float) -> tuple[int, int]:
-    """Low and high offsets, waiting out a partition that has no leader yet (a topic just created)."""
-    while True:
-        try:
-            low, high = reader.get_watermark_offsets(partition, timeout=max(1.0, deadline - time.monotonic()))
-        except KafkaException as exc:
-            if time.monotonic() > deadline:
-                raise TransientError(f"could not read offsets of {partition.topic}: {exc.args[0].str()}") from exc
-            time.sleep(0.2)
-        else:
-            return int(low), int(high)
 
 
 def records_of(topics: Topics, events: Iterable[ChangeEvent]) -> Iterator[Record]:

@@ -74,7 +74,7 @@ def read_partitions(
         ends: dict[int, int] = {}
         starts: list[TopicPartition] = []
         for partition in sorted(metadata.partitions):
-            low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=timeout)
+            low, high = kafka.watermark_offsets(consumer, TopicPartition(topic, partition), timeout)
             if high > low:
                 start = max(low, high - tail) if tail is not None else low
                 ends[partition] = high
