@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic import ValidationError as PydanticValidationError
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, SettingsError
@@ -65,6 +65,22 @@ class KafkaSettings(BaseModel):
         if not re.fullmatch(r"[A-Za-z0-9._-]{1,100}", value):
             raise ValueError("use letters, digits, '.', '_' or '-' only (a Kafka topic name part)")
         return value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _hide_passthrough_secrets(cls, data: Any) -> Any:
+        """Pass-through keys that hold secrets (sasl_password, ssl_key_password) become SecretStr: never printed."""
+        if not isinstance(data, Mapping):
+            return data
+        return {
+            key: SecretStr(str(value))
+            if key not in cls.model_fields
+            and SECRET_KEY_PATTERN.search(str(key))
+            and value is not None
+            and not isinstance(value, SecretStr)
+            else value
+            for key, value in data.items()
+        }
 
     def librdkafka(self) -> dict[str, str]:
         """The librdkafka configuration: bootstrap servers plus every pass-through key."""
