@@ -183,7 +183,13 @@ class Pipeline:
     ) -> Record:
         failure = Failure(error_class=f"MalformedCdcMessage.{exc.reason}", message=str(exc)[:2000])
         result.dead_letters.append(failure)
-        body = raw if isinstance(raw, bytes) else raw.encode() if isinstance(raw, str) else _dump(raw)
+        body = (
+            raw
+            if isinstance(raw, bytes)
+            else raw.encode(errors="surrogatepass")
+            if isinstance(raw, str)
+            else _dump(raw)
+        )
         log.warning("malformed CDC message dead-lettered", reason=exc.reason, detail=str(exc)[:300])
         return dead_letter_record(self.topics, body, failure, found[0] if found else None)
 
