@@ -3,8 +3,10 @@
 Salesforce holds names (Type "Customer", Status "Active", AR Term "Net 30", country "CA"); LogiSense
 wants ids. The cache lists each reference resource once and refreshes when it is older than
 `max_age_seconds` at the start of a batch, so a type added in LogiSense is picked up without a
-restart. Names match case-insensitively; countries also by ISO code, states by code or name
-within their country. An unknown name is a MappingError: the account is dead-lettered with it.
+restart; after a name was missing it refreshes sooner (`miss_refresh_seconds`), so replaying a dead
+letter right after adding the missing bill group or type in LogiSense delivers it. Names match
+case-insensitively; countries also by ISO code, states by code or name within their country. An
+unknown name is a MappingError: the account is dead-lettered with it.
 """
 
 from __future__ import annotations
@@ -40,6 +42,8 @@ class References:
     """Name -> id per kind, and the contact point types of each contact type."""
 
     max_age_seconds: float = 300.0
+    miss_refresh_seconds: float = 10.0
+    missed: bool = False  # a lookup failed since the last load
     names: dict[str, dict[str, int]] = field(default_factory=dict)
     states: dict[tuple[int, str], int] = field(default_factory=dict)
     defaults: dict[str, int] = field(default_factory=dict)
@@ -82,9 +86,12 @@ class References:
         self.point_types, self.point_names, self.contact_type_names = point_types, point_names, contact_types
         self.loaded_at = time.monotonic()
         self.loads += 1
+        self.missed = False
 
     async def refresh_if_stale(self, client: Lister) -> None:
-        if self.loaded_at is None or time.monotonic() - self.loaded_at > self.max_age_seconds:
+        age = None if self.loaded_at is None else time.monotonic() - self.loaded_at
+        limit = self.miss_refresh_seconds if self.missed else self.max_age_seconds
+        if age is None or age > limit:
             await self.load(client)
 
     def __call__(self, kind: str, name: str, *, within: int | None = None) -> int:
@@ -94,6 +101,7 @@ class References:
         else:
             found = self.names.get(kind, {}).get(_norm(name))
         if found is None:
+            self.missed = True
             resource, label = RESOURCES[kind]
             raise MappingError(
                 f"{label} {name!r} does not exist in LogiSense ({resource}); add it there "
