@@ -106,6 +106,7 @@ class LocalBroker:
     listeners: str | None = None
     advertised_listeners: str | None = None
     security_protocol_map: str | None = None
+    format_args: tuple[str, ...] = ()  # extra `StorageTool format` arguments, e.g. ("--add-scram", "...")
 
     @property
     def bootstrap_servers(self) -> str:
@@ -211,6 +212,7 @@ class LocalBroker:
             _cluster_id(),
             "-c",
             str(config),
+            *self.format_args,
         ]
         result = subprocess.run(
             command, capture_output=True, text=True, check=False, env={**os.environ, "KAFKA_LOG4J_OPTS": ""}
