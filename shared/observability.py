@@ -76,6 +76,20 @@ def secret_values(settings: Settings) -> list[str]:
     return [v for v in found if v]
 
 
+class _CurrentStderr:
+    """Writes to whatever sys.stderr is when a line is written, not when logging was configured.
+
+    Embedding code and test runners swap sys.stderr; holding the original object would write to a
+    closed stream afterwards.
+    """
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
 def configure_logging(service: str, settings: ObservabilitySettings, secrets: Iterable[str] = ()) -> None:
     """JSON lines on stderr (or console rendering for humans), every line tagged with the service."""
     masker = SecretMasker(secrets)
@@ -95,13 +109,13 @@ def configure_logging(service: str, settings: ObservabilitySettings, secrets: It
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(level),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        logger_factory=structlog.PrintLoggerFactory(file=_CurrentStderr()),  # type: ignore[arg-type]
         cache_logger_on_first_use=False,
     )
     structlog.contextvars.clear_contextvars()
     structlog.contextvars.bind_contextvars(service=service)
     # Third-party loggers (aiohttp, simple-salesforce, aiocometd) go through the same masking.
-    logging.basicConfig(level=level, stream=sys.stderr, format="%(message)s", force=True)
+    logging.basicConfig(level=level, stream=_CurrentStderr(), format="%(message)s", force=True)
     for handler in logging.getLogger().handlers:
         handler.addFilter(_MaskingFilter(masker))
 
