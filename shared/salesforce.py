@@ -29,7 +29,7 @@ import threading
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from functools import partial
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 from urllib.parse import quote
 
 import aiohttp
@@ -143,6 +143,21 @@ def _check_ids(ids: Iterable[str]) -> list[str]:
             raise ValidationError(f"not a Salesforce record id: {record_id!r}")
         unique[record_id] = None
     return list(unique)
+
+
+class RecordReader(Protocol):
+    """The read side of SalesforceRest the services depend on, so their tests can hand in a fake."""
+
+    def query_by_ids(
+        self,
+        sobject: str,
+        fields: Iterable[str],
+        ids: Iterable[str],
+        chunk_size: int = 200,
+        include_deleted: bool = False,
+    ) -> Iterator[dict[str, Any]]: ...
+
+    def query_all_iter(self, soql: str, include_deleted: bool = False) -> Iterator[dict[str, Any]]: ...
 
 
 class SalesforceRest:

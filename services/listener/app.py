@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import signal
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
@@ -24,11 +24,14 @@ from services.listener.backfill import run_backfill
 from services.listener.normalize import Filters
 from services.listener.pipeline import Pipeline
 from services.listener.publisher import ProducerFencedError, TransactionalPublisher
-from services.listener.resolve import AccountResolver, RecordSource
+from services.listener.resolve import AccountResolver
 from services.listener.stream import CheckpointReplay, Message, RebuildError, StreamSupervisor
 from shared import kafka
 from shared.observability import Health
 from shared.settings import Settings
+
+if TYPE_CHECKING:
+    from shared.salesforce import RecordReader
 
 log = structlog.get_logger("sfls.listener")
 
@@ -38,7 +41,7 @@ RESYNC_NAME = "resync"
 class Resync:
     """The listener's full resync (a backfill of every account), one at a time, in a thread."""
 
-    def __init__(self, settings: Settings, source: RecordSource) -> None:
+    def __init__(self, settings: Settings, source: RecordReader) -> None:
         self._settings = settings
         self._source = source
         self._publisher: TransactionalPublisher | None = None
@@ -116,6 +119,7 @@ class Resync:
 def streaming_client_factory(settings: Settings) -> Any:
     """Build aiosfstream-ng clients (MANUAL replay policy, our checkpoint storage) for the supervisor."""
     from aiosfstream_ng.client import ReplayMarkerStoragePolicy
+
     from shared.salesforce import streaming_client
 
     def build(replay: CheckpointReplay) -> Any:

@@ -18,15 +18,18 @@ import threading
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 import structlog
 
 from services.listener.metrics import BACKFILL_RECORDS
 from services.listener.normalize import resync_event
 from services.listener.publisher import BackfillProgress, Record, TransactionalPublisher, backfill_record, event_record
-from services.listener.resolve import RecordSource
 from shared.errors import ConfigError
 from shared.events import Entity, Source
+
+if TYPE_CHECKING:
+    from shared.salesforce import RecordReader
 
 log = structlog.get_logger("sfls.listener.backfill")
 
@@ -54,7 +57,7 @@ def check_where(where: str) -> str:
 
 
 def run_backfill(
-    source: RecordSource,
+    source: RecordReader,
     publisher: TransactionalPublisher,
     *,
     name: str = "backfill",

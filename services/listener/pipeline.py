@@ -21,7 +21,7 @@ import json
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
@@ -52,10 +52,13 @@ from services.listener.publisher import (
     dead_letter_record,
     event_record,
 )
-from services.listener.resolve import AccountResolver, RecordSource
+from services.listener.resolve import AccountResolver
 from services.listener.stream import CheckpointReplay
 from shared.deadletter import Failure, count_dead_letter
 from shared.events import ChangeEvent, Entity, Source, epoch_ms_to_datetime
+
+if TYPE_CHECKING:
+    from shared.salesforce import RecordReader
 
 log = structlog.get_logger("sfls.listener.pipeline")
 
@@ -81,7 +84,7 @@ class Pipeline:
         publisher: TransactionalPublisher,
         replay: CheckpointReplay,
         resolver: AccountResolver,
-        source: RecordSource,
+        source: RecordReader,
         filters: Filters,
     ) -> None:
         self.publisher = publisher

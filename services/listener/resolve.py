@@ -11,32 +11,20 @@ cache still remembers it, so that account resyncs.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, Protocol
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any
 
 from services.listener.normalize import CdcMessage
 from shared.events import Entity
 
-
-class RecordSource(Protocol):
-    """The part of the Salesforce REST client the listener needs (shared/salesforce.py)."""
-
-    def query_by_ids(
-        self,
-        sobject: str,
-        fields: Sequence[str],
-        ids: Sequence[str],
-        chunk_size: int = 200,
-        include_deleted: bool = False,
-    ) -> Iterable[Mapping[str, Any]]: ...
-
-    def query_all_iter(self, soql: str, include_deleted: bool = False) -> Iterable[Mapping[str, Any]]: ...
+if TYPE_CHECKING:
+    from shared.salesforce import RecordReader
 
 
 class AccountResolver:
     """Contact id -> AccountId, with an LRU cache of `size` entries."""
 
-    def __init__(self, source: RecordSource, size: int = 100_000, chunk_size: int = 200) -> None:
+    def __init__(self, source: RecordReader, size: int = 100_000, chunk_size: int = 200) -> None:
         self._source = source
         self._size = size
         self._chunk_size = chunk_size

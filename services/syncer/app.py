@@ -22,7 +22,7 @@ from services.syncer.deliver import Deliverer, current_account
 from services.syncer.metrics import RETRIES, BatchMetrics
 from services.syncer.references import References
 from services.syncer.requests import RequestLog
-from services.syncer.snapshot import SalesforceReader, Snapshot, id15, read_snapshot_async
+from services.syncer.snapshot import Snapshot, id15, read_snapshot_async
 from shared import kafka
 from shared.deadletter import Failure
 from shared.errors import ConfigError, MappingError
@@ -31,7 +31,7 @@ from shared.logisense import LogisenseClient, RequestOutcome
 from shared.mapping import check_mappings
 from shared.observability import Health, start_observability
 from shared.retry import RetryPolicy
-from shared.salesforce import SalesforceRest
+from shared.salesforce import RecordReader, SalesforceRest
 from shared.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -51,7 +51,7 @@ class BatchProcessor:
     """One batch: bulk Salesforce read, LogiSense delivery, one request-log line per account."""
 
     def __init__(
-        self, settings: Settings, salesforce: SalesforceReader, deliverer: Deliverer, request_log: RequestLog
+        self, settings: Settings, salesforce: RecordReader, deliverer: Deliverer, request_log: RequestLog
     ) -> None:
         self._settings = settings
         self._sf = salesforce

@@ -12,25 +12,13 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from shared.mapping import account_query_fields, contact_query_fields
 from shared.settings import Settings
 
-
-class SalesforceReader(Protocol):
-    """What the syncer needs of shared.salesforce.SalesforceRest."""
-
-    def query_by_ids(
-        self,
-        sobject: str,
-        fields: Sequence[str],
-        ids: Sequence[str],
-        chunk_size: int = 200,
-        include_deleted: bool = False,
-    ) -> Iterator[dict[str, Any]]: ...
-
-    def query_all_iter(self, soql: str, include_deleted: bool = False) -> Iterator[dict[str, Any]]: ...
+if TYPE_CHECKING:
+    from shared.salesforce import RecordReader
 
 
 def id15(record_id: str) -> str:
@@ -67,7 +55,7 @@ def _quote(record_id: str) -> str:
     return f"'{record_id}'"
 
 
-def read_snapshot(sf: SalesforceReader, settings: Settings, account_ids: Iterable[str]) -> Snapshot:
+def read_snapshot(sf: RecordReader, settings: Settings, account_ids: Iterable[str]) -> Snapshot:
     """Read the accounts (deleted ones too) and every live contact of the live ones."""
     ids = sorted({id15(i): i for i in account_ids}.values())
     chunk = settings.sync.soql_chunk_size
@@ -91,5 +79,5 @@ def read_snapshot(sf: SalesforceReader, settings: Settings, account_ids: Iterabl
     return snap
 
 
-async def read_snapshot_async(sf: SalesforceReader, settings: Settings, account_ids: Iterable[str]) -> Snapshot:
+async def read_snapshot_async(sf: RecordReader, settings: Settings, account_ids: Iterable[str]) -> Snapshot:
     return await asyncio.to_thread(read_snapshot, sf, settings, list(account_ids))
