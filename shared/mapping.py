@@ -30,10 +30,10 @@ COMPOUND_COMPONENTS: dict[str, dict[str, tuple[str, ...]]] = {
 }
 
 
-def account_trigger_fields(settings: Settings) -> frozenset[str]:
-    """Account fields whose change makes the account resync."""
+def synced_account_fields(settings: Settings) -> list[str]:
+    """The Account fields that are synced: the trigger fields of the original package plus mapped ones."""
     f = settings.salesforce.fields
-    fields = {
+    fields = [
         "Name",
         "Type",
         "ParentId",
@@ -42,9 +42,13 @@ def account_trigger_fields(settings: Settings) -> frozenset[str]:
         f.ar_term,
         f.usage_invoice_recipient,
         f.subscription_invoice_recipient,
-    }
-    fields.update(ext.salesforce for ext in settings.mappings.account_extensions)
-    return frozenset(_with_compound_parts("Account", fields))
+    ]
+    return fields + [ext.salesforce for ext in settings.mappings.account_extensions]
+
+
+def account_trigger_fields(settings: Settings) -> frozenset[str]:
+    """Account fields whose change makes the account resync."""
+    return frozenset(_with_compound_parts("Account", set(synced_account_fields(settings))))
 
 
 def contact_trigger_fields(settings: Settings) -> frozenset[str]:
@@ -118,20 +122,7 @@ class MappedContact:
 
 def account_query_fields(settings: Settings) -> tuple[str, ...]:
     """The Account fields the mapping reads, and nothing else."""
-    f = settings.salesforce.fields
-    names = [
-        "Id",
-        "Name",
-        "Type",
-        "ParentId",
-        f.status,
-        f.bill_group,
-        f.ar_term,
-        f.usage_invoice_recipient,
-        f.subscription_invoice_recipient,
-    ]
-    names += [ext.salesforce for ext in settings.mappings.account_extensions]
-    return _flatten("Account", names)
+    return _flatten("Account", ["Id", *synced_account_fields(settings)])
 
 
 def contact_query_fields(settings: Settings) -> tuple[str, ...]:
