@@ -119,14 +119,17 @@ def check_kafka(settings: Settings) -> CheckResult:
     started = time.perf_counter()
     quiet = logging.getLogger("sfls.test-connection.librdkafka")
     quiet.setLevel(logging.CRITICAL)  # the one-line verdict below says it better than librdkafka's retries
+    causes: list[str] = []  # librdkafka's own reason (e.g. SASL authentication failed) beats "transport failure"
     try:
-        metadata = admin(settings.kafka, logger=quiet).list_topics(timeout=5)
+        client = admin(settings.kafka, logger=quiet, error_cb=lambda error: causes.append(error.str()))
+        metadata = client.list_topics(timeout=5)
     except KafkaException as exc:
+        client.poll(0.5)  # error callbacks are served by poll()
         return CheckResult(
             "kafka",
             target,
             False,
-            f"no cluster metadata: {exc.args[0].str()}",
+            f"no cluster metadata: {causes[-1] if causes else exc.args[0].str()}",
             "check SFLS_KAFKA__BOOTSTRAP_SERVERS and the SFLS_KAFKA__SECURITY_PROTOCOL/SASL settings",
         )
     elapsed = (time.perf_counter() - started) * 1000
