@@ -193,7 +193,7 @@ def map_contact(
     }
     link = settings.logisense.link_field
     points: dict[str, dict[str, Any]] = {link: {"value": sfdc_id}}
-    for point, sf_field in settings.mappings.contact_points.get(type_name, {}).items():
+    for point, sf_field in _points_of_type(settings.mappings.contact_points, type_name).items():
         if point == link:
             continue
         compound = COMPOUND_COMPONENTS["Contact"].get(sf_field)
@@ -206,6 +206,15 @@ def map_contact(
             if value:
                 points[point] = {"value": value}
     return MappedContact(sfdc_id=sfdc_id, contact_type_id=type_id, body=body, points=points)
+
+
+def _points_of_type(contact_points: Mapping[str, Mapping[str, str]], type_name: str) -> Mapping[str, str]:
+    """The Contact Point Mapping of a contact type, matched like LogiSense names: case and spacing aside."""
+    wanted = " ".join(type_name.split()).casefold()
+    for name, points in contact_points.items():
+        if " ".join(name.split()).casefold() == wanted:
+            return points
+    return {}
 
 
 def _address(record: Mapping[str, Any], compound: str, lookup: Lookup, sfdc_id: str) -> dict[str, Any]:

@@ -123,6 +123,20 @@ def test_contact_maps_name_title_type_points_and_address() -> None:
     }
 
 
+def test_contact_type_written_differently_still_gets_its_points() -> None:
+    """'billing' in Salesforce maps with the Billing type's points, as the type itself matches case-insensitively."""
+    s = settings(contact_points={"Billing": {"email": "Email", "sfdcid": "Id"}})
+    record = {
+        "Id": "003000000000001AAA",
+        "LastName": "Doe",
+        "LogiSense_Contact_Type__c": " billing ",
+        "Email": "jane@acme.example",
+    }
+    mapped = map_contact(record, s, lookup, default_contact_type="Billing")
+    assert mapped.contact_type_id == 40
+    assert mapped.points == {"sfdcid": {"value": "003000000000001AAA"}, "email": {"value": "jane@acme.example"}}
+
+
 def test_contact_without_type_uses_the_default_contact_type() -> None:
     """A blank contact-type field falls back to the configured default type."""
     mapped = map_contact(
