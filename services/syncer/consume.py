@@ -275,6 +275,14 @@ class ConsumeLoop:
 
     def _assigned(self, _consumer: Any, partitions: list[TopicPartition]) -> None:
         log.info("partitions_assigned", partitions=[p.partition for p in partitions])
+        # A partition lost and assigned back (a session timeout while the broker was away) is ours again:
+        # its records are no longer dropped as revoked, and if it was paused for a batch it is resumed
+        # (librdkafka keeps the pause across the re-assignment, and the partition would never be read).
+        self._revoked.difference_update((p.topic, p.partition) for p in partitions)
+        try:
+            self._consumer.resume(partitions)
+        except KafkaException as exc:
+            log.warning("resume_failed", error=str(exc))
         self._on_assigned()
 
     def _revoked_cb(self, _consumer: Any, partitions: list[TopicPartition]) -> None:
