@@ -138,12 +138,10 @@ class TransactionalPublisher:
         self.topics = Topics(settings.topic_prefix)
         self.transactional_id = transactional_id
         self._timeout = timeout_seconds
-        self._producer = kafka.producer(
-            settings,
-            transactional_id=transactional_id,
-            **{"transaction.timeout.ms": int(timeout_seconds * 1000), **overrides},
-        )
+        self._overrides = {"transaction.timeout.ms": int(timeout_seconds * 1000), **overrides}
+        self._producer = kafka.producer(settings, transactional_id=transactional_id, **self._overrides)
         self._started = False
+        self._renewed = False  # a fresh producer that still needs init_transactions
 
     def start(self) -> None:
         """Fence older producers with our transactional id and abort their open transaction."""
@@ -198,6 +196,9 @@ class TransactionalPublisher:
         """
         if not self._started:
             raise RuntimeError("call start() before commit()")
+        if self._renewed:
+            self.start()
+            self._renewed = False
         count = 0
         try:
             self._producer.begin_transaction()
@@ -224,11 +225,13 @@ class TransactionalPublisher:
                 return
 
     def _commit_with_retries(self) -> None:
+        """Retry retriable commit errors for one transaction timeout, then give up (the caller aborts)."""
+        deadline = time.monotonic() + self._timeout
         while True:
             try:
                 self._producer.commit_transaction(self._timeout)
             except KafkaException as exc:
-                if exc.args[0].retriable():
+                if exc.args[0].retriable() and time.monotonic() < deadline:
                     continue
                 raise
             else:
@@ -236,18 +239,26 @@ class TransactionalPublisher:
 
     def _fail(self, exc: KafkaException) -> None:
         error: KafkaError = exc.args[0]
-        if error.fatal() or error.code() in (KafkaError._FENCED, KafkaError.PRODUCER_FENCED):
+        if error.code() in (KafkaError._FENCED, KafkaError.PRODUCER_FENCED):
             TRANSACTIONS.labels(outcome="fenced").inc()
-            raise ProducerFencedError(f"Kafka producer fenced or failed fatally: {error.str()}") from exc
-        self._abort()
+            raise ProducerFencedError(f"Kafka producer fenced: {error.str()}") from exc
+        if error.fatal() or not self._abort():
+            # Not another listener: e.g. a broker that crashed lost the transaction's state. A fresh
+            # producer (init_transactions before its first commit) starts over; the batch is replayed.
+            self._renew()
         raise TransientError(f"Kafka transaction aborted: {error.str()}") from exc
 
-    def _abort(self) -> None:
+    def _abort(self) -> bool:
         TRANSACTIONS.labels(outcome="aborted").inc()
         try:
             self._producer.abort_transaction(self._timeout)
         except KafkaException:
-            return
+            return False
+        return True
+
+    def _renew(self) -> None:
+        self._producer = kafka.producer(self.settings, transactional_id=self.transactional_id, **self._overrides)
+        self._renewed = True
 
     def close(self) -> None:
         self._producer.flush(self._timeout)
