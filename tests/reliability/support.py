@@ -313,6 +313,12 @@ class ChangeWriter:
         self._collection("PATCH", account_updates, "Account")
         self._collection("PATCH", contact_updates, "Contact")
 
+    def rename_all(self, tag: str) -> None:
+        """A real change to every account (a unique Name), e.g. to bring them all into LogiSense."""
+        self._collection(
+            "PATCH", [{"Id": a, "Name": f"Acct {i:05d} {tag}"} for i, a in enumerate(self.accounts)], "Account"
+        )
+
     def add_contacts(self, every: int = 7) -> None:
         """A second contact on every `every`-th account (Contact CREATE events)."""
         records = [
