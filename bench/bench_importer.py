@@ -5,7 +5,7 @@ reset (LogiSense seeded with that many items, Salesforce with the importer's sch
 `sfls import catalogue` runs twice as its own process:
 - run 1 lands everything: wall time, items/s, Salesforce API calls, the importer's peak RSS;
 - run 2 is identical: wall time and Salesforce writes (the content hash makes them zero).
-Peak RSS is the importer process's own (wait4 rusage), not the emulators'. Flat RSS from the
+Peak RSS is the importer process's own (VmHWM while it runs), not the emulators'. Flat RSS from the
 small to the large size is the goal (streaming, bounded batches).
 
 Kafka: the broker at KAFKA_BOOTSTRAP_SERVERS when set (no extra JVM), otherwise a fresh local
@@ -22,7 +22,6 @@ import ssl
 import subprocess
 import sys
 import tempfile
-import time
 import urllib.request
 import uuid
 from collections.abc import Iterator
@@ -30,7 +29,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from bench.common import CACHE_DIR, bench_stack, row
+from bench.common import CACHE_DIR, bench_stack, row, run_measured
 from devstack.kafka import free_port
 from devstack.stack import Stack
 from devstack.tls import ensure_ca
@@ -86,16 +85,7 @@ def _schema(env: dict[str, str]) -> Any:
 
 def _run_import(env: dict[str, str]) -> tuple[float, float, int]:
     """(wall seconds, peak RSS MiB, exit code) of one `sfls import catalogue` process."""
-    started = time.perf_counter()
-    process = subprocess.Popen(
-        [sys.executable, "-c", "from services.cli import app; app()", "import", "catalogue"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    _, status, usage = os.wait4(process.pid, 0)
-    process.returncode = os.waitstatus_to_exitcode(status)
-    return time.perf_counter() - started, usage.ru_maxrss / 1024, process.returncode
+    return run_measured([sys.executable, "-c", "from services.cli import app; app()", "import", "catalogue"], env)
 
 
 def _writes(counters: dict[str, Any]) -> int:

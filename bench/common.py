@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import resource
+import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
@@ -98,6 +100,22 @@ def peak_rss_mib(pid: int | None = None) -> float:
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) / 1024
     return 0.0
+
+
+def run_measured(command: list[str], env: dict[str, str]) -> tuple[float, float, int]:
+    """Run a process to its end: (wall seconds, its own peak RSS in MiB, exit code).
+
+    The peak is read from /proc (VmHWM) while it runs: rusage's ru_maxrss of a child also counts the
+    memory of the parent it was forked from, which would credit a large benchmark runner to it.
+    """
+    started = time.perf_counter()
+    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    peak = 0.0
+    while process.poll() is None:
+        with contextlib.suppress(OSError, ValueError):  # it exited between poll() and the read
+            peak = max(peak, peak_rss_mib(process.pid))
+        time.sleep(0.05)
+    return time.perf_counter() - started, peak, int(process.returncode)
 
 
 def machine() -> str:
