@@ -49,5 +49,17 @@ class MappingError(PermanentError):
     """A record cannot be mapped (unknown reference name, split invoice recipients, bad value)."""
 
 
+class DependencyFailedError(PermanentError):
+    """An account was not synced only because an account it references (parent, invoice recipient) failed.
+
+    `dependency` is that account's Salesforce id, `dependency_error_class` the class of its own failure.
+    """
+
+    def __init__(self, message: str, *, dependency: str, dependency_error_class: str) -> None:
+        super().__init__(message)
+        self.dependency = dependency
+        self.dependency_error_class = dependency_error_class
+
+
 class MalformedMessageError(PermanentError):
     """An inbound message (CDC event, change event) does not have the expected shape."""

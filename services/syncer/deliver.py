@@ -9,10 +9,16 @@
 - Order: an account waits for the accounts it references (parent, invoice recipient) that are
   not in LogiSense yet. Such an account outside the batch is read from Salesforce and synced
   first, so a child never lands before its parent, even across batches.
+- Contacts: a new contact is created with all its points, the link point included, in one
+  `PATCH Account/{id}` (`contacts` -> `contactPoints`), which LogiSense applies as one transaction:
+  a crash leaves either nothing or a linked contact. With `sync.atomic_contact_create` off it is
+  `POST Contact`, then `POST Contact/Point` per point; a contact left without its link point by a
+  crash in between is taken over (same name and type) by the account's next sync.
 - Concurrency: at most `sync.concurrency` accounts are written at once; an account's contacts are
   written in sequence after it.
 - Failures: a permanent error (validation, mapping, retries exhausted) fails its account only,
-  and the accounts that wait for it; the caller dead-letters their records.
+  and the accounts that wait for it (with DependencyFailedError, naming the account they waited
+  for and its error class); the caller dead-letters their records.
 """
 
 from __future__ import annotations
@@ -27,7 +33,7 @@ import structlog
 
 from services.syncer.references import References
 from services.syncer.snapshot import Snapshot, id15
-from shared.errors import MappingError, PermanentError, TransientError
+from shared.errors import DependencyFailedError, MappingError, PermanentError, TransientError
 from shared.mapping import MappedAccount, MappedContact, map_account, map_contact
 from shared.retry import RetriesExhaustedError, RetryPolicy, call_with_retries
 from shared.settings import Settings
@@ -60,6 +66,8 @@ class LogisenseApi(Protocol):
     async def create(self, resource: str, body: dict[str, Any]) -> dict[str, Any]: ...
 
     async def update(self, resource: str, identity: int, body: dict[str, Any]) -> Any: ...
+
+    async def patch(self, resource: str, identity: int, body: dict[str, Any]) -> dict[str, Any]: ...
 
     async def delete(self, resource: str, identity: int) -> Any: ...
 
@@ -99,6 +107,11 @@ def _same(current: Any, wanted: Any) -> bool:
 
 def _diff(current: dict[str, Any], wanted: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in wanted.items() if not _same(current.get(k), v)}
+
+
+def _error_class(exc: PermanentError) -> str:
+    """The class a dead letter of `exc` carries (the last transient error's when retries ran out)."""
+    return type(exc.last).__name__ if isinstance(exc, RetriesExhaustedError) else type(exc).__name__
 
 
 def _chunks(values: Sequence[Any], size: int = SEARCH_CHUNK) -> Iterable[list[Any]]:
@@ -275,9 +288,12 @@ class Deliverer:
                 try:
                     result[key] = await asyncio.shield(ls_ids[key])
                 except PermanentError as exc:
-                    raise MappingError(
+                    cause = _error_class(exc)
+                    raise DependencyFailedError(
                         f"account {dep}, which Salesforce account {mapped.sfdc_id} references as parent or invoice "
-                        f"recipient, could not be synced: {exc}"
+                        f"recipient, could not be synced ({cause}): {exc}",
+                        dependency=dep,
+                        dependency_error_class=cause,
                     ) from exc
             else:
                 raise MappingError(
@@ -334,7 +350,9 @@ class Deliverer:
             default = self._refs.default(kind)
             if default is not None:
                 body.setdefault(target, default)
-        created = await self._create_once("Account", body, lambda: self._find_account(mapped.sfdc_id))
+        created = await self._create_once(
+            "Account", lambda: self._once.create("Account", body), lambda: self._find_account(mapped.sfdc_id)
+        )
         report.count("account_creates")
         identity = int(created["identity"])
         if mapped.invoicer_sfdc_id and id15(mapped.invoicer_sfdc_id) == sid:
@@ -386,6 +404,9 @@ class Deliverer:
         wanted_ids = {id15(m.sfdc_id) for m in wanted}
         for contact in wanted:
             existing = by_link.get(id15(contact.sfdc_id)) or self._adoptable(under, contact)
+            if existing is None and self._settings.sync.atomic_contact_create:
+                await self._create_contact_with_points(account_identity, contact, report)
+                continue  # created whole: every mapped point is already there
             if existing is None:
                 existing = await self._create_contact(account_identity, contact, report)
             else:
@@ -431,23 +452,51 @@ class Deliverer:
             earlier = linked[0] if linked else self._adoptable(found, contact)
             return earlier.record if earlier else None
 
-        record = await self._create_once("Contact", body, find)
+        record = await self._create_once("Contact", lambda: self._once.create("Contact", body), find)
         if earlier is not None and earlier.record is record:
             return earlier  # an earlier attempt had created it after all
         report.count("contact_creates")
         return LsContact(record=record, points=[])
 
-    async def _sync_points(self, contact: LsContact, mapped: MappedContact, report: DeliveryReport) -> None:
-        by_type = {int(p["contactPointTypeId"]): p for p in contact.points}
-        keep: set[int] = set()
-        ordered = sorted(mapped.points.items(), key=lambda item: item[0] != self._link)  # link point first
-        for name, wanted in ordered:
+    async def _create_contact_with_points(
+        self, account_identity: int, contact: MappedContact, report: DeliveryReport
+    ) -> None:
+        """One `PATCH Account/{id}` creating the contact and all its points in one transaction."""
+        points = [{"contactPointTypeId": type_id, **wanted} for type_id, wanted in self._point_bodies(contact)]
+        body = {"contacts": [{**contact.body, "accountId": account_identity, "contactPoints": points}]}
+        created = True
+
+        async def find() -> dict[str, Any] | None:
+            nonlocal created
+            found = await self._contacts_of([account_identity])
+            linked = [c for c in found if (link := self._link_value(c)) and id15(link) == id15(contact.sfdc_id)]
+            if linked:
+                created = False  # an earlier attempt went through after all
+                return linked[0].record
+            return None
+
+        await self._create_once("Account", lambda: self._once.patch("Account", account_identity, body), find)
+        if created:
+            report.count("contact_creates")
+            report.count("point_creates", len(points))
+
+    def _point_bodies(self, mapped: MappedContact) -> list[tuple[int, dict[str, Any]]]:
+        """(contact point type id, fields) of each mapped point, the link point first."""
+        result = []
+        for name, wanted in sorted(mapped.points.items(), key=lambda item: item[0] != self._link):
             type_id = self._refs.point_type(mapped.contact_type_id, name)
             if type_id is None:
                 raise MappingError(
                     f"LogiSense contact type {mapped.contact_type_id} has no contact point {name!r}; "
                     "fix mappings.contact_points"
                 )
+            result.append((type_id, wanted))
+        return result
+
+    async def _sync_points(self, contact: LsContact, mapped: MappedContact, report: DeliveryReport) -> None:
+        by_type = {int(p["contactPointTypeId"]): p for p in contact.points}
+        keep: set[int] = set()
+        for type_id, wanted in self._point_bodies(mapped):
             keep.add(type_id)
             current = by_type.get(type_id)
             if current is None:
@@ -544,9 +593,12 @@ class Deliverer:
     # --- creates that never duplicate -----------------------------------------------------------
 
     async def _create_once(
-        self, resource: str, body: dict[str, Any], find: Callable[[], Awaitable[dict[str, Any] | None]]
+        self,
+        resource: str,
+        send: Callable[[], Awaitable[dict[str, Any]]],
+        find: Callable[[], Awaitable[dict[str, Any] | None]],
     ) -> dict[str, Any]:
-        """Create a record; after a transient failure, look for it before trying again."""
+        """Send a single-attempt create; after a transient failure, look for its result before trying again."""
         attempt = 0
 
         async def once() -> dict[str, Any]:
@@ -557,7 +609,7 @@ class Deliverer:
                     found = await find()
                     if found is not None:
                         return found
-                return await self._once.create(resource, body)
+                return await send()
             except RetriesExhaustedError as exc:  # the single-attempt client's transient failure
                 raise exc.last from exc
 
