@@ -21,6 +21,11 @@ What a crash does at each step
   resumes after the new replay id, so nothing is published twice.
 - a zombie (an old listener process still alive) is fenced: `init_transactions` of the new one
   bumps the producer epoch and the zombie's next commit fails with a fatal error.
+- the broker crashes (not the listener): the open transaction fails (messages time out, or after
+  the restart OUT_OF_ORDER_SEQUENCE_NUMBER, "requires epoch bump"). It is aborted, which bumps the
+  epoch; if the abort fails too, or the error is fatal without being fencing, the producer is
+  replaced and its `init_transactions` aborts the transaction. Nothing of it is visible and the
+  checkpoint did not move, so the batch is replayed from the checkpoint, once.
 
 On start the listener first calls `init_transactions` (fencing and aborting any open
 transaction) and only then reads the checkpoint topic to its end with read_committed, so what
@@ -36,6 +41,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+import structlog
 from confluent_kafka import OFFSET_BEGINNING, KafkaError, KafkaException, TopicPartition
 
 from services.listener.metrics import TRANSACTIONS
@@ -47,6 +53,9 @@ from shared.kafka import Topics
 from shared.settings import KafkaSettings
 
 BACKFILL_KEY_PREFIX = "backfill:"
+COMMIT_CALL_SECONDS = 1.0  # the longest single commit_transaction call (see _commit_with_retries)
+
+log = structlog.get_logger("sfls.listener.publisher")
 
 
 class ProducerFencedError(SflsError):
@@ -225,11 +234,20 @@ class TransactionalPublisher:
                 return
 
     def _commit_with_retries(self) -> None:
-        """Retry retriable commit errors for one transaction timeout, then give up (the caller aborts)."""
+        """Commit in short calls, retrying retriable errors for one transaction timeout (then the caller aborts).
+
+        `commit_transaction` first waits for every produced message to be delivered. After a broker
+        crash the transaction can fail while it waits (OUT_OF_ORDER_SEQUENCE_NUMBER, "requires epoch
+        bump"): the messages then stay queued, so one long call sits out its whole timeout and returns
+        a retriable _TIMED_OUT. The next call reports the abortable error at once, so short calls let
+        the caller abort (which bumps the epoch) within a second instead of a transaction timeout.
+        A commit still timing out at the deadline stays in progress inside librdkafka, which then
+        refuses the abort: the caller replaces the producer instead.
+        """
         deadline = time.monotonic() + self._timeout
         while True:
             try:
-                self._producer.commit_transaction(self._timeout)
+                self._producer.commit_transaction(max(0.1, min(COMMIT_CALL_SECONDS, deadline - time.monotonic())))
             except KafkaException as exc:
                 if exc.args[0].retriable() and time.monotonic() < deadline:
                     continue
@@ -245,18 +263,20 @@ class TransactionalPublisher:
         if error.fatal() or not self._abort():
             # Not another listener: e.g. a broker that crashed lost the transaction's state. A fresh
             # producer (init_transactions before its first commit) starts over; the batch is replayed.
-            self._renew()
+            self._renew(error)
         raise TransientError(f"Kafka transaction aborted: {error.str()}") from exc
 
     def _abort(self) -> bool:
         TRANSACTIONS.labels(outcome="aborted").inc()
         try:
             self._producer.abort_transaction(self._timeout)
-        except KafkaException:
+        except KafkaException as exc:
+            log.warning("could not abort the Kafka transaction", error=exc.args[0].str())
             return False
         return True
 
-    def _renew(self) -> None:
+    def _renew(self, error: KafkaError) -> None:
+        log.warning("replacing the Kafka producer", transactional_id=self.transactional_id, error=error.str())
         self._producer = kafka.producer(self.settings, transactional_id=self.transactional_id, **self._overrides)
         self._renewed = True
 

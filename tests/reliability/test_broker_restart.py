@@ -51,21 +51,7 @@ def broker(tmp_path: Path) -> Iterator[LocalBroker]:
 
 
 @pytest.mark.timeout(scaled(240, 900))
-@pytest.mark.parametrize(
-    "how",
-    [
-        "stop",
-        pytest.param(
-            "kill",
-            marks=pytest.mark.xfail(
-                strict=False,
-                reason="known listener bug: after a SIGKILLed broker the transactional producer can report "
-                "OUT_OF_ORDER_SEQUENCE_NUMBER (requires epoch bump) and the listener stops publishing without "
-                "rebuilding; the changes made after the restart never reach Kafka",
-            ),
-        ),
-    ],
-)
+@pytest.mark.parametrize("how", ["stop", "kill"])
 def test_broker_down_and_back_mid_run_both_services_recover_and_nothing_is_lost(
     how: str,
     broker: LocalBroker,

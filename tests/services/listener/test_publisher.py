@@ -7,7 +7,9 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 
 import pytest
+from confluent_kafka import KafkaError, KafkaException
 
+from services.listener import publisher as publisher_module
 from services.listener.publisher import (
     BackfillProgress,
     Checkpoint,
@@ -19,6 +21,7 @@ from services.listener.publisher import (
     event_record,
 )
 from shared import kafka
+from shared.errors import TransientError
 from shared.events import ChangeEvent, ChangeType, Entity, make_event_id
 from shared.settings import KafkaSettings
 from tests.services.listener.support import ACCOUNT_A, ACCOUNT_B, change_events
@@ -101,3 +104,89 @@ def test_a_new_listener_fences_the_old_one(publisher_factory: Callable[..., Tran
         old.commit([checkpoint_record(old.topics, Checkpoint("/data/ContactChangeEvent", 2))])
     new.commit([checkpoint_record(new.topics, Checkpoint("/data/ContactChangeEvent", 3))])
     assert new.load_state().checkpoints["/data/ContactChangeEvent"].replay_id == 3
+
+
+class _FakeProducer:
+    """Just enough of confluent_kafka.Producer for the publisher's error handling; records calls."""
+
+    def __init__(self, commit_errors: list[KafkaError], *, abort_error: KafkaError | None = None) -> None:
+        self.commit_errors = commit_errors
+        self.abort_error = abort_error
+        self.calls: list[tuple[str, float | None]] = []
+
+    def init_transactions(self, timeout: float) -> None:
+        self.calls.append(("init_transactions", timeout))
+
+    def begin_transaction(self) -> None:
+        self.calls.append(("begin_transaction", None))
+
+    def produce(self, topic: str, **_: object) -> None:
+        self.calls.append(("produce", None))
+
+    def commit_transaction(self, timeout: float) -> None:
+        self.calls.append(("commit_transaction", timeout))
+        if self.commit_errors:
+            raise KafkaException(self.commit_errors.pop(0))
+
+    def abort_transaction(self, timeout: float) -> None:
+        self.calls.append(("abort_transaction", timeout))
+        if self.abort_error is not None:
+            raise KafkaException(self.abort_error)
+
+    def names(self) -> list[str]:
+        return [name for name, _ in self.calls]
+
+
+def _fake_publisher(monkeypatch: pytest.MonkeyPatch, *producers: _FakeProducer) -> TransactionalPublisher:
+    made = iter(producers)
+    monkeypatch.setattr(publisher_module.kafka, "producer", lambda *_, **__: next(made))
+    publisher = TransactionalPublisher(KafkaSettings(bootstrap_servers="unused:9092"), "tx-fake", timeout_seconds=20)
+    publisher.start()
+    return publisher
+
+
+TIMED_OUT = KafkaError(KafkaError._TIMED_OUT, "Failed to flush all outstanding messages", retriable=True)
+OUT_OF_ORDER = KafkaError(KafkaError.OUT_OF_ORDER_SEQUENCE_NUMBER, "skipped sequence numbers", txn_requires_abort=True)
+
+
+def test_an_abortable_error_while_committing_aborts_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """After a broker crash the commit's flush fails with OUT_OF_ORDER_SEQUENCE_NUMBER (requires epoch bump).
+
+    Commit calls are short, so the abortable error is seen on the next call instead of after a whole
+    transaction timeout; the transaction is aborted (the epoch bump), the batch is left to be
+    replayed, and the same producer carries on.
+    """
+    producer = _FakeProducer([TIMED_OUT, OUT_OF_ORDER])
+    publisher = _fake_publisher(monkeypatch, producer)
+    record = checkpoint_record(publisher.topics, Checkpoint("/data/AccountChangeEvent", 5))
+    with pytest.raises(TransientError, match="skipped sequence numbers"):
+        publisher.commit([record])
+    commits = [timeout for name, timeout in producer.calls if name == "commit_transaction"]
+    assert len(commits) == 2
+    assert all(t is not None and t <= publisher_module.COMMIT_CALL_SECONDS for t in commits)
+    assert producer.names()[-1] == "abort_transaction"
+    producer.calls.clear()
+    assert publisher.commit([record]) == 1
+    assert producer.names() == ["begin_transaction", "produce", "commit_transaction"]
+
+
+def test_an_abort_that_fails_replaces_the_producer(monkeypatch: pytest.MonkeyPatch) -> None:
+    """When even the abort fails the producer is replaced; the new one fences the old before committing."""
+    broken = _FakeProducer([OUT_OF_ORDER], abort_error=KafkaError(KafkaError.INVALID_TXN_STATE, "invalid state"))
+    fresh = _FakeProducer([])
+    publisher = _fake_publisher(monkeypatch, broken, fresh)
+    record = checkpoint_record(publisher.topics, Checkpoint("/data/AccountChangeEvent", 5))
+    with pytest.raises(TransientError):
+        publisher.commit([record])
+    assert publisher.commit([record]) == 1
+    assert fresh.names() == ["init_transactions", "begin_transaction", "produce", "commit_transaction"]
+
+
+def test_fencing_while_committing_stops_the_listener(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A fenced producer is not retried nor replaced: another listener took over."""
+    fenced = KafkaError(KafkaError._FENCED, "fenced", fatal=True)
+    producer = _FakeProducer([fenced])
+    publisher = _fake_publisher(monkeypatch, producer)
+    with pytest.raises(ProducerFencedError):
+        publisher.commit([checkpoint_record(publisher.topics, Checkpoint("/data/AccountChangeEvent", 5))])
+    assert "abort_transaction" not in producer.names()
