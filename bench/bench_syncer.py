@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from confluent_kafka import TopicPartition
+from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
 from bench.common import CACHE_DIR, Stopwatch, peak_rss_mib, row
 from devstack.kafka import LocalBroker, fetch_jars, free_port
@@ -105,11 +105,23 @@ def _admin(http: httpx.Client, base: str, method: str, path: str, body: Any = No
     return response.json()
 
 
+COORDINATOR_NOT_READY = (
+    KafkaError.NOT_COORDINATOR,
+    KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+    KafkaError.COORDINATOR_NOT_AVAILABLE,
+)
+
+
 def _committed(settings: KafkaSettings, group: str, topic: str) -> int:
+    """Offsets the group committed so far; 0 while the group coordinator is still moving or loading."""
     consumer = kafka.consumer(settings, group)
     try:
         parts = [TopicPartition(topic, p) for p in consumer.list_topics(topic, timeout=10).topics[topic].partitions]
         return sum(max(tp.offset, 0) for tp in consumer.committed(parts, timeout=10))
+    except KafkaException as exc:
+        if exc.args[0].retriable() or exc.args[0].code() in COORDINATOR_NOT_READY:
+            return 0
+        raise
     finally:
         consumer.close()
 
