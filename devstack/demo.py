@@ -21,7 +21,7 @@ import sys
 import time
 import urllib.request
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -577,19 +577,16 @@ class Demo:
             self.stack.down()
 
 
-@dataclass
-class _Interrupted:
-    demo: Demo
-
-    def __call__(self, signum: int, _frame: FrameType | None) -> None:
-        raise KeyboardInterrupt
+def _interrupt(_signum: int, _frame: FrameType | None) -> None:
+    """SIGTERM stops the demo like Ctrl-C does: through the finally that stops everything."""
+    raise KeyboardInterrupt
 
 
-def main(argv: Iterator[str] | None = None) -> int:
+def main() -> int:
     console = Console() if sys.stdout.isatty() else Console(width=140)
     cache_dir = Path(os.environ.get("SFLS_DEVSTACK__CACHE_DIR", Path.home() / ".cache" / "sfls"))
     demo = Demo(console, Path(os.environ.get("SFLS_DEMO_STATE_DIR", ".devstack/demo")), cache_dir)
-    signal.signal(signal.SIGTERM, _Interrupted(demo))
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         ok = demo.run()
     except KeyboardInterrupt:
