@@ -578,7 +578,7 @@ class Demo:
 
 
 def _interrupt(_signum: int, _frame: FrameType | None) -> None:
-    """SIGTERM stops the demo like Ctrl-C does: through the finally that stops everything."""
+    """Ctrl-C and SIGTERM stop the demo through the finally that stops everything it started."""
     raise KeyboardInterrupt
 
 
@@ -586,7 +586,8 @@ def main() -> int:
     console = Console() if sys.stdout.isatty() else Console(width=140)
     cache_dir = Path(os.environ.get("SFLS_DEVSTACK__CACHE_DIR", Path.home() / ".cache" / "sfls"))
     demo = Demo(console, Path(os.environ.get("SFLS_DEMO_STATE_DIR", ".devstack/demo")), cache_dir)
-    signal.signal(signal.SIGTERM, _interrupt)
+    for signum in (signal.SIGINT, signal.SIGTERM):  # also when started with SIGINT ignored (e.g. `&` in a script)
+        signal.signal(signum, _interrupt)
     try:
         ok = demo.run()
     except KeyboardInterrupt:
