@@ -15,10 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from devstack.kafka import free_port
+from devstack.kafka import default_cache_dir, free_port
 from devstack.stack import Stack
 
-CACHE_DIR = Path(os.environ.get("SFLS_DEVSTACK__CACHE_DIR", Path.home() / ".cache" / "sfls"))
+CACHE_DIR = default_cache_dir()
 
 
 @dataclass(frozen=True)

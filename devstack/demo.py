@@ -35,7 +35,7 @@ from rich.table import Table
 from simple_salesforce import Salesforce
 
 from devstack.compare import differences
-from devstack.kafka import free_port
+from devstack.kafka import default_cache_dir, free_port
 from devstack.stack import Stack
 from shared import kafka
 from shared.events import ChangeEvent
@@ -584,7 +584,7 @@ def _interrupt(_signum: int, _frame: FrameType | None) -> None:
 
 def main() -> int:
     console = Console() if sys.stdout.isatty() else Console(width=140)
-    cache_dir = Path(os.environ.get("SFLS_DEVSTACK__CACHE_DIR", Path.home() / ".cache" / "sfls"))
+    cache_dir = default_cache_dir()
     demo = Demo(console, Path(os.environ.get("SFLS_DEMO_STATE_DIR", ".devstack/demo")), cache_dir)
     for signum in (signal.SIGINT, signal.SIGTERM):  # also when started with SIGINT ignored (e.g. `&` in a script)
         signal.signal(signum, _interrupt)

@@ -38,6 +38,11 @@ logger.state.level = WARN
 """
 
 
+def default_cache_dir() -> Path:
+    """Where the Kafka jars and built tools are cached for every checkout (SFLS_DEVSTACK__CACHE_DIR)."""
+    return Path(os.environ.get("SFLS_DEVSTACK__CACHE_DIR", Path.home() / ".cache" / "sfls"))
+
+
 class DevstackError(RuntimeError):
     """A local-stack problem with a one-line explanation (missing Java, busy port, ...)."""
 

@@ -12,12 +12,11 @@ import os
 import socket
 import uuid
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import pytest
 from confluent_kafka import Consumer, Producer
 
-from devstack.kafka import LocalBroker, fetch_jars, free_port
+from devstack.kafka import LocalBroker, default_cache_dir, fetch_jars, free_port
 from devstack.tls import LocalCA, ensure_ca
 from shared import kafka
 from shared.settings import KafkaSettings
@@ -65,7 +64,7 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         with KafkaContainer().with_kraft() as container:
             yield container.get_bootstrap_server()
         return
-    cache_dir = Path(os.environ.get("SFLS_DEVSTACK__CACHE_DIR", Path.home() / ".cache" / "sfls"))
+    cache_dir = default_cache_dir()
     broker = LocalBroker(
         state_dir=tmp_path_factory.mktemp("kafka"),
         lib_dir=fetch_jars(cache_dir),

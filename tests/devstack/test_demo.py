@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import io
-import os
 from pathlib import Path
 
 import pytest
 from rich.console import Console
 
 from devstack.demo import MISSING_BILL_GROUP, Demo
+from devstack.kafka import default_cache_dir
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -17,7 +17,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 def test_demo_ends_all_in_sync(tmp_path: Path) -> None:
     """The scripted scenario ends with LogiSense equal to Salesforce, the fix replayed, and everything stopped."""
     output = io.StringIO()
-    cache_dir = Path(os.environ.get("SFLS_DEVSTACK__CACHE_DIR", Path.home() / ".cache" / "sfls"))
+    cache_dir = default_cache_dir()
     demo = Demo(Console(file=output, width=160), tmp_path / "demo", cache_dir)
     try:
         ok = demo.run()

@@ -8,7 +8,6 @@ the broker down for 15 s while two of the rounds are written. `SFLS_RELIABILITY_
 
 from __future__ import annotations
 
-import os
 import time
 import uuid
 from collections.abc import Iterator
@@ -16,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from devstack.kafka import LocalBroker, fetch_jars, free_port
+from devstack.kafka import LocalBroker, default_cache_dir, fetch_jars, free_port
 from shared.settings import KafkaSettings
 from tests.fixtures.logisense import LogisenseEmulator
 from tests.fixtures.salesforce import SalesforceEmulator
@@ -34,7 +33,7 @@ pytestmark = [pytest.mark.failure, pytest.mark.integration]
 
 ACCOUNTS = scaled(200, 2000)
 DOWN_SECONDS = scaled(15, 60)
-CACHE_DIR = Path(os.environ.get("SFLS_DEVSTACK__CACHE_DIR", Path.home() / ".cache" / "sfls"))
+CACHE_DIR = default_cache_dir()
 
 
 @pytest.fixture

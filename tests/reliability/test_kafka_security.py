@@ -24,7 +24,7 @@ import trustme
 from confluent_kafka import KafkaError
 from cryptography.hazmat.primitives import serialization
 
-from devstack.kafka import LocalBroker, fetch_jars, free_port
+from devstack.kafka import LocalBroker, default_cache_dir, fetch_jars, free_port
 from services.connection import check_kafka
 from shared import kafka
 from shared.settings import Settings, load_settings
@@ -58,7 +58,7 @@ def secure_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecureBr
     ca_file = folder / "ca.pem"
     authority.cert_pem.write_to_path(str(ca_file))
     port, controller_port, secure_port = free_port(), free_port(), free_port()
-    cache_dir = Path(os.environ.get("SFLS_DEVSTACK__CACHE_DIR", Path.home() / ".cache" / "sfls"))
+    cache_dir = default_cache_dir()
     broker = LocalBroker(
         state_dir=folder / "state",
         lib_dir=fetch_jars(cache_dir),
