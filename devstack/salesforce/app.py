@@ -23,7 +23,7 @@ from aiohttp.abc import AbstractAccessLogger
 from aiohttp.web_request import BaseRequest
 from aiohttp.web_response import StreamResponse
 
-from devstack.salesforce import admin, rest
+from devstack.salesforce import admin, bulk, rest
 from devstack.salesforce.admin import COMETD, AdminError
 from devstack.salesforce.base import ApiError
 from devstack.salesforce.cometd import CometD
@@ -111,6 +111,7 @@ def build_app(config: Config) -> web.Application:
     app[EMULATOR] = state
     app[COMETD] = cometd
     rest.routes(app)
+    bulk.routes(app, f"/services/data/{rest.VERSION}")
     admin.routes(app)
     app.router.add_post("/cometd", cometd.handle)
     app.router.add_post("/cometd/", cometd.handle)

@@ -21,6 +21,7 @@ class Tunables:
     latency_ms: float = 0.0
     long_text_diff: bool = False
     query_batch_size: int = 2000
+    bulk_chunk_delay_ms: float = 0.0  # pause between Bulk API 2.0 chunks of 200 rows
 
     def copy(self) -> Tunables:
         return replace(self)

@@ -114,9 +114,10 @@ def version_of(request: web.Request) -> str:
     return version
 
 
-def origin(request: web.Request) -> str:
+def origin(request: web.Request, api: str = "rest") -> str:
+    """changeOrigin of the request's writes: the API (rest, bulkapi), its version, and the caller's client tag."""
     match = _CLIENT.search(request.headers.get("Sforce-Call-Options", ""))
-    base = f"com/salesforce/api/rest/{version_of(request)}"
+    base = f"com/salesforce/api/{api}/{version_of(request)}"
     return f"{base};client={match.group(1)}" if match else base
 
 
@@ -162,7 +163,7 @@ async def versions(request: web.Request) -> web.Response:
 
 async def resources(request: web.Request) -> web.Response:
     base = f"/services/data/v{version_of(request)}"
-    names = ("sobjects", "query", "queryAll", "composite", "limits")
+    names = ("sobjects", "query", "queryAll", "composite", "limits", "jobs")
     return json_response({name: f"{base}/{name}" for name in names})
 
 

@@ -1,7 +1,7 @@
 """Everything the emulator holds in memory, in one object the HTTP handlers share.
 
 `Emulator.reset()` is what `POST /__admin/reset` does: records, events, tokens, CometD sessions,
-query cursors and counters are cleared, the schema goes back to the built-in objects plus the
+query cursors, Bulk API jobs and counters are cleared, the schema goes back to the built-in objects plus the
 `--schema` file, and the tunables go back to their start values. Replay ids keep increasing
 across resets, so an id from before a reset is never mistaken for a newer event.
 
@@ -13,6 +13,7 @@ Counters (`GET /__admin/counters`) count API calls by kind:
      "sobject_write": {"Account": n}, # POST/PATCH/DELETE of one record, upsert
      "describe": {"Account": n},      # describe and sObject listing ("*" for GET /sobjects)
      "composite": n,                  # composite sObject Collections and /composite requests
+     "bulk": n,                       # Bulk API 2.0 requests (rows written count in sobject_write)
      "cometd": {"handshake": n, "connect": n, "subscribe": n, "unsubscribe": n, "disconnect": n},
      "errors": {"INVALID_FIELD": n}}  # error responses by errorCode
 """
@@ -27,13 +28,16 @@ import secrets
 import time
 from collections import Counter, OrderedDict
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from devstack.salesforce.base import ApiError
 from devstack.salesforce.cdc import ChangeEvents, EventLog
 from devstack.salesforce.config import Config, Tunables
 from devstack.salesforce.schema import Schema
 from devstack.salesforce.store import Store
+
+if TYPE_CHECKING:
+    from devstack.salesforce.bulk import IngestJob
 
 MAX_CURSORS = 500
 
@@ -46,6 +50,7 @@ class Counters:
         self.token = 0
         self.query = 0
         self.composite = 0
+        self.bulk = 0
         self.sobject_read: Counter[str] = Counter()
         self.sobject_write: Counter[str] = Counter()
         self.describe: Counter[str] = Counter()
@@ -61,6 +66,7 @@ class Counters:
             "sobject_write": dict(self.sobject_write),
             "describe": dict(self.describe),
             "composite": self.composite,
+            "bulk": self.bulk,
             "cometd": dict(self.cometd),
             "errors": dict(self.errors),
         }
@@ -131,8 +137,11 @@ class Emulator:
         self.tokens = Tokens(self.config, self.tunables, self.store.org_id)
         self.cursors: OrderedDict[str, Cursor] = OrderedDict()
         self.counters = Counters()
+        self.jobs: dict[str, IngestJob] = {}
 
     def reset(self) -> None:
+        for job in self.jobs.values():
+            job.cancel()
         fresh = self.config.tunables.copy()
         for name in vars(fresh):
             setattr(self.tunables, name, getattr(fresh, name))

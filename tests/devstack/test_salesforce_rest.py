@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
-import requests
 from simple_salesforce.api import Salesforce
 from simple_salesforce.exceptions import (
     SalesforceExpiredSession,
@@ -16,33 +13,6 @@ from simple_salesforce.exceptions import (
 from tests.fixtures.salesforce import SalesforceEmulator
 
 pytestmark = pytest.mark.integration
-
-
-def _login(emulator: SalesforceEmulator, session: requests.Session) -> str:
-    response = session.post(
-        f"{emulator.instance_url}/services/oauth2/token",
-        data={
-            "grant_type": "password",
-            "client_id": emulator.client_id,
-            "client_secret": emulator.client_secret,
-            "username": emulator.username,
-            "password": emulator.password,
-        },
-        timeout=10,
-    )
-    response.raise_for_status()
-    return str(response.json()["access_token"])
-
-
-@pytest.fixture
-def sf(salesforce_emulator: SalesforceEmulator) -> Iterator[Salesforce]:
-    """A plain simple-salesforce client built from a session id, trusting the emulator's CA."""
-    session = requests.Session()
-    session.verify = salesforce_emulator.ca_file
-    session.trust_env = False
-    token = _login(salesforce_emulator, session)
-    yield Salesforce(instance_url=salesforce_emulator.instance_url, session_id=token, session=session, version="62.0")
-    session.close()
 
 
 def test_token_endpoint_shapes(salesforce_emulator: SalesforceEmulator) -> None:
