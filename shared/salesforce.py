@@ -9,6 +9,8 @@ REST (`SalesforceRest`, synchronous; async callers use `asyncio.to_thread`):
 - simple-salesforce cannot refresh a session it did not create, and drops extra headers on its
   own retry, so re-authentication is ours: on `SalesforceExpiredSession` we log in again once
   and repeat the call.
+- Bulk API 2.0 (`bulk_upsert`) goes through simple-salesforce's `bulk2` client on the same session:
+  one ingest job per call, results matched back to the records by external id.
 - Errors map onto shared.errors: 5xx, timeouts, connection errors and REQUEST_LIMIT_EXCEEDED are
   TransientError; 400s are ValidationError (with Salesforce's errorCode and message); 404 is
   RecordNotFoundError; a refused login is ConfigError naming the settings to check. Secrets never
@@ -23,11 +25,14 @@ event loop. Reconnection policy (watchdog, rebuild on TransportTimeoutError) bel
 
 from __future__ import annotations
 
+import csv
+import io
+import json
 import re
 import ssl
 import threading
-from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from functools import partial
 from typing import Any, Protocol, TypeVar
 from urllib.parse import quote
@@ -43,6 +48,7 @@ from simple_salesforce.exceptions import (
     SalesforceExpiredSession,
     SalesforceMalformedRequest,
     SalesforceMoreThanOneRecord,
+    SalesforceOperationError,
     SalesforceRefusedRequest,
     SalesforceResourceNotFound,
 )
@@ -52,6 +58,7 @@ from shared.settings import SalesforceSettings
 
 T = TypeVar("T")
 COLLECTION_LIMIT = 200
+BULK_NULL = "#N/A"
 _ID = re.compile(r"^[a-zA-Z0-9]{15}(?:[a-zA-Z0-9]{3})?$")
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*(?:\.[A-Za-z][A-Za-z0-9_]*)*$")
 _AUTH_HINT = (
@@ -101,6 +108,8 @@ def map_error(error: Exception, what: str) -> SflsError:
         )
     if isinstance(error, requests.Timeout | requests.ConnectionError):
         return TransientError(f"Salesforce {what}: {type(error).__name__}")
+    if isinstance(error, SalesforceOperationError):  # a Bulk API job Salesforce failed or could not take
+        return PermanentError(f"Salesforce {what} failed: {str(error)[:500]}")
     if not isinstance(error, SalesforceError):
         return PermanentError(f"Salesforce {what}: unexpected {type(error).__name__}")
     code, message = _error_summary(error.content)
@@ -143,6 +152,29 @@ def _check_ids(ids: Iterable[str]) -> list[str]:
             raise ValidationError(f"not a Salesforce record id: {record_id!r}")
         unique[record_id] = None
     return list(unique)
+
+
+def bulk_csv_value(value: Any) -> str:
+    """A record value as Bulk API CSV text: null (and empty text, which Salesforce stores as null) is `#N/A`,
+    because an empty CSV value would leave the field unchanged."""
+    if value is None or value == "":
+        return BULK_NULL
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, dict | list):
+        return json.dumps(value, separators=(",", ":"), sort_keys=True)
+    return str(value)
+
+
+def bulk_result(row: dict[str, str]) -> dict[str, Any]:
+    """A successfulResults/failedResults row in the sObject Collections result shape."""
+    if "sf__Error" not in row:
+        return {"success": True, "created": row.get("sf__Created") == "true", "id": row.get("sf__Id"), "errors": []}
+    code, _, rest = row["sf__Error"].partition(":")
+    rest = rest.removesuffix("--").rstrip()
+    message, _, fields = rest.rpartition(":") if rest.count(":") else (rest, "", "")
+    error = {"statusCode": code, "message": message, "fields": [f for f in fields.split(",") if f]}
+    return {"success": False, "id": row.get("sf__Id") or None, "errors": [error]}
 
 
 class RecordReader(Protocol):
@@ -233,7 +265,7 @@ class SalesforceRest:
                 with self._lock:
                     stale = self._sf is sf
                 sf = self.login() if stale else self.sf
-            except (SalesforceError, requests.RequestException) as exc:
+            except (SalesforceError, SalesforceOperationError, requests.RequestException) as exc:
                 raise map_error(exc, what) from None
         raise AssertionError("unreachable")  # pragma: no cover
 
@@ -340,6 +372,51 @@ class SalesforceRest:
         if batch:
             flush()
         return results
+
+    # ---- Bulk API 2.0 ----------------------------------------------------------------------
+    def bulk_upsert(self, sobject: str, external_field: str, records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Upsert by external id through one Bulk API 2.0 ingest job; one result per record, in order.
+
+        The results have the sObject Collections shape (`success`, `created`, `id`, `errors`), so
+        callers handle both paths alike. Bulk results come in no particular order and are matched
+        back by the external id. A job Salesforce fails as a whole raises PermanentError with the
+        job's errorMessage. A session that expires mid-job repeats the whole job after logging in
+        again, which is safe: an upsert by external id is idempotent.
+        """
+        _check_name(sobject)
+        _check_name(external_field)
+        if not records:
+            return []
+        rows = [{name: bulk_csv_value(value) for name, value in record.items()} for record in records]
+        what = f"bulk upsert {sobject}"
+        poll = self.settings.bulk_poll_seconds
+        jobs = self.call(
+            lambda sf: getattr(sf.bulk2, sobject).upsert(records=rows, external_id_field=external_field, wait=poll),
+            kind="bulk",
+            what=what,
+        )
+        by_key: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        for job in jobs:
+            for text in (self._bulk_results(sobject, str(job["job_id"]), kind) for kind in ("successful", "failed")):
+                for row in csv.DictReader(io.StringIO(text)):
+                    by_key[row.get(external_field, "")].append(bulk_result(row))
+        missing = {
+            "success": False,
+            "errors": [{"statusCode": "UNPROCESSED", "message": "the Bulk API job did not process this record"}],
+        }
+        return [
+            (found.pop(0) if (found := by_key.get(str(record.get(external_field, "")))) else missing)
+            for record in records
+        ]
+
+    def _bulk_results(self, sobject: str, job_id: str, kind: str) -> str:
+        """The CSV of a job's successful or failed records."""
+
+        def read(sf: Salesforce) -> str:
+            bulk = getattr(sf.bulk2, sobject)
+            return str(bulk.get_successful_records(job_id) if kind == "successful" else bulk.get_failed_records(job_id))
+
+        return self.call(read, kind="bulk", what=f"bulk {kind} results of {sobject}")
 
 
 # ---- streaming ---------------------------------------------------------------------------------------

@@ -116,6 +116,7 @@ class SalesforceSettings(_Section):
     refresh_token: SecretStr = SecretStr("")
     ca_file: str | None = None
     timeout_seconds: float = Field(default=30.0, gt=0)
+    bulk_poll_seconds: float = Field(default=2.0, gt=0)  # first wait and base interval polling a Bulk API job
     channels: tuple[str, ...] = ("/data/AccountChangeEvent", "/data/ContactChangeEvent")
     client_tag: str = "sfls"
     fields: SalesforceFields = SalesforceFields()
@@ -289,13 +290,14 @@ class ImportTarget(_Section):
 
 
 class ImportSettings(_Section):
-    """The importer: target objects and fields, batching, dry-run default (no Bulk API 2.0 path yet)."""
+    """The importer: target objects and fields, batching (composite or Bulk API 2.0), dry-run default."""
 
     external_id_field: str = "LogiSense_Id__c"  # holds the LogiSense id on every target object
     hash_field: str = "LogiSense_Hash__c"  # holds the content hash; equal hash = no write
     targets: dict[str, ImportTarget] = Field(default_factory=dict)  # entity -> overrides
     batch_size: int = Field(default=200, ge=1, le=200)  # records per composite collections call
     in_flight_batches: int = Field(default=4, ge=1, le=64)  # fetched batches waiting to land (bounds memory)
+    bulk_threshold: int = Field(default=10_000, ge=0)  # changed records per Bulk API 2.0 job; 0 = composite only
     dry_run: bool = False
     pushgateway_url: str | None = None  # a Prometheus Pushgateway for the Job's metrics
 

@@ -48,6 +48,12 @@ T = TypeVar("T")
 OUTCOMES = ("fetched", "published", "created", "updated", "unchanged", "failed", "deleted")
 ITEMS = Counter("sfls_importer_items", "Imported items by entity and outcome.", ["entity", "outcome"])
 RUN_DURATION = Gauge("sfls_importer_run_duration_seconds", "Duration of the last import of the entity.", ["entity"])
+BULK_JOBS = Counter(
+    "sfls_importer_bulk_jobs",
+    "Bulk API 2.0 ingest jobs by entity and outcome (complete: rows landed or were rejected one by one; "
+    "failed: Salesforce failed the whole job).",
+    ["entity", "outcome"],
+)
 LAST_SUCCESS = Gauge(
     "sfls_importer_last_success_timestamp_seconds",
     "When the entity last imported with every record landed (Unix time).",
@@ -182,6 +188,7 @@ class Importer:
             hash_field=cfg.hash_field,
             parents={r.entity: resolve(r.entity, self.settings).sobject for r in entity.relations},
             dry_run=self._dry_run,
+            bulk_threshold=cfg.bulk_threshold,
         )
         queue: asyncio.Queue[list[Prepared] | None] = asyncio.Queue(maxsize=cfg.in_flight_batches)
         landing = asyncio.create_task(self._land_all(queue, lander, report))
@@ -271,19 +278,26 @@ class Importer:
         self, queue: asyncio.Queue[list[Prepared] | None], lander: Lander, report: EntityReport
     ) -> None:
         while (batch := await queue.get()) is not None:
-            landed: Landed = await asyncio.to_thread(lander.land, batch)
-            report.created += landed.created
-            report.updated += landed.updated
-            report.unchanged += landed.unchanged
-            for rejection in landed.rejections:
-                self._reject(
-                    lander.entity,
-                    report,
-                    rejection.logisense_id,
-                    record=rejection.record,
-                    error=rejection.error,
-                    response=rejection.response,
-                )
+            self._count(lander.entity, report, await asyncio.to_thread(lander.land, batch))
+        self._count(lander.entity, report, await asyncio.to_thread(lander.finish))
+
+    def _count(self, entity: Entity, report: EntityReport, landed: Landed) -> None:
+        report.created += landed.created
+        report.updated += landed.updated
+        report.unchanged += landed.unchanged
+        if landed.bulk_jobs:
+            BULK_JOBS.labels(entity=entity.name, outcome="complete").inc(landed.bulk_jobs - landed.bulk_jobs_failed)
+            BULK_JOBS.labels(entity=entity.name, outcome="failed").inc(landed.bulk_jobs_failed)
+            log.info("import_bulk_jobs", entity=entity.name, jobs=landed.bulk_jobs, failed=landed.bulk_jobs_failed)
+        for rejection in landed.rejections:
+            self._reject(
+                entity,
+                report,
+                rejection.logisense_id,
+                record=rejection.record,
+                error=rejection.error,
+                response=rejection.response,
+            )
 
     def _reject(
         self, entity: Entity, report: EntityReport, identity: int, *, record: dict[str, Any], error: str, response: str

@@ -1,6 +1,6 @@
 """Salesforce side of an import: upsert batches by external id, skipping records whose hash matches.
 
-Per batch (at most 200 records, one composite sObject Collections call):
+Per batch (at most 200 records):
 1. read the stored hashes of the batch's records in one SOQL query
    (`SELECT <ext>, <hash> FROM <object> WHERE <ext> IN (...)`): reads only, never a write;
 2. drop the records whose stored hash equals the new one (unchanged);
@@ -10,7 +10,17 @@ Per batch (at most 200 records, one composite sObject Collections call):
    but the Salesforce emulator does not support relationship references yet, and resolving here
    gives a clearer reason when a parent is missing;
 4. upsert the rest by the external-id field with allOrNone=false, so one rejected record does not
-   stop the other 199; each result says created, updated, or the errors Salesforce gave.
+   stop the others; each result says created, updated, or the errors Salesforce gave.
+
+Composite or Bulk API 2.0 (`importer.bulk_threshold`, 0 = always composite): with a threshold, the
+changed records wait in memory (at most `bulk_threshold` of them) instead of being written per
+batch. Once `bulk_threshold` are waiting, they go to Salesforce as one Bulk API 2.0 ingest job,
+and so does everything the entity still has to write; an entity that never gets there writes
+its changes through composite calls of 200 at the end (`finish()`). So a big first import or a
+mass change costs a handful of jobs, and the everyday small change stays a quick composite call.
+Bulk results are matched back by external id and rejected rows are reported exactly like
+composite rejections. Lookups point at other entities, which land earlier, so waiting records
+never depend on each other.
 
 Why the hash lives on the record (`LogiSense_Hash__c`) rather than in a local state file: the
 record is the truth of what landed. A run that crashed half-way, a record an admin deleted, a new
@@ -31,6 +41,7 @@ from typing import Any, Protocol
 from services.importer.entities import Entity
 from services.importer.transform import Prepared
 from shared.errors import SflsError
+from shared.salesforce import COLLECTION_LIMIT
 
 
 class SalesforceWriter(Protocol):
@@ -38,6 +49,10 @@ class SalesforceWriter(Protocol):
 
     def upsert_collection(
         self, sobject: str, external_field: str, records: Sequence[dict[str, Any]], all_or_none: bool = False
+    ) -> list[dict[str, Any]]: ...
+
+    def bulk_upsert(
+        self, sobject: str, external_field: str, records: Sequence[dict[str, Any]]
     ) -> list[dict[str, Any]]: ...
 
     def query_all_iter(self, soql: str) -> Iterator[dict[str, Any]]: ...
@@ -59,6 +74,8 @@ class Landed:
     updated: int = 0
     unchanged: int = 0
     rejections: list[Rejection] = field(default_factory=list)
+    bulk_jobs: int = 0  # Bulk API 2.0 jobs that ran
+    bulk_jobs_failed: int = 0  # of which Salesforce failed as a whole
 
     @property
     def failed(self) -> int:
@@ -96,8 +113,12 @@ class Lander:
         hash_field: str,
         parents: dict[str, str] | None = None,
         dry_run: bool = False,
+        bulk_threshold: int = 0,
     ) -> None:
         self._sf = salesforce
+        self._bulk_threshold = bulk_threshold
+        self._waiting: list[tuple[Prepared, dict[str, Any]]] = []  # changed records not written yet
+        self._bulk = False  # the entity reached the threshold: the rest goes through Bulk API 2.0 too
         self._parents = parents or {}  # parent entity -> its Salesforce object
         self._new: set[int] = set()
         self.entity = entity
@@ -126,10 +147,31 @@ class Lander:
         except SflsError as exc:
             outcome.rejections = [self._rejected(p, f"resolving lookups failed: {exc}") for p in changed]
             return outcome
-        sendable = [p for p in changed if p.logisense_id in records]
-        if sendable:
-            self._upsert(sendable, records, outcome)
+        sendable = [(p, records[p.logisense_id]) for p in changed if p.logisense_id in records]
+        if self._bulk_threshold <= 0:
+            self._upsert(sendable, outcome)
+            return outcome
+        self._waiting.extend(sendable)
+        if len(self._waiting) >= self._bulk_threshold:
+            self._bulk = True
+            self._write_waiting(outcome)
         return outcome
+
+    def finish(self) -> Landed:
+        """Write what is still waiting at the end of the entity (Bulk if the entity got there, else composite)."""
+        outcome = Landed()
+        self._write_waiting(outcome)
+        return outcome
+
+    def _write_waiting(self, outcome: Landed) -> None:
+        waiting, self._waiting = self._waiting, []
+        if not waiting:
+            return
+        if self._bulk:
+            self._bulk_upsert(waiting, outcome)
+            return
+        for start in range(0, len(waiting), COLLECTION_LIMIT):
+            self._upsert(waiting[start : start + COLLECTION_LIMIT], outcome)
 
     def _changed(self, batch: Sequence[Prepared], outcome: Landed) -> list[Prepared]:
         """The batch's records whose stored hash differs (or that are not in Salesforce yet)."""
@@ -145,15 +187,35 @@ class Lander:
         outcome.unchanged = len(batch) - len(changed)
         return changed
 
-    def _upsert(self, sendable: list[Prepared], records: dict[int, dict[str, Any]], outcome: Landed) -> None:
+    def _upsert(self, sendable: Sequence[tuple[Prepared, dict[str, Any]]], outcome: Landed) -> None:
+        """One composite sObject Collections upsert (at most 200 records)."""
+        if not sendable:
+            return
         try:
             results = self._sf.upsert_collection(
-                self.entity.sobject, self._ext, [records[p.logisense_id] for p in sendable], all_or_none=False
+                self.entity.sobject, self._ext, [record for _, record in sendable], all_or_none=False
             )
         except SflsError as exc:
-            outcome.rejections.extend(self._rejected(p, str(exc)) for p in sendable)
+            outcome.rejections.extend(self._rejected(p, str(exc)) for p, _ in sendable)
             return
-        for prepared, result in zip(sendable, results, strict=True):
+        self._count(sendable, results, outcome)
+
+    def _bulk_upsert(self, sendable: Sequence[tuple[Prepared, dict[str, Any]]], outcome: Landed) -> None:
+        """One Bulk API 2.0 upsert job; a job that fails as a whole rejects its records with the job's reason."""
+        outcome.bulk_jobs += 1
+        try:
+            results = self._sf.bulk_upsert(self.entity.sobject, self._ext, [record for _, record in sendable])
+        except SflsError as exc:
+            outcome.bulk_jobs_failed += 1
+            outcome.rejections.extend(self._rejected(p, str(exc)) for p, _ in sendable)
+            return
+        self._count(sendable, results, outcome)
+
+    @staticmethod
+    def _count(
+        sendable: Sequence[tuple[Prepared, dict[str, Any]]], results: Sequence[dict[str, Any]], outcome: Landed
+    ) -> None:
+        for (prepared, record), result in zip(sendable, results, strict=True):
             if result.get("success"):
                 if result.get("created"):
                     outcome.created += 1
@@ -162,12 +224,7 @@ class Lander:
             else:
                 errors = result.get("errors")
                 outcome.rejections.append(
-                    Rejection(
-                        prepared.logisense_id,
-                        records[prepared.logisense_id],
-                        describe_errors(errors),
-                        json.dumps(errors),
-                    )
+                    Rejection(prepared.logisense_id, record, describe_errors(errors), json.dumps(errors))
                 )
 
     def with_lookups(self, changed: Sequence[Prepared], outcome: Landed) -> dict[int, dict[str, Any]]:

@@ -12,7 +12,7 @@ from simple_salesforce.exceptions import (
 
 from devstack.kafka import free_port
 from shared.errors import ConfigError, PermanentError, TransientError, ValidationError
-from shared.salesforce import RecordNotFoundError, SalesforceRest, map_error
+from shared.salesforce import RecordNotFoundError, SalesforceRest, bulk_csv_value, bulk_result, map_error
 from tests.fixtures.salesforce import SalesforceEmulator
 
 
@@ -68,6 +68,61 @@ def test_upsert_collection_batches_of_200(salesforce_emulator: SalesforceEmulato
     assert [r["created"] for r in again] == [False, False, False]
     assert rest.counts["composite"] == 4
     assert salesforce_emulator.counters()["composite"] == 4
+
+
+@pytest.mark.integration
+def test_bulk_upsert_lands_values_faithfully_and_reports_each_record(salesforce_emulator: SalesforceEmulator) -> None:
+    """One Bulk API 2.0 job: results in the records' order, in the composite shape; nulls, booleans, numbers
+    and text with commas, quotes and newlines land exactly as composite would write them."""
+    rest = salesforce_emulator.rest(bulk_poll_seconds=0.05)
+    rest.upsert_collection("Product2", "LogiSense_Id__c", [{"LogiSense_Id__c": "2", "Name": "Old", "Family": "Gold"}])
+    text = 'one, "two"\nthree'
+    records = [
+        {"LogiSense_Id__c": "1", "Name": "New", "IsActive": True, "LogiSense_Price__c": 12.5, "Description": text},
+        {"LogiSense_Id__c": "2", "Name": "Renamed", "IsActive": False, "LogiSense_Price__c": None, "Family": None},
+        {"LogiSense_Id__c": "3", "Name": None, "IsActive": True, "LogiSense_Price__c": 1, "Description": ""},
+    ]
+    results = rest.bulk_upsert("Product2", "LogiSense_Id__c", records)
+    assert [r["success"] for r in results] == [True, True, False]
+    assert [r.get("created") for r in results[:2]] == [True, False]
+    assert results[2]["errors"] == [
+        {"statusCode": "REQUIRED_FIELD_MISSING", "message": "Required fields are missing: [Name]", "fields": ["Name"]}
+    ]
+    stored = {r["LogiSense_Id__c"]: r for r in salesforce_emulator.records("Product2")}
+    assert set(stored) == {"1", "2"}
+    first = stored["1"]
+    assert (first["IsActive"], first["LogiSense_Price__c"], first["Description"]) == (True, 12.5, text)
+    assert (stored["2"]["Name"], stored["2"]["IsActive"], stored["2"]["Family"]) == ("Renamed", False, None)
+    assert rest.counts["bulk"] == 3  # the job (create, upload, close, poll), successful results, failed results
+
+
+@pytest.mark.integration
+def test_bulk_upsert_survives_session_expiry_and_reports_failed_jobs(salesforce_emulator: SalesforceEmulator) -> None:
+    """An expired session logs in again and repeats the (idempotent) job; a job Salesforce fails raises
+    PermanentError with the job's reason."""
+    rest = salesforce_emulator.rest(bulk_poll_seconds=0.05)
+    salesforce_emulator.admin("POST", "sessions/expire")
+    (result,) = rest.bulk_upsert("Product2", "LogiSense_Id__c", [{"LogiSense_Id__c": "9", "Name": "After expiry"}])
+    assert result["success"] is True
+    assert rest.counts["token"] == 2
+    with pytest.raises(PermanentError, match="InvalidBatch : Field name not found : Nope__c"):
+        rest.bulk_upsert("Product2", "LogiSense_Id__c", [{"LogiSense_Id__c": "10", "Name": "x", "Nope__c": 1}])
+
+
+def test_bulk_csv_values_and_results() -> None:
+    """CSV text for Bulk API values, and Bulk result rows in the composite result shape."""
+    assert [bulk_csv_value(v) for v in (None, "", True, False, 3, 2.5, "x", ["a"])] == [
+        "#N/A", "#N/A", "true", "false", "3", "2.5", "x", '["a"]'
+    ]  # fmt: skip
+    assert bulk_result({"sf__Id": "01t", "sf__Created": "true", "Name": "x"}) == {
+        "success": True, "created": True, "id": "01t", "errors": []
+    }  # fmt: skip
+    failed = bulk_result({"sf__Id": "", "sf__Error": "FIELD_CUSTOM_VALIDATION_EXCEPTION:Price: must be > 0:--"})
+    assert failed["errors"] == [
+        {"statusCode": "FIELD_CUSTOM_VALIDATION_EXCEPTION", "message": "Price: must be > 0", "fields": []}
+    ]
+    bare = bulk_result({"sf__Id": "", "sf__Error": "UNKNOWN_EXCEPTION"})
+    assert bare["errors"][0]["statusCode"] == "UNKNOWN_EXCEPTION"
 
 
 @pytest.mark.integration

@@ -154,6 +154,91 @@ async def test_changing_one_package_updates_exactly_that_record(
     assert landed["Name"] == "Renamed Package"
 
 
+def _bulk(settings: Settings, threshold: int) -> Settings:
+    """The settings with Bulk API 2.0 above `threshold` changed records, polling the emulator's jobs quickly."""
+    return settings.model_copy(
+        update={
+            "importer": settings.importer.model_copy(update={"bulk_threshold": threshold}),
+            "salesforce": settings.salesforce.model_copy(update={"bulk_poll_seconds": 0.05}),
+        }
+    )
+
+
+async def test_above_the_bulk_threshold_entities_land_through_bulk_jobs(
+    settings: Settings, logisense_emulator: LogisenseEmulator, salesforce_emulator: SalesforceEmulator
+) -> None:
+    """bulk_threshold=40: entities with 40+ changed records land through Bulk API 2.0 jobs and the smaller ones
+    through composite calls, relations resolve on both paths, and a second run writes nothing at all."""
+    logisense_emulator.reset(catalogue_size=600)
+    bulk = _bulk(settings, 40)
+    names = select("catalogue")
+    jobs_before = {n: _metric("sfls_importer_bulk_jobs_total", entity=n, outcome="complete") for n in names}
+
+    report = await run_import(bulk, names)
+
+    assert report.ok, [(e.entity, e.error, e.reasons) for e in report.entities]
+    jobs = {n: _metric("sfls_importer_bulk_jobs_total", entity=n, outcome="complete") - jobs_before[n] for n in names}
+    for entity in report.entities:
+        landed = _by_external_id(salesforce_emulator, BY_NAME[entity.entity].sobject)
+        assert len(landed) == entity.fetched == entity.created, entity.entity
+        assert jobs[entity.entity] == (1 if entity.fetched >= 40 else 0), (entity.entity, entity.fetched)
+    assert {"package", "package_frequency", "rate"} <= {n for n, count in jobs.items() if count}
+    assert "rate_plan" in {n for n, count in jobs.items() if not count}
+    counters = salesforce_emulator.counters()
+    assert counters["bulk"] >= 5 * sum(jobs.values())  # create, upload, close, poll, info per job
+
+    packages = _by_external_id(salesforce_emulator, "LogiSense_Package__c")
+    products = _by_external_id(salesforce_emulator, "Product2")
+    for frequency in await _logisense_items(logisense_emulator, "Package/Frequency"):
+        assert products[str(frequency["identity"])]["Package__c"] == packages[str(frequency["packageId"])]["Id"]
+    plans = _by_external_id(salesforce_emulator, "LogiSense_Rate_Plan__c")
+    plan_of_group = {
+        g["identity"]: g["usageRatePlanId"] for g in await _logisense_items(logisense_emulator, "Usage/Rate/Group")
+    }
+    rates = _by_external_id(salesforce_emulator, "LogiSense_Rate__c")
+    for rate in await _logisense_items(logisense_emulator, "Usage/Rate"):
+        assert rates[str(rate["identity"])]["Rate_Plan__c"] == plans[str(plan_of_group[rate["usageRateGroupId"]])]["Id"]
+
+    second = await run_import(bulk, names)
+
+    assert second.ok
+    after = salesforce_emulator.counters()
+    assert (after["bulk"], after["composite"], after["sobject_write"]) == (
+        counters["bulk"], counters["composite"], counters["sobject_write"]
+    )  # fmt: skip
+    assert all(e.unchanged == e.fetched for e in second.entities)
+
+
+async def test_a_row_rejected_in_a_bulk_job_is_dead_lettered_and_the_rest_lands(
+    settings: Settings, logisense_emulator: LogisenseEmulator, salesforce_emulator: SalesforceEmulator
+) -> None:
+    """One package Salesforce refuses inside a Bulk API job: the others land, the reason is in the summary,
+    the request log and the importer's dead-letter topic."""
+    packages = await _logisense_items(logisense_emulator, "Package")
+    bad = packages[2]["identity"]
+    async with logisense_emulator.client() as client:
+        await client.update("Package", bad, {"name": "N" * 100})  # LogiSense takes 255, the Name field 80
+
+    report = await run_import(_bulk(settings, 5), ["package"])
+
+    (entity,) = report.entities
+    assert not report.ok
+    assert (entity.created, entity.failed) == (len(packages) - 1, 1)
+    assert entity.reasons == [
+        f"package {bad}: STRING_TOO_LONG: Name: data value too large: {'N' * 40}... (max length=80) (Name)"
+    ]
+    landed = _by_external_id(salesforce_emulator, "LogiSense_Package__c")
+    assert set(landed) == {str(p["identity"]) for p in packages} - {str(bad)}
+    assert salesforce_emulator.counters()["composite"] == 0
+    topics = Topics(settings.kafka.topic_prefix)
+    [letter] = [parse_dead_letter(m) for m in read_topic(settings.kafka, topics.importer_dlt)]
+    assert letter.key == str(bad).encode()
+    assert letter.headers[ERROR_MESSAGE].startswith("STRING_TOO_LONG")
+    [request] = [RequestRecord.from_bytes(m.value() or b"") for m in read_topic(settings.kafka, topics.requests)]
+    assert request.status is RequestStatus.FAILED
+    assert "STRING_TOO_LONG" in request.reason
+
+
 async def test_deleting_an_item_publishes_a_tombstone(
     settings: Settings, logisense_emulator: LogisenseEmulator
 ) -> None:
