@@ -10,7 +10,7 @@ REST (`SalesforceRest`, synchronous; async callers use `asyncio.to_thread`):
   own retry, so re-authentication is ours: on `SalesforceExpiredSession` we log in again once
   and repeat the call.
 - Bulk API 2.0 (`bulk_upsert`) goes through simple-salesforce's `bulk2` client on the same session:
-  one ingest job per call, results matched back to the records by external id.
+  one ingest job per call from a temporary CSV file, results keyed by external id.
 - Errors map onto shared.errors: 5xx, timeouts, connection errors and REQUEST_LIMIT_EXCEEDED are
   TransientError; 400s are ValidationError (with Salesforce's errorCode and message); 404 is
   RecordNotFoundError; a refused login is ConfigError naming the settings to check. Secrets never
@@ -30,9 +30,10 @@ import io
 import json
 import re
 import ssl
+import tempfile
 import threading
-from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
 from functools import partial
 from typing import Any, Protocol, TypeVar
 from urllib.parse import quote
@@ -374,40 +375,49 @@ class SalesforceRest:
         return results
 
     # ---- Bulk API 2.0 ----------------------------------------------------------------------
-    def bulk_upsert(self, sobject: str, external_field: str, records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-        """Upsert by external id through one Bulk API 2.0 ingest job; one result per record, in order.
+    def bulk_upsert(self, sobject: str, external_field: str, records: Iterable[dict[str, Any]]) -> dict[str, Any]:
+        """Upsert by external id through one Bulk API 2.0 ingest job; external id -> result.
 
-        The results have the sObject Collections shape (`success`, `created`, `id`, `errors`), so
-        callers handle both paths alike. Bulk results come in no particular order and are matched
-        back by the external id. A job Salesforce fails as a whole raises PermanentError with the
-        job's errorMessage. A session that expires mid-job repeats the whole job after logging in
-        again, which is safe: an upsert by external id is idempotent.
+        The records stream into a temporary CSV file, so the caller need not hold them in memory.
+        The first record's keys are the CSV header: a later record may lack one (that field is left
+        as it is) but not add one (ValidationError). The results
+        have the sObject Collections shape (`success`, `created`, `id`, `errors`), so callers treat
+        both paths alike; a record without a result was not processed. A job Salesforce fails as a
+        whole raises PermanentError with the job's errorMessage. A session that expires mid-job
+        repeats the whole job after logging in again, which is safe: an upsert by external id is
+        idempotent.
         """
         _check_name(sobject)
         _check_name(external_field)
-        if not records:
-            return []
-        rows = [{name: bulk_csv_value(value) for name, value in record.items()} for record in records]
-        what = f"bulk upsert {sobject}"
         poll = self.settings.bulk_poll_seconds
-        jobs = self.call(
-            lambda sf: getattr(sf.bulk2, sobject).upsert(records=rows, external_id_field=external_field, wait=poll),
-            kind="bulk",
-            what=what,
-        )
-        by_key: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        with tempfile.NamedTemporaryFile("w", suffix=".csv", encoding="utf-8", newline="") as handle:
+            writer: csv.DictWriter[str] | None = None
+            for record in records:
+                if writer is None:
+                    writer = csv.DictWriter(handle, fieldnames=list(record), restval="", lineterminator="\n")
+                    writer.writeheader()
+                extra = [name for name in record if name not in writer.fieldnames]
+                if extra:
+                    raise ValidationError(
+                        f"bulk upsert {sobject}: every record needs the fields of the first; found {', '.join(extra)}"
+                    )
+                writer.writerow({name: bulk_csv_value(value) for name, value in record.items()})
+            if writer is None:
+                return {}
+            handle.flush()
+            jobs = self.call(
+                lambda sf: getattr(sf.bulk2, sobject).upsert(
+                    csv_file=handle.name, external_id_field=external_field, wait=poll
+                ),
+                kind="bulk",
+                what=f"bulk upsert {sobject}",
+            )
+        results: dict[str, Any] = {}
         for job in jobs:
-            for text in (self._bulk_results(sobject, str(job["job_id"]), kind) for kind in ("successful", "failed")):
-                for row in csv.DictReader(io.StringIO(text)):
-                    by_key[row.get(external_field, "")].append(bulk_result(row))
-        missing = {
-            "success": False,
-            "errors": [{"statusCode": "UNPROCESSED", "message": "the Bulk API job did not process this record"}],
-        }
-        return [
-            (found.pop(0) if (found := by_key.get(str(record.get(external_field, "")))) else missing)
-            for record in records
-        ]
+            for kind in ("successful", "failed"):
+                for row in csv.DictReader(io.StringIO(self._bulk_results(sobject, str(job["job_id"]), kind))):
+                    results[row.get(external_field, "")] = bulk_result(row)
+        return results
 
     def _bulk_results(self, sobject: str, job_id: str, kind: str) -> str:
         """The CSV of a job's successful or failed records."""

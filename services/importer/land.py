@@ -13,14 +13,14 @@ Per batch (at most 200 records):
    stop the others; each result says created, updated, or the errors Salesforce gave.
 
 Composite or Bulk API 2.0 (`importer.bulk_threshold`, 0 = always composite): with a threshold, the
-changed records wait in memory (at most `bulk_threshold` of them) instead of being written per
-batch. Once `bulk_threshold` are waiting, they go to Salesforce as one Bulk API 2.0 ingest job,
-and so does everything the entity still has to write; an entity that never gets there writes
-its changes through composite calls of 200 at the end (`finish()`). So a big first import or a
-mass change costs a handful of jobs, and the everyday small change stays a quick composite call.
-Bulk results are matched back by external id and rejected rows are reported exactly like
-composite rejections. Lookups point at other entities, which land earlier, so waiting records
-never depend on each other.
+changed records wait instead of being written per batch, as JSON lines in a temporary file (so
+memory stays flat whatever the threshold). Once `bulk_threshold` are waiting, they go to
+Salesforce as one Bulk API 2.0 ingest job, and so does everything the entity still has to write;
+an entity that never gets there writes its changes through composite calls of 200 at the end
+(`finish()`). So a big first import or a mass change costs a handful of jobs, and the everyday
+small change stays a quick composite call. Bulk results are matched back by external id and
+rejected rows are reported exactly like composite rejections. Lookups point at other entities,
+which land earlier, so waiting records never depend on each other.
 
 Why the hash lives on the record (`LogiSense_Hash__c`) rather than in a local state file: the
 record is the truth of what landed. A run that crashed half-way, a record an admin deleted, a new
@@ -34,9 +34,10 @@ record of the batch failed with that reason; the run goes on with the next batch
 from __future__ import annotations
 
 import json
+import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import IO, Any, Protocol
 
 from services.importer.entities import Entity
 from services.importer.transform import Prepared
@@ -51,9 +52,7 @@ class SalesforceWriter(Protocol):
         self, sobject: str, external_field: str, records: Sequence[dict[str, Any]], all_or_none: bool = False
     ) -> list[dict[str, Any]]: ...
 
-    def bulk_upsert(
-        self, sobject: str, external_field: str, records: Sequence[dict[str, Any]]
-    ) -> list[dict[str, Any]]: ...
+    def bulk_upsert(self, sobject: str, external_field: str, records: Iterable[dict[str, Any]]) -> dict[str, Any]: ...
 
     def query_all_iter(self, soql: str) -> Iterator[dict[str, Any]]: ...
 
@@ -66,6 +65,49 @@ class Rejection:
     record: dict[str, Any]
     error: str
     response: str
+
+
+Pending = tuple[int, dict[str, Any]]  # a changed record ready to send: its LogiSense id and its record
+UNPROCESSED = {
+    "success": False,
+    "errors": [{"statusCode": "UNPROCESSED", "message": "the Bulk API job did not process this record"}],
+}
+
+
+class Waiting:
+    """Changed records waiting to be written, as JSON lines in a temporary file (memory stays flat)."""
+
+    def __init__(self) -> None:
+        self._file: IO[str] | None = None
+        self.count = 0
+
+    def add(self, items: Iterable[Pending]) -> None:
+        if self._file is None:
+            self._file = tempfile.TemporaryFile("w+", encoding="utf-8")  # noqa: SIM115 - closed by close()
+        for identity, record in items:
+            self._file.write(json.dumps([identity, record], separators=(",", ":"), default=str) + "\n")
+            self.count += 1
+
+    def __iter__(self) -> Iterator[Pending]:
+        if self._file is None:
+            return
+        self._file.flush()
+        self._file.seek(0)
+        for line in self._file:
+            identity, record = json.loads(line)
+            yield int(identity), record
+
+    def clear(self) -> None:
+        if self._file is not None:
+            self._file.seek(0)
+            self._file.truncate()
+        self.count = 0
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+        self.count = 0
 
 
 @dataclass
@@ -117,7 +159,7 @@ class Lander:
     ) -> None:
         self._sf = salesforce
         self._bulk_threshold = bulk_threshold
-        self._waiting: list[tuple[Prepared, dict[str, Any]]] = []  # changed records not written yet
+        self._waiting = Waiting()  # changed records not written yet (with a threshold)
         self._bulk = False  # the entity reached the threshold: the rest goes through Bulk API 2.0 too
         self._parents = parents or {}  # parent entity -> its Salesforce object
         self._new: set[int] = set()
@@ -147,12 +189,12 @@ class Lander:
         except SflsError as exc:
             outcome.rejections = [self._rejected(p, f"resolving lookups failed: {exc}") for p in changed]
             return outcome
-        sendable = [(p, records[p.logisense_id]) for p in changed if p.logisense_id in records]
+        sendable = [(p.logisense_id, records[p.logisense_id]) for p in changed if p.logisense_id in records]
         if self._bulk_threshold <= 0:
             self._upsert(sendable, outcome)
             return outcome
-        self._waiting.extend(sendable)
-        if len(self._waiting) >= self._bulk_threshold:
+        self._waiting.add(sendable)
+        if self._waiting.count >= self._bulk_threshold:
             self._bulk = True
             self._write_waiting(outcome)
         return outcome
@@ -160,18 +202,26 @@ class Lander:
     def finish(self) -> Landed:
         """Write what is still waiting at the end of the entity (Bulk if the entity got there, else composite)."""
         outcome = Landed()
-        self._write_waiting(outcome)
+        try:
+            self._write_waiting(outcome)
+        finally:
+            self._waiting.close()
         return outcome
 
     def _write_waiting(self, outcome: Landed) -> None:
-        waiting, self._waiting = self._waiting, []
-        if not waiting:
+        if not self._waiting.count:
             return
         if self._bulk:
-            self._bulk_upsert(waiting, outcome)
-            return
-        for start in range(0, len(waiting), COLLECTION_LIMIT):
-            self._upsert(waiting[start : start + COLLECTION_LIMIT], outcome)
+            self._bulk_upsert(outcome)
+        else:
+            chunk: list[Pending] = []
+            for pending in self._waiting:
+                chunk.append(pending)
+                if len(chunk) == COLLECTION_LIMIT:
+                    self._upsert(chunk, outcome)
+                    chunk = []
+            self._upsert(chunk, outcome)
+        self._waiting.clear()
 
     def _changed(self, batch: Sequence[Prepared], outcome: Landed) -> list[Prepared]:
         """The batch's records whose stored hash differs (or that are not in Salesforce yet)."""
@@ -187,7 +237,7 @@ class Lander:
         outcome.unchanged = len(batch) - len(changed)
         return changed
 
-    def _upsert(self, sendable: Sequence[tuple[Prepared, dict[str, Any]]], outcome: Landed) -> None:
+    def _upsert(self, sendable: Sequence[Pending], outcome: Landed) -> None:
         """One composite sObject Collections upsert (at most 200 records)."""
         if not sendable:
             return
@@ -196,36 +246,33 @@ class Lander:
                 self.entity.sobject, self._ext, [record for _, record in sendable], all_or_none=False
             )
         except SflsError as exc:
-            outcome.rejections.extend(self._rejected(p, str(exc)) for p, _ in sendable)
+            outcome.rejections.extend(Rejection(i, record, str(exc), "") for i, record in sendable)
             return
-        self._count(sendable, results, outcome)
+        for (identity, record), result in zip(sendable, results, strict=True):
+            self._tally(identity, record, result, outcome)
 
-    def _bulk_upsert(self, sendable: Sequence[tuple[Prepared, dict[str, Any]]], outcome: Landed) -> None:
-        """One Bulk API 2.0 upsert job; a job that fails as a whole rejects its records with the job's reason."""
+    def _bulk_upsert(self, outcome: Landed) -> None:
+        """One Bulk API 2.0 job for every waiting record; a job that fails as a whole rejects them with its reason."""
         outcome.bulk_jobs += 1
         try:
-            results = self._sf.bulk_upsert(self.entity.sobject, self._ext, [record for _, record in sendable])
+            results = self._sf.bulk_upsert(self.entity.sobject, self._ext, (record for _, record in self._waiting))
         except SflsError as exc:
             outcome.bulk_jobs_failed += 1
-            outcome.rejections.extend(self._rejected(p, str(exc)) for p, _ in sendable)
+            outcome.rejections.extend(Rejection(i, record, str(exc), "") for i, record in self._waiting)
             return
-        self._count(sendable, results, outcome)
+        for identity, record in self._waiting:
+            self._tally(identity, record, results.get(str(identity), UNPROCESSED), outcome)
 
     @staticmethod
-    def _count(
-        sendable: Sequence[tuple[Prepared, dict[str, Any]]], results: Sequence[dict[str, Any]], outcome: Landed
-    ) -> None:
-        for (prepared, record), result in zip(sendable, results, strict=True):
-            if result.get("success"):
-                if result.get("created"):
-                    outcome.created += 1
-                else:
-                    outcome.updated += 1
+    def _tally(identity: int, record: dict[str, Any], result: dict[str, Any], outcome: Landed) -> None:
+        if result.get("success"):
+            if result.get("created"):
+                outcome.created += 1
             else:
-                errors = result.get("errors")
-                outcome.rejections.append(
-                    Rejection(prepared.logisense_id, record, describe_errors(errors), json.dumps(errors))
-                )
+                outcome.updated += 1
+        else:
+            errors = result.get("errors")
+            outcome.rejections.append(Rejection(identity, record, describe_errors(errors), json.dumps(errors)))
 
     def with_lookups(self, changed: Sequence[Prepared], outcome: Landed) -> dict[int, dict[str, Any]]:
         """The records to send, lookups set to parent Ids; records with a missing parent go to `outcome`."""

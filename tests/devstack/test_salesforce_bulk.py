@@ -31,7 +31,9 @@ def _raw(sf: Salesforce, method: str, url: str, **kwargs: Any) -> requests.Respo
     return sf.session.request(method, url, headers=headers, timeout=10, **kwargs)
 
 
-def test_upsert_creates_updates_and_reports_failed_rows(sf: Salesforce, salesforce_emulator: SalesforceEmulator) -> None:
+def test_upsert_creates_updates_and_reports_failed_rows(
+    sf: Salesforce, salesforce_emulator: SalesforceEmulator
+) -> None:
     """One job: an existing record updated, a new one created, a row without its required Name failed."""
     existing = sf.Account.create({"Name": "Old name", "LogiSense_Id__c": "1"})["id"]
     records = [
@@ -56,7 +58,8 @@ def test_upsert_creates_updates_and_reports_failed_rows(sf: Salesforce, salesfor
     assert failed["sf__Error"] == "REQUIRED_FIELD_MISSING:Required fields are missing: [Name]:Name --"
     assert _rows(sf.bulk2.Account.get_unprocessed_records(job_id)) == []
 
-    names = {r["LogiSense_Id__c"]: r["Name"] for r in sf.query_all("SELECT Name, LogiSense_Id__c FROM Account")["records"]}
+    rows = sf.query_all("SELECT Name, LogiSense_Id__c FROM Account")["records"]
+    names = {r["LogiSense_Id__c"]: r["Name"] for r in rows}
     assert names == {"1": "New name", "2": "Created"}
     after = salesforce_emulator.counters()
     assert after["sobject_write"]["Account"] - before["sobject_write"].get("Account", 0) == 3
@@ -155,7 +158,10 @@ def test_job_errors_in_salesforce_shapes(sf: Salesforce) -> None:
     assert late.json()[0]["errorCode"] == "INVALIDJOBSTATE"
     listed = _raw(sf, "GET", _job_url(sf)).json()
     assert [j["id"] for j in listed["records"]] == [job["id"]]
+    unknown = _raw(sf, "GET", _job_url(sf, "750000000000000AAA"))
+    assert unknown.status_code == 404
+    assert unknown.json()[0]["errorCode"] == "NOT_FOUND"
     with pytest.raises(SalesforceResourceNotFound):
-        sf.bulk2.Account._client.get_job("750000000000000AAA", False)  # noqa: SLF001 - simple-salesforce's own call
+        sf.bulk2.Account.get_failed_records("750000000000000AAA")
     anonymous = sf.session.get(_job_url(sf), timeout=10)
     assert anonymous.status_code == 401

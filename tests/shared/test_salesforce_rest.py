@@ -72,27 +72,27 @@ def test_upsert_collection_batches_of_200(salesforce_emulator: SalesforceEmulato
 
 @pytest.mark.integration
 def test_bulk_upsert_lands_values_faithfully_and_reports_each_record(salesforce_emulator: SalesforceEmulator) -> None:
-    """One Bulk API 2.0 job: results in the records' order, in the composite shape; nulls, booleans, numbers
-    and text with commas, quotes and newlines land exactly as composite would write them."""
+    """One Bulk API 2.0 job from a generator: results by external id, in the composite shape; nulls, booleans,
+    numbers and text with commas, quotes and newlines land exactly as composite would write them."""
     rest = salesforce_emulator.rest(bulk_poll_seconds=0.05)
     rest.upsert_collection("Product2", "LogiSense_Id__c", [{"LogiSense_Id__c": "2", "Name": "Old", "Family": "Gold"}])
     text = 'one, "two"\nthree'
     records = [
         {"LogiSense_Id__c": "1", "Name": "New", "IsActive": True, "LogiSense_Price__c": 12.5, "Description": text},
-        {"LogiSense_Id__c": "2", "Name": "Renamed", "IsActive": False, "LogiSense_Price__c": None, "Family": None},
+        {"LogiSense_Id__c": "2", "Name": "Renamed", "IsActive": False, "LogiSense_Price__c": None, "Description": None},
         {"LogiSense_Id__c": "3", "Name": None, "IsActive": True, "LogiSense_Price__c": 1, "Description": ""},
     ]
-    results = rest.bulk_upsert("Product2", "LogiSense_Id__c", records)
-    assert [r["success"] for r in results] == [True, True, False]
-    assert [r.get("created") for r in results[:2]] == [True, False]
-    assert results[2]["errors"] == [
+    results = rest.bulk_upsert("Product2", "LogiSense_Id__c", (record for record in records))
+    assert {key: r["success"] for key, r in results.items()} == {"1": True, "2": True, "3": False}
+    assert (results["1"]["created"], results["2"]["created"]) == (True, False)
+    assert results["3"]["errors"] == [
         {"statusCode": "REQUIRED_FIELD_MISSING", "message": "Required fields are missing: [Name]", "fields": ["Name"]}
     ]
     stored = {r["LogiSense_Id__c"]: r for r in salesforce_emulator.records("Product2")}
     assert set(stored) == {"1", "2"}
     first = stored["1"]
     assert (first["IsActive"], first["LogiSense_Price__c"], first["Description"]) == (True, 12.5, text)
-    assert (stored["2"]["Name"], stored["2"]["IsActive"], stored["2"]["Family"]) == ("Renamed", False, None)
+    assert (stored["2"]["Name"], stored["2"]["IsActive"], stored["2"]["Family"]) == ("Renamed", False, "Gold")
     assert rest.counts["bulk"] == 3  # the job (create, upload, close, poll), successful results, failed results
 
 
@@ -102,11 +102,14 @@ def test_bulk_upsert_survives_session_expiry_and_reports_failed_jobs(salesforce_
     PermanentError with the job's reason."""
     rest = salesforce_emulator.rest(bulk_poll_seconds=0.05)
     salesforce_emulator.admin("POST", "sessions/expire")
-    (result,) = rest.bulk_upsert("Product2", "LogiSense_Id__c", [{"LogiSense_Id__c": "9", "Name": "After expiry"}])
-    assert result["success"] is True
+    results = rest.bulk_upsert("Product2", "LogiSense_Id__c", [{"LogiSense_Id__c": "9", "Name": "After expiry"}])
+    assert results["9"]["success"] is True
     assert rest.counts["token"] == 2
     with pytest.raises(PermanentError, match="InvalidBatch : Field name not found : Nope__c"):
         rest.bulk_upsert("Product2", "LogiSense_Id__c", [{"LogiSense_Id__c": "10", "Name": "x", "Nope__c": 1}])
+    uneven = [{"LogiSense_Id__c": "11", "Name": "a"}, {"LogiSense_Id__c": "12", "Name": "b", "Family": "c"}]
+    with pytest.raises(ValidationError, match="found Family"):
+        rest.bulk_upsert("Product2", "LogiSense_Id__c", uneven)
 
 
 def test_bulk_csv_values_and_results() -> None:
