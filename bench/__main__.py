@@ -1,7 +1,8 @@
 """Run every benchmark and write bench/RESULTS.md (`make bench`).
 
 Each `bench/bench_*.py` module exposes `run() -> list[dict]`; a module that fails is reported in the
-table as failed instead of hiding the others. `python -m bench listener syncer` runs a subset.
+table as failed instead of hiding the others. `python -m bench listener syncer` runs a subset and
+replaces only those benchmarks' rows in RESULTS.md, keeping the others and the date they were measured.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from bench.common import machine
 
 ORDER = ("emulators", "listener", "syncer", "importer", "latency", "scaleout")
 RESULTS = Path(__file__).with_name("RESULTS.md")
+TABLE_HEADER = "| Benchmark | Metric | Value | Unit | Baseline | Baseline value | Ratio |"
 
 
 def _fmt(value: Any) -> str:
@@ -25,6 +27,34 @@ def _fmt(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:,.2f}" if abs(value) < 1000 else f"{value:,.0f}"
     return str(value)
+
+
+def _table_row(item: dict[str, Any]) -> str:
+    ratio = f"{item['ratio']:.2f}x" if item.get("ratio") else ""
+    return (
+        f"| {item['benchmark']} | {item['metric']} | {_fmt(item['value'])} | {item['unit']} | "
+        f"{item.get('baseline', '')} | {_fmt(item.get('baseline_value'))} | {ratio} |"
+    )
+
+
+def _merged(previous: list[str], rows: list[dict[str, Any]], table: list[str]) -> tuple[list[str], list[str]]:
+    """A subset run's rows in place of the same benchmarks' rows of the previous results; the rest kept."""
+    fresh: dict[str, list[str]] = {}
+    for item, line in zip(rows, table, strict=True):
+        fresh.setdefault(item["benchmark"], []).append(line)
+    head = [line for line in previous if line.startswith(("Measured", "Re-measured"))]
+    merged: list[str] = []
+    for line in previous:
+        if not line.startswith("| ") or line == TABLE_HEADER:
+            continue
+        label = line.split("|")[1].strip()
+        if label not in fresh:
+            merged.append(line)
+        elif fresh[label]:
+            merged.extend(fresh[label])
+            fresh[label] = []
+    merged.extend(line for lines in fresh.values() for line in lines)
+    return head, merged
 
 
 def main(argv: list[str]) -> int:
@@ -44,22 +74,23 @@ def main(argv: list[str]) -> int:
         for item in produced:
             print("   " + ", ".join(f"{k}={_fmt(v)}" for k, v in item.items()), flush=True)
         rows.extend(produced)
+    table = [_table_row(item) for item in rows]
+    if argv and RESULTS.exists():
+        head, table = _merged(RESULTS.read_text().splitlines(), rows, table)
+        head.append(f"Re-measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC by `python -m bench {' '.join(names)}`.")
+    else:
+        head = [f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC by `make bench` on {machine()}."]
     lines = [
         "# Benchmark results",
         "",
-        f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC by `make bench` on {machine()}.",
+        *head,
         "Each figure has its baseline measured in the same run; the ratio says how many times better "
         "the figure is than the baseline (for latencies: baseline / value).",
         "",
-        "| Benchmark | Metric | Value | Unit | Baseline | Baseline value | Ratio |",
+        TABLE_HEADER,
         "|---|---|---:|---|---|---:|---:|",
+        *table,
     ]
-    for item in rows:
-        ratio = f"{item['ratio']:.2f}x" if item.get("ratio") else ""
-        lines.append(
-            f"| {item['benchmark']} | {item['metric']} | {_fmt(item['value'])} | {item['unit']} | "
-            f"{item.get('baseline', '')} | {_fmt(item.get('baseline_value'))} | {ratio} |"
-        )
     if failed:
         lines += ["", "Failed to run: " + ", ".join(failed)]
     RESULTS.write_text("\n".join(lines) + "\n")
