@@ -1,9 +1,17 @@
 """Slow and failing LogiSense: 30 % 5xx, 10 % 429 with Retry-After, 2 s latency spikes, then an outage.
 
-CI size: 200 accounts, 5 rounds of one change per account (1,000 changes), a 20 s outage (every
-request answered 503) during which one round is written. `SFLS_RELIABILITY_SCALE=full`: 2,000
-accounts and the issue's 60 s outage. The syncer's retry budget is a few seconds (4 attempts,
-0.2 s base, 1 s cap), so the outage outlasts it and dead-letters what it hit.
+CI size: 200 accounts, 5 rounds of one change per account (1,000 changes), a 20 s outage during
+which one round is written. `SFLS_RELIABILITY_SCALE=full`: 2,000 accounts and the issue's 60 s
+outage. The syncer's retry budget is a few seconds (4 attempts, 0.2 s base, 1 s cap), so the
+outage outlasts it.
+
+The outage has two halves. First every request is answered 503, searches included: a batch caught
+in its account search fails as a whole and is rewound and retried later (nothing dead-lettered,
+nothing lost), accounts caught mid-write run out of retries and are dead-lettered. Then searches
+answer again while every write is still refused, so a batch gets past its search and its accounts
+fail one by one: there is always something for `sfls dlq replay` to do. (With one total outage, at
+full size every batch was caught in its search, nothing was dead-lettered and the replay went
+unchecked.)
 """
 
 from __future__ import annotations
@@ -41,6 +49,7 @@ RETRY = {
     "SFLS_SYNC__RETRY__BASE_SECONDS": "0.2",
     "SFLS_SYNC__RETRY__CAP_SECONDS": "1",
 }
+WRITES = ("create", "update", "patch", "delete")  # LogiSense emulator operations that change data
 TRANSIENT = {cls.__name__ for cls in (TransientError, *TransientError.__subclasses__())}
 
 
@@ -72,9 +81,13 @@ def test_flaky_then_down_logisense_converges_and_dlq_replay_completes_the_sync(
             writer.round(1)
             time.sleep(5)
             ls.clear_faults()
-            ls.faults(status=503, retry_after=1)  # the outage: every request refused
+            ls.faults(status=503, retry_after=1)  # the outage, first half: every request refused
             down = time.monotonic()
             writer.round(2)
+            time.sleep(max(0.0, OUTAGE_SECONDS / 2 - (time.monotonic() - down)))
+            ls.clear_faults()
+            for operation in WRITES:  # second half: searches answer, every write is still refused
+                ls.faults(status=503, retry_after=1, operation=operation)
             time.sleep(max(0.0, OUTAGE_SECONDS - (time.monotonic() - down)))
             ls.clear_faults()
             flaky(ls)
@@ -86,7 +99,8 @@ def test_flaky_then_down_logisense_converges_and_dlq_replay_completes_the_sync(
             writer.close()
         assert ls.count(status=500) > 0
         assert ls.count(status=429) > 0
-        assert ls.count(status=503) > 0
+        assert ls.count(operation="search", status=503) > 0  # the first half refused searches too
+        assert sum(ls.count(operation=op, status=503) for op in WRITES) > 0
 
         def dead_accounts() -> set[str]:
             return {(d.key or b"").decode() for d in dead_letters(kafka_settings)}
@@ -103,7 +117,7 @@ def test_flaky_then_down_logisense_converges_and_dlq_replay_completes_the_sync(
             return (letters,) if len(counts) > 1 and counts[-2] == counts[-1] else None
 
         (letters,) = wait_until(settled, 60, "the dead-letter topic to settle", every=5)
-        assert letters, "the outage dead-lettered nothing: it did not outlast the retry budget"
+        assert letters, "the refused writes dead-lettered nothing: they did not outlast the retry budget"
         for letter in letters:
             # Only what ran out of its retry budget on LogiSense's 5xx/429 answers, or what waited for
             # a parent or invoice recipient that did: nothing invalid, nothing that could have gone through.
