@@ -315,21 +315,29 @@ def overview() -> dict[str, Any]:
         "short",
         "Items of the last import run per entity and outcome (pushed by each run to the Pushgateway).",
         (f"sum by (entity, outcome) (sfls_importer_items_total{{{NS}}})", "{{entity}} {{outcome}}"),
-        width=8,
+        width=6,
     )
     b.series(
         "Run duration",
         "s",
         "Duration of the last import of each entity.",
         (f"max by (entity) (sfls_importer_run_duration_seconds{{{NS}}})", "{{entity}}"),
-        width=8,
+        width=6,
     )
     b.series(
         "Time since last complete import",
         "s",
         "Per entity: time since every record last landed in Salesforce.",
         (f"time() - max by (entity) (sfls_importer_last_success_timestamp_seconds{{{NS}}})", "{{entity}}"),
-        width=8,
+        width=6,
+    )
+    b.series(
+        "Bulk API jobs in the last run",
+        "short",
+        "Bulk API 2.0 ingest jobs per entity: complete, or failed as a whole by Salesforce (entities with "
+        "importer.bulk_threshold or more changed records).",
+        (f"sum by (entity, outcome) (sfls_importer_bulk_jobs_total{{{NS}}})", "{{entity}} {{outcome}}"),
+        width=6,
     )
 
     b.row("Processes")

@@ -305,15 +305,21 @@ def test_every_dashboard_and_alert_query_returns_series(  # noqa: PLR0917 - pyte
     sf.admin("POST", "retention", {"oldest_replay_id": last + 1})
     sf.admin("POST", "sessions/expire", {"cometd": True, "tokens": False})
 
-    # The importer: one catalogue run with one rejected package, pushed to the Pushgateway. The org
-    # admin's step first: deploy the custom objects the import lands in.
+    # The importer: one catalogue run with one rejected package, pushed to the Pushgateway, with a Bulk
+    # threshold low enough that the bigger entities land through Bulk API jobs and the smaller ones through
+    # composite calls. The org admin's step first: deploy the custom objects the import lands in.
     from services.importer.entities import salesforce_schema
 
     sf.admin("POST", "schema", salesforce_schema(Settings(salesforce=sf.settings(), logisense=ls.settings())))
     rename_package(ls)
     importer = subprocess.run(
         [SFLS, "import", "catalogue"],
-        env={**env, "SFLS_IMPORTER__PUSHGATEWAY_URL": f"127.0.0.1:{pushgateway}"},
+        env={
+            **env,
+            "SFLS_IMPORTER__PUSHGATEWAY_URL": f"127.0.0.1:{pushgateway}",
+            "SFLS_IMPORTER__BULK_THRESHOLD": "20",
+            "SFLS_SALESFORCE__BULK_POLL_SECONDS": "0.1",
+        },
         capture_output=True,
         text=True,
         timeout=180,
