@@ -24,9 +24,29 @@ from shared.kafka import raise_for_message
 log = structlog.get_logger(__name__)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
+class EventRef:
+    """What coalescing needs of a change event. The syncer reads each account's current state from
+    Salesforce, so the event's field values are never used; keeping only this (not the parsed
+    ChangeEvent) roughly halves the memory a 100,000-event batch holds."""
+
+    event_id: str
+    entity: Entity
+    change_type: ChangeType
+    record_id: str
+    account_id: str
+
+    @classmethod
+    def of(cls, event: ChangeEvent) -> EventRef:
+        return cls(event.event_id, event.entity, event.change_type, event.record_id, event.account_id)
+
+
+@dataclass(frozen=True, slots=True)
 class Received:
-    """One consumed record: the parsed event (None when malformed) and where it came from."""
+    """One consumed record: what its event says (None when malformed) and where it came from.
+
+    The raw key, value and headers stay because an undeliverable record is dead-lettered as it was.
+    """
 
     topic: str
     partition: int
@@ -34,7 +54,7 @@ class Received:
     key: bytes | None
     value: bytes | None
     headers: list[tuple[str, bytes]]
-    event: ChangeEvent | None
+    event: EventRef | None
     parse_error: str = ""
 
     @classmethod
@@ -43,10 +63,10 @@ class Received:
         pairs = raw.items() if isinstance(raw, dict) else raw
         headers = [(str(k), v if isinstance(v, bytes) else (v or "").encode()) for k, v in pairs]
         value = message.value()
-        event: ChangeEvent | None = None
+        event: EventRef | None = None
         error = ""
         try:
-            event = ChangeEvent.from_bytes(value or b"")
+            event = EventRef.of(ChangeEvent.from_bytes(value or b""))
         except PydanticValidationError as exc:
             error = f"not a change event: {exc.errors()[0]['msg']} at {exc.errors()[0]['loc']}"
         return cls(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from services.syncer.batch import Received, coalesce
+from services.syncer.batch import EventRef, Received, coalesce
 from shared.events import ChangeEvent, ChangeType, Entity
 
 
@@ -19,7 +19,7 @@ def record(
         account_id=account,
         commit_timestamp=datetime(2026, 1, 1, tzinfo=UTC),
     )
-    return Received("t", 0, offset, event.key, event.to_bytes(), event.headers(), event)
+    return Received("t", 0, offset, event.key, event.to_bytes(), event.headers(), EventRef.of(event))
 
 
 A = "001000000000001AAA"
