@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -34,6 +35,7 @@ from devstack.salesforce.schema import FieldDef, ObjectDef
 from devstack.salesforce.state import Emulator
 from devstack.salesforce.store import Plan, Transaction
 
+LOG = logging.getLogger("devstack.salesforce")
 OPERATIONS = ("insert", "update", "upsert", "delete", "hardDelete")
 DELIMITERS = {"COMMA": ",", "TAB": "\t", "PIPE": "|", "SEMICOLON": ";", "CARET": "^", "BACKQUOTE": "`"}
 LINE_ENDINGS = {"LF": "\n", "CRLF": "\r\n"}
@@ -223,6 +225,16 @@ def error_text(error: ApiError) -> str:
 
 
 async def process(state: Emulator, job: IngestJob) -> None:
+    """Run a closed job; an unexpected error fails the job (logged here) instead of leaving it InProgress."""
+    try:
+        await _process(state, job)
+    except Exception:  # the client polls the job: it must end, with the stack in our log, never in the answer
+        LOG.exception("bulk job %s failed unexpectedly", job.id)
+        job.error_message = "UNKNOWN_EXCEPTION: An unexpected error occurred; see the emulator log"
+        job.touch("Failed")
+
+
+async def _process(state: Emulator, job: IngestJob) -> None:
     """Run a closed job in chunks of 200 rows, one transaction per chunk, until done or aborted."""
     started = time.perf_counter()
     job.touch("InProgress")

@@ -12,6 +12,7 @@ import requests
 from simple_salesforce.api import Salesforce
 from simple_salesforce.exceptions import SalesforceOperationError, SalesforceResourceNotFound
 
+from devstack.salesforce import bulk
 from tests.fixtures.salesforce import SalesforceEmulator
 
 pytestmark = pytest.mark.integration
@@ -141,6 +142,17 @@ def test_abort_leaves_the_rest_unprocessed(sf: Salesforce, salesforce_emulator: 
     assert len(unprocessed) == 1000 - processed
     assert sf.query("SELECT COUNT() FROM Account")["totalSize"] == processed
     assert _raw(sf, "DELETE", _job_url(sf, job["id"])).status_code == 204
+
+
+def test_an_internal_error_fails_the_job_instead_of_hanging_it(sf: Salesforce, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A defect while processing (provoked here) ends the job as Failed, so a polling client is not stuck."""
+
+    def broken(*_args: Any) -> None:
+        raise RuntimeError("provoked")
+
+    monkeypatch.setattr(bulk, "plan_row", broken)
+    with pytest.raises(SalesforceOperationError, match="UNKNOWN_EXCEPTION"):
+        sf.bulk2.Account.insert(records=[{"Name": "A"}], wait=POLL)
 
 
 def test_job_errors_in_salesforce_shapes(sf: Salesforce) -> None:
