@@ -173,7 +173,9 @@ def bulk_result(row: dict[str, str]) -> dict[str, Any]:
         return {"success": True, "created": row.get("sf__Created") == "true", "id": row.get("sf__Id"), "errors": []}
     code, _, rest = row["sf__Error"].partition(":")
     rest = rest.removesuffix("--").rstrip()
-    message, _, fields = rest.rpartition(":") if rest.count(":") else (rest, "", "")
+    message, colon, fields = rest.rpartition(":")
+    if not colon:  # no fields part: the whole rest is the message
+        message, fields = rest, ""
     error = {"statusCode": code, "message": message, "fields": [f for f in fields.split(",") if f]}
     return {"success": False, "id": row.get("sf__Id") or None, "errors": [error]}
 
@@ -380,9 +382,9 @@ class SalesforceRest:
 
         The records stream into a temporary CSV file, so the caller need not hold them in memory.
         The first record's keys are the CSV header: a later record may lack one (that field is left
-        as it is) but not add one (ValidationError). The results
-        have the sObject Collections shape (`success`, `created`, `id`, `errors`), so callers treat
-        both paths alike; a record without a result was not processed. A job Salesforce fails as a
+        as it is) but not add one (ValidationError). The results have the sObject Collections shape
+        (`success`, `created`, `id`, `errors`), so callers treat both paths alike; a record without
+        a result was not processed. A job Salesforce fails as a
         whole raises PermanentError with the job's errorMessage. A session that expires mid-job
         repeats the whole job after logging in again, which is safe: an upsert by external id is
         idempotent.

@@ -111,7 +111,7 @@ def build_app(config: Config) -> web.Application:
     app[EMULATOR] = state
     app[COMETD] = cometd
     rest.routes(app)
-    bulk.routes(app, f"/services/data/{rest.VERSION}")
+    bulk.routes(app)
     admin.routes(app)
     app.router.add_post("/cometd", cometd.handle)
     app.router.add_post("/cometd/", cometd.handle)

@@ -30,7 +30,7 @@ from typing import Any
 from aiohttp import web
 
 from devstack.salesforce.base import ApiError, format_datetime, new_id, not_found, now_ms
-from devstack.salesforce.rest import Handler, emulator, json_response, origin, read_object, version_of
+from devstack.salesforce.rest import BASE, add_route, emulator, json_response, origin, read_object, version_of
 from devstack.salesforce.schema import FieldDef, ObjectDef
 from devstack.salesforce.state import Emulator
 from devstack.salesforce.store import Plan, Transaction
@@ -131,7 +131,7 @@ def _job(state: Emulator, job_id: str) -> IngestJob:
     return job
 
 
-def _count(request: web.Request) -> Emulator:
+def _bulk_call(request: web.Request) -> Emulator:
     state = emulator(request)
     state.counters.total += 1
     state.counters.bulk += 1
@@ -268,7 +268,7 @@ async def _process(state: Emulator, job: IngestJob) -> None:
 
 # ---- handlers --------------------------------------------------------------------------------------------
 async def create_job(request: web.Request) -> web.Response:
-    state = _count(request)
+    state = _bulk_call(request)
     version = version_of(request)
     body = await read_object(request)
     operation = body.get("operation")
@@ -311,7 +311,7 @@ async def create_job(request: web.Request) -> web.Response:
 
 
 async def upload(request: web.Request) -> web.Response:
-    state = _count(request)
+    state = _bulk_call(request)
     version_of(request)
     job = _job(state, request.match_info["job"])
     if job.state != "Open":
@@ -332,7 +332,7 @@ async def upload(request: web.Request) -> web.Response:
 
 async def job_info(request: web.Request) -> web.Response:
     """GET the job's info, PATCH its state (UploadComplete or Aborted), DELETE a job that is not running."""
-    state = _count(request)
+    state = _bulk_call(request)
     version_of(request)
     job = _job(state, request.match_info["job"])
     if request.method == "GET":
@@ -359,7 +359,7 @@ async def job_info(request: web.Request) -> web.Response:
 
 async def results(request: web.Request) -> web.Response:
     """successfulResults, failedResults, unprocessedrecords: CSV with the original columns."""
-    state = _count(request)
+    state = _bulk_call(request)
     version_of(request)
     job = _job(state, request.match_info["job"])
     kind = request.match_info["kind"].lower()
@@ -375,21 +375,18 @@ async def results(request: web.Request) -> web.Response:
 
 
 async def all_jobs(request: web.Request) -> web.Response:
-    state = _count(request)
+    state = _bulk_call(request)
     version_of(request)
     return json_response(
         {"done": True, "records": [job.info(detail=False) for job in state.jobs.values()], "nextRecordsUrl": None}
     )
 
 
-def routes(app: web.Application, base: str) -> None:
-    def add(method: str, path: str, handler: Handler) -> None:
-        app.router.add_route(method, path, handler)
-        app.router.add_route(method, path + "/", handler)
-
-    add("POST", base + "/jobs/ingest", create_job)
-    add("GET", base + "/jobs/ingest", all_jobs)
-    add("PUT", base + "/jobs/ingest/{job}/batches", upload)
+def routes(app: web.Application) -> None:
+    jobs = BASE + "/jobs/ingest"
+    add_route(app, "POST", jobs, create_job)
+    add_route(app, "GET", jobs, all_jobs)
+    add_route(app, "PUT", jobs + "/{job}/batches", upload)
     for method in ("GET", "PATCH", "DELETE"):
-        add(method, base + "/jobs/ingest/{job}", job_info)
-    add("GET", base + "/jobs/ingest/{job}/{kind}", results)
+        add_route(app, method, jobs + "/{job}", job_info)
+    add_route(app, "GET", jobs + "/{job}/{kind}", results)

@@ -26,6 +26,7 @@ from devstack.salesforce.store import Plan, Transaction
 EMULATOR: web.AppKey[Emulator] = web.AppKey("emulator", Emulator)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 VERSION = r"{version:v\d+\.\d}"
+BASE = f"/services/data/{VERSION}"  # every REST resource lives under this route
 MIN_VERSION, MAX_VERSION = 20.0, 66.0
 MAX_COLLECTION = 200
 _CLIENT = re.compile(r"(?:^|[,;\s])client=([^,;\s]+)")
@@ -439,30 +440,34 @@ async def collection_upsert(request: web.Request) -> web.Response:
     return json_response([_result(o, upsert=True) for o in _rolled_back(outcomes, all_or_none)])
 
 
+def add_route(app: web.Application, method: str, path: str, handler: Handler) -> None:
+    """A route with and without a trailing slash (simple-salesforce adds one on creates)."""
+    app.router.add_route(method, path, handler)
+    app.router.add_route(method, path + "/", handler)
+
+
 def routes(app: web.Application) -> None:
-    """Every REST route, with and without a trailing slash (simple-salesforce adds one on creates)."""
-    base = f"/services/data/{VERSION}"
+    """Every REST route, with and without a trailing slash."""
 
     def add(method: str, path: str, handler: Handler) -> None:
-        app.router.add_route(method, path, handler)
-        app.router.add_route(method, path + "/", handler)
+        add_route(app, method, path, handler)
 
     app.router.add_post("/services/oauth2/token", token)
     add("GET", "/services/data", versions)
-    add("GET", base, resources)
-    add("GET", base + "/limits", limits)
+    add("GET", BASE, resources)
+    add("GET", BASE + "/limits", limits)
     for kind in ("query", "queryAll"):
-        add("GET", f"{base}/{kind}", query)
-        add("GET", f"{base}/{kind}/{{locator}}", query_more)
-    add("GET", base + "/sobjects", sobjects)
-    add("GET", base + "/sobjects/{sobject}", sobject_info)
-    add("POST", base + "/sobjects/{sobject}", sobject_info)
-    add("GET", base + "/sobjects/{sobject}/describe", describe)
+        add("GET", f"{BASE}/{kind}", query)
+        add("GET", f"{BASE}/{kind}/{{locator}}", query_more)
+    add("GET", BASE + "/sobjects", sobjects)
+    add("GET", BASE + "/sobjects/{sobject}", sobject_info)
+    add("POST", BASE + "/sobjects/{sobject}", sobject_info)
+    add("GET", BASE + "/sobjects/{sobject}/describe", describe)
     for method in ("GET", "PATCH", "DELETE"):
-        add(method, base + "/sobjects/{sobject}/{id}", record)
+        add(method, BASE + "/sobjects/{sobject}/{id}", record)
     for method in ("GET", "PATCH"):
-        add(method, base + "/sobjects/{sobject}/{field}/{value}", by_external_id)
+        add(method, BASE + "/sobjects/{sobject}/{field}/{value}", by_external_id)
     for method in ("POST", "PATCH", "DELETE"):
-        add(method, base + "/composite/sobjects", collections)
-    add("GET", base + "/composite/sobjects/{sobject}", collections)
-    add("PATCH", base + "/composite/sobjects/{sobject}/{field}", collection_upsert)
+        add(method, BASE + "/composite/sobjects", collections)
+    add("GET", BASE + "/composite/sobjects/{sobject}", collections)
+    add("PATCH", BASE + "/composite/sobjects/{sobject}/{field}", collection_upsert)
