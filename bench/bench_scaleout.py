@@ -26,7 +26,6 @@ from typing import Any
 
 import requests
 import yaml
-from confluent_kafka import TopicPartition
 
 from bench.common import BenchStack, bench_stack, row
 from devstack.kafka import free_port
@@ -73,15 +72,6 @@ def _events(ids: list[str]) -> list[ChangeEvent]:
         )
         for n, account in enumerate(ids)
     ]
-
-
-def _committed(settings: KafkaSettings, topic: str, group: str) -> int:
-    consumer = kafka.consumer(settings, group)
-    try:
-        parts = [TopicPartition(topic, p) for p in range(PARTITIONS)]
-        return sum(max(tp.offset, 0) for tp in consumer.committed(parts, timeout=10))
-    finally:
-        consumer.close()
 
 
 def _assigned_everywhere(logs: list[Path], workers: int) -> bool:
@@ -133,7 +123,7 @@ def one_run(stack: BenchStack, ids: list[str], workers: int, workdir: Path) -> f
         kafka.produce_and_flush(producer, topics.changes, ((e.key, e.to_bytes(), list(e.headers())) for e in events))
         group = f"{prefix}.syncer"
         deadline = time.monotonic() + 600
-        while _committed(settings, topics.changes, group) < len(events):
+        while kafka.committed_records(settings, group, topics.changes) < len(events):
             if time.monotonic() > deadline:
                 raise RuntimeError(f"{workers} syncer(s) did not commit every event in 600 s; see {workdir}")
             time.sleep(0.2)

@@ -38,7 +38,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
 from bench.common import CACHE_DIR, Stopwatch, peak_rss_mib, row
 from devstack.kafka import LocalBroker, fetch_jars, free_port
@@ -103,27 +102,6 @@ def _admin(http: httpx.Client, base: str, method: str, path: str, body: Any = No
     response = http.request(method, f"{base}/__admin/{path}", json=body, timeout=120)
     response.raise_for_status()
     return response.json()
-
-
-COORDINATOR_NOT_READY = (
-    KafkaError.NOT_COORDINATOR,
-    KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
-    KafkaError.COORDINATOR_NOT_AVAILABLE,
-)
-
-
-def _committed(settings: KafkaSettings, group: str, topic: str) -> int:
-    """Offsets the group committed so far; 0 while the group coordinator is still moving or loading."""
-    consumer = kafka.consumer(settings, group)
-    try:
-        parts = [TopicPartition(topic, p) for p in consumer.list_topics(topic, timeout=10).topics[topic].partitions]
-        return sum(max(tp.offset, 0) for tp in consumer.committed(parts, timeout=10))
-    except KafkaException as exc:
-        if exc.args[0].retriable() or exc.args[0].code() in COORDINATOR_NOT_READY:
-            return 0
-        raise
-    finally:
-        consumer.close()
 
 
 def _scrape(port: int) -> dict[str, float]:
@@ -293,7 +271,7 @@ def _measure(
     rss = 0.0
     try:
         deadline = time.monotonic() + 900
-        while _committed(kafka_settings, group, topics.changes) < total_events:
+        while kafka.committed_records(kafka_settings, group, topics.changes) < total_events:
             if process.poll() is not None:
                 raise RuntimeError(f"sfls syncer exited with {process.returncode}; see {state / 'syncer.log'}")
             if time.monotonic() > deadline:

@@ -222,6 +222,34 @@ def produce_and_flush(
     return count
 
 
+COORDINATOR_NOT_READY = (
+    KafkaError.NOT_COORDINATOR,
+    KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+    KafkaError.COORDINATOR_NOT_AVAILABLE,
+)
+
+
+def committed_records(settings: KafkaSettings, group: str, topic: str) -> int:
+    """How far a consumer group has got on a topic: its committed offsets summed over the partitions.
+
+    0 while the topic does not exist yet or the group coordinator is still moving or loading (a fresh
+    broker answers NOT_COORDINATOR for a while), so callers can poll it until it reaches a count.
+    """
+    client = consumer(settings, group)
+    try:
+        metadata = client.list_topics(topic, timeout=10).topics.get(topic)
+        if metadata is None or metadata.error is not None:
+            return 0
+        parts = [TopicPartition(topic, p) for p in metadata.partitions]
+        return sum(max(tp.offset, 0) for tp in client.committed(parts, timeout=10))
+    except KafkaException as exc:
+        if exc.args[0].retriable() or exc.args[0].code() in COORDINATOR_NOT_READY:
+            return 0
+        raise
+    finally:
+        client.close()
+
+
 def watermark_offsets(consumer: Consumer, partition: TopicPartition, timeout: float = 30.0) -> tuple[int, int]:
     """Low and high offsets, waiting out a partition without a leader yet (a topic just created)."""
     deadline = time.monotonic() + timeout

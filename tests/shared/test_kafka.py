@@ -59,6 +59,7 @@ def test_produce_and_consume_round_trip(
 
 
 def test_restarted_consumer_resumes_after_the_committed_offset(
+    kafka_settings: KafkaSettings,
     topic_factory: Callable[..., str],
     producer_factory: Callable[..., Producer],
     consumer_factory: Callable[..., Consumer],
@@ -77,6 +78,8 @@ def test_restarted_consumer_resumes_after_the_committed_offset(
     first.commit(asynchronous=False)
     committed = first.committed([TopicPartition(topic, 0)], timeout=10)
     assert committed[0].offset == 4
+    assert kafka.committed_records(kafka_settings, group, topic) == 4
+    assert kafka.committed_records(kafka_settings, group, f"{topic}-missing") == 0
     first.close()
 
     second = consumer_factory(group)

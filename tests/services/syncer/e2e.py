@@ -8,8 +8,6 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
-from confluent_kafka import TopicPartition
-
 from services.syncer.app import SyncerService, group_id
 from shared import kafka
 from shared.settings import (
@@ -47,6 +45,15 @@ def syncer_settings(
     )
 
 
+def settings_with_notes(kafka_settings: Any, sf: SalesforceEmulator, ls: LogisenseEmulator) -> Settings:
+    """Syncer settings mapping Account.Description to a LogiSense custom field `notes` (created here), whose
+    length limit lets a test make LogiSense reject one account."""
+    ls.admin("POST", "custom-fields", {"resource": "Account", "column": "notes"})
+    return syncer_settings(
+        kafka_settings, sf, ls, extensions=(AccountExtension(salesforce="Description", logisense="notes"),)
+    )
+
+
 def subprocess_env(settings: Settings, **extra: str) -> dict[str, str]:
     """Environment that points an `sfls syncer` process at the test's broker and emulators."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("SFLS_")}
@@ -81,15 +88,7 @@ def subprocess_env(settings: Settings, **extra: str) -> dict[str, str]:
 def committed(settings: Settings) -> int:
     """Records of sfls.changes the syncer's group has committed."""
     topic = kafka.Topics(settings.kafka.topic_prefix).changes
-    consumer = kafka.consumer(settings.kafka, group_id(settings))
-    try:
-        metadata = consumer.list_topics(topic, timeout=10).topics.get(topic)
-        if metadata is None or metadata.error is not None:
-            return 0
-        parts = [TopicPartition(topic, p) for p in metadata.partitions]
-        return sum(max(tp.offset, 0) for tp in consumer.committed(parts, timeout=10))
-    finally:
-        consumer.close()
+    return kafka.committed_records(settings.kafka, group_id(settings), topic)
 
 
 async def run_syncer(settings: Settings, until: Callable[[], bool], within_seconds: float = 90.0) -> SyncerService:

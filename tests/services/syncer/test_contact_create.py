@@ -14,7 +14,7 @@ import pytest
 from confluent_kafka import Producer
 
 from services.syncer.dlq import dead_letters
-from shared.settings import AccountExtension, KafkaSettings, MappingSettings
+from shared.settings import KafkaSettings, MappingSettings
 from tests.fixtures.logisense import LogisenseEmulator
 from tests.fixtures.salesforce import SalesforceEmulator
 from tests.services.syncer.e2e import (
@@ -24,6 +24,7 @@ from tests.services.syncer.e2e import (
     run_syncer,
     seed_accounts,
     seed_contacts,
+    settings_with_notes,
     syncer_settings,
 )
 from tests.services.syncer.support import change, create_syncer_topics, publish
@@ -161,13 +162,7 @@ async def test_account_waiting_for_a_failed_parent_is_dead_lettered_as_dependenc
     producer_factory: Callable[..., Producer],
 ) -> None:
     """A child whose parent LogiSense rejects: DependencyFailedError naming the parent and its ValidationError."""
-    logisense_emulator.admin("POST", "custom-fields", {"resource": "Account", "column": "notes"})
-    settings = syncer_settings(
-        kafka_settings,
-        salesforce_emulator,
-        logisense_emulator,
-        extensions=(AccountExtension(salesforce="Description", logisense="notes"),),
-    )
+    settings = settings_with_notes(kafka_settings, salesforce_emulator, logisense_emulator)
     topics = create_syncer_topics(kafka_settings)
     (parent,) = seed_accounts(salesforce_emulator, 1, prefix="Parent", Description="x" * 300)
     (child,) = seed_accounts(salesforce_emulator, 1, prefix="Child", ParentId=parent)

@@ -12,10 +12,10 @@ from services.cli import app
 from services.syncer.dlq import DlqFilter, dead_letters, parse_time
 from shared.deadletter import REPLAYED_AT
 from shared.kafka import Topics
-from shared.settings import AccountExtension, KafkaSettings
+from shared.settings import KafkaSettings
 from tests.fixtures.logisense import LogisenseEmulator
 from tests.fixtures.salesforce import SalesforceEmulator
-from tests.services.syncer.e2e import committed, run_syncer, seed_accounts, syncer_settings
+from tests.services.syncer.e2e import committed, run_syncer, seed_accounts, settings_with_notes
 from tests.services.syncer.support import change, create_syncer_topics, publish, read_all
 
 pytestmark = pytest.mark.integration
@@ -40,13 +40,7 @@ async def test_validation_error_dead_letters_only_its_account_and_replay_deliver
     producer_factory: Callable[..., Producer],
 ) -> None:
     """A LogiSense 400 and split invoice recipients dead-letter only their accounts; replay after the fix lands it."""
-    logisense_emulator.admin("POST", "custom-fields", {"resource": "Account", "column": "notes"})
-    settings = syncer_settings(
-        kafka_settings,
-        salesforce_emulator,
-        logisense_emulator,
-        extensions=(AccountExtension(salesforce="Description", logisense="notes"),),
-    )
+    settings = settings_with_notes(kafka_settings, salesforce_emulator, logisense_emulator)
     topics = create_syncer_topics(kafka_settings)
     good = seed_accounts(salesforce_emulator, 3, prefix="Good", Description="Key account")
     (bad,) = seed_accounts(salesforce_emulator, 1, prefix="Bad", Description="x" * 300)
