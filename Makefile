@@ -14,13 +14,13 @@ include deploy/tools.mk
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -e 's/:.*## /\t/'
 
-$(STAMP): pyproject.toml constraints.txt
+$(STAMP): pyproject.toml devstack/pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev]'
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev,devstack]' -e ./devstack
 	touch $(STAMP)
 
-install: $(STAMP) ## create .venv and install sfls with its dev extras (pinned by constraints.txt)
+install: $(STAMP) ## create .venv; install sfls, its dev extras and the local stack (pinned by constraints.txt)
 
 kafka-jars: $(STAMP) ## fetch the Apache Kafka broker jars from Maven Central (cached)
 	$(BIN)/sfls devstack kafka fetch

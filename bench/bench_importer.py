@@ -37,6 +37,7 @@ from bench.common import CACHE_DIR, bench_stack, row, run_measured
 from devstack.kafka import free_port
 from devstack.stack import Stack
 from devstack.tls import ensure_ca
+from shared.settings import STACK_FILE_ENV
 
 BENCH = "importer"
 SIZES = (10_000, 100_000)
@@ -103,7 +104,7 @@ def measure(sizes: tuple[int, ...]) -> dict[int, dict[str, float]]:
         ls = _Admin(description["logisense"]["admin_url"], description["logisense"]["ca_file"])
         env = {k: v for k, v in os.environ.items() if not k.startswith("SFLS_")}
         env |= {
-            "SFLS_DEVSTACK__STATE_DIR": str(state_dir),
+            STACK_FILE_ENV: str(state_dir / "stack.json"),
             "SFLS_MAPPINGS__PRODUCT_EXTENSIONS": PRODUCT_EXTENSIONS,
             "SFLS_OBSERVABILITY__LOG_LEVEL": "WARNING",
             "SFLS_KAFKA__PARTITIONS": "1",

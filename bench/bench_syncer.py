@@ -260,7 +260,6 @@ def _measure(
             "SFLS_SYNC__CONCURRENCY": str(CONCURRENCY),
             "SFLS_OBSERVABILITY__METRICS_PORT": str(metrics_port),
             "SFLS_OBSERVABILITY__LOG_LEVEL": "WARNING",
-            "SFLS_DEVSTACK__STATE_DIR": str(state),
         }
     )
     sfls = Path(sys.executable).with_name("sfls")

@@ -35,7 +35,7 @@ class BenchStack:
     def env(self, **extra: str) -> dict[str, str]:
         """Environment that points an `sfls` process at this stack."""
         env = {k: v for k, v in os.environ.items() if not k.startswith("SFLS_")}
-        env["SFLS_DEVSTACK__STATE_DIR"] = str(self.stack.state_dir)
+        env.update(self.stack.environment)
         env.update(extra)
         return env
 

@@ -148,7 +148,7 @@ class Demo:
         env = {k: v for k, v in os.environ.items() if not k.startswith("SFLS_")}
         env.update(
             {
-                "SFLS_DEVSTACK__STATE_DIR": str(self.state_dir),
+                **self.stack.environment,
                 "SFLS_CONFIG": str(self.state_dir / "sfls.yaml"),
                 "SFLS_SYNC_INTERVAL_MINUTES": str(SYNC_INTERVAL_SECONDS / 60),
                 "SFLS_OBSERVABILITY__LOG_LEVEL": "INFO",

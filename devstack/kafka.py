@@ -19,6 +19,8 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from shared.errors import SflsError
+
 KAFKA_VERSION = "4.3.1"
 POM = Path(__file__).with_name("kafka_libs") / "pom.xml"
 DEPENDENCY_PLUGIN = "org.apache.maven.plugins:maven-dependency-plugin:3.8.1:copy-dependencies"
@@ -40,16 +42,23 @@ logger.state.level = WARN
 
 def default_cache_dir() -> Path:
     """Where the Kafka jars and built tools are cached for every checkout (SFLS_DEVSTACK__CACHE_DIR)."""
-    return Path(os.environ.get("SFLS_DEVSTACK__CACHE_DIR", Path.home() / ".cache" / "sfls"))
+    from devstack.settings import load_devstack_settings
+
+    return load_devstack_settings().cache_dir
 
 
-class DevstackError(RuntimeError):
+class DevstackError(SflsError):
     """A local-stack problem with a one-line explanation (missing Java, busy port, ...)."""
+
+
+def jar_dir(cache_dir: Path) -> Path:
+    """Where the broker jars of KAFKA_VERSION live in the cache."""
+    return cache_dir / f"kafka-{KAFKA_VERSION}" / "lib"
 
 
 def fetch_jars(cache_dir: Path) -> Path:
     """Copy the broker jars into `<cache_dir>/kafka-<version>/lib` unless they are already there."""
-    lib = cache_dir / f"kafka-{KAFKA_VERSION}" / "lib"
+    lib = jar_dir(cache_dir)
     marker = lib / ".complete"
     if marker.exists():
         return lib

@@ -1,7 +1,8 @@
 """The whole local stack: Kafka plus both emulators, started as detached processes.
 
-`up` starts whatever is not running, waits for each to answer, and writes `stack.json` (the
-contract of design.md section 7) in the state folder; every `sfls` command reads it for defaults.
+`up` starts whatever is not running, waits for each to answer, and writes `stack.json` in the state
+folder: the connection settings of all three, which an `sfls` command reads only when SFLS_STACK_FILE
+names that file (`shared/settings.py`).
 `down` stops everything `up` started; `status` says what runs where.
 """
 
@@ -21,8 +22,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from devstack.kafka import DevstackError, LocalBroker, fetch_jars, port_in_use
+from devstack.kafka import DevstackError, LocalBroker, fetch_jars, jar_dir, port_in_use
+from devstack.settings import DevstackSettings
 from devstack.tls import ensure_ca
+from shared.settings import STACK_FILE_ENV
 
 SALESFORCE_CREDENTIALS = {
     "client_id": "sfls-devstack-consumer-key",
@@ -135,14 +138,31 @@ class Stack:
     logisense_port: int = 8444
     java: str = "java"
 
+    @classmethod
+    def from_settings(cls, settings: DevstackSettings) -> Stack:
+        return cls(
+            state_dir=settings.state_dir.resolve(),
+            cache_dir=settings.cache_dir,
+            kafka_port=settings.kafka_port,
+            kafka_controller_port=settings.kafka_controller_port,
+            salesforce_port=settings.salesforce_port,
+            logisense_port=settings.logisense_port,
+            java=settings.java,
+        )
+
     @property
     def stack_file(self) -> Path:
         return self.state_dir / "stack.json"
 
+    @property
+    def environment(self) -> dict[str, str]:
+        """What points an `sfls` command at this stack."""
+        return {STACK_FILE_ENV: str(self.stack_file)}
+
     def broker(self) -> LocalBroker:
         return LocalBroker(
             state_dir=self.state_dir / "kafka",
-            lib_dir=self.cache_dir / "kafka-4.3.1" / "lib",
+            lib_dir=jar_dir(self.cache_dir),
             port=self.kafka_port,
             controller_port=self.kafka_controller_port,
             java=self.java,

@@ -8,17 +8,21 @@ cooperative-sticky assignor and read only committed records.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+import structlog
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
 from shared.errors import ConfigError, TransientError
+from shared.retry import RetryPolicy, call_with_retries
 from shared.settings import KafkaSettings
 
 CATALOGUE_ENTITIES = (
@@ -113,6 +117,7 @@ class Topics:
 # librdkafka's own log lines go through Python logging (and so through the JSON, secret-masking
 # configuration of shared/observability.py) instead of raw stderr.
 LIBRDKAFKA_LOGGER = logging.getLogger("librdkafka")
+log = structlog.get_logger(__name__)
 
 
 def admin(settings: KafkaSettings, **overrides: Any) -> AdminClient:
@@ -147,6 +152,32 @@ def ensure_topics(settings: KafkaSettings, specs: Iterable[TopicSpec], timeout: 
                     f"{settings.replication_factor}: {error.str()}; lower it to the broker count"
                 ) from exc
             raise TransientError(f"could not create topic {name}: {error.str()}") from exc
+
+
+# A long-running service started before its broker waits for it (as a Deployment restarted with the cluster
+# would), with backoff up to 30 s between tries; batch commands (import, backfill) fail fast instead.
+BROKER_WAIT = RetryPolicy(max_attempts=sys.maxsize, base_seconds=1.0, cap_seconds=30.0)
+
+
+async def ensure_topics_waiting(
+    settings: KafkaSettings,
+    specs: Iterable[TopicSpec],
+    *,
+    policy: RetryPolicy = BROKER_WAIT,
+    on_wait: Callable[[], None] = lambda: None,
+) -> None:
+    """`ensure_topics`, retried while the broker cannot be reached; a ConfigError still ends it at once."""
+    wanted = list(specs)
+
+    def waiting(exc: TransientError, attempt: int, wait: float) -> None:
+        log.warning("kafka_unavailable", error=str(exc), attempt=attempt, retry_in_seconds=round(wait, 1))
+        on_wait()
+
+    # Each try is short, so a broker that comes up is noticed within seconds; a slow creation that times out
+    # is simply tried again (TOPIC_ALREADY_EXISTS counts as done).
+    await call_with_retries(
+        lambda: asyncio.to_thread(ensure_topics, settings, wanted, timeout=10.0), policy, on_retry=waiting
+    )
 
 
 def producer(settings: KafkaSettings, *, transactional_id: str | None = None, **overrides: Any) -> Producer:

@@ -4,7 +4,8 @@ Where values come from, highest priority first:
 1. the environment (`SFLS_` prefix, `__` between levels: `SFLS_LOGISENSE__PASSWORD`), plus a few
    flat aliases the design names (`SFLS_SYNC_INTERVAL_MINUTES`);
 2. the YAML file named by `SFLS_CONFIG` (mappings and tuning; never secrets);
-3. the local stack's `stack.json` (written by `sfls devstack up`), when it exists;
+3. the local stack's `stack.json` (written by `sfls devstack up`), only when `SFLS_STACK_FILE` names it:
+   never found by looking around, so a stray file in a production working directory changes nothing;
 4. the defaults below, each safe for production.
 
 Kafka client settings pass through: every `SFLS_KAFKA__<KEY>` that is not one of ours becomes the
@@ -30,6 +31,8 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from shared.errors import ConfigError
 
 ENV_PREFIX = "SFLS_"
+# Names the local stack's stack.json; unset (as in every deployment), no such file is read.
+STACK_FILE_ENV = "SFLS_STACK_FILE"
 DEFAULT_LOGISENSE_CLIENT_ID = "044b8ad6006845c29446b2f18e5b5909"
 
 # Flat environment names the design documents, mapped to their nested place.
@@ -302,18 +305,6 @@ class ImportSettings(_Section):
     pushgateway_url: str | None = None  # a Prometheus Pushgateway for the Job's metrics
 
 
-class DevstackSettings(_Section):
-    """Where the local stack keeps its state and which loopback ports it uses."""
-
-    state_dir: Path = Path(".devstack")
-    cache_dir: Path = Path.home() / ".cache" / "sfls"
-    kafka_port: int = Field(default=9092, ge=1, le=65535)
-    kafka_controller_port: int = Field(default=9093, ge=1, le=65535)
-    salesforce_port: int = Field(default=8443, ge=1, le=65535)
-    logisense_port: int = Field(default=8444, ge=1, le=65535)
-    java: str = "java"
-
-
 def check_column_name(value: str) -> str:
     """A LogiSense Column Name has no spaces and starts with a lowercase letter."""
     if not COLUMN_NAME_PATTERN.fullmatch(value):
@@ -346,7 +337,6 @@ class Settings(BaseSettings):
     observability: ObservabilitySettings = ObservabilitySettings()
     listener: ListenerSettings = ListenerSettings()
     importer: ImportSettings = ImportSettings()
-    devstack: DevstackSettings = DevstackSettings()
 
     @classmethod
     def settings_customise_sources(
@@ -363,7 +353,7 @@ class Settings(BaseSettings):
             _FlatAliasSource(settings_cls, environ),
             env_settings,
             _YamlFileSource(settings_cls, environ.get("SFLS_CONFIG")),
-            _StackFileSource(settings_cls, environ),
+            _StackFileSource(settings_cls, environ.get(STACK_FILE_ENV)),
         )
 
 
@@ -426,23 +416,32 @@ class _YamlFileSource(PydanticBaseSettingsSource):
 
 
 class _StackFileSource(PydanticBaseSettingsSource):
-    """Defaults from the local stack's stack.json, so every command finds the emulators."""
+    """Connection defaults from the local stack's stack.json, read only when SFLS_STACK_FILE names it.
 
-    def __init__(self, settings_cls: type[BaseSettings], environ: Mapping[str, str]) -> None:
+    It may hold the emulators' (throw-away) credentials; the YAML file may not hold secrets.
+    """
+
+    def __init__(self, settings_cls: type[BaseSettings], path: str | None) -> None:
         super().__init__(settings_cls)
-        state_dir = environ.get("SFLS_DEVSTACK__STATE_DIR", ".devstack")
-        self._path = Path(state_dir) / "stack.json"
+        self._path = Path(path) if path else None
 
     def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
         return None, field_name, False
 
     def __call__(self) -> dict[str, Any]:
-        if not self._path.is_file():
+        if self._path is None:
             return {}
         try:
             stack = json.loads(self._path.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError):
-            return {}
+        except FileNotFoundError:
+            raise ConfigError(
+                f"{STACK_FILE_ENV}: {self._path} does not exist; start the local stack (`sfls devstack up`) "
+                f"or unset {STACK_FILE_ENV}"
+            ) from None
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ConfigError(f"{STACK_FILE_ENV}: {self._path} is not a readable JSON file: {exc}") from None
+        if not isinstance(stack, dict):
+            raise ConfigError(f"{STACK_FILE_ENV}: {self._path} must hold a JSON object (kafka, salesforce, logisense)")
         return {key: stack[key] for key in ("kafka", "salesforce", "logisense") if isinstance(stack.get(key), dict)}
 
 
@@ -485,11 +484,20 @@ def load_settings(**overrides: Any) -> Settings:
             "valid JSON; sections, lists and mappings set from the environment take JSON"
         ) from None
     except PydanticValidationError as exc:
-        lines = []
-        for error in exc.errors():
-            loc = tuple(error["loc"])
-            dotted = ".".join(str(part) for part in loc)
-            value = error.get("input")
-            shown = "<secret>" if SECRET_KEY_PATTERN.search(dotted) else repr(value)
-            lines.append(f"{env_name(loc)} ({dotted} in the config file): {error['msg']}; got {shown}")
-        raise ConfigError("invalid settings:\n  " + "\n  ".join(lines)) from None
+        raise ConfigError(format_validation_error(exc)) from None
+
+
+def format_validation_error(exc: PydanticValidationError, section: str | None = None) -> str:
+    """One line per bad field: its variable, its config-file path, what is wrong, the value (never a secret).
+
+    `section` names the environment-only settings group the fields belong to (`devstack`: SFLS_DEVSTACK__*).
+    """
+    lines = []
+    for error in exc.errors():
+        loc = ((section,) if section else ()) + tuple(error["loc"])
+        dotted = ".".join(str(part) for part in loc)
+        value = error.get("input")
+        shown = "<secret>" if SECRET_KEY_PATTERN.search(dotted) else repr(value)
+        where = "" if section else f" ({dotted} in the config file)"
+        lines.append(f"{env_name(loc)}{where}: {error['msg']}; got {shown}")
+    return "invalid settings:\n  " + "\n  ".join(lines)

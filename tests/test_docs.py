@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 from pydantic import BaseModel
 
-from shared.settings import Settings
+from devstack.settings import DevstackSettings
+from shared.settings import STACK_FILE_ENV, Settings
 
 README = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
 
@@ -23,7 +24,9 @@ def _leaves(model: type[BaseModel], path: tuple[str, ...] = ()) -> Iterator[tupl
             yield (*path, name)
 
 
+# The product's settings, then the local stack's own (SFLS_DEVSTACK__*, devstack/settings.py).
 SETTINGS = [leaf for leaf in _leaves(Settings) if leaf != ("config_file",)]
+SETTINGS += [("devstack", *leaf) for leaf in _leaves(DevstackSettings)]
 
 
 @pytest.mark.parametrize("path", SETTINGS, ids=".".join)
@@ -34,6 +37,11 @@ def test_every_setting_is_in_the_configuration_reference(path: tuple[str, ...]) 
     # A row may document siblings together: `SFLS_SYNC__RETRY__BASE_SECONDS` / `__CAP_SECONDS`.
     shared_row = re.search(rf"`{re.escape(parent)}__[A-Z_]+` / `__{re.escape(leaf)}`", README)
     assert env in README or ".".join(path) in README or shared_row, f"{env} is not documented in README.md"
+
+
+def test_the_stack_file_variable_is_documented() -> None:
+    """The one way the local stack's settings reach a command is in the configuration reference."""
+    assert f"`{STACK_FILE_ENV}`" in README
 
 
 def test_every_command_is_in_the_readme() -> None:

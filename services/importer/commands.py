@@ -22,7 +22,7 @@ def register(app: typer.Typer) -> None:
 
 
 def _run(ctx: typer.Context, group: str, only: str | None, dry_run: bool, account: str | None = None) -> None:
-    from services.cli import run_guarded, settings_of
+    from services.command import run_guarded, settings_of
     from services.importer.entities import select
     from services.importer.main import import_command
 
@@ -77,7 +77,7 @@ def import_all(ctx: typer.Context, only: Only = None, dry_run: DryRun = False) -
 @import_app.command("schema")
 def schema(ctx: typer.Context) -> None:
     """Print the Salesforce custom objects and fields the import lands in (JSON), for an org admin to deploy."""
-    from services.cli import out, settings_of
+    from services.command import out, settings_of
     from services.importer.entities import salesforce_schema
 
     out.print_json(json.dumps(salesforce_schema(settings_of(ctx))))

@@ -140,7 +140,8 @@ async def run_listener(settings: Settings, stop: asyncio.Event, health: Health |
 
     topics = kafka.Topics(settings.kafka.topic_prefix)
     if settings.kafka.create_topics:
-        await asyncio.to_thread(kafka.ensure_topics, settings.kafka, topics.specs(settings.kafka))
+        on_wait = health.tick if health is not None else (lambda: None)
+        await kafka.ensure_topics_waiting(settings.kafka, topics.specs(settings.kafka), on_wait=on_wait)
     publisher = TransactionalPublisher(
         settings.kafka,
         settings.listener.transactional_id,

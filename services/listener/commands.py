@@ -15,7 +15,7 @@ def register(app: typer.Typer) -> None:
 
 def listener(ctx: typer.Context) -> None:
     """Stream Salesforce Change Data Capture into Kafka until SIGTERM (resumes from its checkpoint)."""
-    from services.cli import run_guarded, settings_of
+    from services.command import run_guarded, settings_of
     from services.listener.app import main
 
     settings = settings_of(ctx)
@@ -30,7 +30,7 @@ def backfill(
     ] = False,
 ) -> None:
     """Start Data Sync: publish a RESYNC event for every Account (and so its Contacts)."""
-    from services.cli import out, run_guarded, settings_of
+    from services.command import out, run_guarded, settings_of
     from services.listener.backfill_cli import backfill_command
 
     settings = settings_of(ctx)

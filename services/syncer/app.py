@@ -179,7 +179,8 @@ class SyncerService:
             if settings.kafka.create_topics:
                 wanted = {topics.changes, topics.changes_dlt, topics.requests}
                 specs = [s for s in topics.specs(settings.kafka) if s.name in wanted]
-                await asyncio.to_thread(kafka.ensure_topics, settings.kafka, specs)
+                health.set_ready(False, "waiting for Kafka")
+                await kafka.ensure_topics_waiting(settings.kafka, specs, on_wait=health.tick)
             deliverer = Deliverer(
                 client, once, settings, refs, policy=policy, on_retry=lambda r: RETRIES.labels(resource=r).inc()
             )
@@ -200,7 +201,7 @@ class SyncerService:
             signals = (signal.SIGTERM, signal.SIGINT) if self.install_signals else ()
             for sig in signals:
                 event_loop.add_signal_handler(sig, loop.request_stop)
-            health.set_ready(True, "started")
+            health.set_ready(False, "waiting for partitions")
             log.info("syncer_started", group=group_id(settings), topic=topics.changes)
             try:
                 await loop.run()

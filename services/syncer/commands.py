@@ -38,7 +38,7 @@ def syncer(ctx: typer.Context) -> None:
     """Consume sfls.changes and keep LogiSense in step with Salesforce (batched, coalesced, retried)."""
     import asyncio
 
-    from services.cli import run_guarded, settings_of
+    from services.command import run_guarded, settings_of
     from services.syncer.app import run
 
     settings = settings_of(ctx)
@@ -58,7 +58,7 @@ def dlq_list(
     """List dead letters (oldest failure first) with their error class and reason."""
     from rich.table import Table
 
-    from services.cli import out, run_guarded, settings_of
+    from services.command import out, print_json_lines, run_guarded, settings_of
     from services.syncer.dlq import dead_letters
     from shared.kafka import Topics
 
@@ -66,8 +66,7 @@ def dlq_list(
     topic = Topics(settings.kafka.topic_prefix).changes_dlt
     letters = run_guarded(lambda: dead_letters(settings.kafka, topic, _filter(error_class, key, since, until)))
     if as_json:
-        for letter in letters:
-            out.print_json(json.dumps(letter.as_dict()))
+        print_json_lines(letter.as_dict() for letter in letters)
         return
     table = Table(title=f"{len(letters)} dead letter(s) in {topic}")
     for column in ("position", "failed at", "key", "error class", "status", "attempts", "reason"):
@@ -92,7 +91,7 @@ def dlq_show(
     as_json: AsJson = False,
 ) -> None:
     """Show one dead letter: every header and the original payload."""
-    from services.cli import fail, out, run_guarded, settings_of
+    from services.command import fail, out, print_json_lines, run_guarded, settings_of
     from services.syncer.dlq import find, parse_position
     from shared.kafka import Topics
 
@@ -103,7 +102,7 @@ def dlq_show(
     if letter is None:
         raise fail(f"no dead letter at {position} in {topic}")
     if as_json:
-        out.print_json(json.dumps(letter.as_dict()))
+        print_json_lines([letter.as_dict()])
         return
     out.print(f"[bold]{topic} {position}[/]  key={(letter.key or b'').decode(errors='replace')}")
     for name, value in sorted(letter.headers.items()):
@@ -131,7 +130,7 @@ def dlq_replay(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Say what would be replayed; produce nothing.")] = False,
 ) -> None:
     """Send matching dead letters back to their original topic (same key and payload, plus a replay header)."""
-    from services.cli import out, run_guarded, settings_of
+    from services.command import out, run_guarded, settings_of
     from services.syncer.dlq import dead_letters, parse_position, replay
     from shared.kafka import Topics
 
@@ -163,7 +162,7 @@ def requests(
     """Recent LogiSense requests with status, duration and reason (the original Requests tab)."""
     from rich.table import Table
 
-    from services.cli import out, run_guarded, settings_of
+    from services.command import out, print_json_lines, run_guarded, settings_of
     from services.syncer.requests import as_row, recent
     from shared.kafka import Topics
 
@@ -172,8 +171,7 @@ def requests(
     records = run_guarded(lambda: recent(settings.kafka, topic, limit=limit, status=status, key=key, kind=kind))
     rows = [as_row(r) for r in records]
     if as_json:
-        for row in rows:
-            out.print_json(json.dumps(row))
+        print_json_lines(rows)
         return
     table = Table(title=f"{len(rows)} most recent request(s) in {topic}")
     for column in ("started", "service", "kind", "key", "status", "ms", "attempts", "reason"):

@@ -283,7 +283,8 @@ class ConsumeLoop:
             self._consumer.resume(partitions)
         except KafkaException as exc:
             log.warning("resume_failed", error=str(exc))
-        self._on_assigned()
+        if partitions:  # an empty (incremental) assignment does not make this member a consumer yet
+            self._on_assigned()
 
     def _revoked_cb(self, _consumer: Any, partitions: list[TopicPartition]) -> None:
         log.info("partitions_revoked", partitions=[p.partition for p in partitions])

@@ -118,7 +118,6 @@ def service_env(
     env.update(
         {
             "SFLS_CONFIG": str(config),
-            "SFLS_DEVSTACK__STATE_DIR": str(config.parent / "no-stack"),
             "SFLS_SALESFORCE__INSTANCE_URL": sf.instance_url,
             "SFLS_SALESFORCE__CA_FILE": sf.ca_file,
             "SFLS_SALESFORCE__CLIENT_ID": sf.client_id,

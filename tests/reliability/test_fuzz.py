@@ -503,9 +503,8 @@ KNOWN_SECRET = "Fz9-settings-secret-q7"
 
 @contextmanager
 def _environment(env: Mapping[str, str], tmp_path: Path, config: str | bytes | None = None) -> Iterator[None]:
-    """Exactly these SFLS_ variables (and the config file, when given); no stack.json from the checkout."""
+    """Exactly these SFLS_ variables (and the config file, when given)."""
     clean = {k: v for k, v in os.environ.items() if not k.startswith("SFLS_")}
-    clean["SFLS_DEVSTACK__STATE_DIR"] = str(tmp_path / "no-stack")
     if config is not None:
         path = tmp_path / "sfls.yaml"
         path.write_bytes(config if isinstance(config, bytes) else config.encode())

@@ -89,7 +89,6 @@ def _settings(broker: SecureBroker, password: str, tmp_path: Path) -> Settings:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SFLS_")}
     env.update(
         {
-            "SFLS_DEVSTACK__STATE_DIR": str(tmp_path / "no-stack"),
             "SFLS_KAFKA__BOOTSTRAP_SERVERS": broker.bootstrap_servers,
             "SFLS_KAFKA__TOPIC_PREFIX": f"sec{uuid.uuid4().hex[:8]}",
             "SFLS_KAFKA__PARTITIONS": "2",

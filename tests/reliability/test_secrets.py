@@ -182,7 +182,6 @@ def test_no_secret_in_logs_metrics_or_records(
     env.update(
         {
             "SFLS_CONFIG": str(config),
-            "SFLS_DEVSTACK__STATE_DIR": str(tmp_path / "no-stack"),
             "SFLS_OBSERVABILITY__LOG_LEVEL": "DEBUG",
             "SFLS_SALESFORCE__INSTANCE_URL": sf.instance_url,
             "SFLS_SALESFORCE__CA_FILE": sf.ca_file,

@@ -29,6 +29,59 @@ def test_help_lists_the_subcommands() -> None:
         assert command in result.stdout, command
 
 
+# The product's own commands, as a deployment runs them.
+PRODUCT_COMMANDS = [
+    ["--help"],
+    ["listener", "--help"],
+    ["backfill", "--help"],
+    ["syncer", "--help"],
+    ["dlq", "list", "--help"],
+    ["requests", "--help"],
+    ["import", "--help"],
+    ["import", "all", "--help"],
+    ["test-connection", "--help"],
+]
+# `import devstack` raises ImportError from here on, as where the local stack is not installed.
+WITHOUT_LOCAL_STACK = [
+    sys.executable,
+    "-c",
+    "import sys; sys.modules['devstack'] = None; from services.cli import app; app(prog_name='sfls')",
+]
+
+
+@pytest.mark.parametrize("args", PRODUCT_COMMANDS, ids=" ".join)
+def test_product_commands_never_import_the_local_stack(args: list[str]) -> None:
+    """Every product command works where `devstack` cannot be imported at all."""
+    base = {k: v for k, v in os.environ.items() if not k.startswith("SFLS_")}
+    result = subprocess.run(
+        [*WITHOUT_LOCAL_STACK, *args], capture_output=True, text=True, env=base, timeout=60, check=False
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Usage: sfls" in result.stdout
+
+
+def test_devstack_without_the_local_stack_says_how_to_install_it() -> None:
+    """`sfls devstack up` where the local stack is missing: one line naming the fix, exit code 1."""
+    base = {k: v for k, v in os.environ.items() if not k.startswith("SFLS_")}
+    result = subprocess.run(
+        [*WITHOUT_LOCAL_STACK, "devstack", "up"], capture_output=True, text=True, env=base, timeout=60, check=False
+    )
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "not installed here" in result.stderr
+    assert "pip install -e . -e ./devstack" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_bad_devstack_setting_exits_2_naming_the_variable(tmp_path: Path) -> None:
+    """SFLS_DEVSTACK__KAFKA_PORT=abc stops `sfls devstack status` with exit 2 and the variable named."""
+    result = _run(
+        "devstack", "status", env={"SFLS_DEVSTACK__STATE_DIR": str(tmp_path), "SFLS_DEVSTACK__KAFKA_PORT": "abc"}
+    )
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "SFLS_DEVSTACK__KAFKA_PORT" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
 def test_malformed_setting_exits_non_zero_naming_the_variable(tmp_path: Path) -> None:
     """Any command with SFLS_SYNC_INTERVAL_MINUTES=abc exits 2 and names the variable."""
     result = _run(

@@ -13,13 +13,13 @@ from shared.settings import Settings, check_column_name, env_name, load_settings
 
 @pytest.fixture(autouse=True)
 def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """Isolate every test from the caller's SFLS_* variables and any local stack file."""
+    """Isolate every test from the caller's SFLS_* variables; run in an empty folder."""
     import os
 
     for name in list(os.environ):
         if name.startswith("SFLS_"):
             monkeypatch.delenv(name)
-    monkeypatch.setenv("SFLS_DEVSTACK__STATE_DIR", str(tmp_path / "state"))
+    monkeypatch.chdir(tmp_path)
 
 
 def test_defaults_are_the_documented_ones() -> None:
@@ -130,24 +130,55 @@ def test_valid_column_names(name: str) -> None:
     assert check_column_name(name) == name
 
 
-def test_stack_file_supplies_defaults(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """The local stack's stack.json fills connection settings; the environment still wins."""
-    state = tmp_path / "state"
-    state.mkdir()
-    (state / "stack.json").write_text(
-        json.dumps(
-            {
-                "kafka": {"bootstrap_servers": "127.0.0.1:19092"},
-                "salesforce": {"instance_url": "https://localhost:18443", "ca_file": "ca.pem"},
-                "logisense": {"base_url": "https://localhost:18444", "username": "u"},
-            }
-        )
-    )
+STACK = {
+    "kafka": {"bootstrap_servers": "127.0.0.1:19092"},
+    "salesforce": {"instance_url": "https://localhost:18443", "ca_file": "ca.pem"},
+    "logisense": {"base_url": "https://localhost:18444", "username": "u"},
+}
+
+
+def test_stack_file_supplies_defaults_when_named(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """SFLS_STACK_FILE's stack.json fills connection settings; the environment still wins."""
+    stack_file = tmp_path / "elsewhere" / "stack.json"
+    stack_file.parent.mkdir()
+    stack_file.write_text(json.dumps(STACK))
+    monkeypatch.setenv("SFLS_STACK_FILE", str(stack_file))
     monkeypatch.setenv("SFLS_LOGISENSE__USERNAME", "from-env")
     settings = load_settings()
     assert settings.kafka.bootstrap_servers == "127.0.0.1:19092"
     assert settings.salesforce.instance_url == "https://localhost:18443"
     assert settings.logisense.username == "from-env"
+
+
+def test_a_stray_stack_file_in_the_working_directory_is_never_read(tmp_path: Path) -> None:
+    """Without SFLS_STACK_FILE a `.devstack/stack.json` beside the process changes nothing (production)."""
+    (tmp_path / ".devstack").mkdir()
+    (tmp_path / ".devstack" / "stack.json").write_text(json.dumps(STACK))
+    settings = load_settings()
+    assert settings.kafka.bootstrap_servers != "127.0.0.1:19092"
+    assert settings.salesforce.instance_url != "https://localhost:18443"
+    assert settings.logisense.base_url != "https://localhost:18444"
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (None, "does not exist; start the local stack"),
+        ("{not json", "is not a readable JSON file"),
+        ("[1]", "JSON object"),
+    ],
+)
+def test_a_named_stack_file_that_cannot_be_read_is_an_error(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, content: str | None, message: str
+) -> None:
+    """SFLS_STACK_FILE naming a missing or malformed file stops start-up with the variable named."""
+    stack_file = tmp_path / "stack.json"
+    if content is not None:
+        stack_file.write_text(content)
+    monkeypatch.setenv("SFLS_STACK_FILE", str(stack_file))
+    with pytest.raises(ConfigError, match="SFLS_STACK_FILE") as raised:
+        load_settings()
+    assert message in str(raised.value)
 
 
 def test_env_name_prefers_documented_alias() -> None:

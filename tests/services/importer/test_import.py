@@ -355,7 +355,6 @@ def test_a_rejected_record_is_dead_lettered_and_fails_the_exit_code(
         "SFLS_SALESFORCE__CLIENT_SECRET": sf.client_secret,
         "SFLS_SALESFORCE__USERNAME": sf.username,
         "SFLS_SALESFORCE__PASSWORD": sf.password,
-        "SFLS_DEVSTACK__STATE_DIR": "/nonexistent-sfls-state",
     }
     for key, value in env.items():
         monkeypatch.setenv(key, value)

@@ -35,7 +35,6 @@ def _env(emulator: Any, kafka_settings: KafkaSettings, tmp_path: Path, **extra: 
     env = {k: v for k, v in os.environ.items() if not k.startswith("SFLS_")}
     env.update(
         {
-            "SFLS_DEVSTACK__STATE_DIR": str(tmp_path / "no-stack"),
             "SFLS_SALESFORCE__INSTANCE_URL": emulator.instance_url,
             "SFLS_SALESFORCE__CA_FILE": emulator.ca_file,
             "SFLS_SALESFORCE__CLIENT_ID": emulator.client_id,

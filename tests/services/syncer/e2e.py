@@ -78,7 +78,6 @@ def subprocess_env(settings: Settings, **extra: str) -> dict[str, str]:
             "SFLS_SYNC__RETRY__BASE_SECONDS": "0.01",
             "SFLS_SYNC__RETRY__CAP_SECONDS": "0.05",
             "SFLS_OBSERVABILITY__METRICS_PORT": "0",
-            "SFLS_DEVSTACK__STATE_DIR": "/nonexistent-sfls-state",
         }
     )
     env.update(extra)

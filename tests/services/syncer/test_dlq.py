@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 from confluent_kafka import Producer
@@ -10,7 +12,7 @@ from typer.testing import CliRunner
 
 from services.cli import app
 from services.syncer.dlq import DlqFilter, dead_letters, parse_time
-from shared.deadletter import REPLAYED_AT
+from shared.deadletter import REPLAYED_AT, DeadLetter
 from shared.kafka import Topics
 from shared.settings import KafkaSettings
 from tests.fixtures.logisense import LogisenseEmulator
@@ -25,12 +27,32 @@ def cli(kafka_settings: KafkaSettings, *args: str) -> str:
     env = {
         "SFLS_KAFKA__BOOTSTRAP_SERVERS": kafka_settings.bootstrap_servers,
         "SFLS_KAFKA__TOPIC_PREFIX": kafka_settings.topic_prefix,
-        "SFLS_DEVSTACK__STATE_DIR": "/nonexistent-sfls-state",
         "COLUMNS": "250",
     }
     result = CliRunner().invoke(app, list(args), env=env)
     assert result.exit_code == 0, result.output
     return result.output
+
+
+def json_lines(output: str) -> list[dict[str, Any]]:
+    """`--json` output parsed line by line: every non-empty line must be one compact JSON object."""
+    lines = output.splitlines()
+    assert lines, "no output"
+    parsed = [json.loads(line) for line in lines]
+    assert all(isinstance(item, dict) for item in parsed), parsed
+    return parsed
+
+
+def assert_json_lines(kafka_settings: KafkaSettings, letters: list[DeadLetter]) -> None:
+    """`sfls dlq list|show --json` and `sfls requests --json` print one object per line (for jq -c and grep)."""
+    listed = json_lines(cli(kafka_settings, "dlq", "list", "--json"))
+    assert [(item["partition"], item["offset"]) for item in listed] == [(lt.partition, lt.offset) for lt in letters]
+    first = letters[0]
+    (shown,) = json_lines(cli(kafka_settings, "dlq", "show", f"{first.partition}:{first.offset}", "--json"))
+    assert shown == listed[0]
+    failed = json_lines(cli(kafka_settings, "requests", "--status", "Failed", "--json"))
+    assert {item["status"] for item in failed} == {"Failed"}
+    assert {item["key"] for item in failed} >= {(lt.key or b"").decode() for lt in letters}
 
 
 async def test_validation_error_dead_letters_only_its_account_and_replay_delivers_it(
@@ -69,6 +91,7 @@ async def test_validation_error_dead_letters_only_its_account_and_replay_deliver
     listed = cli(kafka_settings, "dlq", "list", "--error-class", "ValidationError")
     assert bad in listed
     assert split not in listed
+    assert_json_lines(kafka_settings, letters)
     assert "would replay 1" in cli(kafka_settings, "dlq", "replay", "--key", bad, "--dry-run")
     assert len(read_all(kafka_settings, topics.changes)) == 5
 

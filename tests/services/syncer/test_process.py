@@ -106,7 +106,7 @@ def test_bad_column_name_exits_non_zero_naming_the_mapping(tmp_path: Path, kafka
     config = tmp_path / "sfls.yaml"
     config.write_text("mappings:\n  account_extensions:\n    - {salesforce: Region__c, logisense: Region Code}\n")
     env = {k: v for k, v in os.environ.items() if not k.startswith("SFLS_")}
-    env.update({"SFLS_CONFIG": str(config), "COLUMNS": "250", "SFLS_DEVSTACK__STATE_DIR": str(tmp_path)})
+    env.update({"SFLS_CONFIG": str(config), "COLUMNS": "250"})
     result = subprocess.run([*SFLS, "syncer"], env=env, capture_output=True, timeout=60, check=False)
     assert result.returncode == 2
     stderr = result.stderr.decode()
