@@ -17,7 +17,9 @@ RULE_TESTS = ROOT / "deploy" / "prometheus" / "alerts.test.yaml"
 
 def test_promtool_check_rules(promtool: str) -> None:
     """`promtool check rules` accepts the rules file."""
-    result = subprocess.run([promtool, "check", "rules", str(RULES)], capture_output=True, text=True, check=False)
+    result = subprocess.run(
+        [promtool, "check", "rules", str(RULES)], capture_output=True, text=True, check=False, timeout=60
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "SUCCESS" in result.stdout
 
@@ -25,7 +27,12 @@ def test_promtool_check_rules(promtool: str) -> None:
 def test_promtool_rule_unit_tests(promtool: str) -> None:
     """`promtool test rules` runs the alert unit tests: each alert fires on its failure and stays quiet otherwise."""
     result = subprocess.run(
-        [promtool, "test", "rules", str(RULE_TESTS)], capture_output=True, text=True, check=False, cwd=RULE_TESTS.parent
+        [promtool, "test", "rules", str(RULE_TESTS)],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=RULE_TESTS.parent,
+        timeout=120,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "SUCCESS" in result.stdout

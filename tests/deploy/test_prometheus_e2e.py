@@ -22,7 +22,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -34,6 +33,7 @@ import yaml
 
 from devstack.kafka import free_port
 from shared.settings import KafkaSettings, Settings
+from tests import waiting
 from tests.deploy import promql
 from tests.deploy.conftest import ROOT, tool
 from tests.fixtures.logisense import LogisenseEmulator
@@ -81,24 +81,28 @@ class Process:
         self._out.close()
 
 
-def wait_until(condition: Callable[[], Any], timeout: float, what: str, *watch: Process) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+def wait_until(
+    probe: Callable[[], Any], timeout: float, what: str, *watch: Process, until: Callable[[Any], object] = bool
+) -> Any:
+    """tests.waiting.wait_until, failing at once when a watched process exits, with their logs on timeout."""
+
+    def watched() -> Any:
         for process in watch:
             assert process.alive(), f"{process.name} exited early:\n{process.tail()}"
-        result = condition()
-        if result:
-            return result
-        time.sleep(0.5)
-    logs = "\n".join(f"--- {p.name}\n{p.tail()}" for p in watch)
-    raise AssertionError(f"timed out waiting for {what}\n{logs}")
+        return probe()
+
+    def logs() -> str:
+        return "\n".join(f"--- {p.name}\n{p.tail()}" for p in watch)
+
+    return waiting.wait_until(watched, timeout, what, until=until, context=logs)
 
 
-def http_ok(url: str) -> bool:
+def http_status(url: str) -> int | str:
+    """The status code of a GET, or why there was none."""
     try:
-        return requests.get(url, timeout=2).status_code == 200
-    except requests.RequestException:
-        return False
+        return requests.get(url, timeout=2).status_code
+    except requests.RequestException as exc:
+        return type(exc).__name__
 
 
 @pytest.fixture
@@ -205,7 +209,7 @@ def rename_package(ls: LogisenseEmulator) -> int:
 
 
 @pytest.mark.timeout(420)
-def test_every_dashboard_and_alert_query_returns_series(  # noqa: PLR0917 - pytest passes fixtures by name
+def test_every_dashboard_and_alert_query_returns_series(
     tmp_path: Path,
     kafka_settings: KafkaSettings,
     salesforce_emulator: SalesforceEmulator,
@@ -260,8 +264,10 @@ def test_every_dashboard_and_alert_query_returns_series(  # noqa: PLR0917 - pyte
     processes.append(server)
     running = (listener, syncer, server, processes[0])
     for name, port in ports.items():
-        wait_until(lambda port=port: http_ok(f"http://127.0.0.1:{port}/readyz"), 120, f"{name} /readyz", *running)
-    wait_until(lambda: http_ok(f"http://127.0.0.1:{prometheus}/-/ready"), 60, "prometheus ready", *running)
+        url = f"http://127.0.0.1:{port}/readyz"
+        wait_until(lambda url=url: http_status(url), 120, f"{name} /readyz", *running, until=lambda s: s == 200)
+    ready = f"http://127.0.0.1:{prometheus}/-/ready"
+    wait_until(lambda: http_status(ready), 60, "prometheus ready", *running, until=lambda s: s == 200)
 
     # Traffic: LogiSense fails twice (retried), three accounts sync, one is dead-lettered (its usage and
     # subscription invoice recipients differ), one change touches no trigger field, the CDC connection
@@ -294,11 +300,12 @@ def test_every_dashboard_and_alert_query_returns_series(  # noqa: PLR0917 - pyte
     # the re-subscription is refused, the watchdog rebuilds the client and the listener resyncs.
     metrics = PrometheusApi(prometheus)
     wait_until(
-        lambda: metrics.series_count("sum(sfls_listener_events_published_total) >= 5") > 0,
+        lambda: [s["value"][1] for s in metrics.query("sum(sfls_listener_events_published_total)")["data"]["result"]],
         60,
-        "the listener to publish the changes",
+        "the listener to publish 5 changes (sum of sfls_listener_events_published_total)",
         listener,
         server,
+        until=lambda values: bool(values) and float(values[0]) >= 5,
     )
     last = sf.admin("GET", "cdc/events")["last"]
     sf.admin("POST", "retention", {"oldest_replay_id": last + 1})
@@ -349,23 +356,31 @@ def test_every_dashboard_and_alert_query_returns_series(  # noqa: PLR0917 - pyte
                 problems.append(f"{expression.source}: provoked but the expression returns nothing")
         return problems
 
-    last: list[str] = []
+    wait_until(missing, 150, "every query to return series", listener, syncer, server, until=lambda left: not left)
 
-    def all_answer() -> bool:
-        nonlocal last
-        last = missing()
-        return not last
-
-    try:
-        wait_until(all_answer, 150, "every query to return series", listener, syncer, server)
-    except AssertionError as exc:
-        raise AssertionError("queries without series:\n  " + "\n  ".join(last) + f"\n{exc}") from None
-
-    rules = api_client.rules()
-    loaded = {rule["name"]: rule for rule in rules}
+    # The provoked expressions return series now; Prometheus turns their alerts to `firing` at its next
+    # rule evaluation (every second, no `for:`), so the rules API is awaited, not read once.
     shipped = {e.source.rsplit("/", 1)[-1] for e in alerts}
+
+    def rule_states() -> dict[str, tuple[str, str | None, str | None]]:
+        """name -> (health, state, lastError) of every loaded rule."""
+        return {r["name"]: (r["health"], r.get("state"), r.get("lastError")) for r in api_client.rules()}
+
+    def settled(states: dict[str, tuple[str, str | None, str | None]]) -> bool:
+        firing = {name for name, (_, state, _) in states.items() if state == "firing"}
+        return shipped <= set(states) and all(h == "ok" for h, _, _ in states.values()) and firing >= PROVOKED
+
+    loaded = wait_until(
+        rule_states,
+        60,
+        f"every shipped rule loaded and healthy, and {sorted(PROVOKED)} firing",
+        listener,
+        syncer,
+        server,
+        until=settled,
+    )
     assert shipped <= set(loaded), sorted(shipped - set(loaded))
-    unhealthy = {name: rule.get("lastError") for name, rule in loaded.items() if rule["health"] != "ok"}
+    unhealthy = {name: error for name, (health, _, error) in loaded.items() if health != "ok"}
     assert not unhealthy, unhealthy
-    firing = {rule["name"] for rule in rules if rule.get("state") == "firing"}
+    firing = {name for name, (_, state, _) in loaded.items() if state == "firing"}
     assert firing >= PROVOKED, f"provoked alerts not firing: {sorted(PROVOKED - firing)}"

@@ -92,7 +92,7 @@ def test_latency_injection(salesforce_emulator: SalesforceEmulator) -> None:
         ("POST", "composite/sobjects", b'{"records": [{"Name": "no type"}]}', 200, None),
     ],
 )
-def test_malformed_requests_get_salesforce_errors(  # noqa: PLR0917 - one argument per parametrized column
+def test_malformed_requests_get_salesforce_errors(
     salesforce_emulator: SalesforceEmulator, method: str, path: str, body: bytes | None, status: int, code: str | None
 ) -> None:
     """Malformed requests get Salesforce's JSON error list (or per-record errors), never a traceback."""

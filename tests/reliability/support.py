@@ -50,6 +50,7 @@ from tests.fixtures.logisense import LogisenseEmulator
 from tests.fixtures.salesforce import SalesforceEmulator
 from tests.services.listener.support import SalesforceApi, read_committed
 from tests.services.syncer.e2e import CONTACT_POINTS, seed_accounts, seed_contacts, subprocess_env, syncer_settings
+from tests.waiting import wait_until
 
 SCALE_ENV = "SFLS_RELIABILITY_SCALE"
 SFLS = str(Path(sys.executable).with_name("sfls"))
@@ -64,18 +65,6 @@ def full_scale() -> bool:
 def scaled(ci: Any, full: Any) -> Any:
     """The CI size, or the issue's size under SFLS_RELIABILITY_SCALE=full."""
     return full if full_scale() else ci
-
-
-def wait_until(condition: Callable[[], Any], timeout: float, what: str, every: float = 0.5) -> Any:
-    """Poll `condition` until it returns something truthy; AssertionError naming `what` on timeout."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(every)
 
 
 # --- services as processes --------------------------------------------------------------------------
@@ -187,7 +176,7 @@ class Pipeline:
     def start_listener(self, *, wait_ready: bool = True) -> Service:
         self.listener = self._start("listener")
         if wait_ready:
-            wait_until(self.listener.ready, 90, "listener /readyz")
+            wait_until(self.listener.ready, 90, "listener /readyz", context=self.listener.tail)
         return self.listener
 
     def start_syncer(self) -> Service:

@@ -90,6 +90,7 @@ def test_kill_9_of_syncer_and_listener_while_changes_flow_loses_and_duplicates_n
         finally:
             thread.join(window * 3)
             writer.close()
+        assert not thread.is_alive(), f"the change writer still ran {window * 3:.0f} s later ({writer.changes} changes)"
         assert not errors, errors
         wait_converged(sf, logisense_emulator, run.settings, scaled(150, 900), alive=run.check_alive, context=run.logs)
         assert missing_changes(sf, kafka_settings, run.settings) == []

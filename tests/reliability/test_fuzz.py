@@ -667,7 +667,14 @@ def test_bad_cdc_messages_land_in_the_listener_dead_letter_topic(
         good = cdc_message("Account", "UPDATE", changed=["Name"], fields={"Name": f"good {uuid.uuid4().hex[:6]}"})
         salesforce_emulator.admin("POST", "cdc/publish", {"message": good})
         topics = Topics(kafka_settings.topic_prefix)
-        wait_until(lambda: len(read_committed(kafka_settings, topics.changes)) >= 1, 60, "the good message")
+        wait_until(lambda: len(read_committed(kafka_settings, topics.changes)), 60, "the good message")
+        # The contact's dead letter travels on its own channel: the good Account message does not prove it landed.
+        wait_until(
+            lambda: len(read_committed(kafka_settings, topics.listener_dlt)),
+            60,
+            f"{len(sent)} listener dead letters",
+            until=lambda count: count >= len(sent),
+        )
         dead = read_committed(kafka_settings, topics.listener_dlt)
     finally:
         listener.stop()

@@ -116,7 +116,9 @@ def test_flaky_then_down_logisense_converges_and_dlq_replay_completes_the_sync(
             counts.append(len(letters))
             return (letters,) if len(counts) > 1 and counts[-2] == counts[-1] else None
 
-        (letters,) = wait_until(settled, 60, "the dead-letter topic to settle", every=5)
+        (letters,) = wait_until(
+            settled, 60, "the dead-letter topic to settle", every=5, context=lambda: f"dead letters counted: {counts}"
+        )
         assert letters, "the refused writes dead-lettered nothing: they did not outlast the retry budget"
         for letter in letters:
             # Only what ran out of its retry budget on LogiSense's 5xx/429 answers, or what waited for

@@ -48,16 +48,16 @@ def converge(run: Pipeline) -> None:
 def checkpointed(run: Pipeline) -> None:
     """Wait until the listener committed the newest CDC message of every channel."""
     events = run.sf.events()
+    newest = {c: max((e["replayId"] for e in events if c in e["channels"]), default=0) for c in CHANNELS}
+    wanted = {channel: last for channel, last in newest.items() if last}
 
-    def reached() -> bool:
-        checkpoints = state_of(run.kafka_settings).checkpoints
-        for channel in CHANNELS:
-            last = max((e["replayId"] for e in events if channel in e["channels"]), default=0)
-            if last and (channel not in checkpoints or checkpoints[channel].replay_id < last):
-                return False
-        return True
+    def checkpoints() -> dict[str, int]:
+        return {channel: c.replay_id for channel, c in state_of(run.kafka_settings).checkpoints.items()}
 
-    wait_until(reached, 60, "the listener's checkpoints")
+    def reached(seen: dict[str, int]) -> bool:
+        return all(seen.get(channel, 0) >= last for channel, last in wanted.items())
+
+    wait_until(checkpoints, 60, f"the listener's checkpoints to reach {wanted}", until=reached)
 
 
 @pytest.mark.timeout(scaled(180, 900))

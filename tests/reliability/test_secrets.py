@@ -37,6 +37,7 @@ from tests.fixtures.logisense import LogisenseEmulator
 from tests.fixtures.salesforce import SalesforceEmulator
 from tests.services.listener.support import SalesforceApi, cdc_message
 from tests.services.syncer.e2e import CONTACT_POINTS, committed, seed_accounts, syncer_settings
+from tests.waiting import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -82,15 +83,22 @@ class Service:
         except requests.RequestException:
             return None
 
-    def wait(self, condition: Callable[[], Any], seconds: float, what: str) -> None:
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline:
-            if condition():
-                return
-            if self.process.poll() is not None:
+    def wait(self, probe: Callable[[], Any], seconds: float, what: str, until: Callable[[Any], object] = bool) -> Any:
+        """Poll `probe` until `until` holds (tests.waiting); fails at once if the process exits first."""
+
+        def running() -> Any:
+            value = probe()
+            if not until(value) and self.process.poll() is not None:
                 raise AssertionError(f"{self.name} exited with {self.process.returncode}:\n{self.logs()[-3000:]}")
-            time.sleep(0.2)
-        raise AssertionError(f"{self.name}: {what} not reached in {seconds} s:\n{self.logs()[-3000:]}")
+            return value
+
+        return wait_until(
+            running, seconds, f"{self.name}: {what}", until=until, every=0.2, context=lambda: self.logs()[-3000:]
+        )
+
+    def readyz(self) -> int | None:
+        answer = self.get("/readyz")
+        return None if answer is None else answer.status_code
 
     def metrics(self) -> str:
         answer = self.get("/metrics")
@@ -230,7 +238,7 @@ def test_no_secret_in_logs_metrics_or_records(
         accounts = seed_accounts(sf, 3)
         split = seed_accounts(sf, 1, prefix="Split", Usage_Invoice_Recipient__c=accounts[0])[0]
         listener = run("listener", ["listener"], env)
-        listener.wait(lambda: (r := listener.get("/readyz")) is not None and r.status_code == 200, 60, "/readyz")
+        listener.wait(listener.readyz, 60, "/readyz", until=lambda status: status == 200)
         api = SalesforceApi(sf.settings())
         try:
             for account_id in [*accounts, split]:
@@ -242,13 +250,16 @@ def test_no_secret_in_logs_metrics_or_records(
         sf.admin("POST", "cdc/publish", {"message": bad})
         topics = kafka.Topics(kafka_settings.topic_prefix)
 
-        def listener_done() -> bool:
+        def listener_records() -> dict[str, int]:
             records = _every_record(kafka_settings)
-            return sum(t == topics.changes for t, _ in records) >= 4 and any(
-                t == topics.listener_dlt for t, _ in records
-            )
+            return {topic: sum(t == topic for t, _ in records) for topic in (topics.changes, topics.listener_dlt)}
 
-        listener.wait(listener_done, 60, "4 change events and 1 listener dead letter")
+        listener.wait(
+            listener_records,
+            60,
+            "4 change events and 1 listener dead letter",
+            until=lambda seen: seen[topics.changes] >= 4 and seen[topics.listener_dlt] >= 1,
+        )
         evidence.add("listener /metrics", listener.metrics())
         assert listener.stop() == 0
 
@@ -260,8 +271,10 @@ def test_no_secret_in_logs_metrics_or_records(
 
         # The syncer: delivers three accounts, dead-letters the one with split invoice recipients.
         syncer = run("syncer", ["syncer"], env)
-        syncer.wait(lambda: committed(settings) >= 4, 90, "4 committed change events")
-        syncer.wait(lambda: any(t == topics.changes_dlt for t, _ in _every_record(kafka_settings)), 30, "dead letter")
+        syncer.wait(lambda: committed(settings), 90, "4 committed change events", until=lambda n: n >= 4)
+        syncer.wait(
+            lambda: sum(t == topics.changes_dlt for t, _ in _every_record(kafka_settings)), 30, "a syncer dead letter"
+        )
         evidence.add("syncer /metrics", syncer.metrics())
         assert syncer.stop() == 0
 
@@ -272,9 +285,10 @@ def test_no_secret_in_logs_metrics_or_records(
         finally:
             api.close()
         listener = run("listener-again", ["listener"], env)
-        listener.wait(lambda: (r := listener.get("/readyz")) is not None and r.status_code == 200, 60, "/readyz")
+        listener.wait(listener.readyz, 60, "/readyz", until=lambda status: status == 200)
         refused = run("syncer-wrong-password", ["syncer"], wrong_ls)
-        time.sleep(8)  # let it try (and fail) its logins; the scan below is the assertion
+        # Let it try (and fail) its login; the scan below is the assertion, so the refusal must be in its output.
+        refused.wait(lambda: "login refused" in refused.logs() or refused.process.poll() is not None, 60, "refusal")
         evidence.add("syncer-wrong-password /metrics", refused.metrics())
         evidence.add("listener-again /metrics", listener.metrics())
         refused.stop()

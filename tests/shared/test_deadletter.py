@@ -76,7 +76,7 @@ def test_dead_letter_round_trip_through_kafka(
         candidate = consumer.poll(1.0)
         if candidate is not None and candidate.error() is None:
             message = candidate
-    assert message is not None
+    assert message is not None, f"no record arrived on {topic} within 30 s"
     letter = parse_dead_letter(message)
     assert letter.key == b"001"
     assert letter.value == b'{"x":1}'

@@ -11,6 +11,7 @@ from aiosfstream_ng.replay import DefaultMappingStorage, ReplayMarker, ReplayOpt
 
 from shared.salesforce import StreamingClient, streaming_client
 from tests.fixtures.salesforce import SalesforceEmulator
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 ACCOUNT_CHANNEL = "/data/AccountChangeEvent"
@@ -141,7 +142,16 @@ async def test_resumes_after_dropped_connection(salesforce_emulator: SalesforceE
     """A dropped long poll loses no event: the client reconnects and the queued event arrives."""
     async with streaming_client(salesforce_emulator.settings(), {}, connection_timeout=0) as client:
         await client.subscribe(ACCOUNT_CHANNEL)
-        await asyncio.sleep(0.2)
+        # The first /meta/connect answers at once, the next one is held: wait for it (off this event loop,
+        # which runs the client's connect loop), so the drop below has a long poll to drop.
+        await asyncio.to_thread(
+            wait_until,
+            lambda: salesforce_emulator.counters()["cometd"],
+            15,
+            "a second /meta/connect (a held long poll)",
+            until=lambda cometd: cometd.get("connect", 0) >= 2,
+            every=0.05,
+        )
         dropped = salesforce_emulator.admin("POST", "connections/drop")
         await _create_account(salesforce_emulator, "after-drop")
         message = await _receive(client, wait=15)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -17,6 +16,7 @@ from shared import kafka
 from shared.events import ChangeEvent
 from shared.observability import Health
 from shared.settings import KafkaSettings, ListenerSettings, ObservabilitySettings, Settings
+from tests import waiting
 from tests.services.listener.support import change_events, read_committed
 
 # Long polls cycle every 2 s in these tests (Salesforce holds them 110 s), so the watchdog can be short.
@@ -78,7 +78,12 @@ class ListenerThread:
 
     def wait_ready(self, timeout: float = 45.0) -> None:
         """Wait until every channel is subscribed (readiness)."""
-        wait_until(lambda: self.health.ready or self.error, timeout, "listener readiness")
+        wait_until(
+            lambda: (self.health.ready, self.health.reason, self.error),
+            timeout,
+            "listener readiness",
+            until=lambda seen: seen[0] or seen[2] is not None,
+        )
         if self.error is not None:
             raise self.error
 
@@ -134,27 +139,30 @@ def last_replay_id(emulator: Any, channel: str) -> int:
     return max(ids, default=0)
 
 
-def wait_until(condition: Callable[[], Any], timeout: float = 45.0, what: str = "condition") -> Any:
-    """Poll `condition` until it returns something truthy."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.2)
+def wait_until(
+    probe: Callable[[], Any],
+    timeout: float = 45.0,
+    what: str = "condition",
+    *,
+    until: Callable[[Any], object] = bool,
+    context: Callable[[], str] | None = None,
+) -> Any:
+    """tests.waiting.wait_until with the listener tests' defaults (45 s, polled every 0.2 s)."""
+    return waiting.wait_until(probe, timeout, what, until=until, every=0.2, context=context)
 
 
 def wait_checkpointed(emulator: Any, settings: KafkaSettings, channel: str, timeout: float = 45.0) -> None:
     """Wait until the listener committed everything the emulator delivered on `channel` so far."""
     target = last_replay_id(emulator, channel)
 
-    def reached() -> bool:
+    def replay_id() -> int | None:
         checkpoint = state_of(settings).checkpoints.get(channel)
-        return checkpoint is not None and checkpoint.replay_id >= target
+        return None if checkpoint is None else checkpoint.replay_id
 
-    wait_until(reached, timeout, f"checkpoint of {channel} to reach {target}")
+    def reached(replay: int | None) -> bool:
+        return replay is not None and replay >= target
+
+    wait_until(replay_id, timeout, f"checkpoint of {channel} to reach {target}", until=reached)
 
 
 def events_after_sync(emulator: Any, settings: KafkaSettings, *channels: str) -> list[ChangeEvent]:

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from services.listener.app import RESYNC_NAME
+from services.listener.publisher import BackfillProgress
 from shared import kafka
 from shared.deadletter import ERROR_CLASS
 from shared.events import ChangeType, Entity, Source
@@ -166,7 +167,7 @@ def test_expired_checkpoint_triggers_a_full_resync(
     last = emulator.admin("GET", "/cdc/events")["last"]
     emulator.admin("POST", "/retention", {"oldest_replay_id": last + 1})
     run_listener_thread(first.settings)
-    wait_until(lambda: (state_of(kafka_settings).backfills.get(RESYNC_NAME) or _Nope()).done, what="full resync")
+    wait_until(lambda: state_of(kafka_settings).backfills.get(RESYNC_NAME), what="full resync", until=_done)
     api.update("Account", accounts[2], {"Name": "new after resync"})
     events = events_after_sync(emulator, kafka_settings, ACCOUNTS)
     resynced = {e.record_id for e in events if e.source is Source.BACKFILL}
@@ -174,8 +175,8 @@ def test_expired_checkpoint_triggers_a_full_resync(
     assert [e.fields["Name"] for e in events if e.source is Source.CDC] == ["seen", "new after resync"]
 
 
-class _Nope:
-    done = False
+def _done(progress: BackfillProgress | None) -> bool:
+    return progress is not None and progress.done
 
 
 def test_silently_dropped_resubscription_is_caught_by_the_watchdog(
@@ -189,7 +190,7 @@ def test_silently_dropped_resubscription_is_caught_by_the_watchdog(
     last = emulator.admin("GET", "/cdc/events")["last"]
     emulator.admin("POST", "/retention", {"oldest_replay_id": last + 1})
     emulator.admin("POST", "/sessions/expire", {"cometd": True, "tokens": False})
-    wait_until(lambda: (state_of(kafka_settings).backfills.get(RESYNC_NAME) or _Nope()).done, what="full resync")
+    wait_until(lambda: state_of(kafka_settings).backfills.get(RESYNC_NAME), what="full resync", until=_done)
     api.update("Account", accounts[1], {"Name": "after watchdog"})
     events = events_after_sync(emulator, kafka_settings, ACCOUNTS)
     assert [e.fields["Name"] for e in events if e.source is Source.CDC] == ["seen", "after watchdog"]

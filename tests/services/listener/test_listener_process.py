@@ -71,12 +71,16 @@ class ListenerProcess:
             return None
 
     def wait_ready(self) -> None:
-        def ready() -> bool:
-            assert self.process.poll() is None, "listener exited early"
+        def readyz() -> str | None:
+            assert self.process.poll() is None, f"listener exited early with {self.process.returncode}"
             answer = self.get("/readyz")
-            return answer is not None and answer.status_code == 200
+            return None if answer is None else f"{answer.status_code} {answer.text.strip()}"
 
-        wait_until(ready, 60, "listener /readyz")
+        wait_until(readyz, 60, "listener /readyz", until=lambda seen: seen is not None and seen.startswith("200 "))
+
+    def metrics(self) -> str:
+        answer = self.get("/metrics")
+        return answer.text if answer is not None and answer.status_code == 200 else ""
 
     def checkpointed(self, channel: str) -> bool:
         """True once /metrics shows a committed checkpoint for `channel` (polled fast, to kill mid-stream)."""
@@ -123,6 +127,7 @@ def test_kill_9_between_events_loses_and_duplicates_nothing(
     first.process.send_signal(signal.SIGKILL)
     assert first.process.wait(10) == -signal.SIGKILL
     writer.join(60)
+    assert not writer.is_alive(), "the first 30 changes were not written within 60 s"
     write(expected[30:])  # and more while the listener is down
     api.close()
     second = ListenerProcess(env, tmp_path / "listener.log")
@@ -132,9 +137,14 @@ def test_kill_9_between_events_loses_and_duplicates_nothing(
     events = change_events(kafka_settings)
     assert [e.fields["Name"] for e in events] == expected
     assert len({e.event_id for e in events}) == len(expected)
-    metrics = second.get("/metrics")
-    assert metrics is not None
-    assert 'sfls_listener_events_published_total{change_type="UPDATE",entity="Account",source="cdc"}' in metrics.text
+    # The listener counts a batch's events just after committing it: await the sample, not read it once.
+    published = 'sfls_listener_events_published_total{change_type="UPDATE",entity="Account",source="cdc"}'
+    wait_until(
+        lambda: [line for line in second.metrics().splitlines() if line.startswith("sfls_listener_events_published")],
+        30,
+        f"{published} on /metrics",
+        until=lambda lines: any(line.startswith(published + " ") for line in lines),
+    )
     assert second.get("/healthz") is not None
     second.process.send_signal(signal.SIGTERM)
     assert second.process.wait(30) == 0

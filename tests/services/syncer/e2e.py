@@ -105,7 +105,11 @@ async def run_syncer(settings: Settings, until: Callable[[], bool], within_secon
                 break
             await asyncio.sleep(0.2)
         else:
-            raise AssertionError("the syncer did not reach the expected state in time")
+            seen = await asyncio.to_thread(committed, settings)
+            raise AssertionError(
+                f"the syncer did not reach the expected state in {within_seconds:g} s; last seen: its group had"
+                f" committed {seen} records of {kafka.Topics(settings.kafka.topic_prefix).changes}"
+            )
     finally:
         service.stop()
         await asyncio.wait_for(task, 60)

@@ -35,7 +35,8 @@ async def run_until(loop: ConsumeLoop, done: Callable[[], bool]) -> None:
             break
         await asyncio.sleep(0.1)
     loop.request_stop()
-    await asyncio.wait_for(task, 30)
+    await asyncio.wait_for(task, 30)  # a loop that failed raises here
+    assert done(), f"the consume loop did not get there in 30 s; last seen: {loop.batches_committed} batches committed"
 
 
 def make_loop(

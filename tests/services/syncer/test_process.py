@@ -6,7 +6,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -27,6 +26,7 @@ from tests.services.syncer.e2e import (
     syncer_settings,
 )
 from tests.services.syncer.support import change, create_syncer_topics, publish
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 SFLS = (
@@ -41,15 +41,21 @@ def start(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
         return subprocess.Popen([*SFLS, "syncer"], env=env, stdout=sink, stderr=sink)
 
 
-def wait_for(condition: Callable[[], bool], seconds: float, process: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        if process.poll() is not None:
-            raise AssertionError(f"syncer exited with {process.returncode}:\n{log.read_text()[-3000:]}")
-        time.sleep(0.1)
-    raise AssertionError(f"condition not reached in {seconds} s:\n{log.read_text()[-3000:]}")
+def wait_for(
+    process: subprocess.Popen[bytes], log: Path, count: Callable[[], int], *, at_least: int, seconds: float, what: str
+) -> None:
+    """Poll `count` until it reaches `at_least` (tests.waiting); fails at once if the syncer exits first."""
+
+    def tail() -> str:
+        return log.read_text()[-3000:]
+
+    def running() -> int:
+        value = count()
+        if value < at_least and process.poll() is not None:
+            raise AssertionError(f"syncer exited with {process.returncode}:\n{tail()}")
+        return value
+
+    wait_until(running, seconds, f"{what} to reach {at_least}", until=lambda n: n >= at_least, every=0.1, context=tail)
 
 
 @pytest.mark.failure
@@ -77,8 +83,8 @@ def test_kill_minus_nine_mid_batch_then_restart_converges_without_duplicates(
 
     first = start(env, log)
     try:
-        created = lambda: logisense_emulator.count(resource="Account", operation="create") >= 8  # noqa: E731
-        wait_for(created, 60, first, log)
+        creates = lambda: logisense_emulator.count(resource="Account", operation="create")  # noqa: E731
+        wait_for(first, log, creates, at_least=8, seconds=60, what="LogiSense account creates")
         os.kill(first.pid, signal.SIGKILL)
         first.wait(10)
     finally:
@@ -91,7 +97,7 @@ def test_kill_minus_nine_mid_batch_then_restart_converges_without_duplicates(
     logisense_emulator.clear_faults()
     second = start(env, log)
     try:
-        wait_for(lambda: committed(settings) >= 40, 90, second, log)
+        wait_for(second, log, lambda: committed(settings), at_least=40, seconds=90, what="records committed")
         second.send_signal(signal.SIGTERM)
         assert second.wait(30) == 0
     finally:
