@@ -8,8 +8,10 @@ PYTEST_ARGS ?=
 
 # helm, promtool and prometheus for the deployment checks (`make tools`).
 include deploy/tools.mk
+# make image, image-run, image-tools (part of make tools) and audit: the image without a Docker engine.
+include deploy/image.mk
 
-.PHONY: lock help install kafka-jars lint typecheck test test-unit test-integration test-failure demo bench clean
+.PHONY: image lock help install kafka-jars lint typecheck test test-unit test-integration test-failure demo bench clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -e 's/:.*## /\t/'

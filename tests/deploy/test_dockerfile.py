@@ -93,3 +93,39 @@ def test_dockerignore_keeps_local_state_out() -> None:
     copied = {path.removeprefix("./") for path in copied}
     assert copied <= allowed, f"COPY sources missing from .dockerignore: {sorted(copied - allowed)}"
     assert not allowed & {".venv", ".git", ".devstack", "tests", "bench"}
+
+
+def test_the_dev_stack_stays_out_of_the_image() -> None:
+    """Only the product's packages are copied: devstack/ is neither copied nor allowed into the context."""
+    copied = [
+        part
+        for stage in stages()
+        for line in stage
+        if line.upper().startswith("COPY ") and "--from=" not in line
+        for part in line.split()[1:-1]
+    ]
+    assert not [part for part in copied if part.removeprefix("./").startswith("devstack")]
+    rules = (ROOT / ".dockerignore").read_text(encoding="utf-8").splitlines()
+    assert not [rule for rule in rules if rule.strip().startswith("!devstack")]
+
+
+def test_bases_are_arguments_defaulting_to_the_official_python_image() -> None:
+    """The bases are build arguments (deploy/image.sh passes local ones) whose defaults are the official image,
+    and nothing of one machine (its CA bundle, its local images) is written into the Dockerfile."""
+    text = DOCKERFILE.read_text(encoding="utf-8")
+    args = dict(re.findall(r"^ARG (\w+)=(\S+)$", text, re.MULTILINE))
+    assert re.fullmatch(r"(docker\.io/library/)?python:3\.11\.\d+-slim-bookworm", args.get("PYTHON_IMAGE", ""))
+    assert [stage[0].split()[1] for stage in stages()] == ["${PYTHON_IMAGE}", "${RUNTIME_IMAGE}"]
+    assert args["RUNTIME_IMAGE"] == args["PYTHON_IMAGE"]
+    for machine_specific in ("/etc/ssl/certs", "localhost/", "PIP_CERT", "REQUESTS_CA_BUNDLE", "--index-url"):
+        assert machine_specific not in text, f"{machine_specific!r} in the Dockerfile"
+
+
+def test_the_runtime_stage_does_not_depend_on_pip_removing_itself() -> None:
+    """Debian's pip cannot uninstall itself: the final stage removes pip only where pip installed it."""
+    final = " ".join(stages()[-1])
+    uninstalls = [m.start() for m in re.finditer(r"pip uninstall", final)]
+    for start in uninstalls:
+        before = final[:start]
+        assert before.rfind("if ") > before.rfind("RUN "), "`pip uninstall` in the final stage must be conditional"
+        assert "then" in final[before.rfind("if ") : start]
