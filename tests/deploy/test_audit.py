@@ -44,12 +44,20 @@ def test_runtime_set_has_no_emulator_dependencies(runtime_set: dict[str, str]) -
 
 @pytest.mark.integration
 def test_runtime_set_passes_the_audit(runtime_set: dict[str, str], capsys: pytest.CaptureFixture[str]) -> None:
-    """Every pinned runtime package is audited and has no advisory, except those deploy/audit-accepted.txt lists
-    with a reason; an accepted advisory no package has any more is stale and fails too."""
+    """No pinned runtime package has an advisory, except those deploy/audit-accepted.txt lists with a reason;
+    an accepted advisory no package has any more is stale and fails too.
+
+    A package that cannot be audited from here (this PyPI proxy serves no per-version JSON, so only pins that
+    are the latest release can be checked) is listed in the summary but does not fail the suite: which pins
+    are the latest changes with every upstream release, which would make the suite fail on a day, not on a
+    change. `make audit` is the strict gate and fails on them too.
+    """
     result = audit_runtime.audit(pins=runtime_set)
     with capsys.disabled():
         sys.stdout.write("\n" + result.summary() + "\n")
-    assert result.passed, result.summary()
+    assert result.by_pip_audit or result.by_project_json, "nothing was audited:\n" + result.summary()
+    assert not result.open_findings, result.summary()
+    assert not result.stale, result.summary()
 
 
 def test_accepted_advisories_each_have_a_reason(tmp_path: Path) -> None:
