@@ -73,11 +73,12 @@ def devstack(ctx: typer.Context) -> None:
 
 def _register_service_commands() -> None:
     """Each service contributes its own subcommands; this file only composes them."""
+    from services import kafka_acls
     from services.importer import commands as importer_commands
     from services.listener import commands as listener_commands
     from services.syncer import commands as syncer_commands
 
-    for module in (listener_commands, syncer_commands, importer_commands):
+    for module in (listener_commands, syncer_commands, importer_commands, kafka_acls):
         module.register(app)
     forwarded = {"allow_extra_args": True, "ignore_unknown_options": True}
     app.command(LOCAL_STACK, add_help_option=False, context_settings=forwarded)(devstack)

@@ -2,6 +2,7 @@
 
 - ConfigError: a setting or mapping is wrong. Raised at start-up; the process exits non-zero
   with the message, which names the field and the fix.
+  AuthorizationError is one: Kafka refuses an operation (a missing ACL), never retried.
 - TransientError: the call may succeed later (429, 5xx, timeouts, connection errors). Retried
   with backoff; `retry_after` carries the server's requested delay when it gave one.
 - PermanentError: retrying cannot help (validation errors, mapping errors, bad input). The
@@ -17,6 +18,10 @@ class SflsError(Exception):
 
 class ConfigError(SflsError):
     """A setting, mapping or config file is invalid; the message names it and says how to fix it."""
+
+
+class AuthorizationError(ConfigError):
+    """Kafka refuses an operation to our principal; the message names the operation, the resource and the fix."""
 
 
 class TransientError(SflsError):

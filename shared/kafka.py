@@ -12,7 +12,7 @@ import asyncio
 import logging
 import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,7 +21,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
-from shared.errors import ConfigError, TransientError
+from shared.errors import AuthorizationError, ConfigError, TransientError
 from shared.retry import RetryPolicy, call_with_retries
 from shared.settings import KafkaSettings
 
@@ -114,6 +114,27 @@ class Topics:
         return specs
 
 
+def reader_group(prefix: str) -> str:
+    """The group id of every reader that only assigns partitions and never commits.
+
+    It joins nothing, but librdkafka still asks for the group's coordinator, which needs Describe on it.
+    """
+    return f"{prefix}.reader"
+
+
+def syncer_group(prefix: str) -> str:
+    """The consumer group of every syncer replica."""
+    return f"{prefix}.syncer"
+
+
+def denied_message(what: list[str], settings: KafkaSettings | None, *, service: str | None = None) -> str:
+    """One line: which operations on which resources Kafka refuses to whom, and where the full list is."""
+    principal = settings.librdkafka().get("sasl.username") if settings is not None else None
+    who = f"User:{principal}" if principal else "this client's principal"
+    command = f"sfls kafka acls --service {service}" if service else "sfls kafka acls --service <name>"
+    return f"Kafka denies {', '.join(what)} to {who}; grant it (`{command}` prints every ACL this needs)"
+
+
 # librdkafka's own log lines go through Python logging (and so through the JSON, secret-masking
 # configuration of shared/observability.py) instead of raw stderr.
 LIBRDKAFKA_LOGGER = logging.getLogger("librdkafka")
@@ -126,8 +147,18 @@ def admin(settings: KafkaSettings, **overrides: Any) -> AdminClient:
 
 
 def ensure_topics(settings: KafkaSettings, specs: Iterable[TopicSpec], timeout: float = 30.0) -> None:
-    """Create the topics that do not exist yet; existing ones are left as they are."""
+    """Create the topics that do not exist yet; existing ones are left as they are.
+
+    Only missing topics are asked for, so a principal without Create works on topics the platform made.
+    """
     client = admin(settings)
+    wanted = list(specs)
+    if not wanted:
+        return
+    try:
+        existing = client.list_topics(timeout=timeout).topics
+    except KafkaException as exc:
+        raise TransientError(f"could not list Kafka topics: {exc.args[0].str()}") from exc
     new = [
         NewTopic(
             spec.name,
@@ -135,7 +166,8 @@ def ensure_topics(settings: KafkaSettings, specs: Iterable[TopicSpec], timeout: 
             replication_factor=settings.replication_factor,
             config={"cleanup.policy": "compact"} if spec.compacted else {},
         )
-        for spec in specs
+        for spec in wanted
+        if spec.name not in existing
     ]
     if not new:
         return
@@ -146,6 +178,11 @@ def ensure_topics(settings: KafkaSettings, specs: Iterable[TopicSpec], timeout: 
             error = exc.args[0]
             if error.code() == KafkaError.TOPIC_ALREADY_EXISTS:
                 continue
+            if error.code() in (KafkaError.TOPIC_AUTHORIZATION_FAILED, KafkaError.CLUSTER_AUTHORIZATION_FAILED):
+                raise AuthorizationError(
+                    denied_message([f"Create on Topic '{name}'"], settings)
+                    + ", or have the platform create it and set SFLS_KAFKA__CREATE_TOPICS=false"
+                ) from None
             if error.code() == KafkaError.INVALID_REPLICATION_FACTOR:
                 raise ConfigError(
                     f"SFLS_KAFKA__REPLICATION_FACTOR: cannot create {name} with replication factor "
@@ -212,11 +249,26 @@ def consumer(settings: KafkaSettings, group_id: str, **overrides: Any) -> Consum
     return Consumer(config)
 
 
-def raise_for_message(message: Message) -> None:
-    """Turn a consumer error message into an exception; partition EOF is not an error."""
+def raise_for_message(
+    message: Message,
+    *,
+    group: str = "",
+    group_operation: str = "Read",
+    settings: KafkaSettings | None = None,
+) -> None:
+    """Turn a consumer error message into an exception; partition EOF is not an error.
+
+    A refusal names what was refused: Read on the message's topic, or `group_operation` on `group`
+    (Read for a member of a group, Describe for a reader that only looks up its coordinator).
+    """
     error = message.error()
     if error is None or error.code() == KafkaError._PARTITION_EOF:
         return
+    if error.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED:
+        raise AuthorizationError(denied_message([f"Read on Topic '{message.topic()}'"], settings))
+    if error.code() == KafkaError.GROUP_AUTHORIZATION_FAILED:
+        where = f"Group '{group}'" if group else "this consumer's group"
+        raise AuthorizationError(denied_message([f"{group_operation} on {where}"], settings))
     if error.fatal():
         raise KafkaException(error)
     raise TransientError(f"Kafka consumer error: {error.str()}")
@@ -227,13 +279,21 @@ def produce_and_flush(
     topic: str,
     records: Iterable[tuple[bytes | None, bytes | None, list[tuple[str, str | bytes | None]]]],
     timeout: float = 30.0,
+    *,
+    settings: KafkaSettings | None = None,
 ) -> int:
-    """Produce records and wait until every one is acknowledged; raise on the first failure."""
+    """Produce records and wait until every one is acknowledged; raise on the first failure.
+
+    A refused write raises AuthorizationError naming the topic (and the principal, given `settings`).
+    """
     failures: list[str] = []
+    denied: list[str] = []
 
     def on_delivery(err: KafkaError | None, _msg: Message) -> None:
         if err is not None:
             failures.append(err.str())
+            if err.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED:
+                denied.append(f"Write on Topic '{topic}'")
 
     count = 0
     for key, value, headers in records:
@@ -245,12 +305,75 @@ def produce_and_flush(
                 prod.poll(0.1)
         count += 1
     remaining = prod.flush(timeout)
+    if denied:
+        raise AuthorizationError(denied_message(denied[:1], settings))
     if remaining or failures:
         raise TransientError(
             f"{len(failures) or remaining} of {count} records to {topic} were not acknowledged"
             + (f": {failures[0]}" if failures else "")
         )
     return count
+
+
+def read_to_end(
+    settings: KafkaSettings, topic: str, *, tail: int | None = None, timeout: float = 30.0, **tuning: Any
+) -> Iterator[Message]:
+    """Every committed record of `topic` up to the end offsets of the moment it is called (or the last `tail`
+    records of each partition): the one way sfls reads a topic to its end.
+
+    Assigned, never committed, in the reader group. A topic that does not exist yields nothing. Raises
+    TransientError naming the topic when no record arrives for `timeout` seconds before every partition
+    reached its end, so a caller never acts on part of a topic believing it is all of it.
+    """
+    group = reader_group(settings.topic_prefix)
+    reader = consumer(settings, group, **{"enable.partition.eof": True, **tuning})
+    try:
+        ends = _end_offsets(reader, topic, tail, timeout)
+        deadline = time.monotonic() + timeout
+        while ends:
+            messages = reader.consume(1000, timeout=0.05)  # short waits: consume() waits for the whole count
+            if messages:
+                deadline = time.monotonic() + timeout
+            elif time.monotonic() > deadline:
+                left = ", ".join(f"{p} (end {end})" for p, end in sorted(ends.items()))
+                raise TransientError(f"reading {topic} to its end stalled for {timeout:g} s; partitions left: {left}")
+            for message in messages:
+                raise_for_message(message, group=group, group_operation="Describe", settings=settings)
+                if _before_end(message, ends):
+                    yield message
+    finally:
+        reader.close()
+
+
+def _end_offsets(reader: Consumer, topic: str, tail: int | None, timeout: float) -> dict[int, int]:
+    """Assign the non-empty partitions of `topic` from their start (or `tail` before their end); their ends."""
+    metadata = reader.list_topics(timeout=timeout).topics.get(topic)  # not by name: no auto-creation
+    if metadata is None or metadata.error is not None:
+        return {}
+    ends: dict[int, int] = {}
+    starts: list[TopicPartition] = []
+    for partition in sorted(metadata.partitions):
+        low, high = watermark_offsets(reader, TopicPartition(topic, partition), timeout)
+        if high > low:
+            ends[partition] = high
+            starts.append(TopicPartition(topic, partition, max(low, high - tail) if tail is not None else low))
+    if starts:
+        reader.assign(starts)
+    return ends
+
+
+def _before_end(message: Message, ends: dict[int, int]) -> bool:
+    """Whether the record lies before its partition's end; a partition at its end leaves `ends`.
+
+    A partition EOF ends a partition too: under read_committed it is the end of what is committed now.
+    """
+    partition, offset = message.partition(), message.offset()
+    if partition not in ends or offset is None:
+        return False
+    end = ends[partition]
+    if message.error() is not None or offset + 1 >= end:
+        del ends[partition]
+    return message.error() is None and offset < end
 
 
 COORDINATOR_NOT_READY = (

@@ -61,6 +61,7 @@ class KafkaSettings(BaseModel):
     partitions: int = Field(default=12, ge=1)
     replication_factor: int = Field(default=1, ge=1)
     create_topics: bool = True
+    check_acls: bool = True  # ask Kafka for every permission a command needs before it starts (shared/acls.py)
 
     @field_validator("topic_prefix")
     @classmethod

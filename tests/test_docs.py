@@ -55,3 +55,20 @@ def test_every_command_is_in_the_readme() -> None:
     assert {"listener", "syncer", "import", "backfill", "dlq", "requests", "test-connection", "devstack"} <= set(names)
     for name in names:
         assert f"`sfls {name}" in README, f"sfls {name} is not documented in README.md"
+
+
+def test_the_acl_table_is_the_code_s() -> None:
+    """Every ACL of every service (default settings) is a row of the README's ACL table, and nothing more."""
+    from shared.acls import SERVICES, acls_for
+
+    settings = Settings()
+    kinds = {"topic": "Topic", "group": "Group", "transactionalId": "TransactionalId"}
+    expected = []
+    for service in SERVICES:
+        for acl in acls_for(service, settings):
+            name = acl.name + ("*" if acl.pattern == "prefixed" else "")
+            expected.append(f"| `{service}` | {acl.operation} | {kinds[acl.resource_type]} `{name}`")
+    assert expected
+    starts = tuple(f"| `{service}` |" for service in SERVICES)
+    rows = [line for line in README.splitlines() if line.startswith(starts)]
+    assert [row.rsplit(" | ", 1)[0] for row in rows] == expected

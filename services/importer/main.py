@@ -16,7 +16,7 @@ from services.importer.app import AccountLinks, Importer, Progress, RunReport, s
 from services.importer.entities import BY_NAME, check_targets
 from services.importer.publish import Publisher
 from services.importer.report import RichProgress, failure_lines, summary_table
-from shared import kafka
+from shared import acls, kafka
 from shared.errors import ConfigError
 from shared.observability import configure_logging, secret_values
 from shared.retry import RetryPolicy
@@ -74,6 +74,8 @@ async def run_import(
     check_targets(settings.importer)
     if not dry_run and settings.kafka.create_topics:
         await asyncio.to_thread(kafka.ensure_topics, settings.kafka, topic_specs(settings, names))
+    if not dry_run:
+        await asyncio.to_thread(acls.preflight, "importer", settings)
     publisher = None if dry_run else Publisher(settings.kafka)
     retry = settings.sync.retry
     policy = RetryPolicy(

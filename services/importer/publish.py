@@ -16,12 +16,11 @@ disappeared and publishes none (it says so in the log).
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, Producer, TopicPartition
+from confluent_kafka import KafkaError, Message, Producer
 
 from shared import kafka
 from shared.deadletter import Failure, count_dead_letter, dead_letter_headers
@@ -122,50 +121,4 @@ def topic_exists(settings: KafkaSettings, topic: str, timeout: float = 30.0) -> 
 def read_topic(settings: KafkaSettings, topic: str, timeout: float = 30.0) -> Iterator[Message]:
     """Every record of a topic from the beginning to the end offsets of now (assigned, never committed)."""
     # Small prefetch: the ids are all we keep, so librdkafka's default 64 MiB queue is only RSS.
-    tuning: dict[str, Any] = {"enable.partition.eof": True, "queued.max.messages.kbytes": 8192}
-    consumer: Consumer = kafka.consumer(settings, f"{settings.topic_prefix}.importer.read", **tuning)
-    try:
-        assignment, ends = _from_beginning(consumer, topic, timeout)
-        if not assignment:
-            return
-        consumer.assign(assignment)
-        pending = set(ends)
-        deadline = time.monotonic() + timeout
-        while pending:
-            # consume() waits for the whole count or the timeout: keep the wait short, bound the stall.
-            messages = consumer.consume(1000, timeout=0.05)
-            if not messages:
-                if time.monotonic() > deadline:
-                    raise TransientError(f"reading {topic} stalled before its end offsets")
-                continue
-            deadline = time.monotonic() + timeout
-            for message in messages:
-                kafka.raise_for_message(message)
-                partition = message.partition()
-                if partition is None:
-                    continue
-                if message.error() is not None:  # partition EOF
-                    pending.discard(partition)
-                    continue
-                offset = message.offset()
-                if offset is not None and offset < ends[partition]:
-                    yield message
-                if offset is not None and offset + 1 >= ends[partition]:
-                    pending.discard(partition)
-    finally:
-        consumer.close()
-
-
-def _from_beginning(consumer: Consumer, topic: str, timeout: float) -> tuple[list[TopicPartition], dict[int, int]]:
-    """The non-empty partitions of the topic, from offset 0, and the end offset of each right now."""
-    metadata = consumer.list_topics(timeout=timeout).topics.get(topic)
-    if metadata is None or metadata.error is not None:
-        return [], {}
-    assignment = []
-    ends: dict[int, int] = {}
-    for partition in metadata.partitions:
-        low, high = kafka.watermark_offsets(consumer, TopicPartition(topic, partition), timeout)
-        if high > low:
-            assignment.append(TopicPartition(topic, partition, OFFSET_BEGINNING))
-            ends[partition] = high
-    return assignment, ends
+    return kafka.read_to_end(settings, topic, timeout=timeout, **{"queued.max.messages.kbytes": 8192})

@@ -26,7 +26,9 @@ from services.listener.pipeline import Pipeline
 from services.listener.publisher import ProducerFencedError, TransactionalPublisher
 from services.listener.resolve import AccountResolver
 from services.listener.stream import CheckpointReplay, Message, RebuildError, StreamSupervisor
-from shared import kafka
+from shared import acls, kafka
+from shared.acls import own_topics
+from shared.errors import AuthorizationError
 from shared.observability import Health
 from shared.settings import Settings
 
@@ -75,6 +77,9 @@ class Resync:
             except ProducerFencedError:
                 log.exception("resync producer fenced; another listener runs the resync")
                 return
+            except AuthorizationError:  # a revoked ACL: retrying cannot help; the run resumes on the next start
+                log.exception("full_resync_refused")
+                return
             except Exception:
                 log.exception("full resync failed; retrying from its last committed batch")
                 await asyncio.sleep(self._settings.listener.reconnect_base_seconds)
@@ -88,7 +93,8 @@ class Resync:
                 return
             resume = False
 
-    def _backfill(self, resume: bool) -> Any:
+    def prepare(self) -> TransactionalPublisher:
+        """Start the resync's own transactional producer now, so a refused transactional id ends the start."""
         if self._publisher is None:
             publisher = TransactionalPublisher(
                 self._settings.kafka,
@@ -97,9 +103,12 @@ class Resync:
             )
             publisher.start()
             self._publisher = publisher
+        return self._publisher
+
+    def _backfill(self, resume: bool) -> Any:
         return run_backfill(
             self._source,
-            self._publisher,
+            self.prepare(),
             name=RESYNC_NAME,
             resume=resume,
             batch_size=self._settings.listener.backfill_batch_size,
@@ -138,10 +147,10 @@ async def run_listener(settings: Settings, stop: asyncio.Event, health: Health |
     """Stream CDC into Kafka until `stop` is set."""
     from shared.salesforce import SalesforceRest
 
-    topics = kafka.Topics(settings.kafka.topic_prefix)
     if settings.kafka.create_topics:
         on_wait = health.tick if health is not None else (lambda: None)
-        await kafka.ensure_topics_waiting(settings.kafka, topics.specs(settings.kafka), on_wait=on_wait)
+        await kafka.ensure_topics_waiting(settings.kafka, own_topics("listener", settings), on_wait=on_wait)
+    await asyncio.to_thread(acls.preflight, "listener", settings)
     publisher = TransactionalPublisher(
         settings.kafka,
         settings.listener.transactional_id,
@@ -164,6 +173,7 @@ async def run_listener(settings: Settings, stop: asyncio.Event, health: Health |
         Filters.from_settings(settings),
     )
     resync = Resync(settings, rest)
+    await asyncio.to_thread(resync.prepare)
     unfinished = state.backfills.get(RESYNC_NAME)
     if unfinished is not None and not unfinished.done:
         log.warning("resuming an unfinished full resync", run_id=unfinished.run_id, after=unfinished.last_id)
@@ -172,7 +182,7 @@ async def run_listener(settings: Settings, stop: asyncio.Event, health: Health |
     async def handle(batch: list[Message]) -> None:
         try:
             await asyncio.to_thread(pipeline.handle, batch)
-        except ProducerFencedError:
+        except (ProducerFencedError, AuthorizationError):
             raise
         except Exception as exc:
             log.exception("batch failed; replaying it from the checkpoint")

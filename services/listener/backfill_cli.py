@@ -8,7 +8,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from services.listener.backfill import account_query, check_where, run_backfill
 from services.listener.publisher import BackfillProgress, TransactionalPublisher
-from shared import kafka
+from shared import acls, kafka
 from shared.salesforce import SalesforceRest
 from shared.settings import Settings
 
@@ -23,8 +23,8 @@ def backfill_command(settings: Settings, *, where: str = "", resume: bool = Fals
     configure_logging("listener", settings.observability, secret_values(settings))
     where = check_where(where)
     if settings.kafka.create_topics:
-        topics = kafka.Topics(settings.kafka.topic_prefix)
-        kafka.ensure_topics(settings.kafka, topics.specs(settings.kafka))
+        kafka.ensure_topics(settings.kafka, acls.own_topics("backfill", settings))
+    acls.preflight("backfill", settings)
     rest = SalesforceRest(settings.salesforce)
     publisher = TransactionalPublisher(
         settings.kafka,

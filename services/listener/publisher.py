@@ -36,18 +36,17 @@ from __future__ import annotations
 
 import json
 import time
-import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import structlog
-from confluent_kafka import OFFSET_BEGINNING, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import KafkaError, KafkaException
 
 from services.listener.metrics import TRANSACTIONS
 from shared import kafka
 from shared.deadletter import Failure, dead_letter_headers
-from shared.errors import SflsError, TransientError
+from shared.errors import AuthorizationError, SflsError, TransientError
 from shared.events import ChangeEvent
 from shared.kafka import Topics
 from shared.settings import KafkaSettings
@@ -150,6 +149,7 @@ class TransactionalPublisher:
         self._overrides = {"transaction.timeout.ms": int(timeout_seconds * 1000), **overrides}
         self._producer = kafka.producer(settings, transactional_id=transactional_id, **self._overrides)
         self._started = False
+        self._topics_in_flight: set[str] = set()  # of the open transaction: named when Kafka refuses a write
         self._renewed = False  # a fresh producer that still needs init_transactions
 
     def start(self) -> None:
@@ -157,44 +157,17 @@ class TransactionalPublisher:
         try:
             self._producer.init_transactions(self._timeout)
         except KafkaException as exc:
+            if exc.args[0].code() == KafkaError.TRANSACTIONAL_ID_AUTHORIZATION_FAILED:
+                what = [f"Write on TransactionalId '{self.transactional_id}'"]
+                raise AuthorizationError(kafka.denied_message(what, self.settings)) from None
             raise TransientError(f"could not initialise Kafka transactions: {exc.args[0].str()}") from exc
         self._started = True
 
     def load_state(self) -> ListenerState:
         """Read the checkpoint topic from the beginning to its end (read_committed)."""
         state = ListenerState()
-        reader = kafka.consumer(
-            self.settings,
-            f"{self.transactional_id}.checkpoint-reader-{uuid.uuid4().hex[:8]}",
-            **{"enable.partition.eof": True},
-        )
-        try:
-            topic = self.topics.listener_checkpoints
-            metadata = reader.list_topics(topic, timeout=self._timeout)
-            partitions = sorted(metadata.topics[topic].partitions) if topic in metadata.topics else []
-            pending: set[int] = set()
-            deadline = time.monotonic() + self._timeout
-            for partition in partitions:
-                low, high = kafka.watermark_offsets(
-                    reader, TopicPartition(topic, partition), max(1.0, deadline - time.monotonic())
-                )
-                if high > low:
-                    pending.add(partition)
-            reader.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in pending])
-            while pending:
-                if time.monotonic() > deadline:
-                    raise TransientError(f"timed out reading {topic} to its end")
-                message = reader.poll(0.5)
-                if message is None:
-                    continue
-                error = message.error()
-                if error is not None and error.code() == KafkaError._PARTITION_EOF:
-                    pending.discard(message.partition())
-                    continue
-                kafka.raise_for_message(message)
-                parse_state_record(message.key(), message.value(), state)
-        finally:
-            reader.close()
+        for message in kafka.read_to_end(self.settings, self.topics.listener_checkpoints, timeout=self._timeout):
+            parse_state_record(message.key(), message.value(), state)
         return state
 
     def commit(self, records: Iterable[Record]) -> int:
@@ -211,7 +184,9 @@ class TransactionalPublisher:
         count = 0
         try:
             self._producer.begin_transaction()
+            self._topics_in_flight = set()
             for topic, key, value, headers in records:
+                self._topics_in_flight.add(topic)
                 self._produce(topic, key, value, headers)
                 count += 1
             self._commit_with_retries()
@@ -260,6 +235,10 @@ class TransactionalPublisher:
         if error.code() in (KafkaError._FENCED, KafkaError.PRODUCER_FENCED):
             TRANSACTIONS.labels(outcome="fenced").inc()
             raise ProducerFencedError(f"Kafka producer fenced: {error.str()}") from exc
+        if error.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED:
+            self._abort()
+            topics = ", ".join(f"'{name}'" for name in sorted(self._topics_in_flight))
+            raise AuthorizationError(kafka.denied_message([f"Write on Topic {topics}"], self.settings)) from None
         if error.fatal() or not self._abort():
             # Not another listener: e.g. a broker that crashed lost the transaction's state. A fresh
             # producer (init_transactions before its first commit) starts over; the batch is replayed.

@@ -23,7 +23,7 @@ from services.syncer.metrics import RETRIES, BatchMetrics
 from services.syncer.references import References
 from services.syncer.requests import RequestLog
 from services.syncer.snapshot import Snapshot, id15, read_snapshot_async
-from shared import kafka
+from shared import acls, kafka
 from shared.deadletter import Failure
 from shared.errors import ConfigError, MappingError
 from shared.events import RequestRecord, RequestStatus
@@ -44,7 +44,7 @@ def retry_policy(settings: Settings) -> RetryPolicy:
 
 
 def group_id(settings: Settings) -> str:
-    return f"{settings.kafka.topic_prefix}.syncer"
+    return kafka.syncer_group(settings.kafka.topic_prefix)
 
 
 class BatchProcessor:
@@ -181,6 +181,7 @@ class SyncerService:
                 specs = [s for s in topics.specs(settings.kafka) if s.name in wanted]
                 health.set_ready(False, "waiting for Kafka")
                 await kafka.ensure_topics_waiting(settings.kafka, specs, on_wait=health.tick)
+            await asyncio.to_thread(acls.preflight, SERVICE, settings)
             deliverer = Deliverer(
                 client, once, settings, refs, policy=policy, on_retry=lambda r: RETRIES.labels(resource=r).inc()
             )

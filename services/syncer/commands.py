@@ -60,10 +60,12 @@ def dlq_list(
 
     from services.command import out, print_json_lines, run_guarded, settings_of
     from services.syncer.dlq import dead_letters
+    from shared.acls import preflight
     from shared.kafka import Topics
 
     settings = settings_of(ctx)
     topic = Topics(settings.kafka.topic_prefix).changes_dlt
+    run_guarded(lambda: preflight("dlq", settings))
     letters = run_guarded(lambda: dead_letters(settings.kafka, topic, _filter(error_class, key, since, until)))
     if as_json:
         print_json_lines(letter.as_dict() for letter in letters)
@@ -93,11 +95,13 @@ def dlq_show(
     """Show one dead letter: every header and the original payload."""
     from services.command import fail, out, print_json_lines, run_guarded, settings_of
     from services.syncer.dlq import find, parse_position
+    from shared.acls import preflight
     from shared.kafka import Topics
 
     settings = settings_of(ctx)
     topic = Topics(settings.kafka.topic_prefix).changes_dlt
     partition, offset = run_guarded(lambda: parse_position(position))
+    run_guarded(lambda: preflight("dlq", settings))
     letter = run_guarded(lambda: find(settings.kafka, topic, partition, offset))
     if letter is None:
         raise fail(f"no dead letter at {position} in {topic}")
@@ -132,11 +136,13 @@ def dlq_replay(
     """Send matching dead letters back to their original topic (same key and payload, plus a replay header)."""
     from services.command import out, run_guarded, settings_of
     from services.syncer.dlq import dead_letters, parse_position, replay
+    from shared.acls import preflight
     from shared.kafka import Topics
 
     settings = settings_of(ctx)
     topics = Topics(settings.kafka.topic_prefix)
     positions = {run_guarded(lambda p=p: parse_position(p)) for p in at or []}  # type: ignore[misc]
+    run_guarded(lambda: preflight("dlq", settings))
     letters = run_guarded(
         lambda: dead_letters(settings.kafka, topics.changes_dlt, _filter(error_class, key, since, until))
     )
@@ -164,10 +170,12 @@ def requests(
 
     from services.command import out, print_json_lines, run_guarded, settings_of
     from services.syncer.requests import as_row, recent
+    from shared.acls import preflight
     from shared.kafka import Topics
 
     settings = settings_of(ctx)
     topic = Topics(settings.kafka.topic_prefix).requests
+    run_guarded(lambda: preflight("requests", settings))
     records = run_guarded(lambda: recent(settings.kafka, topic, limit=limit, status=status, key=key, kind=kind))
     rows = [as_row(r) for r in records]
     if as_json:

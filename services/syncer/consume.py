@@ -39,7 +39,7 @@ from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 
 from services.syncer.batch import Coalesced, Received, coalesce, collect
 from shared.deadletter import Failure, Origin, count_dead_letter, dead_letter_headers
-from shared.errors import MalformedMessageError
+from shared.errors import AuthorizationError, MalformedMessageError
 from shared.kafka import Topics, produce_and_flush
 
 log = structlog.get_logger(__name__)
@@ -172,6 +172,9 @@ class ConsumeLoop:
             self._producer.flush(30)  # request-log records of this batch
         except asyncio.CancelledError:
             log.warning("batch_abandoned", events=batch.size, accounts=len(batch.accounts))
+            raise
+        except AuthorizationError:  # a missing ACL: no rewind can help; the batch stays uncommitted
+            self._rewind(records)
             raise
         except Exception as exc:
             log.exception("batch_failed", events=batch.size, accounts=len(batch.accounts))

@@ -11,12 +11,9 @@ idempotent upsert.
 from __future__ import annotations
 
 import re
-import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-
-from confluent_kafka import Message, TopicPartition
 
 from shared import kafka
 from shared.deadletter import REPLAYED_AT, DeadLetter, parse_dead_letter
@@ -62,48 +59,14 @@ class DlqFilter:
         return not (self.until and when > self.until)
 
 
-def read_partitions(
-    settings: KafkaSettings, topic: str, *, tail: int | None = None, timeout: float = 10.0
-) -> Iterator[Message]:
-    """Every record of `topic` now present (or the last `tail` of each partition), partition by partition."""
-    consumer = kafka.consumer(settings, f"sfls-reader-{uuid.uuid4().hex[:8]}", **{"enable.partition.eof": True})
-    try:
-        metadata = consumer.list_topics(topic, timeout=timeout).topics.get(topic)
-        if metadata is None or metadata.error is not None:
-            return
-        ends: dict[int, int] = {}
-        starts: list[TopicPartition] = []
-        for partition in sorted(metadata.partitions):
-            low, high = kafka.watermark_offsets(consumer, TopicPartition(topic, partition), timeout)
-            if high > low:
-                start = max(low, high - tail) if tail is not None else low
-                ends[partition] = high
-                starts.append(TopicPartition(topic, partition, start))
-        if not starts:
-            return
-        consumer.assign(starts)
-        while ends:
-            message = consumer.poll(timeout)
-            if message is None:
-                return  # nothing more arrives within the timeout
-            error = message.error()
-            partition = message.partition() or 0
-            if error is None:
-                yield message
-            if error is not None or (message.offset() or 0) >= ends.get(partition, 0) - 1:
-                ends.pop(partition, None)
-    finally:
-        consumer.close()
-
-
 def dead_letters(settings: KafkaSettings, topic: str, flt: DlqFilter = DlqFilter()) -> list[DeadLetter]:
     """Every dead letter of `topic` that matches, oldest failure first."""
-    found = [letter for letter in map(parse_dead_letter, read_partitions(settings, topic)) if flt.matches(letter)]
+    found = [letter for letter in map(parse_dead_letter, kafka.read_to_end(settings, topic)) if flt.matches(letter)]
     return sorted(found, key=lambda letter: (letter.last_failure, letter.partition, letter.offset))
 
 
 def find(settings: KafkaSettings, topic: str, partition: int, offset: int) -> DeadLetter | None:
-    for message in read_partitions(settings, topic):
+    for message in kafka.read_to_end(settings, topic):
         if message.partition() == partition and message.offset() == offset:
             return parse_dead_letter(message)
     return None

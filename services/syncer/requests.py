@@ -15,7 +15,7 @@ from typing import Any
 from confluent_kafka import Producer
 from pydantic import ValidationError as PydanticValidationError
 
-from services.syncer.dlq import read_partitions
+from shared import kafka
 from shared.events import RequestRecord, RequestStatus
 from shared.settings import KafkaSettings
 
@@ -81,7 +81,7 @@ def recent(
     filtered = bool(status or key or kind)
     per_partition = max(limit * 20, 5000) if filtered else limit
     found: list[RequestRecord] = []
-    for message in read_partitions(settings, topic, tail=per_partition):
+    for message in kafka.read_to_end(settings, topic, tail=per_partition):
         try:
             record = RequestRecord.from_bytes(message.value() or b"")
         except PydanticValidationError:

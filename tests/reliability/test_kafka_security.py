@@ -1,9 +1,7 @@
 """Kafka over SASL/SCRAM-SHA-512 and TLS through the pass-through settings only.
 
-A second broker (its own temporary state folder and free ports) gets a SASL_SSL listener with a
-PEM keystore for a certificate a throwaway local CA issued for localhost/127.0.0.1, and a SCRAM
-user created when its storage is formatted. The PLAINTEXT broker and controller listeners stay
-on loopback (the broker's own readiness check uses them). sfls is then configured by
+A second broker (tests/reliability/secure_kafka.py, no authorizer) gets a SASL_SSL listener and a
+SCRAM user. sfls is then configured by
 environment variables alone: SFLS_KAFKA__SECURITY_PROTOCOL, SASL_MECHANISM, SASL_USERNAME,
 SASL_PASSWORD and SSL_CA_LOCATION become librdkafka keys, and topics, a producer, a
 transactional producer and a consumer group all work through them.
@@ -15,73 +13,30 @@ import logging
 import os
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from unittest import mock
 
 import pytest
-import trustme
 from confluent_kafka import KafkaError
-from cryptography.hazmat.primitives import serialization
 
-from devstack.kafka import LocalBroker, default_cache_dir, fetch_jars, free_port
 from services.connection import check_kafka
 from shared import kafka
 from shared.settings import Settings, load_settings
+from tests.reliability.secure_kafka import SecureBroker
+from tests.reliability.secure_kafka import secure_broker as start_secure_broker
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 SCRAM_USER = "sfls"
 SCRAM_PASSWORD = "scram-Pw-7f3a9c-secret"  # no ',', '=' or ']': it goes inside StorageTool's --add-scram value
 WRONG_PASSWORD = "wrong-scram-Pw-0c1d"
-JAAS = "org.apache.kafka.common.security.scram.ScramLoginModule required;"
-
-
-@dataclass(frozen=True)
-class SecureBroker:
-    bootstrap_servers: str  # the SASL_SSL listener
-    ca_file: Path
 
 
 @pytest.fixture(scope="module")
 def secure_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecureBroker]:
-    """A broker with a SASL_SSL (SCRAM-SHA-512) listener and a certificate from a local CA."""
-    folder = tmp_path_factory.mktemp("kafka-sasl-ssl")
-    authority = trustme.CA(organization_name="sfls kafka security test")
-    cert = authority.issue_cert("localhost", "127.0.0.1")
-    key = serialization.load_pem_private_key(cert.private_key_pem.bytes(), password=None)
-    pkcs8 = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )  # Kafka's PEM keystore reads PKCS#8 keys only
-    keystore = folder / "keystore.pem"
-    keystore.write_bytes(pkcs8 + b"".join(pem.bytes() for pem in cert.cert_chain_pems))
-    ca_file = folder / "ca.pem"
-    authority.cert_pem.write_to_path(str(ca_file))
-    port, controller_port, secure_port = free_port(), free_port(), free_port()
-    cache_dir = default_cache_dir()
-    broker = LocalBroker(
-        state_dir=folder / "state",
-        lib_dir=fetch_jars(cache_dir),
-        port=port,
-        controller_port=controller_port,
-        listeners=(
-            f"PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port},SASL_SSL://127.0.0.1:{secure_port}"
-        ),
-        advertised_listeners=f"PLAINTEXT://127.0.0.1:{port},SASL_SSL://127.0.0.1:{secure_port}",
-        security_protocol_map="CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,SASL_SSL:SASL_SSL",
-        extra_properties={
-            "sasl.enabled.mechanisms": "SCRAM-SHA-512",
-            "listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config": JAAS,
-            "listener.name.sasl_ssl.ssl.keystore.type": "PEM",
-            "listener.name.sasl_ssl.ssl.keystore.location": str(keystore),
-        },
-        format_args=("--add-scram", f"SCRAM-SHA-512=[name={SCRAM_USER},password={SCRAM_PASSWORD}]"),
-    )
-    try:
-        broker.start(timeout=180)
-        yield SecureBroker(f"127.0.0.1:{secure_port}", ca_file)
-    finally:
-        broker.stop()
+    """A broker with a SASL_SSL (SCRAM-SHA-512) listener and a certificate from a local CA, no authorizer."""
+    with start_secure_broker(tmp_path_factory.mktemp("kafka-sasl-ssl"), {SCRAM_USER: SCRAM_PASSWORD}) as broker:
+        yield broker
 
 
 def _settings(broker: SecureBroker, password: str, tmp_path: Path) -> Settings:
@@ -165,9 +120,11 @@ def test_wrong_password_fails_with_a_clear_error(
     producer = kafka.producer(settings.kafka, error_cb=errors.append)
     with caplog.at_level(logging.DEBUG, logger=kafka.LIBRDKAFKA_LOGGER.name):
         producer.produce(kafka.Topics(settings.kafka.topic_prefix).changes, value=b"never")
-        for _ in range(150):  # serve callbacks until the refusal arrives (at most ~30 s)
+        for _ in range(150):  # serve callbacks until the refusal and its log line arrive (at most ~30 s)
             producer.poll(0.2)
-            if any(e.code() == KafkaError._AUTHENTICATION for e in errors):
+            refused = any(e.code() == KafkaError._AUTHENTICATION for e in errors)
+            logged = [r.getMessage() for r in caplog.records if r.name == kafka.LIBRDKAFKA_LOGGER.name]
+            if refused and any("SASL authentication error" in line for line in logged):
                 break
         producer.purge()
     authentication = [e for e in errors if e.code() == KafkaError._AUTHENTICATION]

@@ -8,7 +8,6 @@ from datetime import UTC, datetime
 
 from confluent_kafka import Message, Producer
 
-from services.syncer.dlq import read_partitions
 from shared import kafka
 from shared.events import ChangeEvent, ChangeType, Entity
 from shared.settings import KafkaSettings
@@ -50,4 +49,4 @@ def publish(producer: Producer, topic: str, events: list[ChangeEvent]) -> None:
 
 
 def read_all(settings: KafkaSettings, topic: str) -> list[Message]:
-    return list(read_partitions(settings, topic, timeout=5))
+    return list(kafka.read_to_end(settings, topic, timeout=5))
