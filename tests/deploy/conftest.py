@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 from collections.abc import Callable
@@ -22,6 +23,11 @@ KUBE_VERSION = "1.30.0"
 CRD_API = "monitoring.coreos.com/v1"
 
 Render = Callable[..., list[dict[str, Any]]]
+# The Strimzi CRDs (KafkaTopic, KafkaUser) come from Maven Central's io.strimzi:api test jar, fetched and
+# cached by `make strimzi-crds` (deploy/tools.mk, which names the version).
+_STRIMZI_PIN = re.search(r"^STRIMZI_API_VERSION \?= (\S+)$", (ROOT / "deploy" / "tools.mk").read_text(), re.MULTILINE)
+assert _STRIMZI_PIN, "deploy/tools.mk pins STRIMZI_API_VERSION"
+STRIMZI_API_VERSION = _STRIMZI_PIN[1]
 
 
 def tool(variable: str, name: str) -> str:
@@ -48,6 +54,30 @@ def promtool() -> str:
 def prometheus_bin() -> str:
     """The prometheus server binary from Debian's prometheus package."""
     return tool("SFLS_PROMETHEUS", "prometheus")
+
+
+@pytest.fixture(scope="session")
+def strimzi_crds() -> Path:
+    """The folder holding crds/{v1,v1beta2}/*-Crd-kafka{topic,user}.yaml: cached, else fetched now by make."""
+    folder = Path(
+        os.environ.get("SFLS_STRIMZI_CRDS") or Path.home() / ".cache" / "sfls" / f"strimzi-crds-{STRIMZI_API_VERSION}"
+    )
+    if not (folder / ".complete").is_file():
+        make = shutil.which("make")
+        if make is None:
+            pytest.fail(
+                "make is not installed: install it (apt-get install make), then run `make tools`", pytrace=False
+            )
+        result = subprocess.run(
+            [make, "--no-print-directory", "-C", str(ROOT), "strimzi-crds", f"STRIMZI_CRDS={folder}"],
+            capture_output=True,
+            text=True,
+            timeout=600,
+            check=False,
+        )
+        if result.returncode != 0:
+            pytest.fail(f"could not fetch the Strimzi CRDs (`make strimzi-crds`):\n{result.stderr}", pytrace=False)
+    return folder
 
 
 def run_helm(helm: str, *args: str) -> subprocess.CompletedProcess[str]:

@@ -119,7 +119,7 @@ sfls.configFile is the YAML file sfls reads through SFLS_CONFIG: the config valu
 and observability sections built from their own values.
 */}}
 {{- define "sfls.configFile" -}}
-{{- $kafka := dict "bootstrap_servers" .Values.kafka.bootstrapServers "topic_prefix" .Values.kafka.topicPrefix "partitions" .Values.kafka.partitions "replication_factor" .Values.kafka.replicationFactor "create_topics" .Values.kafka.createTopics }}
+{{- $kafka := dict "bootstrap_servers" .Values.kafka.bootstrapServers "topic_prefix" .Values.kafka.topicPrefix "partitions" .Values.kafka.partitions "replication_factor" .Values.kafka.replicationFactor "create_topics" (eq (include "sfls.createTopics" .) "true") }}
 {{- $kafka = merge $kafka (deepCopy .Values.kafka.config) }}
 {{- $observability := dict "log_level" .Values.observability.logLevel "log_format" "json" "metrics_host" "0.0.0.0" "metrics_port" .Values.observability.port "liveness_seconds" .Values.observability.livenessSeconds }}
 {{- $config := merge (dict "kafka" $kafka "observability" $observability) (deepCopy .Values.config) }}
@@ -151,13 +151,27 @@ Call with (dict "root" $ "extra" .Values.<component>.extraEnv).
 - name: SFLS_CONFIG
   value: /etc/sfls/config.yaml
 {{- $secret := include "sfls.secretName" .root }}
+{{- $kafkaUserEnv := list }}
+{{- if and .root.Values.strimzi.users.enabled .component }}
+{{- $kafkaUserEnv = include "sfls.kafkaUserEnv" (dict "root" .root "principal" .component) | fromYamlArray }}
+{{- end }}
+{{- /* With strimzi.users the KafkaUser's Secret replaces any Kafka credentials from credentials.env. */}}
+{{- $owned := ternary (list "SFLS_KAFKA__SASL_USERNAME" "SFLS_KAFKA__SASL_PASSWORD") list (and .root.Values.strimzi.users.enabled (not (empty .component))) }}
+{{- range $kafkaUserEnv }}
+{{- $owned = append $owned .name }}
+{{- end }}
 {{- range $name, $ref := .root.Values.credentials.env }}
+{{- if not (has $name $owned) }}
 - name: {{ $name }}
   valueFrom:
     secretKeyRef:
       name: {{ $secret }}
       key: {{ $ref.key }}
       optional: {{ $ref.optional }}
+{{- end }}
+{{- end }}
+{{- with $kafkaUserEnv }}
+{{ toYaml . }}
 {{- end }}
 {{- with .root.Values.extraEnv }}
 {{ toYaml . }}
@@ -192,7 +206,7 @@ Call with (dict "root" $ "name" "syncer" "values" .Values.syncer "probes" true).
   args:
     {{- toYaml .values.args | nindent 4 }}
   env:
-    {{- include "sfls.env" (dict "root" .root "extra" .values.extraEnv) | nindent 4 }}
+    {{- include "sfls.env" (dict "root" .root "extra" .values.extraEnv "component" .name) | nindent 4 }}
   {{- with .root.Values.extraEnvFrom }}
   envFrom:
     {{- toYaml . | nindent 4 }}
@@ -229,6 +243,9 @@ Call with (dict "root" $ "name" "syncer" "values" .Values.syncer "probes" true).
       readOnly: true
     - name: tmp
       mountPath: /tmp
+    {{- with include "sfls.kafkaVolumeMounts" .root }}
+    {{- . | trim | nindent 4 }}
+    {{- end }}
 {{- end }}
 
 {{/*
@@ -261,6 +278,9 @@ volumes:
   - name: tmp
     emptyDir:
       sizeLimit: 64Mi
+  {{- with include "sfls.kafkaVolumes" (dict "root" .root "principal" .name) }}
+  {{- . | trim | nindent 2 }}
+  {{- end }}
 {{- with (.values.nodeSelector | default .root.Values.nodeSelector) }}
 nodeSelector:
   {{- toYaml . | nindent 2 }}
