@@ -3,29 +3,18 @@ free of the emulators' dependencies."""
 
 from __future__ import annotations
 
-import importlib.util
 import sys
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.scripts import load_script
+
 # Only the local stack needs these; the product (the wheel, the image) must not install them.
 EMULATOR_ONLY = ("trustme", "sf-logisense-sync-devstack")
 
 
-def _script() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("audit_runtime", ROOT / "scripts" / "audit_runtime.py")
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up by name
-    spec.loader.exec_module(module)
-    return module
-
-
-audit_runtime = _script()
+audit_runtime = load_script("audit_runtime")
 
 
 @pytest.fixture(scope="module")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
 from pathlib import Path
@@ -12,6 +11,7 @@ import pytest
 
 from tests.deploy import promql
 from tests.deploy.conftest import CHART, ROOT
+from tests.scripts import load_script
 
 DASHBOARDS = sorted((CHART / "dashboards").glob("*.json"))
 
@@ -27,12 +27,7 @@ def test_dashboards_exist() -> None:
 
 def test_checked_in_json_is_the_generator_output() -> None:
     """The JSON in the chart is what scripts/build_dashboards.py writes (edit the script, not the JSON)."""
-    spec = importlib.util.spec_from_file_location("build_dashboards", ROOT / "scripts" / "build_dashboards.py")
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    rendered = module.render()
+    rendered = load_script("build_dashboards").render()
     assert sorted(rendered) == [path.name for path in DASHBOARDS]
     for path in DASHBOARDS:
         assert path.read_text(encoding="utf-8") == rendered[path.name], (

@@ -6,7 +6,6 @@ tests/reliability/test_kafka_acls.py; these are the pure parts.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -17,6 +16,7 @@ from services.cli import app
 from shared import kafka
 from shared.acls import SERVICES, acls_for, kafka_acls_lines, own_topics, service_acls, strimzi_rules
 from shared.settings import KafkaSettings, ListenerSettings, Settings
+from tests.scripts import load_script
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -30,11 +30,7 @@ def _settings(*, create_topics: bool = True) -> Settings:
 
 def test_the_charts_copy_is_what_the_script_writes() -> None:
     """deploy/helm/sfls/files/kafka-acls.yaml is generated: edit shared/acls.py and run scripts/build_acls.py."""
-    spec = importlib.util.spec_from_file_location("build_acls", ROOT / "scripts" / "build_acls.py")
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_script("build_acls")
     checked_in = (ROOT / "deploy" / "helm" / "sfls" / "files" / "kafka-acls.yaml").read_text(encoding="utf-8")
     assert checked_in == module.render(), "run python scripts/build_acls.py"
 
