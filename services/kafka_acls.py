@@ -43,10 +43,12 @@ def acls_command(
     Create entries appear only while SFLS_KAFKA__CREATE_TOPICS is true (the default); with topics the
     platform creates, set it to false and they are left out.
     """
+    from dataclasses import asdict
+
     import yaml
 
     from services.command import fail, out, print_json_lines, settings_of
-    from shared.acls import SERVICES, acls_for, as_json, kafka_acls_lines, strimzi_rules
+    from shared.acls import SERVICES, acls_for, kafka_acls_lines, strimzi_rules
 
     settings = settings_of(ctx)
     names = list(SERVICES) if service == "all" else [service]
@@ -57,7 +59,7 @@ def acls_command(
         acls = acls_for(name, settings)
         who = principal or f"User:sfls-{name}"
         if output is Format.json:
-            print_json_lines({"service": name, "principal": who, **acl} for acl in as_json(acls))
+            print_json_lines({"service": name, "principal": who, **asdict(acl)} for acl in acls)
         elif output is Format.strimzi:
             out.print(f"# {name} ({SERVICES[name]})", highlight=False)
             out.print(yaml.safe_dump(strimzi_rules(acls), sort_keys=False).rstrip(), highlight=False)

@@ -141,21 +141,17 @@ def acls_for(service: str, settings: Settings) -> list[Acl]:
     return [acl for acl in every if settings.kafka.create_topics or not acl.create_topics_only]
 
 
-def created_topics(service: str, prefix: str, names: Iterable[str]) -> list[str]:
-    """Of `names`, the topics `service` may create (those its Create ACLs cover)."""
-    creatable = [acl for acl in service_acls(service, prefix, "-") if acl.operation == "Create"]
-    return [
-        name
-        for name in names
-        if any(name == acl.name or (acl.pattern == "prefixed" and name.startswith(acl.name)) for acl in creatable)
-    ]
-
-
 def own_topics(service: str, settings: Settings) -> list[kafka.TopicSpec]:
     """The topics `service` creates when they are missing: exactly those its Create ACLs cover."""
-    specs = kafka.Topics(settings.kafka.topic_prefix).specs(settings.kafka)
-    names = set(created_topics(service, settings.kafka.topic_prefix, [spec.name for spec in specs]))
-    return [spec for spec in specs if spec.name in names]
+    prefix = settings.kafka.topic_prefix
+    creatable = [acl for acl in service_acls(service, prefix, "-") if acl.operation == "Create"]
+    return [
+        spec
+        for spec in kafka.Topics(prefix).specs(settings.kafka)
+        if any(
+            spec.name == acl.name or (acl.pattern == "prefixed" and spec.name.startswith(acl.name)) for acl in creatable
+        )
+    ]
 
 
 # --- rendering ------------------------------------------------------------------------------------
@@ -184,20 +180,6 @@ def strimzi_rules(acls: Iterable[Acl]) -> list[dict[str, Any]]:
     return [
         {"resource": {"type": kind, "name": name, "patternType": pattern}, "operations": operations}
         for (kind, name, pattern), operations in grouped.items()
-    ]
-
-
-def as_json(acls: Iterable[Acl]) -> list[dict[str, Any]]:
-    return [
-        {
-            "resource_type": acl.resource_type,
-            "name": acl.name,
-            "pattern": acl.pattern,
-            "operation": acl.operation,
-            "why": acl.why,
-            "create_topics_only": acl.create_topics_only,
-        }
-        for acl in acls
     ]
 
 
