@@ -39,11 +39,15 @@ from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 
 from services.syncer.batch import Coalesced, Received, coalesce, collect
 from shared.deadletter import Failure, Origin, count_dead_letter, dead_letter_headers
-from shared.errors import AuthorizationError, MalformedMessageError
+from shared.errors import AuthorizationError, MalformedMessageError, TransientError
 from shared.kafka import Topics, produce_and_flush
 
 log = structlog.get_logger(__name__)
 SERVICE = "syncer"
+
+
+class CommitFailedError(TransientError):
+    """Kafka did not take a delivered batch's offsets (a rebalance, a coordinator away)."""
 
 
 @dataclass
@@ -182,10 +186,15 @@ class ConsumeLoop:
             self._rewind(records)
             await asyncio.sleep(self._retry_pause)
             return False
-        committed = self._commit(records)
+        if not self._commit(records):
+            # Delivered but not committed: a new owner of the partitions redoes the batch (idempotently), or
+            # this loop's next commit covers it. Either way it is a failed batch for the metrics, so a syncer
+            # whose commits keep failing does not look healthy (its last-batch timestamp stands still).
+            self._hooks.batch_failed(batch, CommitFailedError("the batch's offsets were not committed"))
+            return False
         self._hooks.batch_finished(batch, result, dead, time.monotonic() - started)
         self._report_lag()
-        return committed
+        return True
 
     async def _process_keeping_membership(self, batch: Coalesced) -> BatchResult:
         """Run the processing while the partitions are paused and the consumer keeps polling."""
@@ -254,8 +263,14 @@ class ConsumeLoop:
         return True
 
     def _rewind(self, records: list[Received]) -> None:
+        """Seek back to the first record of the failed batch, and of what was polled while it ran.
+
+        The carried records may come from partitions assigned during the batch: dropping them without
+        seeking back would move those partitions past records nobody processed, and a later commit past them.
+        """
+        pending = records + self._carry
         self._carry = []
-        for (topic, partition), offset in _first_offsets(records).items():
+        for (topic, partition), offset in _first_offsets(pending).items():
             if (topic, partition) in self._revoked:
                 continue
             try:
@@ -264,15 +279,20 @@ class ConsumeLoop:
                 log.warning("rewind_failed", topic=topic, partition=partition, error=str(exc))
 
     def _report_lag(self) -> None:
+        """Records not committed yet, per partition: one OffsetFetch, and the high watermarks librdkafka
+        already holds from its fetches (no request per partition, so the next batch is not held up)."""
         try:
             assignment = self._consumer.assignment()
             committed = self._consumer.committed(assignment, timeout=5) if assignment else []
-            for tp in committed:
-                _low, high = self._consumer.get_watermark_offsets(tp, timeout=5, cached=False)
-                position = tp.offset if tp.offset >= 0 else _low
-                self._hooks.lag(tp.partition, max(0, high - position))
         except KafkaException as exc:
             log.debug("lag_unavailable", error=str(exc))
+            return
+        for tp in committed:
+            low, high = self._consumer.get_watermark_offsets(tp, cached=True)
+            if high < 0:  # nothing fetched from this partition yet
+                continue
+            position = tp.offset if tp.offset >= 0 else low
+            self._hooks.lag(tp.partition, max(0, high - position))
 
     # --- rebalance callbacks (run inside poll/consume) --------------------------------------------
 

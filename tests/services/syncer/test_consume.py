@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import threading
+import uuid
 from collections.abc import Callable
 
 import pytest
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
 from services.syncer.batch import Coalesced
-from services.syncer.consume import BatchResult, ConsumeLoop
+from services.syncer.consume import BatchResult, CommitFailedError, ConsumeLoop
 from shared import kafka
 from shared.deadletter import ERROR_CLASS, ERROR_MESSAGE, ORIGINAL_OFFSET, ORIGINAL_TOPIC, Failure, parse_dead_letter
 from shared.errors import TransientError, ValidationError
 from shared.settings import KafkaSettings
 from tests.services.syncer.support import change, create_syncer_topics, publish, read_all
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -149,3 +152,105 @@ async def test_malformed_record_is_dead_lettered(
     letters = [parse_dead_letter(m) for m in read_all(kafka_settings, topics.changes_dlt)]
     assert [letter.error_class for letter in letters] == ["MalformedMessageError"]
     assert letters[0].value == b"{not json"
+
+
+class RecordingHooks:
+    """The loop's hooks, remembering which batches finished and which failed (and why)."""
+
+    def __init__(self) -> None:
+        self.finished: list[int] = []
+        self.failed: list[BaseException] = []
+
+    def batch_started(self, batch: Coalesced) -> None:
+        return None
+
+    def batch_finished(self, batch: Coalesced, result: BatchResult, dead_letters: int, seconds: float) -> None:
+        self.finished.append(batch.size)
+
+    def batch_failed(self, batch: Coalesced, error: BaseException) -> None:
+        self.failed.append(error)
+
+    def lag(self, partition: int, lag: int) -> None:
+        return None
+
+
+class CommitsRefused(Consumer):
+    """A real consumer whose commits Kafka refuses, as during a rebalance that never settles."""
+
+    def commit(self, *args: object, **kwargs: object) -> None:
+        raise KafkaException(KafkaError(KafkaError.REBALANCE_IN_PROGRESS))
+
+
+async def test_a_batch_whose_commit_fails_counts_as_failed(
+    kafka_settings: KafkaSettings, producer_factory: Callable[..., Producer]
+) -> None:
+    """Delivered but not committed is a failed batch: no `committed` count, no last-batch timestamp."""
+    topics = create_syncer_topics(kafka_settings)
+    publish(producer_factory(), topics.changes, [change(A), change(B)])
+    config = {**kafka_settings.librdkafka(), "group.id": f"g-{uuid.uuid4().hex[:8]}", "auto.offset.reset": "earliest"}
+    consumer = CommitsRefused({**config, "enable.auto.commit": False, "enable.auto.offset.store": False})
+    hooks = RecordingHooks()
+    loop = make_loop(kafka_settings, consumer, producer_factory(), lambda batch: BatchResult(synced_accounts=2))
+    loop._hooks = hooks
+    await run_until(loop, lambda: len(hooks.failed) >= 1)
+    assert hooks.finished == []
+    assert loop.batches_committed == 0
+    assert isinstance(hooks.failed[0], CommitFailedError)
+
+
+async def test_a_failed_batch_loses_nothing_polled_from_a_partition_assigned_meanwhile(
+    kafka_settings: KafkaSettings, consumer_factory: Callable[..., Consumer], producer_factory: Callable[..., Producer]
+) -> None:
+    """A partition that arrives while a batch runs (another member left) and whose records were polled in the
+    meantime is read again after the batch fails: every record is processed and committed in the end."""
+    topics = create_syncer_topics(kafka_settings)
+    producer = producer_factory()
+    partitions = range(kafka_settings.partitions)
+    for partition in partitions:
+        for _ in range(3):
+            producer.produce(topics.changes, key=A.encode(), value=change(A).to_bytes(), partition=partition)
+    producer.flush(10)
+    group = f"g-{uuid.uuid4().hex[:8]}"
+    other = consumer_factory(group)  # holds every partition until the loop joins and takes some
+    other.subscribe([topics.changes])
+    stop_other = threading.Event()
+
+    def keep_other_alive() -> None:
+        while not stop_other.is_set():
+            other.poll(0.2)  # serves its rebalances; it never commits
+
+    wait_until(lambda: (other.poll(0.2), len(other.assignment()))[1], 30, "the other member's assignment")
+    thread = threading.Thread(target=keep_other_alive, daemon=True)
+    thread.start()
+    processed: list[tuple[int, int]] = []
+    batches = 0
+
+    async def process(batch: Coalesced) -> BatchResult:
+        nonlocal batches
+        batches += 1
+        if batches == 1:  # the other member leaves; its partitions come to the loop while this batch runs
+            stop_other.set()
+            thread.join(10)
+            other.close()
+            for _ in range(200):
+                if loop._carry:
+                    break
+                await asyncio.sleep(0.1)
+            assert loop._carry, "no record was polled from the partitions assigned during the batch"
+            raise TransientError("LogiSense is unavailable", status=503)
+        processed.extend((r.partition, r.offset) for w in batch.accounts.values() for r in w.records)
+        return BatchResult(synced_accounts=len(batch.accounts))
+
+    loop = ConsumeLoop(
+        consumer=consumer_factory(group),
+        producer=producer,
+        topics=topics,
+        process=process,
+        interval_seconds=0.5,
+        max_events=10_000,
+        retry_pause_seconds=0.1,
+    )
+    total = 3 * kafka_settings.partitions
+    observer = consumer_factory(group)
+    await run_until(loop, lambda: committed_total(observer, topics.changes) >= total)
+    assert sorted(set(processed)) == sorted((p, o) for p in partitions for o in range(3))
