@@ -131,28 +131,21 @@ class Pipeline:
         if not records and not checkpoints and not overflows:
             self._account(result)
             return result
-        self.publisher.commit(self._all_records(records, overflows, checkpoints, result))
+        # Salesforce first, the transaction after: an overflow's query pages (any number, any latency) are read
+        # before the transaction opens, so its timeout bounds only the Kafka writes.
+        for overflow in overflows:
+            result.overflows += 1
+            records.extend(
+                self._count(event_record(self.topics, e), e, result) for e in self._overflow_events(overflow)
+            )
+        records.extend(checkpoint_record(self.topics, checkpoint) for checkpoint in checkpoints.values())
+        self.publisher.commit(records)
         for checkpoint in checkpoints.values():
             self.replay.committed(checkpoint)
         for message in parsed:
             self.resolver.learn(message)
         self._account(result, checkpoints)
         return result
-
-    def _all_records(
-        self,
-        records: list[Record],
-        overflows: list[OverflowRequest],
-        checkpoints: dict[str, Checkpoint],
-        result: BatchResult,
-    ) -> Iterator[Record]:
-        yield from records
-        for overflow in overflows:
-            result.overflows += 1
-            for event in self._overflow_events(overflow):
-                yield self._count(event_record(self.topics, event), event, result)
-        for checkpoint in checkpoints.values():
-            yield checkpoint_record(self.topics, checkpoint)
 
     def _overflow_events(self, overflow: OverflowRequest) -> Iterator[ChangeEvent]:
         """Every record of the entity modified since the overflow's commit, as RESYNC events."""

@@ -119,6 +119,26 @@ def test_echo_gaps_overflow_and_malformed_messages(
     assert json.loads(dead[0].value() or b"")["data"]["event"]["replayId"] > 0
 
 
+def test_an_overflow_is_read_from_a_slow_salesforce_before_the_transaction_opens(
+    emulator: Any, api: SalesforceApi, kafka_settings: KafkaSettings, run_listener_thread: Callable[..., ListenerThread]
+) -> None:
+    """GAP_OVERFLOW over many query pages of a slow Salesforce: every page is read before the Kafka transaction
+    opens, so paging that takes longer than the transaction timeout still commits, each record once."""
+    accounts = _accounts(emulator, 200)
+    emulator.admin("POST", "/cdc/overflow", {"entity": "Account"})
+    api.update_many("Account", [{"Id": account, "Description": "after the overflow"} for account in accounts])
+    emulator.admin("POST", "/settings", {"query_batch_size": 20})  # ten pages
+    # Ten pages take longer than the transaction timeout plus the broker's abort sweep (5 s on the test broker).
+    emulator.admin("POST", "/latency", {"ms": 1000})
+    try:
+        run_listener_thread(initial_replay=-2, transaction_timeout_seconds=2.0)
+        events = events_after_sync(emulator, kafka_settings, ACCOUNTS)
+    finally:
+        emulator.admin("POST", "/latency", {"ms": 0})
+    overflow = [e.record_id for e in events if e.source is Source.OVERFLOW]
+    assert sorted(overflow) == sorted(accounts)
+
+
 def test_restart_resumes_after_the_checkpoint_without_duplicates(
     emulator: Any, api: SalesforceApi, kafka_settings: KafkaSettings, run_listener_thread: Callable[..., ListenerThread]
 ) -> None:
