@@ -274,6 +274,31 @@ def raise_for_message(
     raise TransientError(f"Kafka consumer error: {error.str()}")
 
 
+Headers = list[tuple[str, str | bytes | None]]
+
+
+def produce(
+    prod: Producer,
+    topic: str,
+    key: bytes | None,
+    value: bytes | None,
+    headers: Headers | None = None,
+    *,
+    on_delivery: Callable[[KafkaError | None, Message], None] | None = None,
+) -> None:
+    """Queue one record, waiting (serving delivery callbacks) while librdkafka's local queue is full."""
+    while True:
+        try:
+            if on_delivery is None:
+                prod.produce(topic, key=key, value=value, headers=headers)
+            else:
+                prod.produce(topic, key=key, value=value, headers=headers, on_delivery=on_delivery)
+        except BufferError:
+            prod.poll(0.05)
+        else:
+            return
+
+
 def produce_and_flush(
     prod: Producer,
     topic: str,
@@ -297,12 +322,7 @@ def produce_and_flush(
 
     count = 0
     for key, value, headers in records:
-        while True:
-            try:
-                prod.produce(topic, key=key, value=value, headers=headers, on_delivery=on_delivery)
-                break
-            except BufferError:
-                prod.poll(0.1)
+        produce(prod, topic, key, value, headers, on_delivery=on_delivery)
         count += 1
     remaining = prod.flush(timeout)
     if denied:

@@ -30,7 +30,7 @@ from shared.settings import KafkaSettings
 
 HASH_HEADER = "sfls.hash"
 SERVICE = "importer"
-Headers = list[tuple[str, str | bytes | None]]
+Headers = kafka.Headers
 
 
 class Publisher:
@@ -51,12 +51,7 @@ class Publisher:
             self.last_error = err.str()
 
     def produce(self, topic: str, key: bytes, value: bytes | None, headers: Headers | None = None) -> None:
-        while True:
-            try:
-                self._producer.produce(topic, key=key, value=value, headers=headers, on_delivery=self._on_delivery)
-                break
-            except BufferError:
-                self._producer.poll(0.05)
+        kafka.produce(self._producer, topic, key, value, headers, on_delivery=self._on_delivery)
         self._producer.poll(0)
 
     def item(self, topic: str, entity: str, identity: int, item: dict[str, Any], digest: str) -> None:

@@ -199,14 +199,7 @@ class TransactionalPublisher:
         return count
 
     def _produce(self, topic: str, key: bytes, value: bytes | None, headers: list[tuple[str, bytes]]) -> None:
-        produced_headers: list[tuple[str, str | bytes | None]] = list(headers)
-        while True:
-            try:
-                self._producer.produce(topic, key=key, value=value, headers=produced_headers)
-            except BufferError:
-                self._producer.poll(0.05)
-            else:
-                return
+        kafka.produce(self._producer, topic, key, value, list(headers))
 
     def _commit_with_retries(self) -> None:
         """Commit in short calls, retrying retriable errors for one transaction timeout (then the caller aborts).

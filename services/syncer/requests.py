@@ -29,12 +29,7 @@ class RequestLog:
         self.written = 0
 
     def write(self, record: RequestRecord) -> None:
-        while True:
-            try:
-                self._producer.produce(self._topic, key=record.key.encode() or None, value=record.to_bytes())
-                break
-            except BufferError:
-                self._producer.poll(0.1)
+        kafka.produce(self._producer, self._topic, record.key.encode() or None, record.to_bytes())
         self._producer.poll(0)
         self.written += 1
 

@@ -41,6 +41,18 @@ def _drain(consumer: Consumer, quiet_seconds: float = 3.0) -> list[Message]:
     return messages
 
 
+def test_a_full_local_queue_waits_instead_of_failing(
+    topic_factory: Callable[..., str], producer_factory: Callable[..., Producer], kafka_settings: KafkaSettings
+) -> None:
+    """With room for two records in librdkafka's queue, producing 200 waits on BufferError and loses none."""
+    topic = topic_factory()
+    producer = producer_factory(**{"queue.buffering.max.messages": 2})
+    records = [(None, str(i).encode(), []) for i in range(200)]
+    assert kafka.produce_and_flush(producer, topic, records) == 200
+    values = [m.value() for m in kafka.read_to_end(kafka_settings, topic)]
+    assert sorted(values, key=lambda v: int(v or b"0")) == [str(i).encode() for i in range(200)]
+
+
 def test_produce_and_consume_round_trip(
     topic_factory: Callable[..., str],
     producer_factory: Callable[..., Producer],
