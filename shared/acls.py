@@ -215,6 +215,9 @@ def preflight(service: str, settings: Settings) -> None:
 
 # A refusal: Kafka answers so for a resource this principal may not describe, whether it exists or not.
 _REFUSED = (KafkaError.TOPIC_AUTHORIZATION_FAILED, KafkaError.GROUP_AUTHORIZATION_FAILED)
+# A coordinator still loading (a fresh broker creates its offsets topic on the first group request), a request
+# that timed out meanwhile, or a topic not in every broker's metadata yet: asked again, up to a deadline.
+_ASK_AGAIN = (*kafka.COORDINATOR_NOT_READY, KafkaError._TIMED_OUT, KafkaError.UNKNOWN_TOPIC_OR_PART)
 # A topic created a moment ago may not have reached every broker's metadata yet: asked again for a while.
 UNKNOWN_TOPIC_SECONDS = 15.0
 
@@ -277,7 +280,7 @@ def _collect(
                 absent.add(key[1])
             elif error.code() in _REFUSED:
                 granted[key] = None
-            elif error.retriable() or error.code() in (*kafka.COORDINATOR_NOT_READY, KafkaError.UNKNOWN_TOPIC_OR_PART):
+            elif error.retriable() or error.code() in _ASK_AGAIN:
                 retry.append(error)
             else:
                 raise TransientError(f"Kafka could not describe {key[0]} {key[1]}: {error.str()}") from exc

@@ -286,7 +286,10 @@ def produce(
     *,
     on_delivery: Callable[[KafkaError | None, Message], None] | None = None,
 ) -> None:
-    """Queue one record, waiting (serving delivery callbacks) while librdkafka's local queue is full."""
+    """Queue one record, waiting (serving delivery callbacks) while librdkafka's local queue is full.
+
+    A topic librdkafka already knows it may not write to is refused here, not in the delivery report.
+    """
     while True:
         try:
             if on_delivery is None:
@@ -295,6 +298,10 @@ def produce(
                 prod.produce(topic, key=key, value=value, headers=headers, on_delivery=on_delivery)
         except BufferError:
             prod.poll(0.05)
+        except KafkaException as exc:
+            if exc.args[0].code() == KafkaError.TOPIC_AUTHORIZATION_FAILED:
+                raise AuthorizationError(denied_message([f"Write on Topic '{topic}'"], None)) from None
+            raise
         else:
             return
 

@@ -173,15 +173,15 @@ class SyncerService:
             ) as client,
             LogisenseClient(settings.logisense, retry=single, on_request=on_request, max_connections=4) as once,
         ):
+            # Kafka first: no request-log record is written before the topics and the permissions are known.
+            if settings.kafka.create_topics:
+                health.set_ready(False, "waiting for Kafka")
+                specs = acls.own_topics(SERVICE, settings)
+                await kafka.ensure_topics_waiting(settings.kafka, specs, on_wait=health.tick)
+            await asyncio.to_thread(acls.preflight, SERVICE, settings)
             await asyncio.to_thread(salesforce.login)
             refs = References()
             await validate(settings, client, salesforce, refs)
-            if settings.kafka.create_topics:
-                wanted = {topics.changes, topics.changes_dlt, topics.requests}
-                specs = [s for s in topics.specs(settings.kafka) if s.name in wanted]
-                health.set_ready(False, "waiting for Kafka")
-                await kafka.ensure_topics_waiting(settings.kafka, specs, on_wait=health.tick)
-            await asyncio.to_thread(acls.preflight, SERVICE, settings)
             deliverer = Deliverer(
                 client, once, settings, refs, policy=policy, on_retry=lambda r: RETRIES.labels(resource=r).inc()
             )
