@@ -203,7 +203,7 @@ class Stack:
         )
 
     def describe(self) -> dict[str, Any]:
-        """The stack.json contract (design.md section 7)."""
+        """The stack.json contract (shown in the README's local-stack section)."""
         ca_file = str(self.state_dir / "ca.pem")
         sf, ls = self.salesforce(), self.logisense()
         return {

@@ -1,4 +1,4 @@
-"""The change-event contract of `sfls.changes` (design.md section 3).
+"""The change-event contract of `sfls.changes` (the README's Listener section describes it for users).
 
 Key: the Salesforce Account Id, so one partition (one syncer) owns an account and its contacts.
 Value: the JSON of ChangeEvent. Headers: entity, change_type, source, for routing without parsing.

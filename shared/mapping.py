@@ -1,6 +1,6 @@
 """Which Salesforce fields matter for billing, and how they map to LogiSense.
 
-The trigger rules of the original package (design.md section 1): an Account resyncs when Name,
+The trigger rules of the original Salesforce for LogiSense package: an Account resyncs when Name,
 Type, Status, Bill Group, AR Term, Parent, either invoice recipient, or a mapped custom field
 changes; a Contact when a mapped field changes (Name, Title and Type by default, plus every field
 a contact point is mapped from) or it moves to another account. Everything else is ignored.

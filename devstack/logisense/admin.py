@@ -1,4 +1,4 @@
-"""The admin API under `/__admin/` (no token; JSON in and out). design.md section 7 is the contract.
+"""The admin API under `/__admin/` (no token; JSON in and out); the README's local-stack section lists it.
 
   GET    /__admin/health                     {"status": "ok", "seed": 1, "catalogue_size": 1000}
   POST   /__admin/reset                      {"seed": 1, "catalogue_size": 1000, "accounts": 0,

@@ -1,4 +1,4 @@
-"""Fault injection and request counters, driven by the admin API (design.md section 7).
+"""Fault injection and request counters, driven by the admin API (devstack/logisense/admin.py).
 
 A fault rule (`POST /__admin/faults`) matches requests by `resource` (a route template such as
 `Account`, `Contact/Point`, or `Access/Login` for the token endpoint), `method` and `operation`

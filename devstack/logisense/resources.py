@@ -1,9 +1,10 @@
 """The emulated resources: routes, fields, references, and what each verb may do.
 
-Field names follow the reference (`shared/reference/logisense.md` section 6 and 9.5); where the
-reference marks a name INFERRED or DESIGN we use the name it proposes. Every `xxxId` reference gets a
-read-only `xxxName` partner on read. Custom fields (Column Names) are top-level properties on the
-resources marked `extensible`; the allowed names are part of the emulator's state, not of this table.
+Field names follow LogiSense Billing's REST API as documented; where the documentation leaves a name
+open we use the one a client would most plausibly meet (marked as a design choice where it matters).
+Every `xxxId` reference gets a read-only `xxxName` partner on read. Custom fields (Column Names) are
+top-level properties on the resources marked `extensible`; the allowed names are part of the emulator's
+state, not of this table.
 """
 
 from __future__ import annotations

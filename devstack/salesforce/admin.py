@@ -1,4 +1,4 @@
-"""The admin API under /__admin/ (no token, JSON in and out): the contract of design.md section 7.
+"""The admin API under /__admin/ (no token, JSON in and out); the README's local-stack section lists it.
 
 GET  /__admin/health                      {"status": "ok"}
 POST /__admin/reset                       clear records, events, sessions, tokens, counters, tunables

@@ -1,6 +1,6 @@
 """Where a committed transaction becomes Change Data Capture events, and where events are retained.
 
-Event shapes follow reference/salesforce_cdc.md section 1 (CometD flavour):
+Event shapes follow Salesforce Change Data Capture as delivered over CometD:
 - CREATE and UNDELETE carry every non-null field plus the system fields; UPDATE carries only the
   changed fields plus LastModifiedDate, with nulls explicit; DELETE carries the header only.
 - Compound fields nest (`"BillingAddress": {"City": ...}`, Contact `"Name": {"FirstName": ...}`),

@@ -1,6 +1,6 @@
 """The Streaming API: Bayeux over long polling at /cometd/NN.N, as Salesforce implements it.
 
-Protocol notes (reference/salesforce_cdc.md section 2):
+Protocol notes (Salesforce's Streaming API, as aiosfstream-ng and aiocometd-ng expect it):
 - Requests and replies are JSON arrays; Bayeux errors come back inside HTTP 200 replies as
   `"error": "<code>::<text>"` with `"successful": false`. A missing or too old version in the
   URL is an HTTP 400.

@@ -1,4 +1,4 @@
-"""The one place a CDC message becomes change events (design.md section 3), and the filters.
+"""The one place a CDC message becomes change events (the contract is shared/events.py), and the filters.
 
 A CometD CDC message is `{"channel": ..., "data": {"schema": ..., "payload": {...}, "event":
 {"replayId": N}}}`. `parse` checks its shape (anything else raises MalformedCdcError with a

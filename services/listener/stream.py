@@ -1,7 +1,7 @@
 """The aiosfstream-ng supervisor: subscribe, hand batches over, rebuild on any trouble, forever.
 
-aiosfstream-ng 0.7.5 (aiosfstream 0.5.0 renamed) has defects we survive without patching it
-(reference/salesforce_cdc.md section 3.1); each is handled here or in shared/salesforce.py:
+aiosfstream-ng 0.7.5 (aiosfstream 0.5.0 renamed) has defects we survive without patching it;
+each is handled here or in shared/salesforce.py:
 
 - CometD URL pinned to API 45.0, older than `changedFields`: the StreamingClient subclass in
   shared/salesforce.py overrides `get_cometd_url` with `salesforce.api_version`.

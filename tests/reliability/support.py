@@ -1,7 +1,7 @@
 """Helpers for the failure tests: services as processes, a change generator, convergence checks.
 
 - `scaled(ci, full)`: the size a test runs at. CI runs the small size; `SFLS_RELIABILITY_SCALE=full`
-  runs the sizes of issue 7 (20,000 changes over 2,000 accounts, a 60-second outage, ...).
+  runs the full sizes (20,000 changes over 2,000 accounts, a 60-second outage, ...).
 - `Pipeline`: `sfls listener` and `sfls syncer` as subprocesses pointed at the test's emulators and
   broker (the environment of the syncer process tests plus the listener's knobs); start, kill -9,
   restart, and always stopped at the end.
@@ -58,7 +58,7 @@ CHANNELS = ("/data/AccountChangeEvent", "/data/ContactChangeEvent")
 
 
 def full_scale() -> bool:
-    """True when `SFLS_RELIABILITY_SCALE=full` asks for the sizes of issue 7."""
+    """True when `SFLS_RELIABILITY_SCALE=full` asks for the full sizes."""
     return os.environ.get(SCALE_ENV, "ci").strip().lower() == "full"
 
 
@@ -487,7 +487,7 @@ def wait_converged(
 def must_publish(event: dict[str, Any], settings: Settings) -> bool:
     """True when a retained CDC message carries a change the listener must publish.
 
-    An UPDATE that touched no trigger field (design.md section 1: e.g. only LastModifiedDate,
+    An UPDATE that touched no trigger field (shared/mapping.py: e.g. only LastModifiedDate,
     when a write set a field to the value it had) is dropped by design.
     """
     header = event["data"]["payload"]["ChangeEventHeader"]

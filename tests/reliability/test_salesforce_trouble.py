@@ -1,6 +1,6 @@
 """Salesforce trouble: session expiry during a long poll, a replay id expired during downtime, GAP_OVERFLOW.
 
-design.md section 4: the listener re-authenticates and resubscribes from its checkpoint; when
+What the README's Listener section promises: the listener re-authenticates and resubscribes from its checkpoint; when
 Salesforce no longer retains that replay id it subscribes from new events and publishes a full
 resync; gap events resync their records and GAP_OVERFLOW resyncs every record of the entity
 changed since the overflow. Each test ends with LogiSense equal to Salesforce field for field.
