@@ -31,7 +31,7 @@ lint: $(STAMP) ## ruff check and format check
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-typecheck: $(STAMP) ## mypy --strict on shared/ and services/
+typecheck: $(STAMP) ## mypy --strict on shared/, services/, devstack/ and bench/
 	$(BIN)/mypy
 
 test: install kafka-jars tools lint typecheck ## everything CI runs: lint, types, unit and integration tests

@@ -54,8 +54,17 @@ from shared.settings import KafkaSettings, LogisenseSettings
 NAME = "syncer"
 LATENCY_MS = 20
 CONCURRENCY = 16
-SF = {"client_id": "bench-key", "client_secret": "bench-secret", "username": "bench@sfls", "password": "bench-pw"}
-LS = {"client_id": "044b8ad6006845c29446b2f18e5b5909", "username": "bench", "password": "bench-password"}
+SF: dict[str, Any] = {
+    "client_id": "bench-key",
+    "client_secret": "bench-secret",
+    "username": "bench@sfls",
+    "password": "bench-pw",
+}
+LS: dict[str, Any] = {
+    "client_id": "044b8ad6006845c29446b2f18e5b5909",
+    "username": "bench",
+    "password": "bench-password",
+}
 POINTS = {"email": "Email", "phone": "Phone", "address": "MailingAddress", "sfdcid": "Id"}
 
 
@@ -228,7 +237,8 @@ def _measure(
         kafka_settings,
         [s for s in topics.specs(kafka_settings) if s.name in {topics.changes, topics.changes_dlt, topics.requests}],
     )
-    producer = kafka.producer(kafka_settings, **{"linger.ms": 50, "batch.size": 1_000_000})
+    tuning: dict[str, Any] = {"linger.ms": 50, "batch.size": 1_000_000}
+    producer = kafka.producer(kafka_settings, **tuning)
     kafka.produce_and_flush(
         producer, topics.changes, ((e.key, e.to_bytes(), list(e.headers())) for e in events), timeout=120
     )

@@ -26,13 +26,13 @@ from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import Any, cast
 
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 from rich.console import Console
 from rich.table import Table
-from simple_salesforce import Salesforce
+from simple_salesforce.api import Salesforce, SFType
 
 from devstack.compare import differences
 from devstack.kafka import default_cache_dir, free_port
@@ -200,6 +200,10 @@ class Demo:
                 instance_url=token["instance_url"], session_id=token["access_token"], session=session, version="62.0"
             )
         return self._sf
+
+    def sobject(self, name: str) -> SFType:
+        """`sf.<name>`, typed (simple-salesforce's attribute access can also mean its bulk handlers)."""
+        return cast(SFType, getattr(self.sf, name))
 
     def step(self, title: str) -> None:
         self.console.rule(f"[bold cyan]{title}")
@@ -391,11 +395,11 @@ class Demo:
         """Change a trigger field and a non-trigger field, delete a contact."""
         self.step("6. A trigger field changes, a non-trigger field changes, a contact is deleted")
         dropped = self.listener_dropped()
-        self.sf.Account.update(self.ids["Acme East"], {"LogiSense_Status__c": "Suspended"})
+        self.sobject("Account").update(self.ids["Acme East"], {"LogiSense_Status__c": "Suspended"})
         self.console.print("  Acme East: LogiSense_Status__c Active -> Suspended   (billing-relevant)")
-        self.sf.Account.update(self.ids["Acme West"], {"Description": "Prefers invoices by post"})
+        self.sobject("Account").update(self.ids["Acme West"], {"Description": "Prefers invoices by post"})
         self.console.print("  Acme West: Description changed                  (not billing-relevant)")
-        self.sf.Contact.delete(self.ids["contact:Bo Ek"])
+        self.sobject("Contact").delete(self.ids["contact:Bo Ek"])
         self.console.print("  Contact Bo Ek of Acme West deleted")
         self.show_events(self.published_events(), dropped)
         return self.converged("changes", ["Acme East", "Acme West"])
@@ -403,7 +407,7 @@ class Demo:
     def fail_validation(self) -> bool:
         """Create an account LogiSense cannot take."""
         self.step(f"7. An account LogiSense cannot take: Bill Group {MISSING_BILL_GROUP!r} does not exist there")
-        self.ids["Globex"] = self.sf.Account.create(
+        self.ids["Globex"] = self.sobject("Account").create(
             {
                 "Name": "Globex",
                 "Type": "Customer",
@@ -509,18 +513,18 @@ class Demo:
             "LogiSense_Bill_Group__c": "Bill Group 1st",
             "LogiSense_AR_Term__c": "Net 30",
         }
-        self.ids["Acme Holdings"] = self.sf.Account.create({"Name": "Acme Holdings", **base})["id"]
+        self.ids["Acme Holdings"] = self.sobject("Account").create({"Name": "Acme Holdings", **base})["id"]
         for child in ("Acme East", "Acme West"):
-            self.ids[child] = self.sf.Account.create({"Name": child, "ParentId": self.ids["Acme Holdings"], **base})[
-                "id"
-            ]
+            self.ids[child] = self.sobject("Account").create(
+                {"Name": child, "ParentId": self.ids["Acme Holdings"], **base}
+            )["id"]
         people = [
             ("Acme East", "Ana", "Lima", "Controller"),
             ("Acme West", "Bo", "Ek", "Buyer"),
             ("Acme West", "Cy", "Oh", "AP Clerk"),
         ]
         for account, first, last, title in people:
-            self.ids[f"contact:{first} {last}"] = self.sf.Contact.create(
+            self.ids[f"contact:{first} {last}"] = self.sobject("Contact").create(
                 {
                     "AccountId": self.ids[account],
                     "FirstName": first,

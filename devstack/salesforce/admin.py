@@ -21,6 +21,7 @@ POST /__admin/schema                      custom objects and fields (shape in sc
 from __future__ import annotations
 
 from dataclasses import asdict
+from functools import partial
 from typing import Any
 
 from aiohttp import web
@@ -99,7 +100,7 @@ async def undelete(request: web.Request) -> web.Response:
         raise AdminError(f"unknown sobject {body['sobject']!r}")
     transaction = state.store.transaction(str(body.get("changeOrigin", "com/salesforce/api/soap/62.0")))
     ids = _require(body, "ids", list)
-    outcomes = transaction.run([lambda i=i: transaction.plan_undelete(obj, i) for i in ids], all_or_none=False)
+    outcomes = transaction.run([partial(transaction.plan_undelete, obj, i) for i in ids], all_or_none=False)
     transaction.commit()
     results = [
         {"success": False, "errors": [o.collection_error()]}

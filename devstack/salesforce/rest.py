@@ -13,6 +13,7 @@ import json
 import re
 import time
 from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any
 
 from aiohttp import web
@@ -388,7 +389,7 @@ async def collections(request: web.Request) -> web.Response:
             state.counters.sobject_write[found.name] += 1
             return transaction.plan_delete(found, record_id)
 
-        outcomes = transaction.run([lambda i=i: plan_delete(i) for i in ids], all_or_none=all_or_none)
+        outcomes = transaction.run([partial(plan_delete, i) for i in ids], all_or_none=all_or_none)
     else:
         records, all_or_none = _collection(await read_object(request))
         updating = request.method == "PATCH"
@@ -404,7 +405,7 @@ async def collections(request: web.Request) -> web.Response:
                 raise ApiError(400, "INVALID_FIELD", "cannot specify Id in an insert call", ["Id"])
             return transaction.plan_create(obj, item)
 
-        outcomes = transaction.run([lambda i=i: plan(i) for i in records], all_or_none=all_or_none)
+        outcomes = transaction.run([partial(plan, i) for i in records], all_or_none=all_or_none)
     transaction.commit()
     return json_response([_result(o) for o in _rolled_back(outcomes, all_or_none)])
 
@@ -435,7 +436,7 @@ async def collection_upsert(request: web.Request) -> web.Response:
             )
         return transaction.plan_upsert(obj, definition.name, str(value), item)
 
-    outcomes = transaction.run([lambda i=i: plan(i) for i in records], all_or_none=all_or_none)
+    outcomes = transaction.run([partial(plan, i) for i in records], all_or_none=all_or_none)
     transaction.commit()
     return json_response([_result(o, upsert=True) for o in _rolled_back(outcomes, all_or_none)])
 

@@ -302,7 +302,7 @@ def _field_from_json(owner: str, spec: Any) -> FieldDef:
     return FieldDef(
         name,
         kind,
-        spec.get("label", name),
+        str(spec.get("label", name)),
         nillable=bool(spec.get("nillable", not spec.get("required", False))),
         createable=bool(spec.get("createable", True)),
         updateable=bool(spec.get("updateable", True)),
@@ -353,7 +353,7 @@ class Schema:
                 raise SchemaError(f"custom object {name!r} must end in '__c'")
             obj = self.get(name)
             if obj is None:
-                obj = ObjectDef(name, self._next_prefix(), obj_spec.get("label", name), custom=True)
+                obj = ObjectDef(name, self._next_prefix(), str(obj_spec.get("label", name)), custom=True)
                 _system_fields(obj, owner=True)
                 obj.add(FieldDef("Name", "string", obj_spec.get("nameLabel", "Name")))
                 self.objects[name] = obj

@@ -414,22 +414,24 @@ def _compare(op: str, kind: str, actual: Any, expected: Any) -> bool:
     if isinstance(expected, Range):
         if actual is None:
             return False
-        return {
-            "=": expected.start <= actual < expected.end,
-            "!=": not (expected.start <= actual < expected.end),
-            "<": actual < expected.start,
-            "<=": actual < expected.end,
-            ">": actual >= expected.end,
-            ">=": actual >= expected.start,
-        }[op]
+        return bool(
+            {
+                "=": expected.start <= actual < expected.end,
+                "!=": not (expected.start <= actual < expected.end),
+                "<": actual < expected.start,
+                "<=": actual < expected.end,
+                ">": actual >= expected.end,
+                ">=": actual >= expected.start,
+            }[op]
+        )
     if op == "=":
-        return _norm(kind, actual) == _norm(kind, expected)
+        return bool(_norm(kind, actual) == _norm(kind, expected))
     if op == "!=":
-        return _norm(kind, actual) != _norm(kind, expected)
+        return bool(_norm(kind, actual) != _norm(kind, expected))
     if actual is None or expected is None:
         return False
     a, b = _norm(kind, actual), _norm(kind, expected)
-    return {"<": a < b, "<=": a <= b, ">": a > b, ">=": a >= b}[op]
+    return bool({"<": a < b, "<=": a <= b, ">": a > b, ">=": a >= b}[op])
 
 
 def _matches(store: Store, record: dict[str, Any], cond: Cond) -> bool:
