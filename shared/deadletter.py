@@ -57,7 +57,7 @@ class Failure:
         now = datetime.now(UTC)
         status = exc.status if isinstance(exc, PermanentError | TransientError) else None
         excerpt = exc.response_excerpt if isinstance(exc, PermanentError) else ""
-        from shared.retry import RetriesExhaustedError
+        from shared.errors import RetriesExhaustedError
 
         if isinstance(exc, RetriesExhaustedError):
             attempts = exc.attempts

@@ -46,6 +46,17 @@ class PermanentError(SflsError):
         self.response_excerpt = response_excerpt
 
 
+class RetriesExhaustedError(PermanentError):
+    """A transient failure outlived the retry budget; carries the attempts and the timing (shared/retry.py)."""
+
+    def __init__(self, last: TransientError, attempts: int, first_failure: float, last_failure: float) -> None:
+        super().__init__(f"gave up after {attempts} attempts: {last}", status=last.status)
+        self.last = last
+        self.attempts = attempts
+        self.first_failure = first_failure
+        self.last_failure = last_failure
+
+
 class ValidationError(PermanentError):
     """The remote system rejected the content of a request (LogiSense 400, Salesforce field errors)."""
 

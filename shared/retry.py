@@ -7,8 +7,10 @@
 - When attempts run out, the last TransientError is raised as RetriesExhaustedError, which is
   itself permanent: the event is dead-lettered with the attempt count and the last cause.
 
-Backoff is exponential with full jitter (AWS architecture blog's "full jitter"), capped; a
-server's Retry-After wins when it is longer than the computed delay.
+Backoff is exponential with full jitter (a uniform wait between 0 and the capped exponential ceiling);
+a server's Retry-After wins when it is longer than the computed delay. Every wait-and-try-again in sfls
+takes its delays from a RetryPolicy: LogiSense calls, the syncer's failed-batch pause, the listener's
+client rebuilds and its resync, and a service waiting for its broker.
 """
 
 from __future__ import annotations
@@ -18,22 +20,14 @@ import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
-from shared.errors import AuthExpiredError, PermanentError, TransientError
+from shared.errors import AuthExpiredError, RetriesExhaustedError, TransientError
+
+if TYPE_CHECKING:
+    from shared.settings import RetrySettings
 
 T = TypeVar("T")
-
-
-class RetriesExhaustedError(PermanentError):
-    """A transient failure outlived the retry budget; carries the attempts and the timing."""
-
-    def __init__(self, last: TransientError, attempts: int, first_failure: float, last_failure: float) -> None:
-        super().__init__(f"gave up after {attempts} attempts: {last}", status=last.status)
-        self.last = last
-        self.attempts = attempts
-        self.first_failure = first_failure
-        self.last_failure = last_failure
 
 
 @dataclass(frozen=True)
@@ -44,6 +38,13 @@ class RetryPolicy:
     base_seconds: float = 0.5
     cap_seconds: float = 60.0
     rng: random.Random = field(default_factory=random.Random, compare=False, repr=False)
+
+    @classmethod
+    def from_settings(cls, settings: RetrySettings) -> RetryPolicy:
+        """The policy a section of retry settings (`sync.retry`) describes."""
+        return cls(
+            max_attempts=settings.max_attempts, base_seconds=settings.base_seconds, cap_seconds=settings.cap_seconds
+        )
 
     def delay(self, attempt: int, retry_after: float | None = None) -> float:
         """Seconds to wait after failed attempt number `attempt` (1-based)."""

@@ -191,6 +191,9 @@ class SyncSettings(_Section):
     concurrency: int = Field(default=16, ge=1, le=256)
     soql_chunk_size: int = Field(default=200, ge=1, le=800)
     retry: RetrySettings = RetrySettings()
+    # A batch that fails as a whole is retried after a backoff (full jitter) between these bounds.
+    batch_retry_base_seconds: float = Field(default=5.0, gt=0)
+    batch_retry_cap_seconds: float = Field(default=300.0, gt=0)
     on_account_delete: Literal["close", "flag", "ignore"] = "close"
     closed_status_name: str = "Closed"
     # Account custom field (Column Name) set to true on a LogiSense account whose Salesforce account

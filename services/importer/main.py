@@ -77,10 +77,7 @@ async def run_import(
     if not dry_run:
         await asyncio.to_thread(acls.preflight, "importer", settings)
     publisher = None if dry_run else Publisher(settings.kafka)
-    retry = settings.sync.retry
-    policy = RetryPolicy(
-        max_attempts=retry.max_attempts, base_seconds=retry.base_seconds, cap_seconds=retry.cap_seconds
-    )
+    policy = RetryPolicy.from_settings(settings.sync.retry)
     async with LogisenseClient(settings.logisense, retry=policy) as client:
         conditions: list[dict[str, Any]] = []
         if account:

@@ -25,7 +25,7 @@ from services.listener.normalize import Filters
 from services.listener.pipeline import Pipeline
 from services.listener.publisher import ProducerFencedError, TransactionalPublisher
 from services.listener.resolve import AccountResolver
-from services.listener.stream import CheckpointReplay, Message, RebuildError, StreamSupervisor
+from services.listener.stream import CheckpointReplay, Message, RebuildError, StreamSupervisor, rebuild_backoff
 from shared import acls, kafka
 from shared.acls import own_topics
 from shared.errors import AuthorizationError
@@ -70,6 +70,7 @@ class Resync:
         self._task = asyncio.create_task(self._run(resume=True))
 
     async def _run(self, *, resume: bool) -> None:
+        backoff, failures = rebuild_backoff(self._settings.listener), 0
         while True:
             self._again = False
             try:
@@ -81,10 +82,13 @@ class Resync:
                 log.exception("full_resync_refused")
                 return
             except Exception:
-                log.exception("full resync failed; retrying from its last committed batch")
-                await asyncio.sleep(self._settings.listener.reconnect_base_seconds)
+                failures += 1
+                pause = backoff.delay(failures)
+                log.exception("full resync failed; retrying from its last committed batch", retry_in_seconds=pause)
+                await asyncio.sleep(pause)
                 resume = True
                 continue
+            failures = 0
             if not progress.done:  # stopped
                 return
             self.completed += 1

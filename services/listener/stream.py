@@ -32,8 +32,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import random
 import re
+import sys
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
@@ -46,6 +46,7 @@ from aiosfstream_ng.replay import ReplayMarker, ReplayMarkerStorage
 from services.listener.metrics import CONNECTED, RECONNECTS, RESYNCS
 from services.listener.publisher import Checkpoint
 from shared.observability import Health
+from shared.retry import RetryPolicy
 from shared.settings import ListenerSettings
 
 log = structlog.get_logger("sfls.listener.stream")
@@ -117,10 +118,13 @@ def is_replay_rejected(exc: BaseException) -> bool:
     return isinstance(exc, ServerError) and bool(_REPLAY_REJECTED.search(str(exc.error or "")))
 
 
-def backoff_delay(attempt: int, base: float, cap: float, rng: random.Random | None = None) -> float:
-    """Capped exponential backoff with full jitter; attempt 0 waits up to `base`."""
-    ceiling = min(cap, base * (2**attempt))
-    return (rng or random).uniform(ceiling / 2, ceiling)
+def rebuild_backoff(settings: ListenerSettings) -> RetryPolicy:
+    """Delays between client rebuilds (and resync retries): shared/retry.py's full jitter, never giving up."""
+    return RetryPolicy(
+        max_attempts=sys.maxsize,
+        base_seconds=settings.reconnect_base_seconds,
+        cap_seconds=settings.reconnect_cap_seconds,
+    )
 
 
 def reason_of(exc: BaseException) -> str:
@@ -164,6 +168,7 @@ class StreamSupervisor:
         self._last_progress = time.monotonic()
         self.subscribed = asyncio.Event()
         self.rebuilds = 0
+        self._backoff = rebuild_backoff(settings)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Keep a subscribed client until `stop` is set; rebuild it on every failure, forever."""
@@ -178,8 +183,8 @@ class StreamSupervisor:
             if self.subscribed.is_set():
                 attempt = 0  # the last client got as far as subscribing: start the backoff over
             self.subscribed.clear()
-            delay = backoff_delay(attempt, self.settings.reconnect_base_seconds, self.settings.reconnect_cap_seconds)
             attempt += 1
+            delay = self._backoff.delay(attempt)
             self.rebuilds += 1
             RECONNECTS.labels(reason=reason).inc()
             log.warning("streaming client rebuilt", reason=reason, error=error, delay_seconds=round(delay, 2))

@@ -38,11 +38,6 @@ log = structlog.get_logger(__name__)
 SERVICE = "syncer"
 
 
-def retry_policy(settings: Settings) -> RetryPolicy:
-    r = settings.sync.retry
-    return RetryPolicy(max_attempts=r.max_attempts, base_seconds=r.base_seconds, cap_seconds=r.cap_seconds)
-
-
 def group_id(settings: Settings) -> str:
     return kafka.syncer_group(settings.kafka.topic_prefix)
 
@@ -164,7 +159,7 @@ class SyncerService:
                 key=current_account.get(),
             )
 
-        policy = retry_policy(settings)
+        policy = RetryPolicy.from_settings(settings.sync.retry)
         connections = max(8, settings.sync.concurrency * 2)
         single = RetryPolicy(max_attempts=1)
         async with (
@@ -193,6 +188,8 @@ class SyncerService:
                 interval_seconds=settings.sync.interval_minutes * 60,
                 max_events=settings.sync.max_batch_events,
                 hooks=BatchMetrics(),
+                retry_pause_seconds=settings.sync.batch_retry_base_seconds,
+                retry_pause_cap_seconds=settings.sync.batch_retry_cap_seconds,
                 tick=health.tick,
                 on_assigned=lambda: health.set_ready(True, "consuming"),
             )

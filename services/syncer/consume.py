@@ -19,8 +19,9 @@ The loop repeats four steps for each batch of `sfls.changes` records:
 
 A batch that fails as a whole (Salesforce unreachable, Kafka refusing the dead letters) is not
 committed: the consumer seeks back to the batch's first offsets and the batch is retried after a
-pause. Partitions revoked while a batch was in flight are not committed by us; their new owner
-redoes those records, which is safe for the same reason as a crash.
+backoff that grows with each failure in a row (`sync.batch_retry_*`, shared/retry.py); what was
+polled meanwhile is read again too. Partitions revoked while a batch was in flight are not committed
+by us; their new owner redoes those records, which is safe for the same reason as a crash.
 
 Stopping: the first SIGTERM lets the batch in flight finish and commit, then the loop closes.
 A second SIGTERM abandons the batch in flight without committing any of it.
@@ -29,6 +30,7 @@ A second SIGTERM abandons the batch in flight without committing any of it.
 from __future__ import annotations
 
 import asyncio
+import sys
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -41,6 +43,7 @@ from services.syncer.batch import Coalesced, Received, coalesce, collect
 from shared.deadletter import Failure, Origin, count_dead_letter, dead_letter_headers
 from shared.errors import AuthorizationError, MalformedMessageError, TransientError
 from shared.kafka import Topics, produce_and_flush
+from shared.retry import RetryPolicy
 
 log = structlog.get_logger(__name__)
 SERVICE = "syncer"
@@ -74,6 +77,8 @@ class BatchHooks(Protocol):
 
     def lag(self, partition: int, lag: int) -> None: ...
 
+    def retry_pause(self, seconds: float) -> None: ...
+
 
 class NoHooks:
     def batch_started(self, batch: Coalesced) -> None:
@@ -86,6 +91,9 @@ class NoHooks:
         return
 
     def lag(self, partition: int, lag: int) -> None:
+        return
+
+    def retry_pause(self, seconds: float) -> None:
         return
 
 
@@ -105,6 +113,7 @@ class ConsumeLoop:
         tick: Callable[[], None] = lambda: None,
         on_assigned: Callable[[], None] = lambda: None,
         retry_pause_seconds: float = 5.0,
+        retry_pause_cap_seconds: float = 300.0,
         heartbeat_seconds: float = 1.0,
     ) -> None:
         self._consumer = consumer
@@ -116,7 +125,11 @@ class ConsumeLoop:
         self._hooks: BatchHooks = hooks or NoHooks()
         self._tick = tick
         self._on_assigned = on_assigned
-        self._retry_pause = retry_pause_seconds
+        # Failed batches in a row, and the backoff between their retries (shared/retry.py).
+        self._failures = 0
+        self._pause = RetryPolicy(
+            max_attempts=sys.maxsize, base_seconds=retry_pause_seconds, cap_seconds=retry_pause_cap_seconds
+        )
         self._heartbeat = heartbeat_seconds
         self._stop = False
         self._revoked: set[tuple[str, int]] = set()
@@ -184,7 +197,11 @@ class ConsumeLoop:
             log.exception("batch_failed", events=batch.size, accounts=len(batch.accounts))
             self._hooks.batch_failed(batch, exc)
             self._rewind(records)
-            await asyncio.sleep(self._retry_pause)
+            self._failures += 1
+            pause = self._pause.delay(self._failures)
+            self._hooks.retry_pause(pause)
+            log.warning("batch_retry_scheduled", failures_in_a_row=self._failures, retry_in_seconds=round(pause, 2))
+            await asyncio.sleep(pause)
             return False
         if not self._commit(records):
             # Delivered but not committed: a new owner of the partitions redoes the batch (idempotently), or
@@ -193,6 +210,9 @@ class ConsumeLoop:
             self._hooks.batch_failed(batch, CommitFailedError("the batch's offsets were not committed"))
             return False
         self._hooks.batch_finished(batch, result, dead, time.monotonic() - started)
+        if self._failures:
+            self._failures = 0
+            self._hooks.retry_pause(0.0)
         self._report_lag()
         return True
 

@@ -33,9 +33,9 @@ import structlog
 
 from services.syncer.references import References
 from services.syncer.snapshot import Snapshot, id15
-from shared.errors import DependencyFailedError, MappingError, PermanentError, TransientError
+from shared.errors import DependencyFailedError, MappingError, PermanentError, RetriesExhaustedError, TransientError
 from shared.mapping import MappedAccount, MappedContact, map_account, map_contact
-from shared.retry import RetriesExhaustedError, RetryPolicy, call_with_retries
+from shared.retry import RetryPolicy, call_with_retries
 from shared.settings import Settings
 
 log = structlog.get_logger(__name__)

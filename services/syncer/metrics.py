@@ -38,6 +38,9 @@ RETRIES = Counter("sfls_syncer_retries_total", "LogiSense request retries by res
 BATCHES = Counter("sfls_syncer_batches_total", "Batches by outcome (committed, failed).", ["outcome"])
 SOQL = Counter("sfls_syncer_salesforce_queries_total", "SOQL queries issued for batch snapshots.")
 LAG = Gauge("sfls_syncer_consumer_lag", "Records behind the high watermark, per partition.", ["partition"])
+RETRY_PAUSE = Gauge(
+    "sfls_syncer_batch_retry_delay_seconds", "Backoff before a failed batch is retried; 0 once a batch commits."
+)
 LAST_BATCH = Gauge("sfls_syncer_last_batch_timestamp_seconds", "Unix time the last batch was committed.")
 
 
@@ -78,3 +81,6 @@ class BatchMetrics:
 
     def lag(self, partition: int, lag: int) -> None:
         LAG.labels(partition=str(partition)).set(lag)
+
+    def retry_pause(self, seconds: float) -> None:
+        RETRY_PAUSE.set(seconds)

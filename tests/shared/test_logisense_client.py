@@ -10,9 +10,9 @@ import pytest
 from prometheus_client import REGISTRY
 
 from devstack.logisense.seed import CATALOGUE_ROUTES
-from shared.errors import AuthExpiredError, PermanentError, TransientError
+from shared.errors import AuthExpiredError, PermanentError, RetriesExhaustedError, TransientError
 from shared.logisense import Condition, RequestOutcome
-from shared.retry import RetriesExhaustedError, RetryPolicy
+from shared.retry import RetryPolicy
 from tests.fixtures.logisense import LogisenseEmulator
 
 pytestmark = pytest.mark.integration

@@ -13,7 +13,7 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from shared.errors import PermanentError, TransientError, ValidationError
+from shared.errors import PermanentError, RetriesExhaustedError, TransientError, ValidationError
 from shared.logisense import (
     Condition,
     LogisenseClient,
@@ -24,7 +24,7 @@ from shared.logisense import (
     retry_after_seconds,
     status_class,
 )
-from shared.retry import RetriesExhaustedError, RetryPolicy
+from shared.retry import RetryPolicy
 from shared.settings import LogisenseSettings
 
 SETTINGS = LogisenseSettings(base_url="https://ls.example", username="u", password=SecretStr("pw-secret-value"))

@@ -6,8 +6,8 @@ import random
 
 import pytest
 
-from shared.errors import AuthExpiredError, TransientError, ValidationError
-from shared.retry import RetriesExhaustedError, RetryPolicy, call_with_retries
+from shared.errors import AuthExpiredError, RetriesExhaustedError, TransientError, ValidationError
+from shared.retry import RetryPolicy, call_with_retries
 
 
 def test_delay_grows_exponentially_within_the_cap() -> None:

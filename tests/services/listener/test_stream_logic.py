@@ -7,7 +7,9 @@ import random
 from aiosfstream_ng.exceptions import ServerError, TransportTimeoutError
 
 from services.listener.publisher import Checkpoint
-from services.listener.stream import CheckpointReplay, RebuildError, backoff_delay, is_replay_rejected, reason_of
+from services.listener.stream import CheckpointReplay, RebuildError, is_replay_rejected, reason_of, rebuild_backoff
+from shared.retry import RetryPolicy
+from shared.settings import ListenerSettings
 
 STALE = (
     "400::The replayId {42} you provided was invalid.  Please provide a valid ID, -2 to replay all events, "
@@ -70,11 +72,15 @@ def test_rebuild_reasons_are_labelled() -> None:
     assert reason_of(ConnectionResetError()) == "network"
 
 
-def test_backoff_grows_and_is_capped() -> None:
-    """The delay doubles per attempt within jitter and never exceeds the cap."""
+def test_rebuild_backoff_is_the_shared_policy_from_the_listener_settings() -> None:
+    """Client rebuilds wait shared/retry.py's full-jitter delays: ceilings double from the base up to the cap."""
+    settings = ListenerSettings(reconnect_base_seconds=0.5, reconnect_cap_seconds=8.0)
+    policy = rebuild_backoff(settings)
+    assert (policy.base_seconds, policy.cap_seconds) == (0.5, 8.0)
+    assert policy.max_attempts > 10**6  # a listener never stops rebuilding
     rng = random.Random(1)
-    delays = [backoff_delay(n, 0.5, 8.0, rng) for n in range(10)]
-    assert 0.25 <= delays[0] <= 0.5
-    assert 2.0 <= delays[3] <= 4.0
-    assert all(d <= 8.0 for d in delays)
-    assert delays[-1] >= 4.0
+    seeded = RetryPolicy(max_attempts=policy.max_attempts, base_seconds=0.5, cap_seconds=8.0, rng=rng)
+    for attempt, ceiling in [(1, 0.5), (2, 1.0), (4, 4.0), (5, 8.0), (9, 8.0)]:
+        delays = [seeded.delay(attempt) for _ in range(200)]
+        assert all(0 <= d <= ceiling for d in delays), (attempt, max(delays))
+        assert max(delays) > ceiling / 2, (attempt, max(delays))  # jitter spans the range, not a fixed wait

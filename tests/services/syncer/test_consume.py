@@ -160,6 +160,7 @@ class RecordingHooks:
     def __init__(self) -> None:
         self.finished: list[int] = []
         self.failed: list[BaseException] = []
+        self.pauses: list[float] = []
 
     def batch_started(self, batch: Coalesced) -> None:
         return None
@@ -172,6 +173,9 @@ class RecordingHooks:
 
     def lag(self, partition: int, lag: int) -> None:
         return None
+
+    def retry_pause(self, seconds: float) -> None:
+        self.pauses.append(seconds)
 
 
 class CommitsRefused(Consumer):
@@ -254,3 +258,29 @@ async def test_a_failed_batch_loses_nothing_polled_from_a_partition_assigned_mea
     observer = consumer_factory(group)
     await run_until(loop, lambda: committed_total(observer, topics.changes) >= total)
     assert sorted(set(processed)) == sorted((p, o) for p in partitions for o in range(3))
+
+
+async def test_failed_batches_back_off_and_the_pause_resets_after_a_commit(
+    kafka_settings: KafkaSettings, consumer_factory: Callable[..., Consumer], producer_factory: Callable[..., Producer]
+) -> None:
+    """Each failure in a row may wait longer (full jitter under a doubling ceiling); a commit resets it to 0."""
+    topics = create_syncer_topics(kafka_settings)
+    publish(producer_factory(), topics.changes, [change(A)])
+    calls = 0
+
+    def process(batch: Coalesced) -> BatchResult:
+        nonlocal calls
+        calls += 1
+        if calls <= 3:
+            raise TransientError("Salesforce is unavailable", status=503)
+        return BatchResult(synced_accounts=1)
+
+    hooks = RecordingHooks()
+    loop = make_loop(kafka_settings, consumer_factory(), producer_factory(), process)
+    loop._hooks = hooks
+    await run_until(loop, lambda: loop.batches_committed >= 1)
+    assert len(hooks.failed) == 3
+    assert len(hooks.pauses) == 4, hooks.pauses
+    for failures, pause in enumerate(hooks.pauses[:3], 1):
+        assert 0 <= pause <= 0.1 * 2 ** (failures - 1), hooks.pauses
+    assert hooks.pauses[3] == 0.0
