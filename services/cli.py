@@ -13,7 +13,7 @@ from importlib.metadata import entry_points
 
 import typer
 
-from services.command import EXIT_FAILURE, fail, out, run_guarded, settings_of
+from services.command import fail, run_guarded
 from shared.settings import load_settings
 
 PLUGIN_GROUP = "sfls.commands"
@@ -42,22 +42,6 @@ def main(ctx: typer.Context) -> None:
     ctx.obj = run_guarded(load_settings)
 
 
-@app.command("test-connection")
-def test_connection(ctx: typer.Context) -> None:
-    """Check Salesforce (token + query), LogiSense (token + read) and Kafka (metadata); exit 0 only if all pass."""
-    from services.connection import check_all
-
-    results = run_guarded(lambda: check_all(settings_of(ctx)))
-    for result in results:
-        mark = "[green]ok[/]  " if result.ok else "[red]FAIL[/]"
-        line = f"{mark} {result.system:<11} {result.target}  {result.detail}"
-        if result.hint:
-            line += f"  [dim]({result.hint})[/]"
-        out.print(line, highlight=False, soft_wrap=True)
-    if not all(result.ok for result in results):
-        raise typer.Exit(EXIT_FAILURE)
-
-
 def devstack(ctx: typer.Context) -> None:
     """Run the local stack: Kafka and the emulators (development only; comes with ./devstack)."""
     points = [point for point in entry_points(group=PLUGIN_GROUP) if point.name == LOCAL_STACK]
@@ -73,12 +57,12 @@ def devstack(ctx: typer.Context) -> None:
 
 def _register_service_commands() -> None:
     """Each service contributes its own subcommands; this file only composes them."""
-    from services import kafka_acls
+    from services import connection, kafka_acls
     from services.importer import commands as importer_commands
     from services.listener import commands as listener_commands
     from services.syncer import commands as syncer_commands
 
-    for module in (listener_commands, syncer_commands, importer_commands, kafka_acls):
+    for module in (connection, listener_commands, syncer_commands, importer_commands, kafka_acls):
         module.register(app)
     forwarded = {"allow_extra_args": True, "ignore_unknown_options": True}
     app.command(LOCAL_STACK, add_help_option=False, context_settings=forwarded)(devstack)

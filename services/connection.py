@@ -14,6 +14,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import typer
+
 from shared.errors import ConfigError, SflsError
 from shared.retry import RetryPolicy
 from shared.settings import Settings
@@ -143,3 +145,23 @@ CHECKS: tuple[Callable[[Settings], CheckResult], ...] = (check_salesforce, check
 
 def check_all(settings: Settings) -> list[CheckResult]:
     return [check(settings) for check in CHECKS]
+
+
+def register(app: typer.Typer) -> None:
+    """Attach `sfls test-connection` to the `sfls` command."""
+    app.command("test-connection")(check_command)
+
+
+def check_command(ctx: typer.Context) -> None:
+    """Check Salesforce (token + query), LogiSense (token + read) and Kafka (metadata); exit 0 only if all pass."""
+    from services.command import EXIT_FAILURE, out, run_guarded, settings_of
+
+    results = run_guarded(lambda: check_all(settings_of(ctx)))
+    for result in results:
+        mark = "[green]ok[/]  " if result.ok else "[red]FAIL[/]"
+        line = f"{mark} {result.system:<11} {result.target}  {result.detail}"
+        if result.hint:
+            line += f"  [dim]({result.hint})[/]"
+        out.print(line, highlight=False, soft_wrap=True)
+    if not all(result.ok for result in results):
+        raise typer.Exit(EXIT_FAILURE)
