@@ -37,7 +37,7 @@ from bench.common import CACHE_DIR, bench_stack, row, run_measured
 from devstack.kafka import free_port
 from devstack.stack import Stack
 from devstack.tls import ensure_ca
-from shared.settings import STACK_FILE_ENV
+from shared.config_sources import STACK_FILE_ENV
 
 BENCH = "importer"
 SIZES = (10_000, 100_000)

@@ -10,8 +10,8 @@ from pathlib import Path
 from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from shared.config_sources import format_validation_error
 from shared.errors import ConfigError
-from shared.settings import format_validation_error
 
 
 def _home_cache() -> Path:

@@ -25,7 +25,7 @@ from typing import Any
 from devstack.kafka import DevstackError, LocalBroker, fetch_jars, jar_dir, port_in_use
 from devstack.settings import DevstackSettings
 from devstack.tls import ensure_ca
-from shared.settings import STACK_FILE_ENV
+from shared.config_sources import STACK_FILE_ENV
 
 SALESFORCE_CREDENTIALS = {
     "client_id": "sfls-devstack-consumer-key",

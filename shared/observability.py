@@ -22,7 +22,8 @@ import structlog
 from prometheus_client import CONTENT_TYPE_LATEST, Gauge, generate_latest
 from pydantic import SecretStr
 
-from shared.settings import SECRET_KEY_PATTERN, ObservabilitySettings, Settings
+from shared.config_sources import SECRET_KEY_PATTERN
+from shared.settings import ObservabilitySettings, Settings
 
 REDACTED = "***"
 BUILD_INFO = Gauge("sfls_build_info", "Build information (always 1).", ["service", "version"])

@@ -7,6 +7,7 @@ Where values come from, highest priority first:
 3. the local stack's `stack.json` (written by `sfls devstack up`), only when `SFLS_STACK_FILE` names it:
    never found by looking around, so a stray file in a production working directory changes nothing;
 4. the defaults below, each safe for production.
+The sources and the error messages live in shared/config_sources.py.
 
 Kafka client settings pass through: every `SFLS_KAFKA__<KEY>` that is not one of ours becomes the
 librdkafka key `<key>` lower-cased with `_` turned into `.` (`SFLS_KAFKA__SASL_MECHANISM` ->
@@ -15,36 +16,44 @@ librdkafka key `<key>` lower-cased with `_` turned into `.` (`SFLS_KAFKA__SASL_M
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from collections.abc import Mapping
-from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic import ValidationError as PydanticValidationError
-from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, SettingsError
 
+from shared.config_sources import (
+    ENV_PREFIX,
+    SECRET_KEY_PATTERN,
+    STACK_FILE_ENV,
+    FlatAliasSource,
+    StackFileSource,
+    YamlFileSource,
+    format_validation_error,
+)
 from shared.errors import ConfigError
 
-ENV_PREFIX = "SFLS_"
-# Names the local stack's stack.json; unset (as in every deployment), no such file is read.
-STACK_FILE_ENV = "SFLS_STACK_FILE"
 DEFAULT_LOGISENSE_CLIENT_ID = "044b8ad6006845c29446b2f18e5b5909"
-
-# Flat environment names the design documents, mapped to their nested place.
-FLAT_ALIASES: dict[str, tuple[str, ...]] = {
-    "SFLS_SYNC_INTERVAL_MINUTES": ("sync", "interval_minutes"),
-    "SFLS_TOPIC_PREFIX": ("kafka", "topic_prefix"),
-    "SFLS_LOG_LEVEL": ("observability", "log_level"),
-}
-
-# Keys that hold secrets: refused in the YAML file, redacted in logs, never printed.
-SECRET_KEY_PATTERN = re.compile(r"(password|secret|token|private.?key|credential)", re.IGNORECASE)
 COLUMN_NAME_PATTERN = re.compile(r"^[a-z][A-Za-z0-9_]*$")
+
+
+def check_column_name(value: str) -> str:
+    """A LogiSense Column Name has no spaces and starts with a lowercase letter."""
+    if not COLUMN_NAME_PATTERN.fullmatch(value):
+        fixed = re.sub(r"\s+", "", value)
+        fixed = fixed[:1].lower() + fixed[1:] if fixed else "field"
+        raise ValueError(
+            f"LogiSense Column Name {value!r} must have no spaces and start with a lowercase letter "
+            f"(for example {fixed!r})"
+        )
+    return value
+
+
+# A LogiSense Column Name (a custom field or contact point name), checked wherever a setting holds one.
+ColumnName = Annotated[str, AfterValidator(check_column_name)]
 
 
 class _Section(BaseModel):
@@ -153,7 +162,7 @@ class LogisenseSettings(_Section):
     ca_file: str | None = None
     timeout_seconds: float = Field(default=30.0, gt=0)
     token_refresh_margin_seconds: float = Field(default=120.0, ge=0)
-    link_field: str = "sfdcid"
+    link_field: ColumnName = "sfdcid"
     page_size: int = Field(default=500, ge=1, le=10000)
     admin_url: str | None = None
 
@@ -163,11 +172,6 @@ class LogisenseSettings(_Section):
         if not re.fullmatch(r"v\d{1,2}", value):
             raise ValueError("write the API version as e.g. v10")
         return value
-
-    @field_validator("link_field")
-    @classmethod
-    def _column_name(cls, value: str) -> str:
-        return check_column_name(value)
 
     @field_validator("base_url")
     @classmethod
@@ -198,7 +202,7 @@ class SyncSettings(_Section):
     closed_status_name: str = "Closed"
     # Account custom field (Column Name) set to true on a LogiSense account whose Salesforce account
     # was deleted, when on_account_delete is "flag".
-    deleted_flag_field: str = "sfdcDeleted"
+    deleted_flag_field: ColumnName = "sfdcDeleted"
     # LogiSense contact type of a Salesforce contact whose contact-type field is blank.
     default_contact_type: str = "Billing"
     # Create a contact with all its points (the link point included) in one `PATCH Account/{id}`,
@@ -207,34 +211,19 @@ class SyncSettings(_Section):
     # unlinked contact that the account's next sync takes over by name and type.
     atomic_contact_create: bool = True
 
-    @field_validator("deleted_flag_field")
-    @classmethod
-    def _flag_column_name(cls, value: str) -> str:
-        return check_column_name(value)
-
 
 class AccountExtension(_Section):
     """A Salesforce Account field synced to a LogiSense Account custom field (by Column Name)."""
 
     salesforce: str
-    logisense: str
-
-    @field_validator("logisense")
-    @classmethod
-    def _column_name(cls, value: str) -> str:
-        return check_column_name(value)
+    logisense: ColumnName
 
 
 class ProductExtension(_Section):
     """A LogiSense Package Frequency custom field landed on a Salesforce Product2 field."""
 
-    logisense: str
+    logisense: ColumnName
     salesforce: str
-
-    @field_validator("logisense")
-    @classmethod
-    def _column_name(cls, value: str) -> str:
-        return check_column_name(value)
 
 
 class InvoiceColumn(_Section):
@@ -250,16 +239,8 @@ class MappingSettings(_Section):
     account_extensions: tuple[AccountExtension, ...] = ()
     product_extensions: tuple[ProductExtension, ...] = ()
     # LogiSense contact type -> contact point name -> Salesforce Contact field.
-    contact_points: dict[str, dict[str, str]] = Field(default_factory=dict)
+    contact_points: dict[str, dict[ColumnName, str]] = Field(default_factory=dict)
     invoice_columns: tuple[InvoiceColumn, ...] = ()
-
-    @field_validator("contact_points")
-    @classmethod
-    def _point_names(cls, value: dict[str, dict[str, str]]) -> dict[str, dict[str, str]]:
-        for points in value.values():
-            for point in points:
-                check_column_name(point)
-        return value
 
 
 class ObservabilitySettings(_Section):
@@ -309,18 +290,6 @@ class ImportSettings(_Section):
     pushgateway_url: str | None = None  # a Prometheus Pushgateway for the Job's metrics
 
 
-def check_column_name(value: str) -> str:
-    """A LogiSense Column Name has no spaces and starts with a lowercase letter."""
-    if not COLUMN_NAME_PATTERN.fullmatch(value):
-        fixed = re.sub(r"\s+", "", value)
-        fixed = fixed[:1].lower() + fixed[1:] if fixed else "field"
-        raise ValueError(
-            f"LogiSense Column Name {value!r} must have no spaces and start with a lowercase letter "
-            f"(for example {fixed!r})"
-        )
-    return value
-
-
 class Settings(BaseSettings):
     """Everything sfls reads at start-up."""
 
@@ -354,126 +323,11 @@ class Settings(BaseSettings):
         environ = dict(os.environ)
         return (
             init_settings,
-            _FlatAliasSource(settings_cls, environ),
+            FlatAliasSource(settings_cls, environ),
             env_settings,
-            _YamlFileSource(settings_cls, environ.get("SFLS_CONFIG")),
-            _StackFileSource(settings_cls, environ.get(STACK_FILE_ENV)),
+            YamlFileSource(settings_cls, environ.get("SFLS_CONFIG")),
+            StackFileSource(settings_cls, environ.get(STACK_FILE_ENV)),
         )
-
-
-class _FlatAliasSource(PydanticBaseSettingsSource):
-    """Reads the flat environment aliases of FLAT_ALIASES into their nested places."""
-
-    def __init__(self, settings_cls: type[BaseSettings], environ: Mapping[str, str]) -> None:
-        super().__init__(settings_cls)
-        self._environ = environ
-
-    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
-        return None, field_name, False
-
-    def __call__(self) -> dict[str, Any]:
-        data: dict[str, Any] = {}
-        for name, path in FLAT_ALIASES.items():
-            if name in self._environ:
-                _set_path(data, path, self._environ[name])
-        return data
-
-
-class _YamlFileSource(PydanticBaseSettingsSource):
-    """The YAML config file: mappings and tuning. Secrets in it are refused."""
-
-    def __init__(self, settings_cls: type[BaseSettings], path: str | None) -> None:
-        super().__init__(settings_cls)
-        self._path = path
-
-    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
-        return None, field_name, False
-
-    def __call__(self) -> dict[str, Any]:
-        if not self._path:
-            return {}
-        path = Path(self._path)
-        if not path.is_file():
-            raise ConfigError(f"SFLS_CONFIG: config file {path} does not exist; point SFLS_CONFIG at a YAML file")
-        try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"SFLS_CONFIG: {path} is not valid YAML: {exc}") from exc
-        except UnicodeDecodeError as exc:
-            raise ConfigError(f"SFLS_CONFIG: {path} is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
-        except OSError as exc:
-            raise ConfigError(f"SFLS_CONFIG: cannot read {path}: {exc.strerror}") from None
-        if not isinstance(data, dict):
-            raise ConfigError(f"SFLS_CONFIG: {path} must hold a mapping of sections (kafka, sync, mappings, ...)")
-        for dotted in _secret_keys(data):
-            raise ConfigError(
-                f"SFLS_CONFIG: {path} sets the secret {dotted}; secrets come only from the environment "
-                f"(SFLS_{dotted.upper().replace('.', '__')}) or a mounted file"
-            )
-        sections = sorted(name for name in self.settings_cls.model_fields if name != "config_file")
-        for key in data:
-            if key not in sections:
-                raise ConfigError(
-                    f"SFLS_CONFIG: {path} has an unknown section {key!r}; the sections are {', '.join(sections)}"
-                )
-        return data
-
-
-class _StackFileSource(PydanticBaseSettingsSource):
-    """Connection defaults from the local stack's stack.json, read only when SFLS_STACK_FILE names it.
-
-    It may hold the emulators' (throw-away) credentials; the YAML file may not hold secrets.
-    """
-
-    def __init__(self, settings_cls: type[BaseSettings], path: str | None) -> None:
-        super().__init__(settings_cls)
-        self._path = Path(path) if path else None
-
-    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
-        return None, field_name, False
-
-    def __call__(self) -> dict[str, Any]:
-        if self._path is None:
-            return {}
-        try:
-            stack = json.loads(self._path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise ConfigError(
-                f"{STACK_FILE_ENV}: {self._path} does not exist; start the local stack (`sfls devstack up`) "
-                f"or unset {STACK_FILE_ENV}"
-            ) from None
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise ConfigError(f"{STACK_FILE_ENV}: {self._path} is not a readable JSON file: {exc}") from None
-        if not isinstance(stack, dict):
-            raise ConfigError(f"{STACK_FILE_ENV}: {self._path} must hold a JSON object (kafka, salesforce, logisense)")
-        return {key: stack[key] for key in ("kafka", "salesforce", "logisense") if isinstance(stack.get(key), dict)}
-
-
-def _set_path(data: dict[str, Any], path: tuple[str, ...], value: Any) -> None:
-    node = data
-    for key in path[:-1]:
-        node = node.setdefault(key, {})
-    node[path[-1]] = value
-
-
-def _secret_keys(data: Mapping[str, Any], prefix: str = "") -> list[str]:
-    found: list[str] = []
-    for key, value in data.items():
-        dotted = f"{prefix}{key}"
-        if isinstance(value, Mapping):
-            found.extend(_secret_keys(value, f"{dotted}."))
-        elif SECRET_KEY_PATTERN.search(str(key)) and value not in (None, ""):
-            found.append(dotted)
-    return found
-
-
-def env_name(loc: tuple[str | int, ...]) -> str:
-    """The environment variable that sets the field at `loc`, preferring a documented flat alias."""
-    path = tuple(str(part) for part in loc)
-    for name, alias_path in FLAT_ALIASES.items():
-        if alias_path == path:
-            return name
-    return ENV_PREFIX + "__".join(part.upper() for part in path)
 
 
 def load_settings(**overrides: Any) -> Settings:
@@ -489,19 +343,3 @@ def load_settings(**overrides: Any) -> Settings:
         ) from None
     except PydanticValidationError as exc:
         raise ConfigError(format_validation_error(exc)) from None
-
-
-def format_validation_error(exc: PydanticValidationError, section: str | None = None) -> str:
-    """One line per bad field: its variable, its config-file path, what is wrong, the value (never a secret).
-
-    `section` names the environment-only settings group the fields belong to (`devstack`: SFLS_DEVSTACK__*).
-    """
-    lines = []
-    for error in exc.errors():
-        loc = ((section,) if section else ()) + tuple(error["loc"])
-        dotted = ".".join(str(part) for part in loc)
-        value = error.get("input")
-        shown = "<secret>" if SECRET_KEY_PATTERN.search(dotted) else repr(value)
-        where = "" if section else f" ({dotted} in the config file)"
-        lines.append(f"{env_name(loc)}{where}: {error['msg']}; got {shown}")
-    return "invalid settings:\n  " + "\n  ".join(lines)

@@ -10,7 +10,8 @@ import pytest
 from pydantic import BaseModel
 
 from devstack.settings import DevstackSettings
-from shared.settings import STACK_FILE_ENV, Settings
+from shared.config_sources import STACK_FILE_ENV
+from shared.settings import Settings
 
 README = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
 

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from shared.config_sources import env_name
 from shared.errors import ConfigError
-from shared.settings import Settings, check_column_name, env_name, load_settings
+from shared.settings import Settings, check_column_name, load_settings
 
 
 @pytest.fixture(autouse=True)
