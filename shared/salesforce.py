@@ -1,4 +1,5 @@
-"""Salesforce clients for sfls: REST through simple-salesforce, CDC through aiosfstream-ng.
+"""The Salesforce REST client of sfls, through simple-salesforce (the listener's streaming client, over
+aiosfstream-ng, is services/listener/streaming.py).
 
 REST (`SalesforceRest`, synchronous; async callers use `asyncio.to_thread`):
 - Logs in at `{instance_url}/services/oauth2/token` (password grant, or refresh-token grant when
@@ -15,12 +16,6 @@ REST (`SalesforceRest`, synchronous; async callers use `asyncio.to_thread`):
   TransientError; 400s are ValidationError (with Salesforce's errorCode and message); 404 is
   RecordNotFoundError; a refused login is ConfigError naming the settings to check. Secrets never
   appear in messages.
-
-Streaming (`StreamingAuthenticator`, `StreamingClient`, `streaming_client()`): aiosfstream-ng's
-authenticators post to login.salesforce.com through their own unconfigured HTTP session and its
-client hard-codes API 45.0, so the subclasses here post to the configured instance, trust the
-configured CA, and use `settings.api_version` for `/cometd/NN.N`. Build them inside a running
-event loop. Reconnection policy (watchdog, rebuild on TransportTimeoutError) belongs to the caller.
 """
 
 from __future__ import annotations
@@ -38,11 +33,7 @@ from functools import partial
 from typing import Any, Protocol, TypeVar
 from urllib.parse import quote
 
-import aiohttp
 import requests
-from aiosfstream_ng.auth import AuthenticatorBase
-from aiosfstream_ng.client import Client, ReplayMarkerStoragePolicy
-from aiosfstream_ng.replay import ReplayOption
 from simple_salesforce.api import Salesforce
 from simple_salesforce.exceptions import (
     SalesforceError,
@@ -78,7 +69,7 @@ def ssl_context(settings: SalesforceSettings) -> ssl.SSLContext:
     return ssl.create_default_context(cafile=settings.ca_file) if settings.ca_file else ssl.create_default_context()
 
 
-def _token_form(settings: SalesforceSettings) -> dict[str, str]:
+def token_form(settings: SalesforceSettings) -> dict[str, str]:
     form = {"client_id": settings.client_id, "client_secret": settings.client_secret.get_secret_value()}
     if settings.auth == "refresh_token":
         form.update(grant_type="refresh_token", refresh_token=settings.refresh_token.get_secret_value())
@@ -226,7 +217,7 @@ class SalesforceRest:
         self._count("token")
         url = f"{self.settings.instance_url}/services/oauth2/token"
         try:
-            response = self.session.post(url, data=_token_form(self.settings), timeout=self.settings.timeout_seconds)
+            response = self.session.post(url, data=token_form(self.settings), timeout=self.settings.timeout_seconds)
         except requests.RequestException as exc:
             raise map_error(exc, "login") from None
         if response.status_code >= 500:
@@ -429,66 +420,3 @@ class SalesforceRest:
             return str(bulk.get_successful_records(job_id) if kind == "successful" else bulk.get_failed_records(job_id))
 
         return self.call(read, kind="bulk", what=f"bulk {kind} results of {sobject}")
-
-
-# ---- streaming ---------------------------------------------------------------------------------------
-class StreamingAuthenticator(AuthenticatorBase):
-    """aiosfstream-ng authentication against the configured instance, trusting the configured CA."""
-
-    def __init__(self, settings: SalesforceSettings, context: ssl.SSLContext | None = None) -> None:
-        super().__init__()
-        self._settings = settings
-        self._ssl = context or ssl_context(settings)
-
-    def __repr__(self) -> str:
-        return f"StreamingAuthenticator(instance_url={self._settings.instance_url!r}, auth={self._settings.auth!r})"
-
-    @property
-    def _token_url(self) -> str:
-        return f"{self._settings.instance_url}/services/oauth2/token"
-
-    async def _authenticate(self) -> tuple[int, dict[str, Any]]:
-        timeout = aiohttp.ClientTimeout(total=self._settings.timeout_seconds)
-        connector = aiohttp.TCPConnector(ssl=self._ssl)
-        async with (
-            aiohttp.ClientSession(connector=connector, timeout=timeout) as session,
-            session.post(self._token_url, data=_token_form(self._settings)) as response,
-        ):
-            body = await response.json(loads=self.json_loads)
-            return response.status, body if isinstance(body, dict) else {}
-
-
-class StreamingClient(Client):
-    """aiosfstream-ng's client on `/cometd/<api_version>` over TLS that trusts the configured CA."""
-
-    def __init__(
-        self,
-        settings: SalesforceSettings,
-        *,
-        replay: Any = ReplayOption.NEW_EVENTS,
-        replay_fallback: ReplayOption | None = None,
-        replay_storage_policy: ReplayMarkerStoragePolicy = ReplayMarkerStoragePolicy.MANUAL,
-        connection_timeout: float = 10.0,
-        max_pending_count: int = 100,
-    ) -> None:
-        context = ssl_context(settings)
-        super().__init__(
-            StreamingAuthenticator(settings, context),
-            replay=replay,
-            replay_fallback=replay_fallback,
-            replay_storage_policy=replay_storage_policy,
-            connection_timeout=connection_timeout,
-            max_pending_count=max_pending_count,
-        )
-        self.ssl = context
-        self.api_version = settings.api_version
-
-    # The base declares a staticmethod but calls it on the instance; we need the instance's version.
-    def get_cometd_url(self, instance_url: str) -> str:  # type: ignore[override]
-        """The CometD endpoint for our API version (the library hard-codes 45.0, before changedFields)."""
-        return f"{instance_url.rstrip('/')}/cometd/{self.api_version}"
-
-
-def streaming_client(settings: SalesforceSettings, replay: Any, **kwargs: Any) -> StreamingClient:
-    """A StreamingClient for `settings`; call inside a running event loop (the library binds to it)."""
-    return StreamingClient(settings, replay=replay, **kwargs)

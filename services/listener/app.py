@@ -133,7 +133,7 @@ def streaming_client_factory(settings: Settings) -> Any:
     """Build aiosfstream-ng clients (MANUAL replay policy, our checkpoint storage) for the supervisor."""
     from aiosfstream_ng.client import ReplayMarkerStoragePolicy
 
-    from shared.salesforce import streaming_client
+    from services.listener.streaming import streaming_client
 
     def build(replay: CheckpointReplay) -> Any:
         return streaming_client(

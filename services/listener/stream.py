@@ -1,10 +1,10 @@
 """The aiosfstream-ng supervisor: subscribe, hand batches over, rebuild on any trouble, forever.
 
 aiosfstream-ng 0.7.5 (aiosfstream 0.5.0 renamed) has defects we survive without patching it;
-each is handled here or in shared/salesforce.py:
+each is handled here or in services/listener/streaming.py:
 
 - CometD URL pinned to API 45.0, older than `changedFields`: the StreamingClient subclass in
-  shared/salesforce.py overrides `get_cometd_url` with `salesforce.api_version`.
+  services/listener/streaming.py overrides `get_cometd_url` with `salesforce.api_version`.
 - Authenticators post to login/test.salesforce.com only: the StreamingAuthenticator subclass
   posts to `{instance_url}/services/oauth2/token` (My Domain or the emulator) with our CA.
 - Any network blip makes `receive()` raise TransportTimeoutError at once (a stale `loop=`

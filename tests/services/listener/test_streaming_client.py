@@ -1,4 +1,4 @@
-"""aiosfstream-ng, unmodified, through shared.salesforce's subclasses, against the emulator's CometD."""
+"""aiosfstream-ng, unmodified, through services.listener.streaming's subclasses, against the emulator's CometD."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 from aiosfstream_ng.exceptions import AuthenticationError, ServerError
 from aiosfstream_ng.replay import DefaultMappingStorage, ReplayMarker, ReplayOption
 
-from shared.salesforce import StreamingClient, streaming_client
+from services.listener.streaming import StreamingClient, streaming_client
 from tests.fixtures.salesforce import SalesforceEmulator
 from tests.waiting import wait_until
 
