@@ -1,347 +1,118 @@
-"""An import run: for each entity, in landing order, fetch -> publish -> land, then report.
-
-Per entity the fetch (async LogiSense paging) and the landing (simple-salesforce, in a worker
-thread) overlap through a queue of at most `importer.in_flight_batches` batches of
-`importer.batch_size` records, so memory is bounded by those two settings (plus the set of ids
-used for tombstones), whatever the size of the catalogue.
-
-What a run writes, per entity:
-- every fetched item to its compacted topic, keyed by LogiSense id; tombstones for ids that the
-  topic had and the fetch did not return (full runs whose fetch completed only: a fetch cut short
-  by an outage publishes none, see publish.py);
-- changed records to Salesforce (see land.py); a rejected record to the importer's dead-letter
-  topic with the entity, the LogiSense id and Salesforce's reason;
-- one request-log record (`sfls.requests`) with status, counts, duration and the first reasons.
-A dry run fetches, reads stored hashes and the topic's ids, and reports what it would write.
-
-An entity that fails as a whole (LogiSense unreachable after retries) is reported and the run
-goes on with the next; the run is `ok` only if every record of every entity landed.
-"""
+"""Wiring for `sfls import ...`: clients, topics, progress, the summary, metrics, the exit code."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import time
-import uuid
-from collections.abc import Awaitable, Sequence
-from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
-from typing import Any, Protocol, TypeVar
+import logging
+import sys
+from collections.abc import Sequence
+from typing import Any
 
 import structlog
-from prometheus_client import Counter, Gauge
+from prometheus_client import REGISTRY, push_to_gateway
+from rich.console import Console
 
-from services.importer import fetch
-from services.importer.entities import Entity, resolve
-from services.importer.land import Landed, Lander, SalesforceWriter
-from services.importer.publish import Publisher, live_ids
-from services.importer.transform import Prepared, logisense_id, to_record
-from shared.errors import MappingError, SflsError
-from shared.events import RequestRecord, RequestStatus
-from shared.kafka import Topics
+from services.importer.entities import BY_NAME, check_targets
+from services.importer.publish import Publisher
+from services.importer.report import RichProgress, failure_lines, summary_table
+from services.importer.run import AccountLinks, Importer, Progress, RunReport, summary_dict
+from shared import acls, kafka
+from shared.errors import ConfigError
+from shared.observability import configure_logging, secret_values
+from shared.retry import RetryPolicy
 from shared.settings import Settings
 
 log = structlog.get_logger("sfls.importer")
-T = TypeVar("T")
-
-OUTCOMES = ("fetched", "published", "created", "updated", "unchanged", "failed", "deleted")
-ITEMS = Counter("sfls_importer_items", "Imported items by entity and outcome.", ["entity", "outcome"])
-RUN_DURATION = Gauge("sfls_importer_run_duration_seconds", "Duration of the last import of the entity.", ["entity"])
-BULK_JOBS = Counter(
-    "sfls_importer_bulk_jobs",
-    "Bulk API 2.0 ingest jobs by entity and outcome (complete: rows landed or were rejected one by one; "
-    "failed: Salesforce failed the whole job).",
-    ["entity", "outcome"],
-)
-LAST_SUCCESS = Gauge(
-    "sfls_importer_last_success_timestamp_seconds",
-    "When the entity last imported with every record landed (Unix time).",
-    ["entity"],
-)
-MAX_REASONS = 5
 
 
-@dataclass
-class EntityReport:
-    """One row of the run summary."""
-
-    entity: str
-    fetched: int = 0
-    published: int = 0
-    created: int = 0
-    updated: int = 0
-    unchanged: int = 0
-    failed: int = 0
-    deleted: int = 0
-    duration_seconds: float = 0.0
-    reasons: list[str] = field(default_factory=list)
-    error: str = ""
-
-    @property
-    def ok(self) -> bool:
-        return self.failed == 0 and not self.error
-
-    def counts(self) -> dict[str, int]:
-        return {name: getattr(self, name) for name in OUTCOMES}
-
-    def note(self, reason: str) -> None:
-        if len(self.reasons) < MAX_REASONS:
-            self.reasons.append(reason)
-
-    def as_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "ok": self.ok}
+def topic_specs(settings: Settings, names: Sequence[str]) -> list[kafka.TopicSpec]:
+    """The topics a run writes: one compacted topic per entity, the dead-letter topic and the request log."""
+    topics = kafka.Topics(settings.kafka.topic_prefix)
+    wanted = {BY_NAME[name].topic(topics) for name in names} | {topics.importer_dlt, topics.requests}
+    return [spec for spec in topics.specs(settings.kafka) if spec.name in wanted]
 
 
-@dataclass
-class RunReport:
-    entities: list[EntityReport]
-    dry_run: bool = False
-
-    @property
-    def ok(self) -> bool:
-        return all(e.ok for e in self.entities)
-
-
-class Progress(Protocol):
-    def start(self, entity: str) -> None: ...
-
-    def advance(self, entity: str, fetched: int) -> None: ...
-
-    def finish(self, report: EntityReport) -> None: ...
+async def _account_filter(client: Any, account: str, link_field: str) -> list[dict[str, Any]]:
+    """`--account` is a LogiSense account id, or a Salesforce Account id found through the link field."""
+    if account.isdigit():
+        return [{"name": "accountId", "operator": "eq", "value": int(account)}]
+    found = await client.search("Account", [{"name": link_field, "operator": "eq", "value": account}])
+    if not found:
+        raise ConfigError(f"--account {account}: no LogiSense account has {link_field} = {account}")
+    return [{"name": "accountId", "operator": "eq", "value": int(found[0]["identity"])}]
 
 
-class LogProgress:
-    """Progress as JSON log lines (one per entity start and end), for pods and pipes."""
+def _account_links(client: Any, link_field: str) -> AccountLinks:
+    """LogiSense account id -> its Salesforce Account id (the link field), one search per invoice batch."""
+    cache: dict[int, str | None] = {}
 
-    def start(self, entity: str) -> None:
-        log.info("import_started", entity=entity)
+    async def links(account_ids: Sequence[int]) -> dict[int, str | None]:
+        missing = [i for i in account_ids if i not in cache]
+        if missing:
+            if len(cache) > 10_000:
+                cache.clear()
+            conditions = [{"name": "identity", "operator": "in", "value": missing}]
+            async for account in client.search_paged("Account", conditions):
+                cache[int(account["identity"])] = account.get(link_field) or None
+        return {i: cache.get(i) for i in account_ids}
 
-    def advance(self, entity: str, fetched: int) -> None:
-        return
-
-    def finish(self, report: EntityReport) -> None:
-        log.info("import_finished", **report.as_dict())
+    return links
 
 
-class AccountLinks(Protocol):
-    async def __call__(self, account_ids: Sequence[int]) -> dict[int, str | None]: ...
+async def run_import(
+    settings: Settings,
+    names: Sequence[str],
+    *,
+    dry_run: bool = False,
+    account: str | None = None,
+    progress: Progress | None = None,
+) -> RunReport:
+    """Run the named entities against the configured LogiSense, Kafka and Salesforce."""
+    from shared.logisense import LogisenseClient
+    from shared.salesforce import SalesforceRest
 
-
-class Importer:
-    """Runs entities one after another with shared clients; see the module docstring."""
-
-    def __init__(
-        self,
-        settings: Settings,
-        logisense: fetch.LogisenseReader,
-        salesforce: SalesforceWriter,
-        publisher: Publisher | None,
-        *,
-        dry_run: bool = False,
-        progress: Progress | None = None,
-        account_links: AccountLinks | None = None,
-    ) -> None:
-        self.settings = settings
-        self._ls = logisense
-        self._sf = salesforce
-        self._publisher = publisher
-        self._dry_run = dry_run or publisher is None
-        self._progress = progress or LogProgress()
-        self._account_links = account_links
-        self._topics = Topics(settings.kafka.topic_prefix)
-
-    async def run(self, names: Sequence[str], *, invoice_conditions: Sequence[dict[str, Any]] = ()) -> RunReport:
-        reports = []
-        for name in names:
-            entity = resolve(name, self.settings)
-            conditions = invoice_conditions if entity.name == "invoice" else ()
-            reports.append(await self.import_entity(entity, conditions))
-        return RunReport(reports, dry_run=self._dry_run)
-
-    async def import_entity(self, entity: Entity, conditions: Sequence[dict[str, Any]] = ()) -> EntityReport:
-        report = EntityReport(entity.name)
-        started_at = datetime.now(UTC)
-        started = time.perf_counter()
-        self._progress.start(entity.name)
-        try:
-            await self._import(entity, conditions, report)
-        except SflsError as exc:
-            report.error = str(exc)
-            log.error("import_entity_failed", entity=entity.name, error=str(exc))  # noqa: TRY400 - the reason is the message; no traceback for an expected outage
-        report.duration_seconds = time.perf_counter() - started
-        self._record(entity, report, started_at)
-        self._progress.finish(report)
-        return report
-
-    async def _import(self, entity: Entity, conditions: Sequence[dict[str, Any]], report: EntityReport) -> None:
-        cfg = self.settings.importer
-        topic = entity.topic(self._topics)
-        full = not conditions
-        live = await asyncio.to_thread(live_ids, self.settings.kafka, topic) if full else None
-        if full and live is None:
-            log.warning("no_tombstone_state", entity=entity.name, topic=topic, reason="topic missing")
-        lander = Lander(
-            self._sf,
-            entity,
-            external_id_field=cfg.external_id_field,
-            hash_field=cfg.hash_field,
-            parents={r.entity: resolve(r.entity, self.settings).sobject for r in entity.relations},
-            dry_run=self._dry_run,
-            bulk_threshold=cfg.bulk_threshold,
+    check_targets(settings.importer)
+    if not dry_run and settings.kafka.create_topics:
+        await asyncio.to_thread(kafka.ensure_topics, settings.kafka, topic_specs(settings, names))
+    if not dry_run:
+        await asyncio.to_thread(acls.preflight, "importer", settings)
+    publisher = None if dry_run else Publisher(settings.kafka)
+    policy = RetryPolicy.from_settings(settings.sync.retry)
+    async with LogisenseClient(settings.logisense, retry=policy) as client:
+        conditions: list[dict[str, Any]] = []
+        if account:
+            conditions = await _account_filter(client, account, settings.logisense.link_field)
+        salesforce = await asyncio.to_thread(SalesforceRest, settings.salesforce)
+        importer = Importer(
+            settings,
+            client,
+            salesforce,
+            publisher,
+            dry_run=dry_run,
+            progress=progress,
+            account_links=_account_links(client, settings.logisense.link_field),
         )
-        queue: asyncio.Queue[list[Prepared] | None] = asyncio.Queue(maxsize=cfg.in_flight_batches)
-        landing = asyncio.create_task(self._land_all(queue, lander, report))
+        return await importer.run(names, invoice_conditions=conditions)
+
+
+def import_command(settings: Settings, names: Sequence[str], *, dry_run: bool, account: str | None = None) -> int:
+    """The body of `sfls import ...`: progress on a terminal, JSON logs otherwise; returns the exit code."""
+    dry_run = dry_run or settings.importer.dry_run
+    configure_logging("importer", settings.observability, secret_values(settings))
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per HTTP request is noise in a Job's log
+    console = Console() if sys.stdout.isatty() else Console(width=160)
+    if sys.stderr.isatty():
+        with RichProgress(Console(stderr=True)) as progress:
+            report = asyncio.run(run_import(settings, names, dry_run=dry_run, account=account, progress=progress))
+    else:
+        report = asyncio.run(run_import(settings, names, dry_run=dry_run, account=account))
+    console.print(summary_table(report))
+    for line in failure_lines(report):
+        console.print(f"[red]failed:[/] {line}", highlight=False, soft_wrap=True)
+    log.info("import_summary", **summary_dict(report))
+    if settings.importer.pushgateway_url:
         try:
-            pending: list[dict[str, Any]] = []
-            async for item in fetch.items(
-                self._ls, entity, page_size=self.settings.logisense.page_size, conditions=conditions
-            ):
-                report.fetched += 1
-                pending.append(item)
-                if len(pending) >= cfg.batch_size:
-                    await self._guarded(queue.put(await self._prepare(entity, pending, report, live, topic)), landing)
-                    self._progress.advance(entity.name, report.fetched)
-                    pending = []
-            if pending:
-                await self._guarded(queue.put(await self._prepare(entity, pending, report, live, topic)), landing)
-                self._progress.advance(entity.name, report.fetched)
-            await self._guarded(queue.put(None), landing)
-            await landing
-        finally:
-            if not landing.done():
-                landing.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await landing
-        if live:
-            report.deleted = len(live)
-            if self._publisher is not None and not self._dry_run:
-                for identity in sorted(live):
-                    self._publisher.tombstone(topic, entity.name, identity)
-        if self._publisher is not None and not self._dry_run:
-            await asyncio.to_thread(self._publisher.flush)
-
-    @staticmethod
-    async def _guarded(step: Awaitable[T], landing: asyncio.Task[None]) -> T:
-        """Await `step` unless the landing task dies first (then raise its error instead of waiting forever)."""
-        task = asyncio.ensure_future(step)
-        done, _ = await asyncio.wait({task, landing}, return_when=asyncio.FIRST_COMPLETED)
-        if task in done:
-            return task.result()
-        task.cancel()
-        landing.result()
-        raise SflsError("the landing of this entity stopped early")
-
-    async def _prepare(
-        self,
-        entity: Entity,
-        items: list[dict[str, Any]],
-        report: EntityReport,
-        live: set[int] | None,
-        topic: str,
-    ) -> list[Prepared]:
-        cfg = self.settings.importer
-        links: dict[int, str | None] = {}
-        if entity.name == "invoice" and self._account_links is not None:
-            links = await self._account_links(sorted({int(i["accountId"]) for i in items if i.get("accountId")}))
-        prepared = []
-        for item in items:
-            try:
-                account = links.get(int(item["accountId"])) if item.get("accountId") else None
-                one = to_record(
-                    entity, item, external_id_field=cfg.external_id_field, hash_field=cfg.hash_field, account_id=account
-                )
-            except (MappingError, ValueError) as exc:
-                self._reject(entity, report, _safe_id(item), record=item, error=f"cannot map: {exc}", response="")
-                continue
-            if live is not None:
-                live.discard(one.logisense_id)
-            if self._publisher is not None and not self._dry_run:
-                self._publisher.item(
-                    topic, entity.name, one.logisense_id, self._published_value(entity, item), one.hash
-                )
-                report.published += 1
-            prepared.append(one)
-        return prepared
-
-    def _published_value(self, entity: Entity, item: dict[str, Any]) -> dict[str, Any]:
-        if entity.name != "invoice":
-            return item
-        labels = {c.column: c.label or c.column for c in self.settings.mappings.invoice_columns}
-        columns = [c.logisense for c in entity.columns if c.logisense != "accountId"]
-        return {
-            **item,
-            "displayColumns": [{"column": c, "label": labels.get(c, c), "value": item.get(c)} for c in columns],
-        }
-
-    async def _land_all(
-        self, queue: asyncio.Queue[list[Prepared] | None], lander: Lander, report: EntityReport
-    ) -> None:
-        while (batch := await queue.get()) is not None:
-            self._count(lander.entity, report, await asyncio.to_thread(lander.land, batch))
-        self._count(lander.entity, report, await asyncio.to_thread(lander.finish))
-
-    def _count(self, entity: Entity, report: EntityReport, landed: Landed) -> None:
-        report.created += landed.created
-        report.updated += landed.updated
-        report.unchanged += landed.unchanged
-        if landed.bulk_jobs:
-            BULK_JOBS.labels(entity=entity.name, outcome="complete").inc(landed.bulk_jobs - landed.bulk_jobs_failed)
-            BULK_JOBS.labels(entity=entity.name, outcome="failed").inc(landed.bulk_jobs_failed)
-            log.info("import_bulk_jobs", entity=entity.name, jobs=landed.bulk_jobs, failed=landed.bulk_jobs_failed)
-        for rejection in landed.rejections:
-            self._reject(
-                entity,
-                report,
-                rejection.logisense_id,
-                record=rejection.record,
-                error=rejection.error,
-                response=rejection.response,
-            )
-
-    def _reject(
-        self, entity: Entity, report: EntityReport, identity: int, *, record: dict[str, Any], error: str, response: str
-    ) -> None:
-        report.failed += 1
-        report.note(f"{entity.name} {identity}: {error}")
-        log.warning("import_record_failed", entity=entity.name, logisense_id=identity, error=error)
-        if self._publisher is not None and not self._dry_run:
-            self._publisher.dead_letter(
-                self._topics.importer_dlt, entity.name, identity, record=record, error=error, response=response
-            )
-
-    def _record(self, entity: Entity, report: EntityReport, started_at: datetime) -> None:
-        for outcome, count in report.counts().items():
-            if count:
-                ITEMS.labels(entity=entity.name, outcome=outcome).inc(count)
-        RUN_DURATION.labels(entity=entity.name).set(report.duration_seconds)
-        if report.ok and not self._dry_run:
-            LAST_SUCCESS.labels(entity=entity.name).set(time.time())
-        if self._publisher is None or self._dry_run:
-            return
-        reason = report.error or "; ".join(report.reasons)
-        record = RequestRecord(
-            request_id=uuid.uuid4().hex,
-            service="importer",
-            kind=f"import:{entity.name}",
-            status=RequestStatus.SUCCESS if report.ok else RequestStatus.FAILED,
-            key=entity.name,
-            started_at=started_at,
-            duration_seconds=report.duration_seconds,
-            reason=reason[:2000],
-            counts=report.counts(),
-        )
-        self._publisher.request(self._topics.requests, record)
-        with contextlib.suppress(SflsError):
-            self._publisher.flush()
-
-
-def _safe_id(item: dict[str, Any]) -> int:
-    try:
-        return logisense_id(item)
-    except MappingError:
-        return 0
-
-
-def summary_dict(report: RunReport) -> dict[str, Any]:
-    return {"ok": report.ok, "dry_run": report.dry_run, "entities": [e.as_dict() for e in report.entities]}
+            push_to_gateway(settings.importer.pushgateway_url, job="sfls-importer", registry=REGISTRY)
+        except OSError as exc:
+            log.warning("metrics_push_failed", error=str(exc))
+    return 0 if report.ok else 1

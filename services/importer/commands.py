@@ -23,8 +23,8 @@ def register(app: typer.Typer) -> None:
 
 def _run(ctx: typer.Context, group: str, only: str | None, dry_run: bool, account: str | None = None) -> None:
     from services.command import run_guarded, settings_of
+    from services.importer.app import import_command
     from services.importer.entities import select
-    from services.importer.main import import_command
 
     settings = settings_of(ctx)
     names = run_guarded(lambda: select(group, only))

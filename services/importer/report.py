@@ -8,7 +8,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from services.importer.app import EntityReport, RunReport
+from services.importer.run import EntityReport, RunReport
 
 COLUMNS = ("fetched", "published", "created", "updated", "unchanged", "failed", "deleted")
 

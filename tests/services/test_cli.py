@@ -149,7 +149,7 @@ def test_the_syncer_and_the_importer_never_load_the_streaming_client() -> None:
     """aiosfstream-ng and aiohttp are the listener's (services/listener/streaming.py); the others do without."""
     script = (
         "import sys\n"
-        "import services.syncer.app, services.syncer.commands, services.importer.main, services.importer.commands\n"
+        "import services.syncer.app, services.syncer.commands, services.importer.app, services.importer.commands\n"
         "print(sorted(m for m in ('aiosfstream_ng', 'aiocometd_ng', 'aiohttp') if m in sys.modules))\n"
     )
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False)

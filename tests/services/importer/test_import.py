@@ -10,8 +10,8 @@ from prometheus_client import REGISTRY
 from typer.testing import CliRunner
 
 from services.cli import app
+from services.importer.app import run_import
 from services.importer.entities import BY_NAME, select
-from services.importer.main import run_import
 from services.importer.publish import live_ids, read_topic
 from shared.deadletter import ERROR_MESSAGE, parse_dead_letter
 from shared.events import RequestRecord, RequestStatus

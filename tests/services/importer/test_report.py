@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from rich.console import Console
 
-from services.importer.app import EntityReport, RunReport
 from services.importer.report import failure_lines, summary_table
+from services.importer.run import EntityReport, RunReport
 
 
 def _render(report: RunReport) -> str:
