@@ -1,8 +1,10 @@
 """Wiring of `sfls syncer`: settings in, the consume loop running, telemetry on.
 
-Start-up order: logs and the health server; LogiSense reference data and the Salesforce describes;
-the mapping check (a bad mapping ends the process with exit code 2 and one line per problem);
-topics; then the consume loop (services/syncer/consume.py) until SIGTERM/SIGINT.
+Start-up order: logs and the health server; Kafka (its own topics, waiting for a broker that is not up
+yet, then the ACL preflight of shared/acls.py); LogiSense reference data and the Salesforce describes;
+the mapping check (a bad mapping ends the process with exit code 2 and one line per problem); then the
+consume loop (services/syncer/consume.py, batches processed by services/syncer/process.py) until
+SIGTERM/SIGINT.
 """
 
 from __future__ import annotations
@@ -10,90 +12,29 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-import time
-import uuid
-from datetime import UTC, datetime
 
 import structlog
 
-from services.syncer.batch import Coalesced
-from services.syncer.consume import BatchResult, ConsumeLoop
+from services.syncer.consume import SERVICE, ConsumeLoop
 from services.syncer.deliver import Deliverer, current_account
 from services.syncer.metrics import RETRIES, BatchMetrics
+from services.syncer.process import BatchProcessor
 from services.syncer.references import References
 from services.syncer.requests import RequestLog
-from services.syncer.snapshot import Snapshot, id15, read_snapshot_async
 from shared import acls, kafka
-from shared.deadletter import Failure
 from shared.errors import ConfigError, MappingError
-from shared.events import RequestRecord, RequestStatus
 from shared.logisense import LogisenseClient, RequestOutcome
 from shared.mapping import check_mappings
 from shared.observability import Health, start_observability
 from shared.retry import RetryPolicy
-from shared.salesforce import RecordReader, SalesforceRest
+from shared.salesforce import SalesforceRest
 from shared.settings import Settings
 
 log = structlog.get_logger(__name__)
-SERVICE = "syncer"
 
 
 def group_id(settings: Settings) -> str:
     return kafka.syncer_group(settings.kafka.topic_prefix)
-
-
-class BatchProcessor:
-    """One batch: bulk Salesforce read, LogiSense delivery, one request-log line per account."""
-
-    def __init__(
-        self, settings: Settings, salesforce: RecordReader, deliverer: Deliverer, request_log: RequestLog
-    ) -> None:
-        self._settings = settings
-        self._sf = salesforce
-        self._deliverer = deliverer
-        self._log = request_log
-
-    async def __call__(self, batch: Coalesced) -> BatchResult:
-        started_at = datetime.now(UTC)
-        started = time.monotonic()
-        ids = list(batch.accounts)
-        snapshot = await read_snapshot_async(self._sf, self._settings, ids)
-        extra_queries = 0
-
-        async def read_more(more: list[str]) -> Snapshot:
-            nonlocal extra_queries
-            found = await read_snapshot_async(self._sf, self._settings, more)
-            extra_queries += found.queries
-            return found
-
-        soql = snapshot.queries
-        report = await self._deliverer.deliver(ids, snapshot, read_more)
-        seconds = time.monotonic() - started
-        failures: dict[str, Failure] = {}
-        for account_id, work in batch.accounts.items():
-            error = report.failures.get(id15(account_id))
-            if error is not None:
-                failures[account_id] = Failure.from_exception(error)
-            self._log.write(
-                RequestRecord(
-                    request_id=uuid.uuid4().hex,
-                    service=SERVICE,
-                    kind="account_sync",
-                    status=RequestStatus.FAILED if error else RequestStatus.SUCCESS,
-                    key=account_id,
-                    started_at=started_at,
-                    duration_seconds=seconds,
-                    attempts=failures[account_id].attempts if error else 1,
-                    reason=str(error)[:2000] if error else "",
-                    counts={"events": len(work.records)},
-                    event_ids=work.event_ids,
-                )
-            )
-        stats = dict(report.counts)
-        stats["soql_queries"] = soql + extra_queries
-        stats["pulled_in_accounts"] = len(report.pulled_in)
-        synced = len([a for a in batch.accounts if id15(a) in report.synced])
-        return BatchResult(failures=failures, synced_accounts=synced, stats=stats)
 
 
 async def validate(settings: Settings, client: LogisenseClient, salesforce: SalesforceRest, refs: References) -> None:
