@@ -207,7 +207,9 @@ def test_selectors_are_name_instance_component(render: Render) -> None:
 @pytest.mark.parametrize("values", VALUE_SETS, ids=lambda path: path.stem)
 def test_every_object_has_the_recommended_labels(render: Render, values: Path) -> None:
     """Every object carries the recommended labels and a component, and no namespace is hard-coded."""
-    for doc in render(values):
+    docs = render(values)
+    assert docs, f"{values.name} renders nothing"
+    for doc in docs:
         labels = doc["metadata"].get("labels", {})
         missing = [label for label in RECOMMENDED_LABELS if label not in labels]
         assert not missing, f"{doc['kind']} {doc['metadata']['name']} lacks {missing}"
@@ -317,7 +319,9 @@ def test_rendered_config_file_loads_in_sfls(render: Render, tmp_path: Path, monk
 
 def test_probes_use_health_endpoints_on_the_metrics_port(render: Render) -> None:
     """Long-running services probe /healthz (startup, liveness) and /readyz (readiness) on the named metrics port."""
-    for doc in by_kind(render(CHART / "ci" / "default.yaml"), "Deployment"):
+    deployments = by_kind(render(CHART / "ci" / "default.yaml"), "Deployment")
+    assert sorted(component(doc) for doc in deployments) == ["listener", "syncer"]
+    for doc in deployments:
         container = doc["spec"]["template"]["spec"]["containers"][0]
         assert container["ports"] == [{"name": "http-metrics", "containerPort": 9100, "protocol": "TCP"}]
         assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http-metrics"}

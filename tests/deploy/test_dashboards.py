@@ -60,9 +60,9 @@ def test_panels_are_well_formed(path: Path) -> None:
     panels = promql.iter_panels(load(path))
     ids = [panel["id"] for panel in panels]
     assert len(ids) == len(set(ids)), "duplicate panel ids"
-    for panel in panels:
-        if panel["type"] == "row":
-            continue
+    queries = [panel for panel in panels if panel["type"] != "row"]
+    assert len(queries) >= 10, f"only {len(queries)} query panels in {path.name}"
+    for panel in queries:
         assert panel["datasource"] == {"type": "prometheus", "uid": "${datasource}"}, panel["title"]
         assert panel["targets"], panel["title"]
         refs = [target["refId"] for target in panel["targets"]]
@@ -73,9 +73,14 @@ def test_panels_are_well_formed(path: Path) -> None:
 @pytest.mark.parametrize("path", DASHBOARDS, ids=lambda path: path.stem)
 def test_queries_use_rate_interval_and_namespace(path: Path) -> None:
     """Rates use `$__rate_interval` (no fixed window) and every selector filters on `$namespace`."""
-    for expression in promql.dashboard_expressions(path.parent):
-        if not expression.source.startswith(path.name) or "variable" in expression.source:
-            continue
+    expressions = [
+        expression
+        for expression in promql.dashboard_expressions(path.parent)
+        if expression.source.startswith(path.name) and "variable" not in expression.source
+    ]
+    assert len(expressions) >= 10, f"only {len(expressions)} panel queries found in {path.name}"
+    assert any("$__rate_interval" in expression.expr for expression in expressions)
+    for expression in expressions:
         for window in re.findall(r"\b(?:rate|irate)\([^\[]*\[([^\]]+)\]", expression.expr):
             assert window == "$__rate_interval", expression.source
         selectors = re.findall(r"\b([a-z_:][a-z0-9_:]*)\{([^}]*)\}", expression.expr)

@@ -88,6 +88,10 @@ async def test_parent_outside_the_batch_is_synced_first(
 
     await run_syncer(settings, lambda: committed(settings) >= 1)
 
+    by_link = {a["sfdcid"]: a for a in logisense_emulator.accounts()}
+    assert set(by_link) == {parent, child}
+    assert by_link[child]["parentAccountId"] == by_link[parent]["identity"]
+    assert by_link[parent]["identity"] < by_link[child]["identity"]  # identities count up: the parent came first
     assert_same_state(salesforce_emulator, logisense_emulator)
 
 
