@@ -365,7 +365,15 @@ def read_to_end(
                 left = ", ".join(f"{p} (end {end})" for p, end in sorted(ends.items()))
                 raise TransientError(f"reading {topic} to its end stalled for {timeout:g} s; partitions left: {left}")
             for message in messages:
-                raise_for_message(message, group=group, group_operation="Describe", settings=settings)
+                try:
+                    raise_for_message(message, group=group, group_operation="Describe", settings=settings)
+                except TransientError:
+                    if message.topic() == topic and message.partition() is not None:
+                        raise
+                    # A client-level hiccup (the group coordinator still loading, say): an assigned reader
+                    # fetches without one, so it is no reason to stop reading. Refusals still raise.
+                    log.debug("reader_client_error", topic=topic, error=str(message.error()))
+                    continue
                 if _before_end(message, ends):
                     yield message
     finally:
