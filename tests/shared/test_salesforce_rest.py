@@ -173,18 +173,9 @@ def test_refused_login_is_config_error_without_secrets(salesforce_emulator: Sale
 @pytest.mark.integration
 def test_refresh_token_login(salesforce_emulator: SalesforceEmulator) -> None:
     """auth=refresh_token logs in with the refresh-token grant."""
-    response = salesforce_emulator.http.post(
-        f"{salesforce_emulator.instance_url}/services/oauth2/token",
-        data={
-            "grant_type": "password",
-            "client_id": salesforce_emulator.client_id,
-            "client_secret": salesforce_emulator.client_secret,
-            "username": salesforce_emulator.username,
-            "password": salesforce_emulator.password,
-        },
-        timeout=10,
+    rest = salesforce_emulator.rest(
+        auth="refresh_token", refresh_token=salesforce_emulator.refresh_token(), password=""
     )
-    rest = salesforce_emulator.rest(auth="refresh_token", refresh_token=response.json()["refresh_token"], password="")
     assert rest.query_all("SELECT Id FROM User")[0]["Id"].startswith("005")
 
 

@@ -171,17 +171,7 @@ async def test_wrong_credentials_raise_authentication_error(salesforce_emulator:
 
 async def test_refresh_token_authentication(salesforce_emulator: SalesforceEmulator) -> None:
     """The refresh-token variant of the authenticator gets a token and a working stream."""
-    refresh = salesforce_emulator.http.post(
-        f"{salesforce_emulator.instance_url}/services/oauth2/token",
-        data={
-            "grant_type": "password",
-            "client_id": salesforce_emulator.client_id,
-            "client_secret": salesforce_emulator.client_secret,
-            "username": salesforce_emulator.username,
-            "password": salesforce_emulator.password,
-        },
-        timeout=10,
-    ).json()["refresh_token"]
+    refresh = salesforce_emulator.refresh_token()
     settings = salesforce_emulator.settings(auth="refresh_token", refresh_token=refresh, password="")
     async with streaming_client(settings, ReplayOption.NEW_EVENTS) as client:
         await client.subscribe(ACCOUNT_CHANNEL)
