@@ -187,7 +187,7 @@ class TransactionalPublisher:
             self._topics_in_flight = set()
             for topic, key, value, headers in records:
                 self._topics_in_flight.add(topic)
-                self._produce(topic, key, value, headers)
+                kafka.produce(self._producer, topic, key, value, list(headers))
                 count += 1
             self._commit_with_retries()
         except KafkaException as exc:
@@ -197,9 +197,6 @@ class TransactionalPublisher:
             raise
         TRANSACTIONS.labels(outcome="committed").inc()
         return count
-
-    def _produce(self, topic: str, key: bytes, value: bytes | None, headers: list[tuple[str, bytes]]) -> None:
-        kafka.produce(self._producer, topic, key, value, list(headers))
 
     def _commit_with_retries(self) -> None:
         """Commit in short calls, retrying retriable errors for one transaction timeout (then the caller aborts).
