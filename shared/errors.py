@@ -57,7 +57,7 @@ class RetriesExhaustedError(PermanentError):
         self.last_failure = last_failure
 
 
-class ValidationError(PermanentError):
+class RejectedError(PermanentError):
     """The remote system rejected the content of a request (LogiSense 400, Salesforce field errors)."""
 
 

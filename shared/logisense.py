@@ -8,7 +8,7 @@
 - Every public call runs under `shared.retry.call_with_retries`, so callers get retries for free:
   429 (honouring Retry-After), 5xx, timeouts and connection errors are TransientError; a 401 costs
   one free retry after a token refresh, and a second 401 ends as RetriesExhaustedError whose `last`
-  is the AuthExpiredError; 400 is ValidationError with LogiSense's messages joined; other 4xx
+  is the AuthExpiredError; 400 is RejectedError with LogiSense's messages joined; other 4xx
   (404, 405, 409) are PermanentError.
 - Each HTTP attempt (token requests included) is reported to `on_request` as a RequestOutcome and
   counted in `sfls_logisense_requests_total` / `sfls_logisense_request_duration_seconds`, labelled
@@ -35,7 +35,7 @@ from typing import Any, Self
 import httpx
 from prometheus_client import Counter, Histogram
 
-from shared.errors import AuthExpiredError, PermanentError, TransientError, ValidationError
+from shared.errors import AuthExpiredError, PermanentError, RejectedError, TransientError
 from shared.retry import RetryPolicy, call_with_retries
 from shared.settings import LogisenseSettings
 
@@ -324,7 +324,7 @@ class LogisenseClient:
             retry_after = retry_after_seconds(response.headers.get("Retry-After"))
             raise TransientError(f"{where}: HTTP {status}: {detail}", status=status, retry_after=retry_after)
         if status == 400:
-            raise ValidationError(f"{where} rejected: {detail}", status=status, response_excerpt=excerpt)
+            raise RejectedError(f"{where} rejected: {detail}", status=status, response_excerpt=excerpt)
         raise PermanentError(f"{where}: HTTP {status}: {detail}", status=status, response_excerpt=excerpt)
 
     # -- the API -------------------------------------------------------------------------------

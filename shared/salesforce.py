@@ -13,7 +13,7 @@ REST (`SalesforceRest`, synchronous; async callers use `asyncio.to_thread`):
 - Bulk API 2.0 (`bulk_upsert`) goes through simple-salesforce's `bulk2` client on the same session:
   one ingest job per call from a temporary CSV file, results keyed by external id.
 - Errors map onto shared.errors: 5xx, timeouts, connection errors and REQUEST_LIMIT_EXCEEDED are
-  TransientError; 400s are ValidationError (with Salesforce's errorCode and message); 404 is
+  TransientError; 400s are RejectedError (with Salesforce's errorCode and message); 404 is
   RecordNotFoundError; a refused login is ConfigError naming the settings to check. Secrets never
   appear in messages.
 """
@@ -45,7 +45,7 @@ from simple_salesforce.exceptions import (
     SalesforceResourceNotFound,
 )
 
-from shared.errors import ConfigError, PermanentError, SflsError, TransientError, ValidationError
+from shared.errors import ConfigError, PermanentError, RejectedError, SflsError, TransientError
 from shared.settings import SalesforceSettings
 
 T = TypeVar("T")
@@ -111,7 +111,7 @@ def map_error(error: Exception, what: str) -> SflsError:
     status = status if isinstance(status, int) else None
     mapped: SflsError
     if isinstance(error, SalesforceMalformedRequest):
-        mapped = ValidationError(text, status=400, response_excerpt=excerpt)
+        mapped = RejectedError(text, status=400, response_excerpt=excerpt)
     elif isinstance(error, SalesforceResourceNotFound):
         mapped = RecordNotFoundError(text, status=404, response_excerpt=excerpt)
     elif isinstance(error, SalesforceRefusedRequest) and code == "REQUEST_LIMIT_EXCEEDED":
@@ -133,7 +133,7 @@ def _query_more(sf: Salesforce, url: str) -> Any:
 
 def _check_name(value: str) -> str:
     if not _NAME.match(value):
-        raise ValidationError(f"not a valid Salesforce API name: {value!r}")
+        raise RejectedError(f"not a valid Salesforce API name: {value!r}")
     return value
 
 
@@ -141,7 +141,7 @@ def _check_ids(ids: Iterable[str]) -> list[str]:
     unique: dict[str, None] = {}
     for record_id in ids:
         if not isinstance(record_id, str) or not _ID.match(record_id):
-            raise ValidationError(f"not a Salesforce record id: {record_id!r}")
+            raise RejectedError(f"not a Salesforce record id: {record_id!r}")
         unique[record_id] = None
     return list(unique)
 
@@ -373,7 +373,7 @@ class SalesforceRest:
 
         The records stream into a temporary CSV file, so the caller need not hold them in memory.
         The first record's keys are the CSV header: a later record may lack one (that field is left
-        as it is) but not add one (ValidationError). The results have the sObject Collections shape
+        as it is) but not add one (RejectedError). The results have the sObject Collections shape
         (`success`, `created`, `id`, `errors`), so callers treat both paths alike; a record without
         a result was not processed. A job Salesforce fails as a
         whole raises PermanentError with the job's errorMessage. A session that expires mid-job
@@ -391,7 +391,7 @@ class SalesforceRest:
                     writer.writeheader()
                 extra = [name for name in record if name not in writer.fieldnames]
                 if extra:
-                    raise ValidationError(
+                    raise RejectedError(
                         f"bulk upsert {sobject}: every record needs the fields of the first; found {', '.join(extra)}"
                     )
                 writer.writerow({name: bulk_csv_value(value) for name, value in record.items()})

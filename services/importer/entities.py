@@ -62,7 +62,7 @@ class Deep:
 
 
 @dataclass(frozen=True)
-class Entity:
+class ImportEntity:
     name: str
     group: Group
     resource: str  # the LogiSense resource (paged GET)
@@ -94,8 +94,8 @@ IS_DEFAULT = _c("Is_Default__c", "isDefault", "boolean")
 IS_ACTIVE = _c("Is_Active__c", "isActive", "boolean")
 CURRENCY = (_c("Currency_Id__c", "currencyId", "double"), _c("Currency_Name__c", "currencyName"))
 
-_CATALOGUE: tuple[Entity, ...] = (
-    Entity(
+_CATALOGUE: tuple[ImportEntity, ...] = (
+    ImportEntity(
         "package",
         "catalogue",
         "Package",
@@ -111,7 +111,7 @@ _CATALOGUE: tuple[Entity, ...] = (
             IS_ACTIVE,
         ),
     ),
-    Entity(
+    ImportEntity(
         "package_frequency",
         "catalogue",
         "Package/Frequency",
@@ -126,7 +126,7 @@ _CATALOGUE: tuple[Entity, ...] = (
         ),
         (Relation("packageId", "package", "Package__c"),),
     ),
-    Entity(
+    ImportEntity(
         "package_currency",
         "catalogue",
         "Package/Currency",
@@ -134,7 +134,7 @@ _CATALOGUE: tuple[Entity, ...] = (
         (_c("Name", "currencyName"), *CURRENCY),
         (Relation("packageId", "package", "Package__c"),),
     ),
-    Entity(
+    ImportEntity(
         "service",
         "catalogue",
         "Service",
@@ -152,7 +152,7 @@ _CATALOGUE: tuple[Entity, ...] = (
             _c("Is_Tax_Inclusive__c", "isTaxInclusive", "boolean"),
         ),
     ),
-    Entity(
+    ImportEntity(
         "usage_bucket",
         "catalogue",
         "Usage/Bucket",
@@ -168,14 +168,14 @@ _CATALOGUE: tuple[Entity, ...] = (
         ),
         (Relation("serviceId", "service", "Service__c"),),
     ),
-    Entity(
+    ImportEntity(
         "rate_plan",
         "catalogue",
         "Usage/Rate/Plan",
         "LogiSense_Rate_Plan__c",
         (NAME, _c("Display_Name__c", "displayName"), _c("Amount_Precision__c", "amountPrecision", "double")),
     ),
-    Entity(
+    ImportEntity(
         "rate_group",
         "catalogue",
         "Usage/Rate/Group",
@@ -191,7 +191,7 @@ _CATALOGUE: tuple[Entity, ...] = (
         ),
         (Relation("usageRatePlanId", "rate_plan", "Rate_Plan__c"),),
     ),
-    Entity(
+    ImportEntity(
         "rate",
         "catalogue",
         "Usage/Rate",
@@ -208,7 +208,7 @@ _CATALOGUE: tuple[Entity, ...] = (
         # A rate knows only its group; the deep search over rate plans gives it its plan too.
         deep=Deep("RatePlan", ("usageRateGroups", "rates"), {0: "usageRatePlanId"}),
     ),
-    Entity(
+    ImportEntity(
         # The rate plan connected to each of a package's services.
         "package_service",
         "catalogue",
@@ -222,7 +222,7 @@ _CATALOGUE: tuple[Entity, ...] = (
         ),
         label="Package Service (rate plan connection)",
     ),
-    Entity(
+    ImportEntity(
         "pricing_rule",
         "catalogue",
         "PricingRule",
@@ -240,14 +240,14 @@ _CATALOGUE: tuple[Entity, ...] = (
             Relation("serviceId", "service", "Service__c"),
         ),
     ),
-    Entity(
+    ImportEntity(
         "share_level",
         "catalogue",
         "Usage/Bucket/ShareLevel",
         "LogiSense_Share_Level__c",
         (NAME, DESCRIPTION),
     ),
-    Entity(
+    ImportEntity(
         "share_plan",
         "catalogue",
         "Usage/Bucket/SharePlan",
@@ -265,8 +265,8 @@ _CATALOGUE: tuple[Entity, ...] = (
     ),
 )
 
-_DATA: tuple[Entity, ...] = (
-    Entity(
+_DATA: tuple[ImportEntity, ...] = (
+    ImportEntity(
         "account_status_type",
         "data",
         "Account/StatusType",
@@ -278,8 +278,8 @@ _DATA: tuple[Entity, ...] = (
             _c("Base_Billing_Status_Type_Id__c", "baseBillingStatusTypeId", "double"),
         ),
     ),
-    Entity("account_type", "data", "AccountType", "LogiSense_Account_Type__c", (NAME, IS_DEFAULT)),
-    Entity(
+    ImportEntity("account_type", "data", "AccountType", "LogiSense_Account_Type__c", (NAME, IS_DEFAULT)),
+    ImportEntity(
         "contact_type",
         "data",
         "ContactType",
@@ -292,7 +292,7 @@ _DATA: tuple[Entity, ...] = (
             _c("Show_On_New_Account__c", "showOnNewAccount", "boolean"),
         ),
     ),
-    Entity(
+    ImportEntity(
         "contact_point_type",
         "data",
         "ContactPointType",
@@ -305,7 +305,7 @@ _DATA: tuple[Entity, ...] = (
         ),
         (Relation("contactTypeId", "contact_type", "Contact_Type__c"),),
     ),
-    Entity(
+    ImportEntity(
         "country",
         "data",
         "Country",
@@ -317,7 +317,7 @@ _DATA: tuple[Entity, ...] = (
             _c("Is_Visible__c", "isVisible", "boolean"),
         ),
     ),
-    Entity(
+    ImportEntity(
         "state",
         "data",
         "State",
@@ -330,15 +330,15 @@ _DATA: tuple[Entity, ...] = (
         ),
         (Relation("countryId", "country", "Country__c"),),
     ),
-    Entity("owner", "data", "Owner", "LogiSense_Owner__c", (NAME,)),
-    Entity(
+    ImportEntity("owner", "data", "Owner", "LogiSense_Owner__c", (NAME,)),
+    ImportEntity(
         "currency",
         "data",
         "Currency",
         "LogiSense_Currency__c",
         (NAME, _c("Code__c", "code"), _c("Symbol__c", "symbol"), IS_DEFAULT),
     ),
-    Entity(
+    ImportEntity(
         "owner_currency",
         "data",
         "Owner/Currency",
@@ -346,7 +346,7 @@ _DATA: tuple[Entity, ...] = (
         (_c("Name", "currencyName"),),
         (Relation("ownerId", "owner", "Owner__c"), Relation("currencyId", "currency", "Currency__c")),
     ),
-    Entity(
+    ImportEntity(
         "bill_group",
         "data",
         "BillGroup",
@@ -358,7 +358,7 @@ _DATA: tuple[Entity, ...] = (
             IS_DEFAULT,
         ),
     ),
-    Entity(
+    ImportEntity(
         "ar_term",
         "data",
         "AccountsReceivable/Terms",
@@ -370,7 +370,7 @@ _DATA: tuple[Entity, ...] = (
 
 # The invoice's columns come from `mappings.invoice_columns` (see invoice_entity); these are the
 # ones it always has. The Account lookup is set from the LogiSense account's link field (sfdcid).
-INVOICE = Entity(
+INVOICE = ImportEntity(
     "invoice",
     "invoices",
     "Invoice",
@@ -391,8 +391,8 @@ INVOICE_COLUMN_TYPES: dict[str, SfType] = {
     "currencyId": "double",
 }
 
-ENTITIES: tuple[Entity, ...] = _DATA + _CATALOGUE + (INVOICE,)
-BY_NAME: dict[str, Entity] = {e.name: e for e in ENTITIES}
+ENTITIES: tuple[ImportEntity, ...] = _DATA + _CATALOGUE + (INVOICE,)
+BY_NAME: dict[str, ImportEntity] = {e.name: e for e in ENTITIES}
 GROUPS: dict[str, tuple[str, ...]] = {
     "data": tuple(e.name for e in _DATA),
     "catalogue": tuple(e.name for e in _CATALOGUE),
@@ -416,7 +416,7 @@ def invoice_column_field(column: str) -> str:
     return "_".join(w[:1].upper() + w[1:] for w in words) + "__c"
 
 
-def resolve(name: str, settings: Settings) -> Entity:
+def resolve(name: str, settings: Settings) -> ImportEntity:
     """The entity with the configured target object, fields and (for invoices) columns applied."""
     base = BY_NAME.get(name)
     if base is None:

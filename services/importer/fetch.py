@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Sequence
 from typing import Any, Protocol
 
-from services.importer.entities import Deep, Entity
+from services.importer.entities import Deep, ImportEntity
 
 Condition = dict[str, Any]
 
@@ -54,7 +54,7 @@ def _flatten(parent: dict[str, Any], deep: Deep, depth: int, inherited: dict[str
 
 async def items(
     client: LogisenseReader,
-    entity: Entity,
+    entity: ImportEntity,
     *,
     page_size: int,
     conditions: Sequence[Condition] = (),

@@ -39,7 +39,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import IO, Any, Protocol
 
-from services.importer.entities import Entity
+from services.importer.entities import ImportEntity
 from services.importer.transform import Prepared
 from shared.errors import SflsError
 from shared.salesforce import COLLECTION_LIMIT
@@ -149,7 +149,7 @@ class Lander:
     def __init__(
         self,
         salesforce: SalesforceWriter,
-        entity: Entity,
+        entity: ImportEntity,
         *,
         external_id_field: str,
         hash_field: str,

@@ -32,7 +32,7 @@ from typing import Any, Protocol, TypeVar
 import structlog
 
 from services.importer import fetch
-from services.importer.entities import Entity, resolve
+from services.importer.entities import ImportEntity, resolve
 from services.importer.land import Landed, Lander, SalesforceWriter
 from services.importer.metrics import BULK_JOBS, ITEMS, LAST_SUCCESS, OUTCOMES, RUN_DURATION
 from services.importer.publish import Publisher, live_ids
@@ -145,7 +145,7 @@ class Importer:
             reports.append(await self.import_entity(entity, conditions))
         return RunReport(reports, dry_run=self._dry_run)
 
-    async def import_entity(self, entity: Entity, conditions: Sequence[dict[str, Any]] = ()) -> EntityReport:
+    async def import_entity(self, entity: ImportEntity, conditions: Sequence[dict[str, Any]] = ()) -> EntityReport:
         report = EntityReport(entity.name)
         started_at = datetime.now(UTC)
         started = time.perf_counter()
@@ -160,7 +160,7 @@ class Importer:
         self._progress.finish(report)
         return report
 
-    async def _import(self, entity: Entity, conditions: Sequence[dict[str, Any]], report: EntityReport) -> None:
+    async def _import(self, entity: ImportEntity, conditions: Sequence[dict[str, Any]], report: EntityReport) -> None:
         cfg = self.settings.importer
         topic = entity.topic(self._topics)
         full = not conditions
@@ -220,7 +220,7 @@ class Importer:
 
     async def _prepare(
         self,
-        entity: Entity,
+        entity: ImportEntity,
         items: list[dict[str, Any]],
         report: EntityReport,
         live: set[int] | None,
@@ -250,7 +250,7 @@ class Importer:
             prepared.append(one)
         return prepared
 
-    def _published_value(self, entity: Entity, item: dict[str, Any]) -> dict[str, Any]:
+    def _published_value(self, entity: ImportEntity, item: dict[str, Any]) -> dict[str, Any]:
         if entity.name != "invoice":
             return item
         labels = {c.column: c.label or c.column for c in self.settings.mappings.invoice_columns}
@@ -267,7 +267,7 @@ class Importer:
             self._count(lander.entity, report, await asyncio.to_thread(lander.land, batch))
         self._count(lander.entity, report, await asyncio.to_thread(lander.finish))
 
-    def _count(self, entity: Entity, report: EntityReport, landed: Landed) -> None:
+    def _count(self, entity: ImportEntity, report: EntityReport, landed: Landed) -> None:
         report.created += landed.created
         report.updated += landed.updated
         report.unchanged += landed.unchanged
@@ -286,7 +286,14 @@ class Importer:
             )
 
     def _reject(
-        self, entity: Entity, report: EntityReport, identity: int, *, record: dict[str, Any], error: str, response: str
+        self,
+        entity: ImportEntity,
+        report: EntityReport,
+        identity: int,
+        *,
+        record: dict[str, Any],
+        error: str,
+        response: str,
     ) -> None:
         report.failed += 1
         report.note(f"{entity.name} {identity}: {error}")
@@ -296,7 +303,7 @@ class Importer:
                 self._topics.importer_dlt, entity.name, identity, record=record, error=error, response=response
             )
 
-    def _record(self, entity: Entity, report: EntityReport, started_at: datetime) -> None:
+    def _record(self, entity: ImportEntity, report: EntityReport, started_at: datetime) -> None:
         for outcome, count in report.counts().items():
             if count:
                 ITEMS.labels(entity=entity.name, outcome=outcome).inc(count)

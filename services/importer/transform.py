@@ -13,7 +13,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from services.importer.entities import INVOICE_ACCOUNT_FIELD, Column, Entity
+from services.importer.entities import INVOICE_ACCOUNT_FIELD, Column, ImportEntity
 from shared.errors import MappingError
 
 HASH_LENGTH = 32
@@ -78,7 +78,7 @@ def content_hash(sobject: str, record: dict[str, Any]) -> str:
 
 
 def to_record(
-    entity: Entity,
+    entity: ImportEntity,
     item: dict[str, Any],
     *,
     external_id_field: str,

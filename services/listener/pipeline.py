@@ -66,7 +66,7 @@ DROP_REPLAYED = "replayed"
 
 
 @dataclass
-class BatchResult:
+class PublishedBatch:
     """What a committed batch did (for metrics, logs and tests)."""
 
     events: Counter[tuple[str, str, str]] = field(default_factory=Counter)
@@ -94,9 +94,9 @@ class Pipeline:
         self.source = source
         self.filters = filters
 
-    def handle(self, messages: list[dict[str, Any]]) -> BatchResult:
+    def handle(self, messages: list[dict[str, Any]]) -> PublishedBatch:
         """Publish one batch atomically; raise (checkpoint unchanged) if anything fails."""
-        result = BatchResult()
+        result = PublishedBatch()
         checkpoints: dict[str, Checkpoint] = {}
         parsed: list[CdcMessage] = []
         records: list[Record] = []
@@ -170,12 +170,12 @@ class Pipeline:
             )
 
     @staticmethod
-    def _count(record: Record, event: ChangeEvent, result: BatchResult) -> Record:
+    def _count(record: Record, event: ChangeEvent, result: PublishedBatch) -> Record:
         result.events[(event.entity.value, event.change_type.value, event.source.value)] += 1
         return record
 
     def _dead_letter(
-        self, raw: Any, exc: MalformedCdcError, found: tuple[str, int] | None, result: BatchResult
+        self, raw: Any, exc: MalformedCdcError, found: tuple[str, int] | None, result: PublishedBatch
     ) -> Record:
         failure = Failure(error_class=f"MalformedCdcMessage.{exc.reason}", message=str(exc)[:2000])
         result.dead_letters.append(failure)
@@ -189,7 +189,7 @@ class Pipeline:
         log.warning("malformed CDC message dead-lettered", reason=exc.reason, detail=str(exc)[:300])
         return dead_letter_record(self.topics, body, failure, found[0] if found else None)
 
-    def _account(self, result: BatchResult, checkpoints: dict[str, Checkpoint] | None = None) -> None:
+    def _account(self, result: PublishedBatch, checkpoints: dict[str, Checkpoint] | None = None) -> None:
         for (channel, change_type), n in result.messages.items():
             CDC_MESSAGES.labels(channel=channel, change_type=change_type).inc(n)
         for (entity, change_type, source), n in result.events.items():

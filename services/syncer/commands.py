@@ -16,7 +16,7 @@ import typer
 
 dlq_app = typer.Typer(help="Inspect and replay dead letters of the syncer (sfls.changes.dlt).", no_args_is_help=True)
 
-ErrorClass = Annotated[str | None, typer.Option("--error-class", help="Only this error class, e.g. ValidationError.")]
+ErrorClass = Annotated[str | None, typer.Option("--error-class", help="Only this error class, e.g. RejectedError.")]
 Key = Annotated[str | None, typer.Option("--key", help="Only this record key (the Salesforce account id).")]
 Since = Annotated[str | None, typer.Option("--since", help="Failed at or after: ISO-8601 or a duration ago (2h).")]
 Until = Annotated[str | None, typer.Option("--until", help="Failed at or before: ISO-8601 or a duration ago.")]

@@ -18,7 +18,7 @@ import pytest
 from devstack.kafka import free_port
 from devstack.logisense import seed
 from devstack.logisense.resources import RESOURCES
-from shared.errors import PermanentError, ValidationError
+from shared.errors import PermanentError, RejectedError
 from shared.logisense import Condition
 from tests.fixtures.logisense import LogisenseEmulator
 
@@ -108,7 +108,7 @@ async def test_patch_creates_contacts_with_points_in_one_transaction(logisense_e
         }
         await client.patch("Account", account["identity"], body)
         bad = {"name": "Never", "contacts": [{"contactTypeId": 999, "firstName": "X"}]}
-        with pytest.raises(ValidationError, match="ContactTypeId"):
+        with pytest.raises(RejectedError, match="ContactTypeId"):
             await client.patch("Account", account["identity"], bad)
     [stored] = logisense_emulator.accounts()
     assert stored["name"] == "With Contacts"
@@ -147,11 +147,11 @@ async def test_validation_gathers_every_error(logisense_emulator: LogisenseEmula
 async def test_validation_errors_are_readable(
     logisense_emulator: LogisenseEmulator, body: dict[str, Any], message: str
 ) -> None:
-    """Each rejected body surfaces as a ValidationError carrying LogiSense's message."""
+    """Each rejected body surfaces as a RejectedError carrying LogiSense's message."""
     async with logisense_emulator.client() as client:
         await client.create("Account", {**ACCOUNT, "name": "Invoicer One"})
         await client.create("Account", {**ACCOUNT, "name": "Invoicer Two"})
-        with pytest.raises(ValidationError) as caught:
+        with pytest.raises(RejectedError) as caught:
             await client.create("Account", body)
     assert message in str(caught.value)
     assert caught.value.status == 400
@@ -164,7 +164,7 @@ async def test_account_rules(logisense_emulator: LogisenseEmulator) -> None:
     async with logisense_emulator.client() as client:
         parent = await client.create("Account", {**ACCOUNT, "name": "Parent"})
         child = await client.create("Account", {**ACCOUNT, "name": "Child", "parentAccountId": parent["identity"]})
-        with pytest.raises(ValidationError, match="cycle"):
+        with pytest.raises(RejectedError, match="cycle"):
             await client.update("Account", parent["identity"], {"parentAccountId": child["identity"]})
         moved = await client.update("Account", child["identity"], {"invoicerAccountId": parent["identity"]})
         assert moved["usageInvoicerAccountId"] == parent["identity"]
@@ -184,15 +184,15 @@ async def test_contact_point_rules(logisense_emulator: LogisenseEmulator) -> Non
         states = await client.search("State", [{"name": "code", "operator": "eq", "value": "ON"}])
         point = {"contactId": contact["identity"], "contactPointTypeId": by_name["sfdcid"], "value": "003A"}
         await client.create("Contact/Point", point)
-        with pytest.raises(ValidationError, match="allows only one"):
+        with pytest.raises(RejectedError, match="allows only one"):
             await client.create("Contact/Point", {**point, "value": "003B"})
         phone = {"contactId": contact["identity"], "contactPointTypeId": by_name["phone"]}
         await client.create("Contact/Point", {**phone, "value": "1"})
         await client.create("Contact/Point", {**phone, "value": "2"})
         address = {"contactId": contact["identity"], "contactPointTypeId": by_name["address"], "city": "Toronto"}
-        with pytest.raises(ValidationError, match="'StateId'"):
+        with pytest.raises(RejectedError, match="'StateId'"):
             await client.create("Contact/Point", {**address, "stateId": states[0]["identity"], "countryId": 1})
-        with pytest.raises(ValidationError, match="contact type"):
+        with pytest.raises(RejectedError, match="contact type"):
             await client.create("Contact/Point", {**point, "contactPointTypeId": other_type[0]["identity"]})
 
 
@@ -219,13 +219,13 @@ async def test_search_operators_and_index_lookup(logisense_emulator: LogisenseEm
 async def test_search_rejects_unknown_operator_and_field(logisense_emulator: LogisenseEmulator) -> None:
     """An unknown operator or field is a 400 naming it."""
     async with logisense_emulator.client() as client:
-        with pytest.raises(ValidationError, match="Unknown search operator 'between'"):
+        with pytest.raises(RejectedError, match="Unknown search operator 'between'"):
             await client.search("Account", [("name", "between", 1)])
-        with pytest.raises(ValidationError, match="Unknown search field 'nope'"):
+        with pytest.raises(RejectedError, match="Unknown search field 'nope'"):
             await client.search("Account", [("nope", "eq", 1)])
-        with pytest.raises(ValidationError, match="'billDay' does not fit"):
+        with pytest.raises(RejectedError, match="'billDay' does not fit"):
             await client.search("Account", [("billDay", "gt", "soon")])
-        with pytest.raises(ValidationError, match="'top'"):
+        with pytest.raises(RejectedError, match="'top'"):
             await client.search("Account", top=10_001)
 
 

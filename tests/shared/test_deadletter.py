@@ -20,7 +20,7 @@ from shared.deadletter import (
     dead_letter_headers,
     parse_dead_letter,
 )
-from shared.errors import TransientError, ValidationError
+from shared.errors import RejectedError, TransientError
 from shared.retry import RetriesExhaustedError
 from shared.settings import KafkaSettings
 
@@ -40,7 +40,7 @@ def test_failure_from_exhausted_retries_keeps_attempts_and_cause() -> None:
 
 def test_headers_replace_stale_error_headers() -> None:
     """Re-dead-lettering a replayed record keeps its own headers but not the old error ones."""
-    failure = Failure.from_exception(ValidationError("name is required", status=400, response_excerpt="{..}"))
+    failure = Failure.from_exception(RejectedError("name is required", status=400, response_excerpt="{..}"))
     headers = dead_letter_headers(
         failure,
         service="syncer",
@@ -49,7 +49,7 @@ def test_headers_replace_stale_error_headers() -> None:
     )
     as_dict = dict(headers)
     assert as_dict["entity"] == b"Account"
-    assert as_dict[ERROR_CLASS] == b"ValidationError"
+    assert as_dict[ERROR_CLASS] == b"RejectedError"
     assert as_dict[ERROR_STATUS] == b"400"
     assert as_dict[ORIGINAL_OFFSET] == b"17"
     assert [k for k, _ in headers].count(ERROR_CLASS) == 1
@@ -64,7 +64,7 @@ def test_dead_letter_round_trip_through_kafka(
 ) -> None:
     """A dead letter produced to the broker parses back with its cause, origin and original headers."""
     topic = topic_factory()
-    failure = Failure.from_exception(ValidationError("bad", status=400), attempts=2)
+    failure = Failure.from_exception(RejectedError("bad", status=400), attempts=2)
     headers = dead_letter_headers(failure, service="syncer", origin=Origin("src", 0, 5), original=[("entity", b"A")])
     producer = producer_factory()
     kafka.produce_and_flush(producer, topic, [(b"001", b'{"x":1}', list(headers))])
@@ -80,7 +80,7 @@ def test_dead_letter_round_trip_through_kafka(
     letter = parse_dead_letter(message)
     assert letter.key == b"001"
     assert letter.value == b'{"x":1}'
-    assert letter.error_class == "ValidationError"
+    assert letter.error_class == "RejectedError"
     assert letter.headers[ERROR_ATTEMPTS] == "2"
     assert letter.original_topic == "src"
     assert letter.original_headers == [("entity", b"A")]

@@ -13,7 +13,7 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from shared.errors import PermanentError, RetriesExhaustedError, TransientError, ValidationError
+from shared.errors import PermanentError, RejectedError, RetriesExhaustedError, TransientError
 from shared.logisense import (
     Condition,
     LogisenseClient,
@@ -124,7 +124,7 @@ async def test_connection_errors_are_transient_and_reported() -> None:
 
 
 async def test_400_is_a_validation_error_with_excerpt() -> None:
-    """A 400 becomes ValidationError with the messages joined and a bounded excerpt of the body."""
+    """A 400 becomes RejectedError with the messages joined and a bounded excerpt of the body."""
     body = {
         "trackingId": "t",
         "errors": [
@@ -135,7 +135,7 @@ async def test_400_is_a_validation_error_with_excerpt() -> None:
         "padding": "x" * 2000,
     }
     async with client_with(lambda _r: httpx.Response(400, json=body)) as client:
-        with pytest.raises(ValidationError) as caught:
+        with pytest.raises(RejectedError) as caught:
             await client.create("Account", {"currencyId": 9})
     assert str(caught.value) == (
         "LogiSense POST Account rejected: 'Name' is required for 'Account'.; "

@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from shared.errors import AuthExpiredError, RetriesExhaustedError, TransientError, ValidationError
+from shared.errors import AuthExpiredError, RejectedError, RetriesExhaustedError, TransientError
 from shared.retry import RetryPolicy, call_with_retries
 
 
@@ -53,9 +53,9 @@ async def test_permanent_errors_are_not_retried() -> None:
 
     async def operation() -> None:
         calls.append(1)
-        raise ValidationError("bad field", status=400)
+        raise RejectedError("bad field", status=400)
 
-    with pytest.raises(ValidationError):
+    with pytest.raises(RejectedError):
         await call_with_retries(operation, RetryPolicy(max_attempts=5))
     assert calls == [1]
 

@@ -11,7 +11,7 @@ from simple_salesforce.exceptions import (
 )
 
 from devstack.kafka import free_port
-from shared.errors import ConfigError, PermanentError, TransientError, ValidationError
+from shared.errors import ConfigError, PermanentError, RejectedError, TransientError
 from shared.salesforce import RecordNotFoundError, SalesforceRest, bulk_csv_value, bulk_result, map_error
 from tests.fixtures.salesforce import SalesforceEmulator
 
@@ -37,9 +37,9 @@ def test_query_by_ids_chunks_and_validates(salesforce_emulator: SalesforceEmulat
     rows = list(rest.query_by_ids("Account", ["Name"], [*ids, ids[0]], chunk_size=10))
     assert sorted(r["Id"] for r in rows) == sorted(ids)
     assert rest.counts["query"] == 3
-    with pytest.raises(ValidationError):
+    with pytest.raises(RejectedError):
         list(rest.query_by_ids("Account", ["Name"], ["001' OR Name != '"]))
-    with pytest.raises(ValidationError):
+    with pytest.raises(RejectedError):
         list(rest.query_by_ids("Account", ["Name FROM User --"], ids[:1]))
 
 
@@ -108,7 +108,7 @@ def test_bulk_upsert_survives_session_expiry_and_reports_failed_jobs(salesforce_
     with pytest.raises(PermanentError, match="InvalidBatch : Field name not found : Nope__c"):
         rest.bulk_upsert("Product2", "LogiSense_Id__c", [{"LogiSense_Id__c": "10", "Name": "x", "Nope__c": 1}])
     uneven = [{"LogiSense_Id__c": "11", "Name": "a"}, {"LogiSense_Id__c": "12", "Name": "b", "Family": "c"}]
-    with pytest.raises(ValidationError, match="found Family"):
+    with pytest.raises(RejectedError, match="found Family"):
         rest.bulk_upsert("Product2", "LogiSense_Id__c", uneven)
 
 
@@ -148,9 +148,9 @@ def test_describe_is_cached(salesforce_emulator: SalesforceEmulator) -> None:
 
 @pytest.mark.integration
 def test_errors_map_to_sfls_errors(salesforce_emulator: SalesforceEmulator) -> None:
-    """Salesforce 400 and 404 become ValidationError and RecordNotFoundError with the Salesforce message."""
+    """Salesforce 400 and 404 become RejectedError and RecordNotFoundError with the Salesforce message."""
     rest = salesforce_emulator.rest()
-    with pytest.raises(ValidationError) as invalid:
+    with pytest.raises(RejectedError) as invalid:
         rest.create("Account", {"Name": "x", "Nope__c": 1})
     assert "INVALID_FIELD" in str(invalid.value)
     assert invalid.value.status == 400
@@ -218,6 +218,6 @@ def test_map_error_table() -> None:
     malformed = map_error(
         SalesforceMalformedRequest("u", 400, "q", [{"errorCode": "MALFORMED_QUERY", "message": "bad"}]), "q"
     )
-    assert isinstance(malformed, ValidationError)
+    assert isinstance(malformed, RejectedError)
     assert "MALFORMED_QUERY: bad" in str(malformed)
     assert isinstance(map_error(requests.Timeout(), "q"), TransientError)

@@ -14,7 +14,7 @@ from services.syncer.batch import Coalesced
 from services.syncer.consume import BatchResult, CommitFailedError, ConsumeLoop
 from shared import kafka
 from shared.deadletter import ERROR_CLASS, ERROR_MESSAGE, ORIGINAL_OFFSET, ORIGINAL_TOPIC, Failure, parse_dead_letter
-from shared.errors import TransientError, ValidationError
+from shared.errors import RejectedError, TransientError
 from shared.settings import KafkaSettings
 from tests.services.syncer.support import change, create_syncer_topics, publish, read_all
 from tests.waiting import wait_until
@@ -91,7 +91,7 @@ async def test_failed_account_is_dead_lettered_and_the_rest_committed(
     publish(producer_factory(), topics.changes, events)
 
     def process(batch: Coalesced) -> BatchResult:
-        error = ValidationError("'Name' is required for 'Account'.", status=400)
+        error = RejectedError("'Name' is required for 'Account'.", status=400)
         return BatchResult(failures={A: Failure.from_exception(error)}, synced_accounts=1)
 
     group = "g-dlt"
@@ -103,7 +103,7 @@ async def test_failed_account_is_dead_lettered_and_the_rest_committed(
     )
     for letter in letters:
         assert letter.key == A.encode()
-        assert letter.headers[ERROR_CLASS] == "ValidationError"
+        assert letter.headers[ERROR_CLASS] == "RejectedError"
         assert "'Name' is required" in letter.headers[ERROR_MESSAGE]
         assert letter.headers[ORIGINAL_TOPIC] == topics.changes
         assert ORIGINAL_OFFSET in letter.headers

@@ -102,7 +102,7 @@ async def test_a_contact_whose_point_fails_inside_the_patch_leaves_nothing_behin
 
     (letter,) = dead_letters(kafka_settings, topics.changes_dlt)
     assert (letter.key or b"").decode() == bad
-    assert letter.error_class == "ValidationError"
+    assert letter.error_class == "RejectedError"
     landed = {a["sfdcid"]: a for a in logisense_emulator.accounts()}
     assert (
         landed[bad].get("contacts", []) == []
@@ -161,7 +161,7 @@ async def test_account_waiting_for_a_failed_parent_is_dead_lettered_as_dependenc
     logisense_emulator: LogisenseEmulator,
     producer_factory: Callable[..., Producer],
 ) -> None:
-    """A child whose parent LogiSense rejects: DependencyFailedError naming the parent and its ValidationError."""
+    """A child whose parent LogiSense rejects: DependencyFailedError naming the parent and its RejectedError."""
     settings = settings_with_notes(kafka_settings, salesforce_emulator, logisense_emulator)
     topics = create_syncer_topics(kafka_settings)
     (parent,) = seed_accounts(salesforce_emulator, 1, prefix="Parent", Description="x" * 300)
@@ -171,7 +171,7 @@ async def test_account_waiting_for_a_failed_parent_is_dead_lettered_as_dependenc
     await run_syncer(settings, lambda: committed(settings) >= 2)
 
     letters = {(d.key or b"").decode(): d for d in dead_letters(kafka_settings, topics.changes_dlt)}
-    assert letters[parent].error_class == "ValidationError"
+    assert letters[parent].error_class == "RejectedError"
     assert letters[child].error_class == "DependencyFailedError"
     assert f"account {parent}," in letters[child].message
-    assert "could not be synced (ValidationError): " in letters[child].message
+    assert "could not be synced (RejectedError): " in letters[child].message

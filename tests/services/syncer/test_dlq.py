@@ -80,7 +80,7 @@ async def test_validation_error_dead_letters_only_its_account_and_replay_deliver
     letters = dead_letters(kafka_settings, topics.changes_dlt)
     reasons = {(letter.key or b"").decode(): letter for letter in letters}
     assert set(reasons) == {bad, split}
-    assert reasons[bad].error_class == "ValidationError"
+    assert reasons[bad].error_class == "RejectedError"
     assert "notes" in reasons[bad].message
     assert reasons[bad].headers["sfls.error.http_status"] == "400"
     assert reasons[split].error_class == "MappingError"
@@ -88,7 +88,7 @@ async def test_validation_error_dead_letters_only_its_account_and_replay_deliver
     landed = {a["sfdcid"]: a for a in logisense_emulator.accounts()}
     assert set(landed) == set(good)
 
-    listed = cli(kafka_settings, "dlq", "list", "--error-class", "ValidationError")
+    listed = cli(kafka_settings, "dlq", "list", "--error-class", "RejectedError")
     assert bad in listed
     assert split not in listed
     assert_json_lines(kafka_settings, letters)
