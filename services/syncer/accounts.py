@@ -1,0 +1,207 @@
+"""Account writes of a batch: the order dependencies impose, upserts keyed by the Salesforce id, deletes.
+
+- Order: an account waits for the accounts it references (parent, invoice recipient) that are not in
+  LogiSense yet. One missing from the batch is read from Salesforce and synced too (pulled in), so a
+  child never lands before its parent. Two accounts waiting for each other are a cycle no order can
+  satisfy: a MappingError naming both.
+- Upsert: an existing account gets only the fields that differ; a missing one is created through
+  CreateOnce. An account invoiced to itself is created first and then pointed at its own id.
+- Delete: `sync.on_account_delete` closes, flags or ignores the LogiSense account.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from services.syncer.context import BatchContext, DeliveryReport
+from services.syncer.lookups import CreateOnce, LogisenseApi, Lookups, diff
+from services.syncer.references import References
+from services.syncer.snapshot import Snapshot, id15
+from shared.errors import DependencyFailedError, MappingError, PermanentError, RetriesExhaustedError
+from shared.mapping import MappedAccount, map_account
+from shared.settings import Settings
+
+
+def sf_id(sid: str, snapshot: Snapshot) -> str:
+    """The full Salesforce id of a 15-char account id, when the batch read the account."""
+    record = snapshot.accounts.get(sid)
+    return str(record["Id"]) if record else sid
+
+
+def dependencies(mapped: dict[str, MappedAccount]) -> list[str]:
+    """Every account the mapped accounts reference as parent or invoice recipient."""
+    return sorted({d for m in mapped.values() for d in m.dependencies})
+
+
+def waits_for(mapped: dict[str, MappedAccount], known: dict[str, dict[str, Any]]) -> dict[str, tuple[str, ...]]:
+    """Per mapped account, the 15-char ids of the accounts it references that LogiSense lacks."""
+    return {sid: tuple(id15(d) for d in m.dependencies if id15(d) not in known) for sid, m in mapped.items()}
+
+
+def waits_on_itself(start: str, dep: str, waiting: dict[str, tuple[str, ...]]) -> bool:
+    """True when `dep` (transitively) waits for `start`: a cycle no order can satisfy."""
+    seen: set[str] = set()
+    stack = [dep]
+    while stack:
+        node = stack.pop()
+        if node == id15(start):
+            return True
+        if node not in seen:
+            seen.add(node)
+            stack.extend(waiting.get(node, ()))
+    return False
+
+
+def _error_class(exc: PermanentError) -> str:
+    """The class a dead letter of `exc` carries (the last transient error's when retries ran out)."""
+    return type(exc.last).__name__ if isinstance(exc, RetriesExhaustedError) else type(exc).__name__
+
+
+class AccountWriter:
+    """Orders, upserts and deletes the LogiSense accounts of a batch; holds no per-batch state."""
+
+    def __init__(
+        self,
+        client: LogisenseApi,
+        once: LogisenseApi,
+        settings: Settings,
+        references: References,
+        *,
+        lookups: Lookups,
+        create_once: CreateOnce,
+    ) -> None:
+        self._client = client  # retries every call itself
+        self._once = once  # single attempts: creates retry through create_once instead
+        self._settings = settings
+        self._refs = references
+        self._lookups = lookups
+        self._create_once = create_once
+        self._link = settings.logisense.link_field
+
+    def map(self, sid: str, batch: BatchContext) -> None:
+        """Map one Salesforce account of the batch; a MappingError fails that account."""
+        try:
+            batch.mapped[sid] = map_account(batch.snapshot.accounts[sid], self._settings, self._refs)
+        except MappingError as exc:
+            batch.report.failures[sid] = exc
+
+    async def pull_in_dependencies(
+        self, batch: BatchContext, read_more: Callable[[list[str]], Awaitable[Snapshot]]
+    ) -> None:
+        """Parents and invoice recipients missing from LogiSense are synced first, batch or not."""
+        mapped, known = batch.mapped, batch.known
+        tried: set[str] = set()
+        while True:
+            missing = [
+                d
+                for d in dependencies(mapped)
+                if id15(d) not in mapped and id15(d) not in known and id15(d) not in tried
+            ]
+            if not missing:
+                return
+            tried.update(id15(d) for d in missing)
+            extra = await read_more(missing)
+            batch.snapshot.merge(extra)
+            for dep in missing:
+                if batch.snapshot.exists(dep):
+                    self.map(id15(dep), batch)
+                    batch.report.pulled_in.add(id15(dep))
+            new_deps = [d for d in dependencies(mapped) if id15(d) not in known and id15(d) not in tried]
+            known.update(await self._lookups.find_accounts(new_deps))
+
+    async def dependency_ids(self, mapped: MappedAccount, batch: BatchContext) -> dict[str, int]:
+        """LogiSense ids of the accounts `mapped` references, waiting for those the batch creates."""
+        result: dict[str, int] = {}
+        for dep in mapped.dependencies:
+            key = id15(dep)
+            if key in batch.known:
+                result[key] = int(batch.known[key]["identity"])
+            elif key in batch.ls_ids:
+                if waits_on_itself(mapped.sfdc_id, key, batch.waits_for):
+                    raise MappingError(
+                        f"Salesforce account {mapped.sfdc_id} and {dep} reference each other as parent or "
+                        "invoice recipient and neither exists in LogiSense yet; clear one of the references"
+                    )
+                try:
+                    result[key] = await asyncio.shield(batch.ls_ids[key])
+                except PermanentError as exc:
+                    cause = _error_class(exc)
+                    raise DependencyFailedError(
+                        f"account {dep}, which Salesforce account {mapped.sfdc_id} references as parent or invoice "
+                        f"recipient, could not be synced ({cause}): {exc}",
+                        dependency=dep,
+                        dependency_error_class=cause,
+                    ) from exc
+            else:
+                raise MappingError(
+                    f"Salesforce account {mapped.sfdc_id} references account {dep} as parent or invoice recipient, "
+                    "which exists neither in Salesforce nor in LogiSense"
+                )
+        return result
+
+    async def upsert(
+        self,
+        sid: str,
+        mapped: MappedAccount,
+        deps: dict[str, int],
+        existing: dict[str, Any] | None,
+        report: DeliveryReport,
+    ) -> int:
+        """Update the differing fields of the LogiSense account, or create it; its LogiSense id."""
+        body = dict(mapped.body)
+        body["parentAccountId"] = deps.get(id15(mapped.parent_sfdc_id)) if mapped.parent_sfdc_id else None
+        invoicer = deps.get(id15(mapped.invoicer_sfdc_id)) if mapped.invoicer_sfdc_id else None
+        if mapped.invoicer_sfdc_id and id15(mapped.invoicer_sfdc_id) == sid and existing is not None:
+            invoicer = int(existing["identity"])
+        body["invoicerAccountId"] = body["usageInvoicerAccountId"] = invoicer
+        if (
+            self._settings.sync.on_account_delete == "flag"
+            and existing
+            and existing.get(self._settings.sync.deleted_flag_field)
+        ):
+            body[self._settings.sync.deleted_flag_field] = False
+        if existing is not None:
+            changes = diff(existing, body)
+            if changes:
+                await self._client.update("Account", int(existing["identity"]), changes)
+                report.count("account_updates")
+            else:
+                report.count("account_unchanged")
+            return int(existing["identity"])
+        if invoicer is None and mapped.invoicer_sfdc_id:  # invoiced to itself: set once it has an id
+            body.pop("invoicerAccountId")
+            body.pop("usageInvoicerAccountId")
+        for kind, target in (("currency", "currencyId"),):
+            default = self._refs.default(kind)
+            if default is not None:
+                body.setdefault(target, default)
+        created = await self._create_once(
+            "Account", lambda: self._once.create("Account", body), lambda: self._lookups.find_account(mapped.sfdc_id)
+        )
+        report.count("account_creates")
+        identity = int(created["identity"])
+        if mapped.invoicer_sfdc_id and id15(mapped.invoicer_sfdc_id) == sid:
+            await self._client.update(
+                "Account", identity, {"invoicerAccountId": identity, "usageInvoicerAccountId": identity}
+            )
+            report.count("account_updates")
+        return identity
+
+    async def delete(self, sid: str, existing: dict[str, Any] | None, batch: BatchContext) -> None:
+        """A Salesforce account that is deleted: close, flag or ignore its LogiSense account."""
+        mode = self._settings.sync.on_account_delete
+        if existing is None or mode == "ignore":
+            batch.report.count("deleted_ignored")
+            return
+        if mode == "close":
+            closed = self._refs("account_status_type", self._settings.sync.closed_status_name)
+            changes = diff(existing, {"accountStatusTypeId": closed})
+        else:
+            changes = diff(existing, {self._settings.sync.deleted_flag_field: True})
+        if changes:
+            async with batch.semaphore:
+                await self._client.update("Account", int(existing["identity"]), changes)
+        batch.report.count("accounts_closed" if mode == "close" else "accounts_flagged")
+        batch.report.synced.add(sid)

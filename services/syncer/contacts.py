@@ -1,0 +1,158 @@
+"""Contact writes of one account: contacts and their contact points, linked by the Salesforce contact id.
+
+- A contact is found by its link point (`sfdcid`, the link field), wherever LogiSense holds it; one
+  found under another account is moved to this one.
+- A new contact is created with all its points, the link point included, in one
+  `PATCH Account/{id}` (`contacts` -> `contactPoints`), which LogiSense applies as one transaction:
+  a crash leaves either nothing or a linked contact. With `sync.atomic_contact_create` off it is
+  `POST Contact`, then `POST Contact/Point` per point; a contact left without its link point by a
+  crash in between is taken over (same name and type) by the account's next sync.
+- A LogiSense contact of the account whose Salesforce contact is gone is deleted, unless that contact
+  belongs to another account of the same batch (it is moving there).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from services.syncer.context import BatchContext, DeliveryReport
+from services.syncer.lookups import CreateOnce, LogisenseApi, Lookups, LsContact, diff
+from services.syncer.references import References
+from services.syncer.snapshot import id15
+from shared.errors import MappingError
+from shared.mapping import MappedContact, map_contact
+from shared.settings import Settings
+
+
+class ContactWriter:
+    """Creates, updates and deletes the contacts and points of an account; holds no per-batch state."""
+
+    def __init__(
+        self,
+        client: LogisenseApi,
+        once: LogisenseApi,
+        settings: Settings,
+        references: References,
+        *,
+        lookups: Lookups,
+        create_once: CreateOnce,
+    ) -> None:
+        self._client = client  # retries every call itself
+        self._once = once  # single attempts: creates retry through create_once instead
+        self._settings = settings
+        self._refs = references
+        self._lookups = lookups
+        self._create_once = create_once
+        self._link = settings.logisense.link_field
+
+    async def sync(self, account_identity: int, sf_contacts: list[dict[str, Any]], batch: BatchContext) -> None:
+        """Make the LogiSense contacts of one account what Salesforce holds, in sequence."""
+        report = batch.report
+        wanted = [
+            map_contact(c, self._settings, self._refs, default_contact_type=self._settings.sync.default_contact_type)
+            for c in sf_contacts
+        ]
+        under = list(batch.contacts.under.get(account_identity, []))
+        wanted_ids = {id15(m.sfdc_id) for m in wanted}
+        for contact in wanted:
+            existing = batch.contacts.by_link.get(id15(contact.sfdc_id)) or self._adoptable(under, contact)
+            if existing is None and self._settings.sync.atomic_contact_create:
+                await self._create_with_points(account_identity, contact, report)
+                continue  # created whole: every mapped point is already there
+            if existing is None:
+                existing = await self._create(account_identity, contact, report)
+            else:
+                changes = diff(existing.record, {**contact.body, "accountId": account_identity})
+                if changes:
+                    await self._client.update("Contact", existing.identity, changes)
+                    existing.record.update(changes)
+                    report.count("contact_updates")
+            await self._sync_points(existing, contact, report)
+        for stale in under:
+            link = self._lookups.link_value(stale)
+            if link and id15(link) not in wanted_ids and id15(link) not in batch.contacts.batch_ids:
+                await self._client.delete("Contact", stale.identity)
+                report.count("contact_deletes")
+
+    def _adoptable(self, under: list[LsContact], contact: MappedContact) -> LsContact | None:
+        """A contact of this account without a link point and with the same name and type (an
+        interrupted earlier create): adopt it instead of creating a second one."""
+        for candidate in under:
+            if self._lookups.link_value(candidate) is None and not diff(
+                candidate.record,
+                {k: contact.body[k] for k in ("firstName", "lastName", "contactTypeId")},
+            ):
+                under.remove(candidate)
+                return candidate
+        return None
+
+    async def _create(self, account_identity: int, contact: MappedContact, report: DeliveryReport) -> LsContact:
+        body = {**contact.body, "accountId": account_identity}
+
+        earlier: LsContact | None = None
+
+        async def find() -> dict[str, Any] | None:
+            nonlocal earlier
+            found = await self._lookups.contacts_of([account_identity])
+            linked = [c for c in found if self._lookups.link_value(c) == contact.sfdc_id]
+            earlier = linked[0] if linked else self._adoptable(found, contact)
+            return earlier.record if earlier else None
+
+        record = await self._create_once("Contact", lambda: self._once.create("Contact", body), find)
+        if earlier is not None and earlier.record is record:
+            return earlier  # an earlier attempt had created it after all
+        report.count("contact_creates")
+        return LsContact(record=record, points=[])
+
+    async def _create_with_points(self, account_identity: int, contact: MappedContact, report: DeliveryReport) -> None:
+        """One `PATCH Account/{id}` creating the contact and all its points in one transaction."""
+        points = [{"contactPointTypeId": type_id, **wanted} for type_id, wanted in self._point_bodies(contact)]
+        body = {"contacts": [{**contact.body, "accountId": account_identity, "contactPoints": points}]}
+        created = True
+
+        async def find() -> dict[str, Any] | None:
+            nonlocal created
+            found = await self._lookups.contacts_of([account_identity])
+            linked = [c for c in found if (link := self._lookups.link_value(c)) and id15(link) == id15(contact.sfdc_id)]
+            if linked:
+                created = False  # an earlier attempt went through after all
+                return linked[0].record
+            return None
+
+        await self._create_once("Account", lambda: self._once.patch("Account", account_identity, body), find)
+        if created:
+            report.count("contact_creates")
+            report.count("point_creates", len(points))
+
+    def _point_bodies(self, mapped: MappedContact) -> list[tuple[int, dict[str, Any]]]:
+        """(contact point type id, fields) of each mapped point, the link point first."""
+        result = []
+        for name, wanted in sorted(mapped.points.items(), key=lambda item: item[0] != self._link):
+            type_id = self._refs.point_type(mapped.contact_type_id, name)
+            if type_id is None:
+                raise MappingError(
+                    f"LogiSense contact type {mapped.contact_type_id} has no contact point {name!r}; "
+                    "fix mappings.contact_points"
+                )
+            result.append((type_id, wanted))
+        return result
+
+    async def _sync_points(self, contact: LsContact, mapped: MappedContact, report: DeliveryReport) -> None:
+        by_type = {int(p["contactPointTypeId"]): p for p in contact.points}
+        keep: set[int] = set()
+        for type_id, wanted in self._point_bodies(mapped):
+            keep.add(type_id)
+            current = by_type.get(type_id)
+            if current is None:
+                body = {"contactId": contact.identity, "contactPointTypeId": type_id, **wanted}
+                await self._client.create("Contact/Point", body)
+                report.count("point_creates")
+            else:
+                changes = diff(current, wanted)
+                if changes:
+                    await self._client.update("Contact/Point", int(current["identity"]), changes)
+                    report.count("point_updates")
+        for type_id, point in by_type.items():
+            if type_id not in keep:
+                await self._client.delete("Contact/Point", int(point["identity"]))
+                report.count("point_deletes")
