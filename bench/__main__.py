@@ -7,6 +7,7 @@ replaces only those benchmarks' rows in RESULTS.md, keeping the others and the d
 
 from __future__ import annotations
 
+import argparse
 import importlib
 import sys
 import traceback
@@ -57,8 +58,23 @@ def _merged(previous: list[str], rows: list[dict[str, Any]], table: list[str]) -
     return head, merged
 
 
+def _arguments(argv: list[str], available: list[str]) -> list[str]:
+    """The benchmarks named on the command line, checked before anything runs or is written; `--help` lists them."""
+    parser = argparse.ArgumentParser(
+        prog="python -m bench",
+        description="Run benchmarks and write bench/RESULTS.md; a subset replaces only its own rows.",
+    )
+    parser.add_argument("names", nargs="*", metavar="NAME", help=f"one of: {', '.join(available)} (default: all)")
+    names: list[str] = parser.parse_args(argv).names
+    unknown = [name for name in names if name not in available]
+    if unknown:
+        parser.error(f"no such benchmark: {', '.join(unknown)} (choose from {', '.join(available)})")
+    return names
+
+
 def main(argv: list[str]) -> int:
     available = sorted(p.stem.removeprefix("bench_") for p in Path(__file__).parent.glob("bench_*.py"))
+    argv = _arguments(argv, available)
     names = argv or sorted(available, key=lambda n: ORDER.index(n) if n in ORDER else len(ORDER))
     rows: list[dict[str, Any]] = []
     failed: list[str] = []

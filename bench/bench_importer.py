@@ -35,6 +35,7 @@ from typing import Any
 
 from bench.common import CACHE_DIR, bench_stack, row, run_measured
 from devstack.kafka import free_port
+from devstack.process import sfls_command
 from devstack.stack import Stack
 from devstack.tls import ensure_ca
 from shared.config_sources import STACK_FILE_ENV
@@ -83,14 +84,14 @@ class _Admin:
 
 
 def _schema(env: dict[str, str]) -> Any:
-    script = "import json; from shared.settings import load_settings; from services.importer.entities import "
+    script = "import json; from shared.settings import load_settings; from services.importer.targets import "
     script += "salesforce_schema; print(json.dumps(salesforce_schema(load_settings())))"
     return json.loads(subprocess.run([sys.executable, "-c", script], env=env, check=True, capture_output=True).stdout)
 
 
-def _run_import(env: dict[str, str]) -> tuple[float, float, int]:
-    """(wall seconds, peak RSS MiB, exit code) of one `sfls import catalogue` process."""
-    return run_measured([sys.executable, "-c", "from services.cli import app; app()", "import", "catalogue"], env)
+def _run_import(env: dict[str, str], log: Path) -> tuple[float, float, int]:
+    """(wall seconds, peak RSS MiB, exit code) of one `sfls import catalogue` process, its output appended to `log`."""
+    return run_measured([*sfls_command(), "import", "catalogue"], env, log)
 
 
 def _writes(counters: dict[str, Any]) -> int:
@@ -111,17 +112,20 @@ def measure(sizes: tuple[int, ...]) -> dict[int, dict[str, float]]:
             "SFLS_SALESFORCE__BULK_POLL_SECONDS": "0.2",
         }
         schema = _schema(env)
+        log = state_dir / "import.log"
         for size in sizes:
             env["SFLS_KAFKA__TOPIC_PREFIX"] = f"bench{uuid.uuid4().hex[:8]}"
             ls.call("POST", "reset", {"seed": 1, "catalogue_size": size})
             sf.call("POST", "reset", {})
             sf.call("POST", "schema", schema)
-            first_seconds, first_rss, first_code = _run_import(env)
+            first_seconds, first_rss, first_code = _run_import(env, log)
             after_first = sf.call("GET", "counters")
-            second_seconds, second_rss, second_code = _run_import(env)
+            second_seconds, second_rss, second_code = _run_import(env, log)
             after_second = sf.call("GET", "counters")
             if first_code or second_code:
-                raise RuntimeError(f"sfls import catalogue failed at {size} items (exit {first_code}/{second_code})")
+                raise RuntimeError(
+                    f"sfls import catalogue failed at {size} items (exit {first_code}/{second_code}); see {log}"
+                )
             figures[size] = {
                 "bulk_requests": after_first["bulk"],
                 "seconds": first_seconds,
@@ -141,9 +145,11 @@ def measure(sizes: tuple[int, ...]) -> dict[int, dict[str, float]]:
         }
         sf.call("POST", "reset", {})
         sf.call("POST", "schema", schema)
-        seconds, _rss, code = _run_import(composite)
+        seconds, _rss, code = _run_import(composite, log)
         if code:
-            raise RuntimeError(f"sfls import catalogue (composite only) failed at {largest} items (exit {code})")
+            raise RuntimeError(
+                f"sfls import catalogue (composite only) failed at {largest} items (exit {code}); see {log}"
+            )
         counters = sf.call("GET", "counters")
         figures[largest] |= {"composite_seconds": seconds, "composite_api_calls": counters["total"]}
         print(f"   {largest:,} items, composite only: {seconds:.1f} s, {counters['total']} calls", flush=True)

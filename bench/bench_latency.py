@@ -18,8 +18,6 @@ property of its design, not measured here.
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -32,14 +30,13 @@ import requests
 import yaml
 
 from bench.common import BenchStack, bench_stack, percentile, row
-from devstack.kafka import free_port
+from devstack.process import ServiceProcess
 
 RATE = int(os.environ.get("BENCH_LATENCY_RATE", "100"))  # changes per second
 SECONDS = float(os.environ.get("BENCH_LATENCY_SECONDS", "30"))
 ACCOUNTS = int(os.environ.get("BENCH_LATENCY_ACCOUNTS", "500"))
 SCHEDULER_WORST_SECONDS = 15 * 60.0
 SCHEDULER_AVERAGE_SECONDS = SCHEDULER_WORST_SECONDS / 2
-SFLS = str(Path(sys.executable).with_name("sfls"))
 POINTS = {"email": "Email", "phone": "Phone", "address": "MailingAddress", "sfdcid": "Id"}
 
 
@@ -82,32 +79,6 @@ class Http:
         return list(answer.json()["items"])
 
 
-def _start(command: str, env: dict[str, str], log: Path) -> tuple[subprocess.Popen[bytes], int]:
-    port = free_port()
-    with log.open("ab") as sink:
-        process = subprocess.Popen(
-            [SFLS, command],
-            env={**env, "SFLS_OBSERVABILITY__METRICS_PORT": str(port)},
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-        )
-    return process, port
-
-
-def _wait_ready(process: subprocess.Popen[bytes], port: int, timeout: float = 90.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"a service exited with {process.returncode} during start-up")
-        try:
-            if requests.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200:
-                return
-        except requests.RequestException:
-            pass
-        time.sleep(0.2)
-    raise RuntimeError("a service did not become ready")
-
-
 def _epoch(iso: str) -> float:
     return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
 
@@ -127,14 +98,12 @@ def measure(stack: BenchStack, workdir: Path) -> tuple[list[float], int, float]:
         SFLS_LISTENER__TRANSACTIONAL_ID=f"lat-{uuid.uuid4().hex[:8]}",
         SFLS_LOG_LEVEL="WARNING",
     )
-    processes: list[subprocess.Popen[bytes]] = []
+    processes: list[ServiceProcess] = []
     try:
-        listener, listener_port = _start("listener", env, workdir / "listener.log")
-        processes.append(listener)
-        syncer, syncer_port = _start("syncer", env, workdir / "syncer.log")
-        processes.append(syncer)
-        _wait_ready(listener, listener_port)
-        _wait_ready(syncer, syncer_port)
+        for command in ("listener", "syncer"):
+            processes.append(ServiceProcess.sfls(command, env=env, log=workdir / f"{command}.log"))
+        for process in processes:
+            process.wait_ready(90)
         # Warm-up: every account created in LogiSense, so the measured writes are steady-state updates.
         for start in range(0, len(ids), 200):
             http.rename({i: f"Warm {i}" for i in ids[start : start + 200]})
@@ -146,9 +115,7 @@ def measure(stack: BenchStack, workdir: Path) -> tuple[list[float], int, float]:
         return _steady_load(http, ids)
     finally:
         for process in processes:
-            if process.poll() is None:
-                process.kill()
-                process.wait(10)
+            process.kill()
 
 
 def _steady_load(http: Http, ids: list[str]) -> tuple[list[float], int, float]:

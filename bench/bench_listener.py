@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -31,6 +29,7 @@ from prometheus_client import REGISTRY
 
 from bench.common import Stopwatch, bench_stack, row
 from devstack.kafka import free_port
+from devstack.stack import EmulatorProcess
 from devstack.tls import ensure_ca
 from shared import kafka
 from shared.settings import KafkaSettings, ListenerSettings, ObservabilitySettings, SalesforceSettings, Settings
@@ -41,24 +40,15 @@ CHANNEL = "/data/AccountChangeEvent"
 CREDENTIALS = {"client_id": "bench-key", "client_secret": "bench-secret", "username": "bench@sfls", "password": "pw"}
 
 
-def _emulator(state_dir: Path) -> tuple[subprocess.Popen[bytes], str, str]:
+def _emulator(state_dir: Path) -> tuple[EmulatorProcess, str]:
+    """The Salesforce emulator as its own process (as `sfls devstack up` runs it), answering; and its CA file."""
     ca = ensure_ca(state_dir)
-    port = free_port()
-    command = [sys.executable, "-m", "devstack.salesforce", "--port", str(port), "--state-dir", str(state_dir)]
-    command += ["--cometd-timeout-ms", "2000", "--log-level", "WARNING"]
+    args = ["--cometd-timeout-ms", "2000", "--log-level", "WARNING"]
     for key, value in CREDENTIALS.items():
-        command += [f"--{key.replace('_', '-')}", value]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"https://localhost:{port}"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            if requests.get(f"{url}/__admin/health", verify=str(ca.ca_file), timeout=2).status_code == 200:
-                return process, url, str(ca.ca_file)
-        except requests.ConnectionError:
-            time.sleep(0.1)
-    process.kill()
-    raise RuntimeError("the Salesforce emulator did not start")
+        args += [f"--{key.replace('_', '-')}", value]
+    emulator = EmulatorProcess("salesforce", free_port(), state_dir, tuple(args))
+    emulator.start(ca.ca_file)
+    return emulator, str(ca.ca_file)
 
 
 def _load_backlog(url: str, ca_file: str, api_version: str) -> int:
@@ -178,8 +168,9 @@ def run() -> list[dict[str, Any]]:
         if not bootstrap:
             bootstrap = stack.enter_context(bench_stack()).bootstrap_servers
         state_dir = Path(tempfile.mkdtemp(prefix="sfls-bench-listener-"))
-        process, url, ca_file = _emulator(state_dir)
-        stack.callback(process.kill)
+        emulator, ca_file = _emulator(state_dir)
+        stack.callback(emulator.stop)
+        url = emulator.url
         salesforce = SalesforceSettings(instance_url=url, ca_file=ca_file, **CREDENTIALS)
         kafka_settings = KafkaSettings(
             bootstrap_servers=bootstrap, topic_prefix=f"bench{uuid.uuid4().hex[:8]}", partitions=3

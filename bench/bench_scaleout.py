@@ -6,7 +6,8 @@ billing API is). Change events (one per account, keyed by account id) are produc
 `<prefix>.changes` with 12 partitions: the listener is not part of this figure.
 
 Measured, for 1 and then for WORKERS `sfls syncer` processes in one consumer group (each with
-`sync.concurrency` CONCURRENCY): the processes start and join first; then the events are produced,
+`sync.concurrency` CONCURRENCY): the processes start and join first (each ready: partitions
+assigned); then the events are produced,
 and the clock runs until the group has committed every one. LogiSense is reset between the two
 runs, so both do the same work (one account create each). Reported: events per second of each
 run and the ratio (goal at least 3.5x).
@@ -15,8 +16,6 @@ run and the ratio (goal at least 3.5x).
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import tempfile
 import time
 import uuid
@@ -28,9 +27,10 @@ import requests
 import yaml
 
 from bench.common import BenchStack, bench_stack, row
-from devstack.kafka import free_port
+from devstack.process import ServiceProcess
 from shared import kafka
 from shared.events import ChangeEvent, ChangeType, Entity
+from shared.kafka_reader import committed_records
 from shared.settings import KafkaSettings
 
 ACCOUNTS = int(os.environ.get("BENCH_SCALEOUT_ACCOUNTS", "2400"))
@@ -38,7 +38,6 @@ WORKERS = int(os.environ.get("BENCH_SCALEOUT_WORKERS", "4"))
 PARTITIONS = 12
 LATENCY_MS = 50
 CONCURRENCY = 4
-SFLS = str(Path(sys.executable).with_name("sfls"))
 POINTS = {"email": "Email", "phone": "Phone", "address": "MailingAddress", "sfdcid": "Id"}
 
 
@@ -74,10 +73,6 @@ def _events(ids: list[str]) -> list[ChangeEvent]:
     ]
 
 
-def _assigned_everywhere(logs: list[Path], workers: int) -> bool:
-    return all(log.exists() and b"partitions_assigned" in log.read_bytes() for log in logs[:workers])
-
-
 def one_run(stack: BenchStack, ids: list[str], workers: int, workdir: Path) -> float:
     """Events per second of `workers` syncer processes, from produce to the group's last commit."""
     http = _http(stack)
@@ -98,24 +93,13 @@ def one_run(stack: BenchStack, ids: list[str], workers: int, workdir: Path) -> f
         SFLS_SYNC__CONCURRENCY=str(CONCURRENCY),
         SFLS_LOG_LEVEL="INFO",
     )
-    logs = [workdir / f"syncer-{workers}-{n}.log" for n in range(workers)]
-    processes: list[subprocess.Popen[bytes]] = []
+    processes: list[ServiceProcess] = []
     try:
-        for log in logs:
-            with log.open("ab") as sink:
-                processes.append(
-                    subprocess.Popen(
-                        [SFLS, "syncer"],
-                        env={**env, "SFLS_OBSERVABILITY__METRICS_PORT": str(free_port())},
-                        stdout=sink,
-                        stderr=subprocess.STDOUT,
-                    )
-                )
-        deadline = time.monotonic() + 120
-        while not _assigned_everywhere(logs, workers):
-            if time.monotonic() > deadline or any(p.poll() is not None for p in processes):
-                raise RuntimeError(f"the {workers} syncer(s) did not all join the group; see {workdir}")
-            time.sleep(0.5)
+        for n in range(workers):
+            log = workdir / f"syncer-{workers}-{n}.log"
+            processes.append(ServiceProcess.sfls("syncer", env=env, log=log, name=f"syncer {n + 1} of {workers}"))
+        for process in processes:  # ready = partitions assigned: every one has joined the group
+            process.wait_ready(120)
         time.sleep(3)  # let the group settle on its final assignment
         producer = kafka.producer(settings)
         events = _events(ids)
@@ -123,16 +107,14 @@ def one_run(stack: BenchStack, ids: list[str], workers: int, workdir: Path) -> f
         kafka.produce_and_flush(producer, topics.changes, ((e.key, e.to_bytes(), list(e.headers())) for e in events))
         group = f"{prefix}.syncer"
         deadline = time.monotonic() + 600
-        while kafka.committed_records(settings, group, topics.changes) < len(events):
+        while committed_records(settings, group, topics.changes) < len(events):
             if time.monotonic() > deadline:
                 raise RuntimeError(f"{workers} syncer(s) did not commit every event in 600 s; see {workdir}")
             time.sleep(0.2)
         return len(events) / (time.monotonic() - started)
     finally:
         for process in processes:
-            if process.poll() is None:
-                process.kill()
-                process.wait(10)
+            process.kill()
         http.close()
 
 

@@ -22,14 +22,9 @@ import asyncio
 import json
 import os
 import random
-import re
-import signal
-import subprocess
-import sys
 import tempfile
 import threading
 import time
-import urllib.request
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -42,11 +37,13 @@ import httpx
 from bench.common import CACHE_DIR, Stopwatch, peak_rss_mib, row
 from devstack.kafka import LocalBroker, fetch_jars, free_port
 from devstack.logisense.app import Emulator, EmulatorConfig, EmulatorServer
+from devstack.process import ServiceProcess
 from devstack.salesforce.app import BackgroundEmulator
 from devstack.salesforce.config import Config
 from devstack.tls import LocalCA, ensure_ca
 from shared import kafka
 from shared.events import ChangeEvent, ChangeType, Entity, make_event_id
+from shared.kafka_reader import committed_records
 from shared.logisense import LogisenseClient
 from shared.retry import RetryPolicy
 from shared.settings import KafkaSettings, LogisenseSettings
@@ -111,16 +108,6 @@ def _admin(http: httpx.Client, base: str, method: str, path: str, body: Any = No
     response = http.request(method, f"{base}/__admin/{path}", json=body, timeout=120)
     response.raise_for_status()
     return response.json()
-
-
-def _scrape(port: int) -> dict[str, float]:
-    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
-    values: dict[str, float] = {}
-    for line in text.splitlines():
-        match = re.match(r"^(sfls_syncer_[a-z_]+(?:\{[^}]*\})?) ([0-9.e+-]+)$", line)
-        if match:
-            values[match.group(1)] = float(match.group(2))
-    return values
 
 
 async def _naive(settings: LogisenseSettings, events: list[ChangeEvent], names: dict[str, str]) -> float:
@@ -247,7 +234,6 @@ def _measure(
     config = state / "sfls.yaml"
     contact_points = {t: dict(POINTS) for t in ("Billing", "Shipping", "Technical", "Other")}
     config.write_text(json.dumps({"mappings": {"contact_points": contact_points}}))
-    metrics_port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("SFLS_")}
     env.update(
         {
@@ -268,35 +254,23 @@ def _measure(
             "SFLS_SYNC_INTERVAL_MINUTES": "0.1",
             "SFLS_SYNC__MAX_BATCH_EVENTS": str(max(total_events, 1)),
             "SFLS_SYNC__CONCURRENCY": str(CONCURRENCY),
-            "SFLS_OBSERVABILITY__METRICS_PORT": str(metrics_port),
             "SFLS_OBSERVABILITY__LOG_LEVEL": "WARNING",
         }
     )
-    sfls = Path(sys.executable).with_name("sfls")
-    log = (state / "syncer.log").open("wb")
     watch = Stopwatch()
-    process = subprocess.Popen([str(sfls), "syncer"], env=env, stdout=log, stderr=log)
     group = f"{prefix}.syncer"
     rss = 0.0
-    try:
+    with ServiceProcess.sfls("syncer", env=env, log=state / "syncer.log") as syncer:  # SIGTERM at the end
         deadline = time.monotonic() + 900
-        while kafka.committed_records(kafka_settings, group, topics.changes) < total_events:
-            if process.poll() is not None:
-                raise RuntimeError(f"sfls syncer exited with {process.returncode}; see {state / 'syncer.log'}")
+        while committed_records(kafka_settings, group, topics.changes) < total_events:
+            syncer.check_alive()
             if time.monotonic() > deadline:
-                raise RuntimeError("the syncer did not finish within 15 minutes")
-            rss = max(rss, peak_rss_mib(process.pid))
+                raise RuntimeError(f"the syncer did not finish within 15 minutes; see {syncer.log}")
+            rss = max(rss, peak_rss_mib(syncer.pid))
             time.sleep(0.5)
         wall = watch.seconds
-        rss = max(rss, peak_rss_mib(process.pid))
-        metrics = _scrape(metrics_port)
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(60)
-        except subprocess.TimeoutExpired:
-            process.kill()
-        log.close()
+        rss = max(rss, peak_rss_mib(syncer.pid))
+        batches = syncer.metric("sfls_syncer_batches_total", {"outcome": "committed"}) or 1.0
 
     counters = _admin(http, ls_url, "GET", "counters")
     calls = sum(r["count"] for r in counters["requests"] if r["resource"] != "Access/Login")
@@ -305,7 +279,6 @@ def _measure(
         for r in counters["requests"]
         if r["resource"] == "Account" and r["operation"] in ("create", "update")
     )
-    batches = metrics.get('sfls_syncer_batches_total{outcome="committed"}', 0.0) or 1.0
     soql = _soql_count(http, sf_url) - sf_queries_before
     events_per_second = total_events / wall
     label = f"{total_events:,} events / {accounts_n:,} accounts, {LATENCY_MS} ms LogiSense latency"

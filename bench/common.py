@@ -1,4 +1,7 @@
-"""What every benchmark needs: a fresh local stack on free ports, timing, memory, result rows."""
+"""What every benchmark needs: a fresh local stack on free ports, timing, memory, result rows.
+
+Services run as devstack.process.ServiceProcess children (the tests' and the demo's runner).
+"""
 
 from __future__ import annotations
 
@@ -6,16 +9,16 @@ import contextlib
 import os
 import platform
 import resource
-import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from devstack.kafka import default_cache_dir, free_port
+from devstack.process import ServiceProcess
 from devstack.stack import Stack
 
 CACHE_DIR = default_cache_dir()
@@ -102,20 +105,20 @@ def peak_rss_mib(pid: int | None = None) -> float:
     return 0.0
 
 
-def run_measured(command: list[str], env: dict[str, str]) -> tuple[float, float, int]:
-    """Run a process to its end: (wall seconds, its own peak RSS in MiB, exit code).
+def run_measured(command: Sequence[str], env: Mapping[str, str], log: Path) -> tuple[float, float, int]:
+    """Run a process to its end, its output appended to `log`: (wall seconds, its own peak RSS in MiB, exit code).
 
     The peak is read from /proc (VmHWM) while it runs: rusage's ru_maxrss of a child also counts the
     memory of the parent it was forked from, which would credit a large benchmark runner to it.
     """
     started = time.perf_counter()
-    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = ServiceProcess(log.stem, command, env, log)
     peak = 0.0
-    while process.poll() is None:
-        with contextlib.suppress(OSError, ValueError):  # it exited between poll() and the read
+    while process.alive:
+        with contextlib.suppress(OSError, ValueError):  # it exited between the check and the read
             peak = max(peak, peak_rss_mib(process.pid))
         time.sleep(0.05)
-    return time.perf_counter() - started, peak, int(process.returncode)
+    return time.perf_counter() - started, peak, process.wait(0)
 
 
 def machine() -> str:

@@ -1,19 +1,55 @@
-"""Compare what Salesforce holds with what LogiSense holds, as the emulators' admin APIs show it.
+"""Compare what Salesforce holds with what LogiSense holds, as the emulators' admin APIs show them.
 
-The demo's verdict and the end-to-end checks use it: every live Salesforce Account must exist
-exactly once in LogiSense (found by its `sfdcid`), with the synced values, its parent, and exactly
-its live Contacts (found by their `sfdcid` contact point) with their names and titles.
+The one "LogiSense equals Salesforce" check: the demo's verdict, the failure tests' convergence
+(tests/reliability) and anything else that asks uses `differences`. LogiSense equals Salesforce when
+
+- every live Salesforce account exists once in LogiSense (found by the link field, `sfdcid`) and
+  every field of the body the syncer's own mapping (shared/mapping.py: `map_account`) makes of it
+  matches, reference names resolved to LogiSense ids;
+- its parent and invoice recipient are the LogiSense accounts linked to the right Salesforce ids;
+- its LogiSense contacts are exactly its live Salesforce contacts (found by their link contact
+  point), each with every field of its mapped body and exactly its mapped contact points, every
+  field of each;
+- no LogiSense account and no LogiSense contact carries a Salesforce id twice;
+- a LogiSense account linked to no live Salesforce account is Closed (deleted in Salesforce).
+
+Salesforce ids are matched in their 15-character form, as Salesforce itself matches 15- and
+18-character ids; the mapped bodies still hold the link values exactly. `exclude` leaves named
+accounts (say, the dead-lettered ones) out of the per-account comparison, never out of the
+duplicate checks. `load_references` reads LogiSense's reference data as the syncer does; the
+lookup sees LogiSense as it was then, so load it again after adding a reference there.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from typing import Any
 
-from shared.settings import SalesforceFields
+from services.syncer.references import References
+from shared.errors import MappingError
+from shared.logisense import LogisenseClient
+from shared.mapping import Lookup, map_account, map_contact
+from shared.settings import LogisenseSettings, Settings
 
 Record = Mapping[str, Any]
+
+
+def load_references(settings: LogisenseSettings) -> References:
+    """LogiSense's reference data (names -> ids, contact point types), read like the syncer reads it."""
+
+    async def load() -> References:
+        refs = References()
+        async with LogisenseClient(settings) as client:
+            await refs.load(client)
+        return refs
+
+    return asyncio.run(load())
+
+
+def _id15(value: Any) -> str:
+    return str(value or "")[:15]
 
 
 def _points(contact: Record) -> dict[str, Record]:
@@ -24,71 +60,106 @@ def differences(
     sf_accounts: Iterable[Record],
     sf_contacts: Iterable[Record],
     ls_accounts: Iterable[Record],
-    fields: SalesforceFields | None = None,
-    link_field: str = "sfdcid",
+    settings: Settings,
+    lookup: Lookup,
+    *,
+    exclude: Collection[str] = (),
 ) -> list[str]:
-    """Every way LogiSense differs from Salesforce; an empty list means in sync."""
-    f = fields or SalesforceFields()
-    live_accounts = {r["Id"]: r for r in sf_accounts if not r.get("IsDeleted")}
-    contacts_by_account: dict[str, dict[str, Record]] = {}
+    """Every way LogiSense differs from Salesforce, duplicates included; an empty list means in sync."""
+    link = settings.logisense.link_field
+    live = {_id15(r["Id"]): r for r in sf_accounts if not r.get("IsDeleted")}
+    contacts_of: dict[str, list[Record]] = {}
     for contact in sf_contacts:
-        if not contact.get("IsDeleted") and contact.get("AccountId"):
-            contacts_by_account.setdefault(contact["AccountId"], {})[contact["Id"]] = contact
+        if not contact.get("IsDeleted"):
+            contacts_of.setdefault(_id15(contact.get("AccountId")), []).append(contact)
     ls_list = list(ls_accounts)
+    found = _duplicates(ls_list, link)
+    by_link = {_id15(a.get(link)): a for a in ls_list if a.get(link)}
     by_identity = {a.get("identity"): a for a in ls_list}
-    counts = Counter(a.get(link_field) for a in ls_list if a.get(link_field))
-    found: list[str] = [f"{sfid}: {n} LogiSense accounts (duplicate)" for sfid, n in counts.items() if n > 1]
-    by_link = {a[link_field]: a for a in ls_list if a.get(link_field)}
-    for account_id, record in sorted(live_accounts.items()):
-        account = by_link.get(account_id)
-        label = f"{record.get('Name')!r} ({account_id})"
-        if account is None:
-            found.append(f"{label}: missing in LogiSense")
+    skipped = {_id15(i) for i in exclude}
+    for sid, record in sorted(live.items()):
+        if sid in skipped:
             continue
-        expected = {
-            "name": record.get("Name"),
-            "accountTypeName": record.get("Type"),
-            "accountStatusTypeName": record.get(f.status),
-            "billGroupName": record.get(f.bill_group),
-            "accountsReceivableTermsName": record.get(f.ar_term),
-        }
-        for key, value in expected.items():
-            if value and account.get(key) != value:
-                found.append(f"{label}: {key} is {account.get(key)!r} in LogiSense, {value!r} in Salesforce")
-        parent = by_identity.get(account.get("parentAccountId"))
-        parent_link = (parent or {}).get(link_field)
-        if parent_link != record.get("ParentId"):
-            found.append(f"{label}: parent is {parent_link} in LogiSense, {record.get('ParentId')} in Salesforce")
-        found += _contact_differences(label, contacts_by_account.get(account_id, {}), account, link_field)
-    stray = sorted(set(by_link) - set(live_accounts))
+        label = f"account {record.get('Name')!r} ({sid})"
+        account = by_link.get(sid)
+        if account is None:
+            found.append(f"{label} is missing in LogiSense")
+            continue
+        try:
+            mapped = map_account(record, settings, lookup)
+        except MappingError as exc:
+            found.append(f"{label} cannot be mapped: {exc}")
+            continue
+        for key, wanted in mapped.body.items():
+            if account.get(key) != wanted:
+                found.append(f"{label} {key}: LogiSense {account.get(key)!r}, Salesforce {wanted!r}")
+        for key, wanted_sf in (
+            ("parentAccountId", mapped.parent_sfdc_id),
+            ("invoicerAccountId", mapped.invoicer_sfdc_id),
+        ):
+            target = by_identity.get(account.get(key))
+            got = _id15(target.get(link)) if target else ""
+            if got != _id15(wanted_sf):
+                found.append(f"{label} {key}: LogiSense -> {got or None}, Salesforce -> {wanted_sf}")
+        found += _contact_differences(label, account, contacts_of.get(sid, []), settings, lookup)
     found += [
-        f"{sfid}: in LogiSense but not a live Salesforce account"
-        for sfid in stray
-        if by_link[sfid].get("accountStatusTypeName") != "Closed"
+        f"account {sid} is in LogiSense but not a live Salesforce account (and not Closed)"
+        for sid in sorted(set(by_link) - set(live))
+        if by_link[sid].get("accountStatusTypeName") != "Closed"
     ]
     return found
 
 
-def _contact_differences(label: str, wanted: Mapping[str, Record], account: Record, link_field: str) -> list[str]:
-    """The account's LogiSense contacts against its live Salesforce contacts, matched by the link point."""
-    found: list[str] = []
-    got: dict[str, Record] = {}
-    for contact in account.get("contacts", []):
-        link = _points(contact).get(link_field, {}).get("value")
-        if link in got:
-            found.append(f"{label}: contact {link} is duplicated in LogiSense")
-        got[str(link)] = contact
-    found += [f"{label}: contact {cid} missing in LogiSense" for cid in sorted(set(wanted) - set(got))]
-    found += [
-        f"{label}: contact {cid} is in LogiSense but not (or no longer) in Salesforce"
-        for cid in sorted(set(got) - set(wanted))
+def _duplicates(ls_accounts: list[Record], link: str) -> list[str]:
+    """Salesforce ids that more than one LogiSense account, or more than one LogiSense contact, carries."""
+    accounts = Counter(_id15(a.get(link)) for a in ls_accounts if a.get(link))
+    contacts: Counter[str] = Counter()
+    for account in ls_accounts:
+        for contact in account.get("contacts", []):
+            value = _points(contact).get(link, {}).get("value")
+            if value:
+                contacts[_id15(value)] += 1
+    return [f"account {k} is in LogiSense {n} times" for k, n in sorted(accounts.items()) if n > 1] + [
+        f"contact {k} is in LogiSense {n} times" for k, n in sorted(contacts.items()) if n > 1
     ]
-    for contact_id in sorted(set(wanted) & set(got)):
-        sf_contact, ls_contact = wanted[contact_id], got[contact_id]
-        for sf_key, ls_key in (("FirstName", "firstName"), ("LastName", "lastName"), ("Title", "title")):
-            if (sf_contact.get(sf_key) or None) != (ls_contact.get(ls_key) or None):
-                found.append(
-                    f"{label}: contact {contact_id} {ls_key} is {ls_contact.get(ls_key)!r} in "
-                    f"LogiSense, {sf_contact.get(sf_key)!r} in Salesforce"
-                )
+
+
+def _contact_differences(
+    label: str, account: Record, wanted: list[Record], settings: Settings, lookup: Lookup
+) -> list[str]:
+    """The account's LogiSense contacts against its live Salesforce contacts, matched by the link point."""
+    link = settings.logisense.link_field
+    found: list[str] = []
+    got: dict[str, tuple[Record, dict[str, Record]]] = {}
+    for contact in account.get("contacts", []):
+        points = _points(contact)
+        got[_id15(points.get(link, {}).get("value"))] = (contact, points)
+    extra = sorted(set(got) - {_id15(c["Id"]) for c in wanted})
+    if extra:
+        found.append(f"{label} has LogiSense contacts Salesforce lacks (or no longer has): {extra}")
+    for record in wanted:
+        cid = _id15(record["Id"])
+        if cid not in got:
+            found.append(f"{label}: contact {cid} is missing in LogiSense")
+            continue
+        contact, points = got[cid]
+        try:
+            mapped = map_contact(record, settings, lookup, default_contact_type=settings.sync.default_contact_type)
+        except MappingError as exc:
+            found.append(f"{label}: contact {cid} cannot be mapped: {exc}")
+            continue
+        for key, value in mapped.body.items():
+            if contact.get(key) != value:
+                found.append(f"{label}: contact {cid} {key}: LogiSense {contact.get(key)!r}, Salesforce {value!r}")
+        if set(points) != set(mapped.points):
+            found.append(
+                f"{label}: contact {cid} points: LogiSense {sorted(points)}, Salesforce {sorted(mapped.points)}"
+            )
+        for name, body in mapped.points.items():
+            point = points.get(name, {})
+            for key, value in body.items():
+                if point.get(key) != value:
+                    found.append(
+                        f"{label}: contact {cid} point {name}.{key}: LogiSense {point.get(key)!r}, Salesforce {value!r}"
+                    )
     return found

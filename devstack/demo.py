@@ -19,103 +19,38 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.request
 import uuid
 from collections.abc import Callable
 from contextlib import suppress
-from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 from typing import Any, cast
 
 import requests
-from prometheus_client.parser import text_string_to_metric_families
+import yaml
 from rich.console import Console
 from rich.table import Table
 from simple_salesforce.api import Salesforce, SFType
 
-from devstack.compare import differences
+from devstack.compare import differences, load_references
 from devstack.kafka import default_cache_dir, free_port
+from devstack.process import ServiceProcess, sfls_command
 from devstack.stack import Stack
+from services.syncer.references import References
 from shared import kafka
 from shared.events import ChangeEvent
-from shared.settings import KafkaSettings, LogisenseSettings
+from shared.settings import KafkaSettings, LogisenseSettings, MappingSettings, ProductExtension, Settings
 
 SYNC_INTERVAL_SECONDS = 5
 CONVERGE_SECONDS = 90
 MISSING_BILL_GROUP = "Bill Group 30th"
-
-
-@dataclass
-class ServiceProcess:
-    """An `sfls` service run as a child process with its own metrics port and log file."""
-
-    name: str
-    args: list[str]
-    env: dict[str, str]
-    log_file: Path
-    metrics_port: int = field(default_factory=free_port)
-    process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        env = {
-            **self.env,
-            "SFLS_OBSERVABILITY__METRICS_PORT": str(self.metrics_port),
-            "SFLS_OBSERVABILITY__METRICS_HOST": "127.0.0.1",
-        }
-        with self.log_file.open("ab") as log:
-            self.process = subprocess.Popen(
-                [*sfls_command(), *self.args],
-                env=env,
-                stdout=log,
-                stderr=log,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-            )
-
-    def wait_ready(self, timeout: float = 60) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process is not None and self.process.poll() is not None:
-                raise RuntimeError(f"{self.name} exited with {self.process.returncode}; see {self.log_file}")
-            url = f"http://127.0.0.1:{self.metrics_port}/readyz"
-            with suppress(OSError), urllib.request.urlopen(url, timeout=2) as response:
-                if response.status == 200:
-                    return
-            time.sleep(0.3)
-        raise RuntimeError(f"{self.name} did not become ready within {timeout:.0f}s; see {self.log_file}")
-
-    def metrics(self) -> dict[str, float]:
-        """Every sfls_ sample of the service's /metrics, keyed by name and labels."""
-        url = f"http://127.0.0.1:{self.metrics_port}/metrics"
-        try:
-            with urllib.request.urlopen(url, timeout=5) as response:
-                text = response.read().decode()
-        except OSError:
-            return {}
-        samples: dict[str, float] = {}
-        for family in text_string_to_metric_families(text):
-            for sample in family.samples:
-                if sample.name.startswith("sfls_") and not sample.name.endswith(("_created", "_bucket")):
-                    labels = ",".join(f"{k}={v}" for k, v in sorted(sample.labels.items()))
-                    samples[f"{sample.name}{{{labels}}}" if labels else sample.name] = sample.value
-        return samples
-
-    def stop(self) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(30)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(10)
-
-
-def sfls_command() -> list[str]:
-    """How to run `sfls` from this interpreter, installed or not."""
-    script = Path(sys.executable).with_name("sfls")
-    return [str(script)] if script.exists() else [sys.executable, "-c", "from services.cli import app; app()"]
+States = tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]
+# The mappings of the original package's setup screens, as the demo's sfls.yaml holds them.
+POINTS = {"email": "Email", "phone": "Phone", "address": "MailingAddress", "sfdcid": "Id"}
+MAPPINGS = MappingSettings(
+    contact_points={name: dict(POINTS) for name in ("Billing", "Shipping", "Technical", "Other")},
+    product_extensions=(ProductExtension(logisense="family", salesforce="Family"),),
+)
 
 
 class Demo:
@@ -134,13 +69,14 @@ class Demo:
         )
         self.services: list[ServiceProcess] = []
         self.description: dict[str, Any] = {}
-        self.final: tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]] = ([], [], [])
+        self.final: States = ([], [], [])
         self.ids: dict[str, str] = {}
         self._sf: Salesforce | None = None
         self._http = requests.Session()
         self._seen_events = 0
         self.metrics_before: dict[str, dict[str, float]] = {}
         self.calls: dict[str, int] = {}
+        self._own_requests: dict[str, int] = {}
 
     # -- plumbing ----------------------------------------------------------------------------
     @property
@@ -208,22 +144,45 @@ class Demo:
     def step(self, title: str) -> None:
         self.console.rule(f"[bold cyan]{title}")
 
-    def states(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
+    def states(self) -> States:
+        """Salesforce's accounts and contacts and LogiSense's accounts, from the emulators' admin APIs."""
         accounts = self.admin("salesforce", "GET", "records/Account")["records"]
         contacts = self.admin("salesforce", "GET", "records/Contact")["records"]
         return accounts, contacts, self.admin("logisense", "GET", "accounts")["items"]
 
+    def logisense_settings(self) -> LogisenseSettings:
+        ls = self.description["logisense"]
+        return LogisenseSettings(
+            base_url=ls["base_url"],
+            ca_file=ls["ca_file"],
+            username=ls["username"],
+            password=ls["password"],
+            client_id=ls["client_id"],
+        )
+
+    def lookup(self) -> References:
+        """LogiSense's reference data as it is now; these reads of the demo's are kept out of the request tables."""
+        before = self._logisense_requests()
+        refs = load_references(self.logisense_settings())
+        for key, count in self._logisense_requests().items():
+            self._own_requests[key] = self._own_requests.get(key, 0) + count - before.get(key, 0)
+        return refs
+
+    def compare(self, states: States, lookup: References) -> list[str]:
+        """devstack.compare's differences between the states, with the demo's mappings."""
+        return differences(*states, Settings(mappings=MAPPINGS, logisense=self.logisense_settings()), lookup)
+
     def wait_in_sync(self, what: str, done: Callable[[], bool] | None = None) -> list[str]:
         """Wait until LogiSense equals Salesforce (and `done` holds); the differences left, if any."""
-        deadline = time.monotonic() + CONVERGE_SECONDS
         diffs: list[str] = []
+        lookup = self.lookup()
+
+        def in_sync() -> bool:
+            diffs[:] = self.compare(self.states(), lookup)
+            return not diffs and (done is None or done())
+
         with self.console.status(f"waiting for the syncer ({what}; batches every {SYNC_INTERVAL_SECONDS}s)"):
-            while time.monotonic() < deadline:
-                diffs = differences(*self.states())
-                if not diffs and (done is None or done()):
-                    return []
-                time.sleep(1)
-        return diffs
+            return [] if self.wait_for(in_sync, CONVERGE_SECONDS) else diffs
 
     def published_events(self) -> list[ChangeEvent]:
         """Change events the listener committed since the last call (read_committed)."""
@@ -266,7 +225,7 @@ class Demo:
             self.console.print(f"[yellow]Changes the listener ignored:[/] {reasons}")
 
     def listener_dropped(self) -> dict[str, float]:
-        return {k: v for k, v in self.services[0].metrics().items() if k.startswith("sfls_listener_changes_dropped")}
+        return {k: v for k, v in metrics(self.services[0]).items() if k.startswith("sfls_listener_changes_dropped")}
 
     def show_side_by_side(self, names: list[str]) -> None:
         accounts, contacts, ls_accounts = self.states()
@@ -312,6 +271,10 @@ class Demo:
         return now
 
     def _logisense_writes(self) -> dict[str, int]:
+        """What LogiSense served the services (its counters, the demo's own reference reads taken out)."""
+        return {k: v - self._own_requests.get(k, 0) for k, v in self._logisense_requests().items()}
+
+    def _logisense_requests(self) -> dict[str, int]:
         counters = self.admin("logisense", "GET", "counters")
         return {
             f"{r['resource']} {r['operation']} {r['status']}": int(r["count"])
@@ -370,14 +333,12 @@ class Demo:
         """Start the listener and the syncer, then backfill."""
         self.step("4. Start the listener and the syncer; sfls backfill (the original 'Start Data Sync')")
         self.services = [
-            ServiceProcess("listener", ["listener"], self.env, self.state_dir / "listener.log"),
-            ServiceProcess("syncer", ["syncer"], self.env, self.state_dir / "syncer.log"),
+            ServiceProcess.sfls(name, env=self.env, log=self.state_dir / f"{name}.log", new_session=True)
+            for name in ("listener", "syncer")
         ]
         for service in self.services:
-            service.start()
-        for service in self.services:
-            service.wait_ready()
-        self.metrics_before = {s.name: s.metrics() for s in self.services}
+            service.wait_ready(60)
+        self.metrics_before = {s.name: metrics(s) for s in self.services}
         self.calls = self._logisense_writes()
         self.sfls("backfill")
         self.show_events(self.published_events(), {})
@@ -449,7 +410,7 @@ class Demo:
     def verdict(self, elapsed: float) -> bool:
         self.step("Verdict")
         self.final = self.states()
-        diffs = differences(*self.final)
+        diffs = self.compare(self.final, self.lookup())
         if diffs:
             for line in diffs[:20]:
                 self.console.print(f"  [red]✗[/] {line}")
@@ -463,12 +424,10 @@ class Demo:
         return True
 
     def write_config(self) -> None:
-        points = "{email: Email, phone: Phone, address: MailingAddress, sfdcid: Id}"
-        types = "\n".join(f"    {name}: {points}" for name in ("Billing", "Shipping", "Technical", "Other"))
+        mappings = MAPPINGS.model_dump(mode="json", include={"contact_points", "product_extensions"})
         (self.state_dir / "sfls.yaml").write_text(
             "# Written by the demo: the mappings of the original package's setup screens.\n"
-            "mappings:\n  contact_points:\n" + types + "\n"
-            "  product_extensions:\n    - {logisense: family, salesforce: Family}\n"
+            + yaml.safe_dump({"mappings": mappings}, sort_keys=False)
         )
 
     def seed_existing_customers(self) -> None:
@@ -539,15 +498,7 @@ class Demo:
     async def add_bill_group(self) -> None:
         from shared.logisense import LogisenseClient
 
-        ls = self.description["logisense"]
-        settings = LogisenseSettings(
-            base_url=ls["base_url"],
-            ca_file=ls["ca_file"],
-            username=ls["username"],
-            password=ls["password"],
-            client_id=ls["client_id"],
-        )
-        async with LogisenseClient(settings) as client:
+        async with LogisenseClient(self.logisense_settings()) as client:
             await client.create("BillGroup", {"name": MISSING_BILL_GROUP, "billDay": 30, "usageBillDay": 30})
 
     def in_logisense(self, name: str) -> bool:
@@ -567,7 +518,7 @@ class Demo:
         table.add_column("metric")
         table.add_column("change", justify="right")
         for service in self.services:
-            for key, value in sorted(service.metrics().items()):
+            for key, value in sorted(metrics(service).items()):
                 delta = value - before[service.name].get(key, 0)
                 # LogiSense requests per resource are in the tables above; the rest is the service's story.
                 if delta and ("_total" in key or key.endswith("_count")) and "sfls_logisense_" not in key:
@@ -576,9 +527,18 @@ class Demo:
 
     def stop(self) -> None:
         for service in reversed(self.services):
-            service.stop()
+            service.terminate(30)
         with suppress(Exception):
             self.stack.down()
+
+
+def metrics(service: ServiceProcess) -> dict[str, float]:
+    """The service's own sfls_ samples (creation timestamps and histogram buckets left out)."""
+    return {
+        key: value
+        for key, value in service.samples().items()
+        if key.startswith("sfls_") and not key.split("{")[0].endswith(("_created", "_bucket"))
+    }
 
 
 def _interrupt(_signum: int, _frame: FrameType | None) -> None:

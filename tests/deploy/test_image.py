@@ -20,15 +20,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import requests
 
 from devstack.kafka import free_port
-from services.importer.entities import salesforce_schema
+from devstack.process import ServiceProcess
+from services.importer.targets import salesforce_schema
 from shared.settings import KafkaSettings, Settings
 from tests.fixtures.logisense import LogisenseEmulator
 from tests.fixtures.salesforce import SalesforceEmulator
 from tests.services.syncer.e2e import CONTACT_POINTS, subprocess_env, syncer_settings
-from tests.waiting import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(900)]
 
@@ -44,7 +43,7 @@ CA_IN_IMAGE = "/etc/sfls/ca.pem"
 # A read-only root filesystem with only /tmp writable: podman's default tmpfs on /run and /var/tmp is off.
 READ_ONLY = ["--read-only", "--read-only-tmpfs=false", "--tmpfs", "/tmp:rw,size=256m,mode=1777"]  # noqa: S108
 # The log line each service writes once SIGTERM has ended it cleanly.
-STOPPED = {"syncer": "syncer_stopped", "listener": "listener stopped"}
+STOPPED = {"syncer": "syncer_stopped", "listener": "listener_stopped"}
 INSTALL_HINT = "run `make image-tools` (as root it runs apt-get install buildah podman mmdebstrap runc)"
 
 
@@ -147,29 +146,23 @@ def container(
     return Container(path, settings, port)
 
 
-def tail(log: Path, lines: int = 30) -> str:
-    text = log.read_text(encoding="utf-8", errors="replace") if log.exists() else ""
-    return "last log lines:\n" + "\n".join(text.splitlines()[-lines:])
-
-
 @contextlib.contextmanager
-def service(image: BuiltImage, command: str, options: tuple[str, ...], log: Path) -> Iterator[subprocess.Popen[bytes]]:
-    """`sfls <command>` in a read-only container; on exit it is stopped (SIGTERM, then SIGKILL after 20 s)."""
-    name = options[options.index("--name") + 1]
-    with log.open("ab") as sink:
-        process = subprocess.Popen(
-            [str(SCRIPT), "run", *READ_ONLY, *options, image.name, command], stdout=sink, stderr=subprocess.STDOUT
-        )
+def service(image: BuiltImage, command: str, container: Container, name: str, log: Path) -> Iterator[ServiceProcess]:
+    """`sfls <command>` in a read-only container, its health port the container's metrics port (host network);
+    on exit it is stopped (`podman stop`: SIGTERM, then SIGKILL after 20 s) and removed."""
+    process = ServiceProcess(
+        f"the {command} container",
+        [str(SCRIPT), "run", *READ_ONLY, *container.options(name), image.name, command],
+        os.environ,
+        log,
+        port=container.metrics_port,
+    )
     try:
         yield process
     finally:
-        if process.poll() is None:
+        if process.alive:
             image_sh("podman", "stop", "--time", "20", name, timeout=60)
-            try:
-                process.wait(30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(10)
+            process.terminate(30)
         image_sh("podman", "rm", "--force", "--ignore", name, timeout=60)
 
 
@@ -181,31 +174,13 @@ def test_service_reaches_readyz_read_only_and_stops_on_sigterm(
     real broker and the emulators; `podman stop` (SIGTERM) ends it with exit code 0."""
     name = f"sfls-test-{command}-{uuid.uuid4().hex[:8]}"
     log = tmp_path / f"{command}.log"
-    options = container.options(name)
-    port = container.metrics_port
-    with service(image, command, options, log) as process, requests.Session() as http:
-        http.trust_env = False
-
-        def readyz() -> int | str:
-            if process.poll() is not None:
-                raise AssertionError(f"the {command} container exited with {process.returncode}\n{tail(log)}")
-            try:
-                return http.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code
-            except requests.RequestException as exc:
-                return f"no answer ({type(exc).__name__})"
-
-        wait_until(readyz, 120, f"{command} /readyz to answer 200", until=lambda s: s == 200, context=lambda: tail(log))
+    with service(image, command, container, name, log) as process:
+        process.wait_ready(120)
         stopped = image_sh("podman", "stop", "--time", "20", name, timeout=60)
         assert stopped.returncode == 0, stopped.stderr
-        code = wait_until(
-            process.poll,
-            40,
-            f"the {command} container to exit",
-            until=lambda c: c is not None,
-            context=lambda: tail(log),
-        )
-        assert code == 0, f"{command} exited with {code} on SIGTERM\n{tail(log)}"
-    assert STOPPED[command] in log.read_text(encoding="utf-8", errors="replace"), tail(log)
+        code = process.wait(40)
+        assert code == 0, f"{command} exited with {code} on SIGTERM\n{process.tail()}"
+    assert STOPPED[command] in log.read_text(encoding="utf-8", errors="replace"), process.tail()
 
 
 def test_import_all_completes_read_only(

@@ -19,9 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
 import subprocess
-import sys
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -32,6 +30,7 @@ import requests
 import yaml
 
 from devstack.kafka import free_port
+from devstack.process import ServiceProcess, sfls_command
 from shared.settings import KafkaSettings, Settings
 from tests import waiting
 from tests.deploy import promql
@@ -42,7 +41,6 @@ from tests.services.listener.support import SalesforceApi
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-SFLS = str(Path(sys.executable).with_name("sfls"))
 RULES = ROOT / "deploy" / "prometheus" / "alerts.yaml"
 NAMESPACE = "sfls-e2e"
 RATE_INTERVAL = "1m"
@@ -55,40 +53,14 @@ CONFIG = {
 PROVOKED = {"SflsDeadLettersAppearing", "SflsImporterJobFailed"}
 
 
-class Process:
-    """A child process with its output in a log file; stopped with SIGTERM, killed if it lingers."""
-
-    def __init__(self, name: str, command: list[str], env: dict[str, str], logs: Path) -> None:
-        self.name = name
-        self.log = logs / f"{name}.log"
-        self._out = self.log.open("ab")
-        self.process = subprocess.Popen(command, env=env, stdout=self._out, stderr=subprocess.STDOUT)
-
-    def alive(self) -> bool:
-        return self.process.poll() is None
-
-    def tail(self, lines: int = 30) -> str:
-        return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
-
-    def stop(self) -> None:
-        if self.alive():
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
-        self._out.close()
-
-
 def wait_until(
-    probe: Callable[[], Any], timeout: float, what: str, *watch: Process, until: Callable[[Any], object] = bool
+    probe: Callable[[], Any], timeout: float, what: str, *watch: ServiceProcess, until: Callable[[Any], object] = bool
 ) -> Any:
     """tests.waiting.wait_until, failing at once when a watched process exits, with their logs on timeout."""
 
     def watched() -> Any:
         for process in watch:
-            assert process.alive(), f"{process.name} exited early:\n{process.tail()}"
+            process.check_alive()
         return probe()
 
     def logs() -> str:
@@ -97,21 +69,13 @@ def wait_until(
     return waiting.wait_until(watched, timeout, what, until=until, context=logs)
 
 
-def http_status(url: str) -> int | str:
-    """The status code of a GET, or why there was none."""
-    try:
-        return requests.get(url, timeout=2).status_code
-    except requests.RequestException as exc:
-        return type(exc).__name__
-
-
 @pytest.fixture
-def processes() -> Iterator[list[Process]]:
-    """Every process the test starts, stopped in reverse order at the end."""
-    started: list[Process] = []
+def processes() -> Iterator[list[ServiceProcess]]:
+    """Every process the test starts, stopped in reverse order at the end (SIGTERM, SIGKILL after 30 s)."""
+    started: list[ServiceProcess] = []
     yield started
     for process in reversed(started):
-        process.stop()
+        process.terminate(30)
 
 
 def service_env(
@@ -216,7 +180,7 @@ def test_every_dashboard_and_alert_query_returns_series(
     logisense_emulator: LogisenseEmulator,
     prometheus_bin: str,
     expressions: list[promql.Expression],
-    processes: list[Process],
+    processes: list[ServiceProcess],
 ) -> None:
     """Prometheus scraping the running services answers every dashboard and alert query with series."""
     sf, ls = salesforce_emulator, logisense_emulator
@@ -230,27 +194,25 @@ def test_every_dashboard_and_alert_query_returns_series(
     pushgateway = free_port()
     prometheus = free_port()
 
-    processes.append(
-        Process(
-            "pushgateway",
-            [tool("SFLS_PUSHGATEWAY", "prometheus-pushgateway"), f"--web.listen-address=127.0.0.1:{pushgateway}"],
-            env,
-            logs,
-        )
+    gateway = ServiceProcess(
+        "pushgateway",
+        [tool("SFLS_PUSHGATEWAY", "prometheus-pushgateway"), f"--web.listen-address=127.0.0.1:{pushgateway}"],
+        env,
+        logs / "pushgateway.log",
+        port=pushgateway,
     )
-    listener_env = {
-        **env,
-        "SFLS_OBSERVABILITY__METRICS_PORT": str(ports["sfls-listener"]),
-        "SFLS_LISTENER__WATCHDOG_SECONDS": "8",
-    }
-    listener = Process("listener", [SFLS, "listener"], listener_env, logs)
+    processes.append(gateway)
+    listener = ServiceProcess.sfls(
+        "listener",
+        env={**env, "SFLS_LISTENER__WATCHDOG_SECONDS": "8"},
+        log=logs / "listener.log",
+        port=ports["sfls-listener"],
+    )
     processes.append(listener)
-    syncer = Process(
-        "syncer", [SFLS, "syncer"], {**env, "SFLS_OBSERVABILITY__METRICS_PORT": str(ports["sfls-syncer"])}, logs
-    )
+    syncer = ServiceProcess.sfls("syncer", env=env, log=logs / "syncer.log", port=ports["sfls-syncer"])
     processes.append(syncer)
     prometheus_config(tmp_path / "prometheus.yml", ports, pushgateway)
-    server = Process(
+    server = ServiceProcess(
         "prometheus",
         [
             prometheus_bin,
@@ -259,15 +221,17 @@ def test_every_dashboard_and_alert_query_returns_series(
             f"--web.listen-address=127.0.0.1:{prometheus}",
         ],
         env,
-        logs,
+        logs / "prometheus.log",
+        port=prometheus,
+        ready_path="/-/ready",
     )
     processes.append(server)
-    running = (listener, syncer, server, processes[0])
-    for name, port in ports.items():
-        url = f"http://127.0.0.1:{port}/readyz"
-        wait_until(lambda url=url: http_status(url), 120, f"{name} /readyz", *running, until=lambda s: s == 200)
-    ready = f"http://127.0.0.1:{prometheus}/-/ready"
-    wait_until(lambda: http_status(ready), 60, "prometheus ready", *running, until=lambda s: s == 200)
+    running = (listener, syncer, server, gateway)
+    listener.wait_ready(120)
+    syncer.wait_ready(120)
+    server.wait_ready(60)
+    for process in running:  # none gave up while the others got ready
+        process.check_alive()
 
     # Traffic: LogiSense fails twice (retried), three accounts sync, one is dead-lettered (its usage and
     # subscription invoice recipients differ), one change touches no trigger field, the CDC connection
@@ -314,12 +278,12 @@ def test_every_dashboard_and_alert_query_returns_series(
     # The importer: one catalogue run with one rejected package, pushed to the Pushgateway, with a Bulk
     # threshold low enough that the bigger entities land through Bulk API jobs and the smaller ones through
     # composite calls. The org admin's step first: deploy the custom objects the import lands in.
-    from services.importer.entities import salesforce_schema
+    from services.importer.targets import salesforce_schema
 
     sf.admin("POST", "schema", salesforce_schema(Settings(salesforce=sf.settings(), logisense=ls.settings())))
     rename_package(ls)
     importer = subprocess.run(
-        [SFLS, "import", "catalogue"],
+        [*sfls_command(), "import", "catalogue"],
         env={
             **env,
             "SFLS_IMPORTER__PUSHGATEWAY_URL": f"127.0.0.1:{pushgateway}",

@@ -2,49 +2,36 @@
 
 - `scaled(ci, full)`: the size a test runs at. CI runs the small size; `SFLS_RELIABILITY_SCALE=full`
   runs the full sizes (20,000 changes over 2,000 accounts, a 60-second outage, ...).
-- `Pipeline`: `sfls listener` and `sfls syncer` as subprocesses pointed at the test's emulators and
-  broker (the environment of the syncer process tests plus the listener's knobs); start, kill -9,
-  restart, and always stopped at the end.
+- `Pipeline`: `sfls listener` and `sfls syncer` as processes (devstack.process.ServiceProcess)
+  pointed at the test's emulators and broker (the environment of the syncer process tests plus the
+  listener's knobs); start, kill -9, restart, and always stopped at the end.
 - `ChangeWriter`: changes made through the Salesforce emulator's REST API (sObject Collections,
   one transaction per 200 records), so they travel CDC -> listener -> Kafka -> syncer -> LogiSense.
-- `differences(...)`: LogiSense compared with Salesforce field for field, every field the mapping
-  (shared/mapping.py) syncs, contacts and contact points included, plus duplicate `sfdcid` links
-  of accounts and contacts; `wait_converged` polls it until it is empty.
+- `wait_converged(...)`: polls devstack.compare.differences (LogiSense compared with Salesforce
+  field for field, every field the mapping syncs, contacts and contact points included, plus
+  duplicate `sfdcid` links of accounts and contacts) until it is empty.
 - `missing_changes(...)`: CDC messages the emulator delivered that never reached the changes topic.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
-import signal
-import subprocess
-import sys
-import time
 import uuid
-from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import requests
 import yaml
 
-from devstack.kafka import free_port
-from services.syncer.references import References
+from devstack.compare import differences, load_references
+from devstack.process import ServiceProcess
 from shared import kafka
+from shared.compound import names_any
 from shared.deadletter import DeadLetter, parse_dead_letter
-from shared.errors import MappingError
 from shared.events import ChangeEvent
-from shared.mapping import (
-    account_trigger_fields,
-    contact_trigger_fields,
-    is_trigger,
-    map_account,
-    map_contact,
-)
+from shared.mapping import account_trigger_fields, contact_trigger_fields
 from shared.settings import KafkaSettings, Settings
 from tests.fixtures.logisense import LogisenseEmulator
 from tests.fixtures.salesforce import SalesforceEmulator
@@ -53,7 +40,6 @@ from tests.services.syncer.e2e import CONTACT_POINTS, seed_accounts, seed_contac
 from tests.waiting import wait_until
 
 SCALE_ENV = "SFLS_RELIABILITY_SCALE"
-SFLS = str(Path(sys.executable).with_name("sfls"))
 CHANNELS = ("/data/AccountChangeEvent", "/data/ContactChangeEvent")
 
 
@@ -70,70 +56,6 @@ def scaled(ci: Any, full: Any) -> Any:
 # --- services as processes --------------------------------------------------------------------------
 
 
-class Service:
-    """One `sfls <command>` process with its own metrics port; output appended to a log file."""
-
-    def __init__(self, command: str, env: dict[str, str], log: Path) -> None:
-        self.command = command
-        self.port = free_port()
-        self.log = log
-        with log.open("ab") as sink:
-            self.process = subprocess.Popen(
-                [SFLS, command],
-                env={**env, "SFLS_OBSERVABILITY__METRICS_PORT": str(self.port)},
-                stdout=sink,
-                stderr=subprocess.STDOUT,
-            )
-
-    @property
-    def alive(self) -> bool:
-        return self.process.poll() is None
-
-    def get(self, path: str) -> requests.Response | None:
-        try:
-            return requests.get(f"http://127.0.0.1:{self.port}{path}", timeout=2)
-        except requests.RequestException:
-            return None
-
-    def ready(self) -> bool:
-        assert self.alive, f"sfls {self.command} exited with {self.process.returncode}:\n{self.tail()}"
-        answer = self.get("/readyz")
-        return answer is not None and answer.status_code == 200
-
-    def metric(self, name: str, labels: str = "") -> float | None:
-        """A sample of /metrics, e.g. metric("sfls_listener_reconnects_total", 'reason="auth"')."""
-        answer = self.get("/metrics")
-        if answer is None:
-            return None
-        wanted = f"{name}{{{labels}}}" if labels else name
-        total = None
-        for line in answer.text.splitlines():
-            if line.startswith(wanted + " ") or (not labels and line.startswith(name + "{")):
-                total = (total or 0.0) + float(line.rsplit(" ", 1)[1])
-        return total
-
-    def kill(self) -> None:
-        """kill -9, as a node failure or the OOM killer would."""
-        if self.alive:
-            os.kill(self.process.pid, signal.SIGKILL)
-        self.process.wait(10)
-
-    def terminate(self, timeout: float = 60.0) -> int:
-        if self.alive:
-            self.process.send_signal(signal.SIGTERM)
-        try:
-            return self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.kill()
-            return self.process.returncode
-
-    def tail(self, chars: int = 3000) -> str:
-        try:
-            return self.log.read_text(errors="replace")[-chars:]
-        except OSError:
-            return ""
-
-
 @dataclass
 class Pipeline:
     """The listener and the syncer as processes for one test; `close()` kills whatever still runs."""
@@ -144,7 +66,7 @@ class Pipeline:
     workdir: Path
     sync: dict[str, Any] = field(default_factory=dict)
     env_extra: dict[str, str] = field(default_factory=dict)
-    services: list[Service] = field(default_factory=list)
+    services: list[ServiceProcess] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.settings: Settings = syncer_settings(self.kafka_settings, self.sf, self.ls, **self.sync)
@@ -170,21 +92,21 @@ class Pipeline:
         }
         extra.update(self.env_extra)
         self.env = subprocess_env(self.settings, **extra)
-        self.listener: Service | None = None
-        self.syncer: Service | None = None
+        self.listener: ServiceProcess | None = None
+        self.syncer: ServiceProcess | None = None
 
-    def start_listener(self, *, wait_ready: bool = True) -> Service:
+    def start_listener(self, *, wait_ready: bool = True) -> ServiceProcess:
         self.listener = self._start("listener")
         if wait_ready:
-            wait_until(self.listener.ready, 90, "listener /readyz", context=self.listener.tail)
+            self.listener.wait_ready(90)
         return self.listener
 
-    def start_syncer(self) -> Service:
+    def start_syncer(self) -> ServiceProcess:
         self.syncer = self._start("syncer")
         return self.syncer
 
-    def _start(self, command: str) -> Service:
-        service = Service(command, self.env, self.workdir / f"{command}.log")
+    def _start(self, command: str) -> ServiceProcess:
+        service = ServiceProcess.sfls(command, env=self.env, log=self.workdir / f"{command}.log")
         self.services.append(service)
         return service
 
@@ -192,9 +114,7 @@ class Pipeline:
         """Both services still run (neither gave up by itself)."""
         for service in (self.listener, self.syncer):
             if service is not None:
-                assert service.alive, (
-                    f"sfls {service.command} exited with {service.process.returncode}:\n{service.tail()}"
-                )
+                service.check_alive()
 
     def close(self) -> None:
         for service in self.services:
@@ -202,12 +122,8 @@ class Pipeline:
                 service.kill()
 
     def logs(self) -> str:
-        parts = []
-        for name in ("listener", "syncer"):
-            path = self.workdir / f"{name}.log"
-            if path.exists():
-                parts.append(f"--- {name} ---\n{path.read_text(errors='replace')[-2500:]}")
-        return "\n".join(parts)
+        """The end of each service's log (a restarted service appends to the same one)."""
+        return "\n".join(f"--- {s.name} ---\n{s.tail(2500)}" for s in (self.listener, self.syncer) if s is not None)
 
 
 @contextlib.contextmanager
@@ -341,123 +257,6 @@ class ChangeWriter:
 # --- convergence ------------------------------------------------------------------------------------
 
 
-def load_references(ls: LogisenseEmulator) -> References:
-    """LogiSense's reference data (names -> ids, contact point types), read like the syncer reads it."""
-
-    async def load() -> References:
-        refs = References()
-        async with ls.client() as client:
-            await refs.load(client)
-        return refs
-
-    return asyncio.run(load())
-
-
-def _id15(value: Any) -> str:
-    return str(value or "")[:15]
-
-
-def differences(
-    sf: SalesforceEmulator,
-    ls: LogisenseEmulator,
-    settings: Settings,
-    refs: References,
-    *,
-    exclude: Callable[[], set[str]] = set,
-) -> list[str]:
-    """Every way LogiSense differs from Salesforce (empty when they are equal), duplicates included.
-
-    For each live Salesforce account the expected LogiSense body comes from shared.mapping
-    (map_account/map_contact, the syncer's own mapping) and every field of it must match;
-    parent and invoice recipient must point at the LogiSense accounts linked to the right
-    Salesforce ids; each live contact must exist once with its body and exactly its mapped
-    contact points; no LogiSense account or contact may carry a Salesforce id twice.
-    `exclude()` names accounts (15-character ids) left out of the field comparison.
-    """
-    link = settings.logisense.link_field
-    problems: list[str] = []
-    sf_accounts = {_id15(r["Id"]): r for r in sf.records("Account") if not r.get("IsDeleted")}
-    sf_contacts: dict[str, list[dict[str, Any]]] = {}
-    for contact in sf.records("Contact"):
-        if not contact.get("IsDeleted"):
-            sf_contacts.setdefault(_id15(contact.get("AccountId")), []).append(contact)
-    ls_accounts = ls.accounts()
-    account_links = Counter(_id15(a.get(link)) for a in ls_accounts if a.get(link))
-    problems += [f"account {k} is in LogiSense {n} times" for k, n in account_links.items() if n > 1]
-    contact_links: Counter[str] = Counter()
-    for account in ls_accounts:
-        for contact in account.get("contacts", []):
-            for point in contact.get("contactPoints", []):
-                if point.get("contactPointTypeName") == link and point.get("value"):
-                    contact_links[_id15(point["value"])] += 1
-    problems += [f"contact {k} is in LogiSense {n} times" for k, n in contact_links.items() if n > 1]
-    by_link = {_id15(a.get(link)): a for a in ls_accounts if a.get(link)}
-    by_identity = {a["identity"]: a for a in ls_accounts}
-    skipped = {_id15(i) for i in exclude()}
-    for sid, record in sorted(sf_accounts.items()):
-        if sid in skipped:
-            continue
-        account = by_link.get(sid)
-        if account is None:
-            problems.append(f"account {sid} is missing in LogiSense")
-            continue
-        try:
-            mapped = map_account(record, settings, refs)
-        except MappingError as exc:
-            problems.append(f"account {sid} cannot be mapped: {exc}")
-            continue
-        for key, wanted in mapped.body.items():
-            if account.get(key) != wanted:
-                problems.append(f"account {sid} {key}: LogiSense {account.get(key)!r}, Salesforce {wanted!r}")
-        for key, wanted_sf in (
-            ("parentAccountId", mapped.parent_sfdc_id),
-            ("invoicerAccountId", mapped.invoicer_sfdc_id),
-        ):
-            target = by_identity.get(account.get(key))
-            got = _id15(target.get(link)) if target else ""
-            if got != _id15(wanted_sf):
-                problems.append(f"account {sid} {key}: LogiSense -> {got or None}, Salesforce -> {wanted_sf}")
-        problems += _contact_differences(sid, account, sf_contacts.get(sid, []), settings, refs)
-    return problems
-
-
-def _contact_differences(
-    sid: str, account: dict[str, Any], wanted: list[dict[str, Any]], settings: Settings, refs: References
-) -> list[str]:
-    link = settings.logisense.link_field
-    problems: list[str] = []
-    got: dict[str, dict[str, Any]] = {}
-    for contact in account.get("contacts", []):
-        points = {p.get("contactPointTypeName"): p for p in contact.get("contactPoints", [])}
-        got[_id15((points.get(link) or {}).get("value"))] = {**contact, "points": points}
-    wanted_ids = {_id15(c["Id"]) for c in wanted}
-    extra = sorted(set(got) - wanted_ids)
-    if extra:
-        problems.append(f"account {sid} has LogiSense contacts Salesforce lacks: {extra}")
-    for record in wanted:
-        cid = _id15(record["Id"])
-        mine = got.get(cid)
-        if mine is None:
-            problems.append(f"contact {cid} of account {sid} is missing in LogiSense")
-            continue
-        mapped = map_contact(record, settings, refs, default_contact_type=settings.sync.default_contact_type)
-        for key, value in mapped.body.items():
-            if mine.get(key) != value:
-                problems.append(f"contact {cid} {key}: LogiSense {mine.get(key)!r}, Salesforce {value!r}")
-        if set(mine["points"]) != set(mapped.points):
-            problems.append(
-                f"contact {cid} points: LogiSense {sorted(mine['points'])}, Salesforce {sorted(mapped.points)}"
-            )
-        for name, body in mapped.points.items():
-            point = mine["points"].get(name, {})
-            for key, value in body.items():
-                if point.get(key) != value:
-                    problems.append(
-                        f"contact {cid} point {name}.{key}: LogiSense {point.get(key)!r}, Salesforce {value!r}"
-                    )
-    return problems
-
-
 def wait_converged(
     sf: SalesforceEmulator,
     ls: LogisenseEmulator,
@@ -468,20 +267,25 @@ def wait_converged(
     context: Callable[[], str] = lambda: "",
     exclude: Callable[[], set[str]] = set,
 ) -> None:
-    """Poll until LogiSense equals Salesforce (see `differences`); fail with the first differences."""
-    refs = load_references(ls)
-    deadline = time.monotonic() + timeout
-    problems: list[str] = []
-    while time.monotonic() < deadline:
+    """Poll devstack.compare.differences until LogiSense equals Salesforce; fail with the last differences.
+
+    `alive()` runs before every look (a service that exited ends the wait at once); `exclude()`
+    names accounts left out of the per-account comparison.
+    """
+    refs = load_references(ls.settings())
+    seen: list[str] = []
+
+    def look() -> list[str]:
         alive()
-        problems = differences(sf, ls, settings, refs, exclude=exclude)
-        if not problems:
-            return
-        time.sleep(2)
-    shown = "\n  ".join(problems[:15])
-    raise AssertionError(
-        f"LogiSense did not converge in {timeout:.0f} s; {len(problems)} differences:\n  {shown}\n{context()}"
-    )
+        seen[:] = differences(
+            sf.records("Account"), sf.records("Contact"), ls.accounts(), settings, refs, exclude=exclude()
+        )
+        return seen
+
+    def shown() -> str:
+        return f"{len(seen)} differences, the first:\n  " + "\n  ".join(seen[:15]) + f"\n{context()}"
+
+    wait_until(look, timeout, "LogiSense to equal Salesforce", until=lambda found: not found, every=2, context=shown)
 
 
 def must_publish(event: dict[str, Any], settings: Settings) -> bool:
@@ -496,7 +300,7 @@ def must_publish(event: dict[str, Any], settings: Settings) -> bool:
     triggers = (
         account_trigger_fields(settings) if header["entityName"] == "Account" else contact_trigger_fields(settings)
     )
-    return any(is_trigger(name, triggers) for name in header.get("changedFields", []))
+    return any(names_any(name, triggers) for name in header.get("changedFields", []))
 
 
 def published_events(kafka_settings: KafkaSettings) -> list[ChangeEvent]:
@@ -522,9 +326,7 @@ def dead_letters(kafka_settings: KafkaSettings) -> list[DeadLetter]:
 __all__ = [
     "ChangeWriter",
     "Pipeline",
-    "Service",
     "dead_letters",
-    "differences",
     "full_scale",
     "missing_changes",
     "pipeline",

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import re
 import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -20,20 +19,20 @@ from pathlib import Path
 import pytest
 import yaml
 
-from services.importer.entities import salesforce_schema
+from devstack.process import ServiceProcess, sfls_command
+from services.importer.targets import salesforce_schema
 from shared import kafka
 from shared.acls import SERVICES, Acl, acls_for
 from shared.settings import KafkaSettings, Settings
 from tests.fixtures.logisense import LogisenseEmulator
 from tests.fixtures.salesforce import SalesforceEmulator
 from tests.reliability.secure_kafka import ADMIN_PASSWORD, ADMIN_USER, SecureBroker, grant, secure_broker
-from tests.reliability.support import ChangeWriter, Service, dead_letters, seed, wait_converged
+from tests.reliability.support import ChangeWriter, dead_letters, seed, wait_converged
 from tests.services.syncer.e2e import CONTACT_POINTS, subprocess_env, syncer_settings
 from tests.waiting import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-SFLS = str(Path(sys.executable).with_name("sfls"))
 USERS = {service: f"sfls-{service}" for service in SERVICES}
 PASSWORDS = {user: f"{user}-Pw-5e0b7" for user in USERS.values()}
 # The command each service's negative case runs; long-running services end by themselves on a refusal.
@@ -115,7 +114,12 @@ class Deployment:
     def run(self, service: str, *args: str, timeout: float = 120.0) -> subprocess.CompletedProcess[str]:
         try:
             return subprocess.run(
-                [SFLS, *args], env=self.env(service), capture_output=True, text=True, timeout=timeout, check=False
+                [*sfls_command(), *args],
+                env=self.env(service),
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+                check=False,
             )
         except subprocess.TimeoutExpired as exc:
             raise AssertionError(
@@ -123,8 +127,8 @@ class Deployment:
                 f"{(exc.stdout or b'')[-2000:]!r}\n{(exc.stderr or b'')[-2000:]!r}"
             ) from None
 
-    def start(self, service: str) -> Service:
-        return Service(COMMANDS[service][0], self.env(service), self.workdir / f"{service}.log")
+    def start(self, service: str) -> ServiceProcess:
+        return ServiceProcess.sfls(*COMMANDS[service], env=self.env(service), log=self.workdir / f"{service}.log")
 
 
 def _ok(result: subprocess.CompletedProcess[str], what: str) -> str:
@@ -172,11 +176,11 @@ def _run_everything(deployment: Deployment) -> None:
 
     def alive() -> None:
         for service in (listener, syncer):
-            assert service.alive, f"sfls {service.command} exited:\n{service.tail()}"
+            service.check_alive()
 
     try:
         for service in (listener, syncer):
-            wait_until(service.ready, 90, f"{service.command} /readyz", context=service.tail)
+            service.wait_ready(90)
 
         # Changes travel CDC -> listener -> Kafka -> syncer -> LogiSense.
         writer = ChangeWriter(sf, accounts, contacts)

@@ -23,13 +23,13 @@ from pathlib import Path
 
 import pytest
 
+from devstack.process import sfls_command
 from shared.deadletter import ERROR_ATTEMPTS, ERROR_STATUS, DeadLetter
 from shared.errors import TransientError
 from shared.settings import KafkaSettings
 from tests.fixtures.logisense import LogisenseEmulator
 from tests.fixtures.salesforce import SalesforceEmulator
 from tests.reliability.support import (
-    SFLS,
     ChangeWriter,
     dead_letters,
     missing_changes,
@@ -136,7 +136,9 @@ def test_flaky_then_down_logisense_converges_and_dlq_replay_completes_the_sync(
                 assert f"could not be synced ({causes[-1]}): gave up after" in letter.message, letter.as_dict()
         assert missing_changes(sf, kafka_settings, run.settings) == []
 
-        replay = subprocess.run([SFLS, "dlq", "replay"], env=run.env, capture_output=True, timeout=120, check=False)
+        replay = subprocess.run(
+            [*sfls_command(), "dlq", "replay"], env=run.env, capture_output=True, timeout=120, check=False
+        )
         assert replay.returncode == 0, replay.stdout.decode() + replay.stderr.decode()
         wait_converged(sf, ls, run.settings, scaled(120, 600), alive=run.check_alive, context=run.logs)
         assert len(dead_letters(kafka_settings)) == len(letters)  # nothing failed again

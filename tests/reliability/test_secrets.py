@@ -14,9 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Callable
@@ -26,11 +23,10 @@ from typing import Any
 from urllib.parse import quote, quote_plus
 
 import pytest
-import requests
 import yaml
 from confluent_kafka import OFFSET_BEGINNING, KafkaError, TopicPartition
 
-from devstack.kafka import free_port
+from devstack.process import ServiceProcess
 from shared import kafka
 from shared.settings import KafkaSettings
 from tests.fixtures.logisense import LogisenseEmulator
@@ -41,7 +37,6 @@ from tests.waiting import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-SFLS = str(Path(sys.executable).with_name("sfls"))
 WRONG_SALESFORCE_PASSWORD = "Wr0ng-SF-pass-4c1a"
 WRONG_LOGISENSE_PASSWORD = "Wr0ng-LS-pass-8d2f"
 KAFKA_SASL_PASSWORD = "Kafka-SASL-pass-5e7b"
@@ -64,58 +59,31 @@ class Evidence:
         return found
 
 
-class Service:
-    """One `sfls` process with its own stdout/stderr files and /metrics port."""
+def output(service: ServiceProcess) -> str:
+    """Everything the service wrote to stdout and stderr."""
+    return service.log.read_text(errors="replace")
 
-    def __init__(self, name: str, args: list[str], env: dict[str, str], folder: Path) -> None:
-        self.name = name
-        self.port = free_port()
-        self.out = folder / f"{name}.stdout"
-        self.err = folder / f"{name}.stderr"
-        with self.out.open("wb") as out, self.err.open("wb") as err:
-            self.process = subprocess.Popen(
-                [SFLS, *args], env={**env, "SFLS_OBSERVABILITY__METRICS_PORT": str(self.port)}, stdout=out, stderr=err
-            )
 
-    def get(self, path: str) -> requests.Response | None:
-        try:
-            return requests.get(f"http://127.0.0.1:{self.port}{path}", timeout=2)
-        except requests.RequestException:
-            return None
+def metrics_page(service: ServiceProcess) -> str:
+    """The service's /metrics page ('' while nothing answers there)."""
+    reply = service.get("/metrics")
+    return reply.text if reply is not None and reply.status == 200 else ""
 
-    def wait(self, probe: Callable[[], Any], seconds: float, what: str, until: Callable[[Any], object] = bool) -> Any:
-        """Poll `probe` until `until` holds (tests.waiting); fails at once if the process exits first."""
 
-        def running() -> Any:
-            value = probe()
-            if not until(value) and self.process.poll() is not None:
-                raise AssertionError(f"{self.name} exited with {self.process.returncode}:\n{self.logs()[-3000:]}")
-            return value
+def wait_running(
+    service: ServiceProcess, probe: Callable[[], Any], seconds: float, what: str, until: Callable[[Any], object] = bool
+) -> Any:
+    """Poll `probe` until `until` holds (tests.waiting); fails at once if the process exits first."""
 
-        return wait_until(
-            running, seconds, f"{self.name}: {what}", until=until, every=0.2, context=lambda: self.logs()[-3000:]
-        )
+    def running() -> Any:
+        value = probe()
+        if not until(value):
+            service.check_alive()
+        return value
 
-    def readyz(self) -> int | None:
-        answer = self.get("/readyz")
-        return None if answer is None else answer.status_code
-
-    def metrics(self) -> str:
-        answer = self.get("/metrics")
-        return answer.text if answer is not None and answer.status_code == 200 else ""
-
-    def logs(self) -> str:
-        return self.out.read_text(errors="replace") + self.err.read_text(errors="replace")
-
-    def stop(self) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
-        return self.process.returncode
+    return wait_until(
+        running, seconds, f"{service.name}: {what}", until=until, every=0.2, context=lambda: output(service)[-3000:]
+    )
 
 
 def _every_record(settings: KafkaSettings) -> list[tuple[str, str]]:
@@ -218,10 +186,10 @@ def test_no_secret_in_logs_metrics_or_records(
     wrong_sf = {**env, "SFLS_SALESFORCE__PASSWORD": WRONG_SALESFORCE_PASSWORD}
     wrong_ls = {**env, "SFLS_LOGISENSE__PASSWORD": WRONG_LOGISENSE_PASSWORD}
     evidence = Evidence()
-    services: list[Service] = []
+    services: list[ServiceProcess] = []
 
-    def run(name: str, args: list[str], environment: dict[str, str]) -> Service:
-        service = Service(name, args, environment, tmp_path)
+    def run(name: str, args: list[str], environment: dict[str, str]) -> ServiceProcess:
+        service = ServiceProcess.sfls(*args, env=environment, log=tmp_path / f"{name}.log", name=name)
         services.append(service)
         return service
 
@@ -232,13 +200,13 @@ def test_no_secret_in_logs_metrics_or_records(
             ("connection-wrong", {**wrong_sf, "SFLS_LOGISENSE__PASSWORD": WRONG_LOGISENSE_PASSWORD}, 1),
         ):
             check = run(name, ["test-connection"], environment)
-            assert check.process.wait(60) == code, check.logs()
+            assert check.wait(60) == code, output(check)
 
         # The listener: real CDC from REST writes, plus one malformed message for its dead-letter topic.
         accounts = seed_accounts(sf, 3)
         split = seed_accounts(sf, 1, prefix="Split", Usage_Invoice_Recipient__c=accounts[0])[0]
         listener = run("listener", ["listener"], env)
-        listener.wait(listener.readyz, 60, "/readyz", until=lambda status: status == 200)
+        listener.wait_ready(60)
         api = SalesforceApi(sf.settings())
         try:
             for account_id in [*accounts, split]:
@@ -254,29 +222,33 @@ def test_no_secret_in_logs_metrics_or_records(
             records = _every_record(kafka_settings)
             return {topic: sum(t == topic for t, _ in records) for topic in (topics.changes, topics.listener_dlt)}
 
-        listener.wait(
+        wait_running(
+            listener,
             listener_records,
             60,
             "4 change events and 1 listener dead letter",
             until=lambda seen: seen[topics.changes] >= 4 and seen[topics.listener_dlt] >= 1,
         )
-        evidence.add("listener /metrics", listener.metrics())
-        assert listener.stop() == 0
+        evidence.add("listener /metrics", metrics_page(listener))
+        assert listener.terminate(30) == 0
 
         # A listener whose Salesforce login is refused.
         refused = run("listener-wrong-password", ["listener"], wrong_sf)
-        refused.wait(lambda: "invalid_grant" in refused.logs() or refused.process.poll() is not None, 30, "refusal")
-        evidence.add("listener-wrong-password /metrics", refused.metrics())
-        refused.stop()
+        wait_running(refused, lambda: "invalid_grant" in output(refused) or not refused.alive, 30, "refusal")
+        evidence.add("listener-wrong-password /metrics", metrics_page(refused))
+        refused.terminate(30)
 
         # The syncer: delivers three accounts, dead-letters the one with split invoice recipients.
         syncer = run("syncer", ["syncer"], env)
-        syncer.wait(lambda: committed(settings), 90, "4 committed change events", until=lambda n: n >= 4)
-        syncer.wait(
-            lambda: sum(t == topics.changes_dlt for t, _ in _every_record(kafka_settings)), 30, "a syncer dead letter"
+        wait_running(syncer, lambda: committed(settings), 90, "4 committed change events", until=lambda n: n >= 4)
+        wait_running(
+            syncer,
+            lambda: sum(t == topics.changes_dlt for t, _ in _every_record(kafka_settings)),
+            30,
+            "a syncer dead letter",
         )
-        evidence.add("syncer /metrics", syncer.metrics())
-        assert syncer.stop() == 0
+        evidence.add("syncer /metrics", metrics_page(syncer))
+        assert syncer.terminate(30) == 0
 
         # A syncer whose LogiSense login is refused, with work waiting for it.
         api = SalesforceApi(sf.settings())
@@ -285,34 +257,34 @@ def test_no_secret_in_logs_metrics_or_records(
         finally:
             api.close()
         listener = run("listener-again", ["listener"], env)
-        listener.wait(listener.readyz, 60, "/readyz", until=lambda status: status == 200)
+        listener.wait_ready(60)
         refused = run("syncer-wrong-password", ["syncer"], wrong_ls)
         # Let it try (and fail) its login; the scan below is the assertion, so the refusal must be in its output.
-        refused.wait(lambda: "login refused" in refused.logs() or refused.process.poll() is not None, 60, "refusal")
-        evidence.add("syncer-wrong-password /metrics", refused.metrics())
-        evidence.add("listener-again /metrics", listener.metrics())
-        refused.stop()
-        listener.stop()
+        wait_running(refused, lambda: "login refused" in output(refused) or not refused.alive, 60, "refusal")
+        evidence.add("syncer-wrong-password /metrics", metrics_page(refused))
+        evidence.add("listener-again /metrics", metrics_page(listener))
+        refused.terminate(30)
+        listener.terminate(30)
 
         # The importer: everything, with one package Salesforce refuses; then a refused LogiSense login.
         _rename_a_package(ls)
         importer = run("import-all", ["import", "all"], env)
-        assert importer.process.wait(240) == 1, importer.logs()[-3000:]
+        assert importer.wait(240) == 1, importer.tail()
         importer = run("import-wrong-password", ["import", "data"], wrong_ls)
-        assert importer.process.wait(120) != 0, importer.logs()[-3000:]
+        assert importer.wait(120) != 0, importer.tail()
     finally:
         for service in services:
-            service.stop()
+            service.terminate(30)
 
     for service in services:
-        evidence.add(f"{service.name} output", service.logs())
+        evidence.add(f"{service.name} output", output(service))
     records = _every_record(kafka_settings)
     for topic, text in records:
         evidence.add(f"topic {topic}", text)
 
     # The scan is only worth something if there was much to scan: DEBUG logs, metrics, dead letters.
-    assert all(service.logs().strip() for service in services)
-    assert any("send_request_headers.started" in service.logs() for service in services)  # httpcore at DEBUG
+    assert all(output(service).strip() for service in services)
+    assert any("send_request_headers.started" in output(service) for service in services)  # httpcore at DEBUG
     assert "Using selector" in evidence.texts["listener output"]  # asyncio logs this at DEBUG only
     assert "login refused" in evidence.texts["connection-wrong output"]
     assert "sfls_dead_letters_total" in evidence.texts["syncer /metrics"]

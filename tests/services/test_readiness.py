@@ -15,10 +15,11 @@ from pathlib import Path
 import pytest
 
 from devstack.kafka import LocalBroker, default_cache_dir, fetch_jars, free_port
+from devstack.process import ServiceProcess
 from shared.settings import KafkaSettings
 from tests.fixtures.logisense import LogisenseEmulator
 from tests.fixtures.salesforce import SalesforceEmulator
-from tests.reliability.support import Pipeline, Service
+from tests.reliability.support import Pipeline
 from tests.waiting import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -41,9 +42,9 @@ def unstarted_broker(tmp_path: Path) -> Iterator[LocalBroker]:
         broker.stop()
 
 
-def _readyz(service: Service) -> tuple[int, str] | None:
+def _readyz(service: ServiceProcess) -> tuple[int, str] | None:
     answer = service.get("/readyz")
-    return None if answer is None else (answer.status_code, answer.text.strip())
+    return None if answer is None else (answer.status, answer.text.strip())
 
 
 def test_listener_and_syncer_are_ready_only_once_kafka_serves_them(
@@ -52,6 +53,7 @@ def test_listener_and_syncer_are_ready_only_once_kafka_serves_them(
     salesforce_emulator: SalesforceEmulator,
     logisense_emulator: LogisenseEmulator,
 ) -> None:
+    """Without a broker both answer 503 and keep waiting; once it serves them both turn ready by themselves."""
     kafka_settings = KafkaSettings(
         bootstrap_servers=unstarted_broker.bootstrap_servers, topic_prefix=f"ready{uuid.uuid4().hex[:8]}"
     )
@@ -61,7 +63,7 @@ def test_listener_and_syncer_are_ready_only_once_kafka_serves_them(
         listener = pipeline.start_listener(wait_ready=False)
         services = (syncer, listener)
         for service in services:
-            wait_until(lambda s=service: _readyz(s), 60, f"{service.command} answering /readyz", context=service.tail)
+            wait_until(lambda s=service: _readyz(s), 60, f"{service.name} answering /readyz", context=service.tail)
         wait_until(
             lambda: _readyz(syncer),
             60,
@@ -73,7 +75,7 @@ def test_listener_and_syncer_are_ready_only_once_kafka_serves_them(
             wait_until(
                 lambda s=service: '"kafka_unavailable"' in s.tail(200_000),
                 60,
-                f"{service.command} logging kafka_unavailable",
+                f"{service.name} logging kafka_unavailable",
                 context=service.tail,
             )
 
@@ -81,19 +83,13 @@ def test_listener_and_syncer_are_ready_only_once_kafka_serves_them(
         while time.monotonic() < observed_until:
             for service in services:
                 seen = _readyz(service)
-                assert seen is not None, f"sfls {service.command} stopped answering:\n{service.tail()}"
-                assert seen[0] == 503, f"sfls {service.command} is ready without a broker: {seen}"
+                assert seen is not None, f"sfls {service.name} stopped answering:\n{service.tail()}"
+                assert seen[0] == 503, f"sfls {service.name} is ready without a broker: {seen}"
             time.sleep(0.5)
 
         unstarted_broker.start(timeout=120)
         for service in services:
-            wait_until(
-                lambda s=service: _readyz(s),
-                120,
-                f"{service.command} ready after the broker came up",
-                until=lambda seen: seen is not None and seen[0] == 200,
-                context=service.tail,
-            )
+            service.wait_ready(120)
         assert _readyz(syncer) == (200, "consuming")
         assert _readyz(listener) == (200, "subscribed")
         pipeline.check_alive()

@@ -4,22 +4,19 @@ from __future__ import annotations
 
 import json
 import logging
-import urllib.error
-import urllib.request
 
 import pytest
 import structlog
 
+from devstack.process import Reply, http_get
 from shared.observability import Health, HealthServer, SecretMasker, configure_logging, secret_values
 from shared.settings import ObservabilitySettings, Settings
 
 
 def _get(url: str) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310 - loopback test server
-            return response.status, response.read().decode()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read().decode()
+    reply = http_get(url, timeout=5)
+    assert isinstance(reply, Reply), f"nothing answered {url}"
+    return reply.status, reply.text
 
 
 def test_masker_redacts_secret_keys_and_values() -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -14,9 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import requests
 
-from devstack.kafka import free_port
+from devstack.process import ServiceProcess, sample_key, sfls_command
 from services.listener.backfill import run_backfill
 from services.listener.publisher import TransactionalPublisher
 from shared import kafka
@@ -28,7 +26,8 @@ from tests.services.listener.support import SalesforceApi, change_events
 pytestmark = pytest.mark.integration
 
 ACCOUNTS = "/data/AccountChangeEvent"
-SFLS = str(Path(sys.executable).with_name("sfls"))  # the installed `sfls` command of this venv
+CHECKPOINT = "sfls_listener_checkpoint_replay_id"
+PUBLISHED = "sfls_listener_events_published_total"
 
 
 def _env(emulator: Any, kafka_settings: KafkaSettings, tmp_path: Path, **extra: str) -> dict[str, str]:
@@ -53,66 +52,30 @@ def _env(emulator: Any, kafka_settings: KafkaSettings, tmp_path: Path, **extra: 
     return env
 
 
-class ListenerProcess:
-    def __init__(self, env: dict[str, str], log: Path) -> None:
-        self.port = free_port()
-        self._log = log.open("ab")
-        self.process = subprocess.Popen(
-            [SFLS, "listener"],
-            env={**env, "SFLS_OBSERVABILITY__METRICS_PORT": str(self.port)},
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-        )
-
-    def get(self, path: str) -> requests.Response | None:
-        try:
-            return requests.get(f"http://127.0.0.1:{self.port}{path}", timeout=2)
-        except requests.RequestException:
-            return None
-
-    def wait_ready(self) -> None:
-        def readyz() -> str | None:
-            assert self.process.poll() is None, f"listener exited early with {self.process.returncode}"
-            answer = self.get("/readyz")
-            return None if answer is None else f"{answer.status_code} {answer.text.strip()}"
-
-        wait_until(readyz, 60, "listener /readyz", until=lambda seen: seen is not None and seen.startswith("200 "))
-
-    def metrics(self) -> str:
-        answer = self.get("/metrics")
-        return answer.text if answer is not None and answer.status_code == 200 else ""
-
-    def checkpointed(self, channel: str) -> bool:
-        """True once /metrics shows a committed checkpoint for `channel` (polled fast, to kill mid-stream)."""
-        answer = self.get("/metrics")
-        line = f'sfls_listener_checkpoint_replay_id{{channel="{channel}"}}'
-        return answer is not None and line in answer.text
-
-    def close(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(10)
-        self._log.close()
-
-
 @pytest.fixture
-def processes() -> Iterator[list[ListenerProcess]]:
+def processes() -> Iterator[list[ServiceProcess]]:
     """Listener processes started by a test; killed at the end."""
-    made: list[ListenerProcess] = []
+    made: list[ServiceProcess] = []
     yield made
     for process in made:
-        process.close()
+        process.kill()
+
+
+def listener(env: dict[str, str], log: Path, processes: list[ServiceProcess]) -> ServiceProcess:
+    """`sfls listener`, ready (its /readyz answered 200)."""
+    process = ServiceProcess.sfls("listener", env=env, log=log)
+    processes.append(process)
+    process.wait_ready(60)
+    return process
 
 
 def test_kill_9_between_events_loses_and_duplicates_nothing(
-    emulator: Any, kafka_settings: KafkaSettings, tmp_path: Path, processes: list[ListenerProcess]
+    emulator: Any, kafka_settings: KafkaSettings, tmp_path: Path, processes: list[ServiceProcess]
 ) -> None:
     """kill -9 while changes stream in, then restart: every change is in the topic exactly once; SIGTERM exits 0."""
     ids = emulator.seed("Account", [{"Name": f"Start {i}"} for i in range(5)])
     env = _env(emulator, kafka_settings, tmp_path, SFLS_LISTENER__TRANSACTIONAL_ID=f"tx-{uuid.uuid4().hex[:8]}")
-    first = ListenerProcess(env, tmp_path / "listener.log")
-    processes.append(first)
-    first.wait_ready()
+    first = listener(env, tmp_path / "listener.log", processes)
     expected = [f"change {n}" for n in range(60)]
     api = SalesforceApi(emulator.settings())
 
@@ -123,32 +86,34 @@ def test_kill_9_between_events_loses_and_duplicates_nothing(
 
     writer = threading.Thread(target=write, args=(expected[:30],))
     writer.start()
-    wait_until(lambda: first.checkpointed(ACCOUNTS), what="a first checkpoint")
-    first.process.send_signal(signal.SIGKILL)
-    assert first.process.wait(10) == -signal.SIGKILL
+    # Polled fast (every 0.2 s), so the kill lands mid-stream.
+    wait_until(
+        lambda: first.metric(CHECKPOINT, {"channel": ACCOUNTS}),
+        what="a first checkpoint on /metrics",
+        until=lambda replay_id: replay_id is not None,
+    )
+    assert first.kill() == -signal.SIGKILL
     writer.join(60)
     assert not writer.is_alive(), "the first 30 changes were not written within 60 s"
     write(expected[30:])  # and more while the listener is down
     api.close()
-    second = ListenerProcess(env, tmp_path / "listener.log")
-    processes.append(second)
-    second.wait_ready()
+    second = listener(env, tmp_path / "listener.log", processes)
     wait_checkpointed(emulator, kafka_settings, ACCOUNTS, timeout=60)
     events = change_events(kafka_settings)
     assert [e.fields["Name"] for e in events] == expected
     assert len({e.event_id for e in events}) == len(expected)
     # The listener counts a batch's events just after committing it: await the sample, not read it once.
-    published = 'sfls_listener_events_published_total{change_type="UPDATE",entity="Account",source="cdc"}'
+    labels = {"change_type": "UPDATE", "entity": "Account", "source": "cdc"}
+    published = sample_key(PUBLISHED, labels)
     wait_until(
-        lambda: [line for line in second.metrics().splitlines() if line.startswith("sfls_listener_events_published")],
+        lambda: {k: v for k, v in second.samples().items() if k.startswith(PUBLISHED)},
         30,
         f"{published} on /metrics",
-        until=lambda lines: any(line.startswith(published + " ") for line in lines),
+        until=lambda seen: published in seen,
     )
     assert second.get("/healthz") is not None
-    second.process.send_signal(signal.SIGTERM)
-    assert second.process.wait(30) == 0
-    assert b"listener stopped" in (tmp_path / "listener.log").read_bytes()
+    assert second.terminate(30) == 0
+    assert b"listener_stopped" in (tmp_path / "listener.log").read_bytes()
 
 
 def test_backfill_publishes_every_matching_account_and_resumes(
@@ -175,7 +140,9 @@ def test_backfill_publishes_every_matching_account_and_resumes(
     )
     publisher.close()
     assert (partial.done, partial.published) == (False, 7)
-    resumed = subprocess.run([SFLS, "backfill", "--resume"], env=env, capture_output=True, timeout=120, check=False)
+    resumed = subprocess.run(
+        [*sfls_command(), "backfill", "--resume"], env=env, capture_output=True, timeout=120, check=False
+    )
     assert resumed.returncode == 0, resumed.stdout.decode() + resumed.stderr.decode()
     assert b"40 accounts published" in resumed.stdout
     final = state_of(kafka_settings).backfills["backfill"]

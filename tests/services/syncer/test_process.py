@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -13,6 +11,7 @@ import pytest
 import yaml
 from confluent_kafka import Producer
 
+from devstack.process import ServiceProcess, sfls_command
 from shared.settings import KafkaSettings, Settings
 from tests.fixtures.logisense import LogisenseEmulator
 from tests.fixtures.salesforce import SalesforceEmulator
@@ -29,33 +28,20 @@ from tests.services.syncer.support import change, create_syncer_topics, publish
 from tests.waiting import wait_until
 
 pytestmark = pytest.mark.integration
-SFLS = (
-    [sys.executable, "-m", "services.cli"]
-    if not (Path(sys.executable).parent / "sfls").exists()
-    else [str(Path(sys.executable).parent / "sfls")]
-)
 
 
-def start(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    with log.open("ab") as sink:
-        return subprocess.Popen([*SFLS, "syncer"], env=env, stdout=sink, stderr=sink)
-
-
-def wait_for(
-    process: subprocess.Popen[bytes], log: Path, count: Callable[[], int], *, at_least: int, seconds: float, what: str
-) -> None:
+def wait_for(process: ServiceProcess, count: Callable[[], int], *, at_least: int, seconds: float, what: str) -> None:
     """Poll `count` until it reaches `at_least` (tests.waiting); fails at once if the syncer exits first."""
-
-    def tail() -> str:
-        return log.read_text()[-3000:]
 
     def running() -> int:
         value = count()
-        if value < at_least and process.poll() is not None:
-            raise AssertionError(f"syncer exited with {process.returncode}:\n{tail()}")
+        if value < at_least:
+            process.check_alive()
         return value
 
-    wait_until(running, seconds, f"{what} to reach {at_least}", until=lambda n: n >= at_least, every=0.1, context=tail)
+    wait_until(
+        running, seconds, f"{what} to reach {at_least}", until=lambda n: n >= at_least, every=0.1, context=process.tail
+    )
 
 
 @pytest.mark.failure
@@ -81,28 +67,23 @@ def test_kill_minus_nine_mid_batch_then_restart_converges_without_duplicates(
     logisense_emulator.faults(resource="Account", operation="create", latency_ms=60)
     log = tmp_path / "syncer.log"
 
-    first = start(env, log)
+    first = ServiceProcess.sfls("syncer", env=env, log=log)
     try:
         creates = lambda: logisense_emulator.count(resource="Account", operation="create")  # noqa: E731
-        wait_for(first, log, creates, at_least=8, seconds=60, what="LogiSense account creates")
-        os.kill(first.pid, signal.SIGKILL)
-        first.wait(10)
+        wait_for(first, creates, at_least=8, seconds=60, what="LogiSense account creates")
     finally:
-        if first.poll() is None:
-            first.kill()
+        first.kill()
     partial = len(logisense_emulator.accounts())
     assert 8 <= partial < 40
     assert committed(settings) == 0
 
     logisense_emulator.clear_faults()
-    second = start(env, log)
+    second = ServiceProcess.sfls("syncer", env=env, log=log)
     try:
-        wait_for(second, log, lambda: committed(settings), at_least=40, seconds=90, what="records committed")
-        second.send_signal(signal.SIGTERM)
-        assert second.wait(30) == 0
+        wait_for(second, lambda: committed(settings), at_least=40, seconds=90, what="records committed")
+        assert second.terminate(30) == 0
     finally:
-        if second.poll() is None:
-            second.kill()
+        second.kill()
     assert_same_state(salesforce_emulator, logisense_emulator)
     assert len(logisense_emulator.accounts()) == 40
 
@@ -113,7 +94,7 @@ def test_bad_column_name_exits_non_zero_naming_the_mapping(tmp_path: Path, kafka
     config.write_text("mappings:\n  account_extensions:\n    - {salesforce: Region__c, logisense: Region Code}\n")
     env = {k: v for k, v in os.environ.items() if not k.startswith("SFLS_")}
     env.update({"SFLS_CONFIG": str(config), "COLUMNS": "250"})
-    result = subprocess.run([*SFLS, "syncer"], env=env, capture_output=True, timeout=60, check=False)
+    result = subprocess.run([*sfls_command(), "syncer"], env=env, capture_output=True, timeout=60, check=False)
     assert result.returncode == 2
     stderr = result.stderr.decode()
     assert "account_extensions" in stderr
@@ -136,7 +117,7 @@ def test_incomplete_contact_points_and_unknown_fields_exit_non_zero(
         "  contact_points:\n    Billing: {email: Email, phone: Phone, address: MailingAddress, sfdcid: Id}\n"
     )
     env = subprocess_env(settings, SFLS_CONFIG=str(config), COLUMNS="250")
-    result = subprocess.run([*SFLS, "syncer"], env=env, capture_output=True, timeout=60, check=False)
+    result = subprocess.run([*sfls_command(), "syncer"], env=env, capture_output=True, timeout=60, check=False)
     assert result.returncode == 2
     stderr = result.stderr.decode()
     for name in ("mappings.contact_points.Shipping", "mappings.contact_points.Technical", "Nope__c"):
