@@ -37,7 +37,7 @@ typecheck: $(STAMP) ## mypy --strict on shared/, services/, devstack/ and bench/
 test: install kafka-jars tools lint typecheck ## everything CI runs: lint, types, unit and integration tests
 	$(BIN)/pytest $(PYTEST_ARGS)
 
-test-unit: $(STAMP) tools ## unit tests only (no broker, no emulators)
+test-unit: $(STAMP) ## unit tests only: no broker, no emulators, no helm, promtool or Prometheus
 	$(BIN)/pytest -m "not integration" $(PYTEST_ARGS)
 
 test-integration: install kafka-jars tools ## integration tests only

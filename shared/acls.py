@@ -23,6 +23,7 @@ from typing import Any, Literal
 import structlog
 from confluent_kafka import KafkaError, KafkaException, TopicCollection
 from confluent_kafka.admin import AclOperation  # type: ignore[attr-defined]
+from prometheus_client import Gauge
 
 from shared import kafka
 from shared.errors import AuthorizationError, ConfigError, TransientError
@@ -30,6 +31,12 @@ from shared.kafka import denied_message, reader_group, syncer_group
 from shared.settings import KafkaSettings, Settings
 
 log = structlog.get_logger(__name__)
+
+ACLS_UNCHECKED = Gauge(
+    "sfls_kafka_acls_unchecked",
+    "Topics and groups the start-up ACL check could not ask Kafka about (0: every permission was checked).",
+    ["service"],
+)
 
 ResourceType = Literal["topic", "group", "transactionalId"]
 Pattern = Literal["literal", "prefixed"]
@@ -189,18 +196,21 @@ def strimzi_rules(acls: Iterable[Acl]) -> list[dict[str, Any]]:
 # --- preflight ------------------------------------------------------------------------------------
 
 
-def preflight(service: str, settings: Settings) -> None:
+def preflight(service: str, settings: Settings, *, timeout: float = 30.0) -> None:
     """Ask Kafka which operations this principal has on each topic and group of `service`; raise on a gap.
 
     Transactional ids cannot be asked about: their refusal is named when the producer starts
     (`services/listener/publisher.py`). Off with SFLS_KAFKA__CHECK_ACLS=false, for a broker whose
-    authorizer does not report authorized operations.
+    authorizer does not report authorized operations. What Kafka did not answer about within `timeout`
+    is logged (`acl_check_incomplete`) and counted in `sfls_kafka_acls_unchecked{service}`.
     """
     if not settings.kafka.check_acls:
         return
     wanted = [acl for acl in acls_for(service, settings) if acl.operation != "Create"]
     absent: set[str] = set()
-    missing = _missing(settings.kafka, wanted, absent)
+    unchecked: list[str] = []
+    missing = _missing(settings.kafka, wanted, absent, unchecked, timeout=timeout)
+    ACLS_UNCHECKED.labels(service=service).set(len(unchecked))
     if absent:
         raise ConfigError(
             f"Kafka topic {', '.join(repr(name) for name in sorted(absent))} does not exist: have the platform "
@@ -225,8 +235,11 @@ _ASK_AGAIN = (*kafka.COORDINATOR_NOT_READY, KafkaError._TIMED_OUT, KafkaError.UN
 UNKNOWN_TOPIC_SECONDS = 15.0
 
 
-def _missing(settings: KafkaSettings, acls: list[Acl], absent: set[str], timeout: float = 30.0) -> list[Acl]:
-    """The ACLs Kafka does not grant; topics that do not exist are added to `absent`.
+def _missing(
+    settings: KafkaSettings, acls: list[Acl], absent: set[str], unchecked: list[str], *, timeout: float
+) -> list[Acl]:
+    """The ACLs Kafka does not grant; topics that do not exist are added to `absent`, resources left unasked to
+    `unchecked`.
 
     What Kafka cannot answer about within `timeout` (a group coordinator still loading on a busy new
     broker) is left unchecked with a warning: the check must never be the reason a command fails, and
@@ -255,7 +268,7 @@ def _missing(settings: KafkaSettings, acls: list[Acl], absent: set[str], timeout
         if not retry:
             break
         if time.monotonic() > deadline:
-            unchecked = sorted(f"{kind} {name}" for kind, name in pending if (kind, name) not in granted)
+            unchecked += sorted(f"{kind} {name}" for kind, name in pending if (kind, name) not in granted)
             log.warning("acl_check_incomplete", unchecked=unchecked, error=retry[0].str())
             break
         time.sleep(0.5)

@@ -144,6 +144,14 @@ class DeadLetter:
         return self.headers.get(ERROR_MESSAGE, "")
 
     @property
+    def http_status(self) -> str:
+        return self.headers.get(ERROR_STATUS, "")
+
+    @property
+    def attempts(self) -> str:
+        return self.headers.get(ERROR_ATTEMPTS, "")
+
+    @property
     def last_failure(self) -> datetime:
         raw = self.headers.get(ERROR_LAST)
         return datetime.fromisoformat(raw) if raw else self.timestamp

@@ -85,6 +85,33 @@ def epoch_ms_to_datetime(value: int | float) -> datetime:
     return datetime.fromtimestamp(value / 1000, tz=UTC)
 
 
+def resync_event(
+    entity: Entity,
+    record_id: str,
+    account_id: str,
+    source: Source,
+    *,
+    origin: str,
+    committed_at: datetime,
+    replay_id: int | None = None,
+    transaction_key: str = "",
+    sequence_number: int = 0,
+) -> ChangeEvent:
+    """A RESYNC event: no field values; the syncer re-reads the record and its account."""
+    return ChangeEvent(
+        event_id=make_event_id(origin, record_id),
+        entity=entity,
+        change_type=ChangeType.RESYNC,
+        record_id=record_id,
+        account_id=account_id,
+        commit_timestamp=committed_at,
+        transaction_key=transaction_key,
+        sequence_number=sequence_number,
+        replay_id=replay_id,
+        source=source,
+    )
+
+
 class RequestStatus(StrEnum):
     SUCCESS = "Success"
     FAILED = "Failed"

@@ -1,4 +1,5 @@
-"""The LogiSense Billing REST client (httpx): tokens, envelopes, paging, errors and retries.
+"""The LogiSense Billing REST client (httpx): tokens, retries and metrics around each call
+(what the JSON of a query and of an answer means, errors included, is shared/logisense_wire.py).
 
 - Base URL `{base_url}/ResourceServer/api/{api_version}/`; tokens from
   `{base_url}/AuthorizationServer/api/{api_version}/Access/Login` (password grant with the client id,
@@ -8,34 +9,38 @@
 - Every public call runs under `shared.retry.call_with_retries`, so callers get retries for free:
   429 (honouring Retry-After), 5xx, timeouts and connection errors are TransientError; a 401 costs
   one free retry after a token refresh, and a second 401 ends as RetriesExhaustedError whose `last`
-  is the AuthExpiredError; 400 is RejectedError with LogiSense's messages joined; other 4xx
-  (404, 405, 409) are PermanentError.
+  is the AuthExpiredError; 400 (RejectedError) and other 4xx (PermanentError) are not retried.
 - Each HTTP attempt (token requests included) is reported to `on_request` as a RequestOutcome and
   counted in `sfls_logisense_requests_total` / `sfls_logisense_request_duration_seconds`, labelled
   by the route template (`Account`, `Contact/Point`, `Account/Search`, `Access/Login`), never an id.
 - Secrets (password, client secret, tokens) never appear in errors, outcomes or metrics.
-
-Custom fields are top-level properties keyed by their Column Name (reference section 7, DESIGN),
-so `search("Account", [Condition("sfdcid", "eq", sf_id)])` finds an account by its Salesforce id.
 """
 
 from __future__ import annotations
 
 import asyncio
 import builtins
-import email.utils
 import json
 import ssl
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any, Self
 
 import httpx
 from prometheus_client import Counter, Histogram
 
-from shared.errors import AuthExpiredError, PermanentError, RejectedError, TransientError
+from shared.errors import AuthExpiredError, PermanentError, TransientError
+from shared.logisense_wire import (
+    ConditionLike,
+    OrderLike,
+    decode,
+    error_messages,
+    first_instance,
+    pages,
+    query_json,
+    retry_after_seconds,
+)
 from shared.retry import RetryPolicy, call_with_retries
 from shared.settings import LogisenseSettings
 
@@ -51,8 +56,6 @@ DURATION = Histogram(
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
 )
 LOGIN_RESOURCE = "Access/Login"
-EXCERPT_CHARS = 500
-TRAILER_CODE = 2000  # LogiSense's closing "Errors found. Transaction rolled back." entry
 
 
 @dataclass(frozen=True)
@@ -67,82 +70,10 @@ class RequestOutcome:
     attempt: int
 
 
-@dataclass(frozen=True)
-class Condition:
-    """One search condition; LogiSense ANDs them. Operators: eq notEq lt ltEq gt gtEq (and in, like, isNull)."""
-
-    name: str
-    operator: str = "eq"
-    value: Any = None
-
-    def to_json(self) -> dict[str, Any]:
-        return {"name": self.name, "operator": self.operator, "value": self.value}
-
-
-ConditionLike = Condition | tuple[str, str, Any] | Mapping[str, Any]
-OrderLike = tuple[str, str] | Mapping[str, Any] | str
-
-
-def condition_json(condition: ConditionLike) -> dict[str, Any]:
-    """A Condition, a (name, operator, value) tuple or a {name, operator, value} dict as search JSON."""
-    if isinstance(condition, Condition):
-        return condition.to_json()
-    if isinstance(condition, Mapping):
-        return {
-            "name": str(condition["name"]),
-            "operator": condition.get("operator", "eq"),
-            "value": condition.get("value"),
-        }
-    name, operator, value = condition
-    return {"name": name, "operator": operator, "value": value}
-
-
-def order_json(order: OrderLike) -> dict[str, Any]:
-    """`("name", "desc")`, `{"name": .., "direction": ..}`, or `"name"` / `"-name"` as orderBy JSON."""
-    if isinstance(order, str):
-        return {"name": order.lstrip("-"), "direction": "desc" if order.startswith("-") else "asc"}
-    if isinstance(order, Mapping):
-        return {"name": str(order["name"]), "direction": str(order.get("direction", "asc"))}
-    return {"name": order[0], "direction": order[1]}
-
-
 def status_class(status: int | None, error: str | None) -> str:
     if status is None:
         return "timeout" if error == "timeout" else "error"
     return f"{status // 100}xx"
-
-
-def retry_after_seconds(value: str | None) -> float | None:
-    """Retry-After as seconds: a number, or an HTTP date."""
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        moment = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return max(0.0, (moment - datetime.now(UTC)).total_seconds())
-
-
-def error_messages(body: Any) -> list[str]:
-    """The readable messages of a LogiSense error body, without the closing roll-back entry."""
-    if not isinstance(body, dict):
-        return []
-    messages = [
-        str(entry.get("message"))
-        for entry in body.get("errors") or ()
-        if isinstance(entry, dict) and entry.get("message") and entry.get("code") != TRAILER_CODE
-    ]
-    if not messages and body.get("message"):
-        messages.append(str(body["message"]))
-    if not messages and body.get("error"):
-        messages.append(f"{body['error']}: {body.get('error_description', '')}".rstrip(": "))
-    return messages
 
 
 class LogisenseClient:
@@ -304,28 +235,12 @@ class LogisenseClient:
         return await call_with_retries(attempt, self._policy)
 
     def _decode(self, response: httpx.Response, method: str, resource: str, token: str) -> dict[str, Any]:
-        status = response.status_code
         try:
-            body: Any = response.json()
-        except ValueError:
-            body = None
-        where = f"LogiSense {method} {resource}"
-        if 200 <= status < 300:
-            if not isinstance(body, dict):
-                raise PermanentError(f"{where}: HTTP {status} without a JSON object", status=status)
-            return body
-        excerpt = response.text[:EXCERPT_CHARS]
-        detail = "; ".join(error_messages(body)) or (response.reason_phrase or "")
-        if status == 401:
+            return decode(response, f"LogiSense {method} {resource}")
+        except AuthExpiredError:
             if self._token == token:
                 self._token = None  # the next attempt logs in again
-            raise AuthExpiredError(f"{where}: HTTP 401 (access token refused)", status=status)
-        if status == 429 or status >= 500:
-            retry_after = retry_after_seconds(response.headers.get("Retry-After"))
-            raise TransientError(f"{where}: HTTP {status}: {detail}", status=status, retry_after=retry_after)
-        if status == 400:
-            raise RejectedError(f"{where} rejected: {detail}", status=status, response_excerpt=excerpt)
-        raise PermanentError(f"{where}: HTTP {status}: {detail}", status=status, response_excerpt=excerpt)
+            raise
 
     # -- the API -------------------------------------------------------------------------------
     async def get(self, resource: str, identity: int | str) -> dict[str, Any]:
@@ -348,7 +263,7 @@ class LogisenseClient:
                 "GET", resource, f"{resource}/Paged", label=f"{resource}/Paged", headers={"Pagination": header}
             )
 
-        async for item in _pages(fetch, size):
+        async for item in pages(fetch, size):
             yield item
 
     async def search(
@@ -361,7 +276,7 @@ class LogisenseClient:
         top: int | None = None,
     ) -> builtins.list[dict[str, Any]]:
         """`POST R/Search` (conditions ANDed); at most `top` items (LogiSense's default is 100)."""
-        query = _query(conditions, order_by)
+        query = query_json(conditions, order_by)
         if fields is not None:
             query["fields"] = list(fields)
         if top is not None:
@@ -388,66 +303,32 @@ class LogisenseClient:
         `{"usageRateGroups": {"rates": {}}}` on RatePlan.
         """
         size = page_size or self._settings.page_size
-        query = _query(conditions, order_by or [("identity", "asc")])
+        query = query_json(conditions, order_by or [("identity", "asc")])
         query.update(children or {})
 
         async def fetch(page: int) -> dict[str, Any]:
             body = {"query": {**query, "pagination": {"pageNumber": page, "pageSize": size}}}
             return await self._call("POST", resource, f"{resource}/Search", label=f"{resource}/Search", json=body)
 
-        async for item in _pages(fetch, size):
+        async for item in pages(fetch, size):
             yield item
 
     async def create(self, resource: str, body: Mapping[str, Any]) -> dict[str, Any]:
         """`POST R`; returns the created instance (with its identity)."""
         answer = await self._call("POST", resource, resource, json=dict(body))
-        return _first_instance(answer)
+        return first_instance(answer)
 
     async def update(self, resource: str, identity: int | str, body: Mapping[str, Any]) -> dict[str, Any]:
         """`PUT R/{id}` with only the fields to change; returns the updated instance."""
         answer = await self._call("PUT", resource, f"{resource}/{identity}", json=dict(body))
-        return _first_instance(answer)
+        return first_instance(answer)
 
     async def patch(self, resource: str, identity: int | str, body: Mapping[str, Any]) -> dict[str, Any]:
         """`PATCH R/{id}` (may carry child arrays); returns the parent instance."""
         answer = await self._call("PATCH", resource, f"{resource}/{identity}", json=dict(body))
-        return _first_instance(answer)
+        return first_instance(answer)
 
     async def delete(self, resource: str, identity: int | str) -> builtins.list[dict[str, Any]]:
         """`DELETE R/{id}`; returns the result items (the record and what cascaded or detached)."""
         answer = await self._call("DELETE", resource, f"{resource}/{identity}")
         return list((answer.get("results") or {}).get("items") or [])
-
-
-def _query(conditions: Sequence[ConditionLike], order_by: Sequence[OrderLike] | None) -> dict[str, Any]:
-    query: dict[str, Any] = {"search": [condition_json(c) for c in conditions]}
-    if order_by:
-        query["orderBy"] = [order_json(o) for o in order_by]
-    return query
-
-
-def _first_instance(answer: dict[str, Any]) -> dict[str, Any]:
-    items = (answer.get("results") or {}).get("items") or []
-    if not items or not isinstance(items[0], dict):
-        raise PermanentError("LogiSense answered a write without a result item")
-    first = items[0]
-    instance = first.get("instance")
-    if isinstance(instance, dict):
-        return instance
-    return {"identity": first.get("identity")}
-
-
-async def _pages(fetch: Callable[[int], Awaitable[dict[str, Any]]], size: int) -> AsyncIterator[dict[str, Any]]:
-    page = 1
-    seen = 0
-    while True:
-        body = await fetch(page)
-        results = body.get("pagedResults") or {}
-        items = list(results.get("items") or [])
-        for item in items:
-            yield item
-        seen += len(items)
-        total = results.get("totalCount")
-        if len(items) < size or (isinstance(total, int) and seen >= total):
-            return
-        page += 1

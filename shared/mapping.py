@@ -12,22 +12,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from shared.compound import ADDRESS_PARTS, as_components, components, is_address, with_components
 from shared.errors import ConfigError, MappingError
 from shared.settings import Settings, check_column_name
-
-# Compound fields arrive nested in CDC (`Name.FirstName`, `MailingAddress.City`); these are
-# their flat sObject components, so a mapping may name either form.
-COMPOUND_COMPONENTS: dict[str, dict[str, tuple[str, ...]]] = {
-    "Account": {
-        "BillingAddress": ("BillingStreet", "BillingCity", "BillingState", "BillingPostalCode", "BillingCountry"),
-        "ShippingAddress": ("ShippingStreet", "ShippingCity", "ShippingState", "ShippingPostalCode", "ShippingCountry"),
-    },
-    "Contact": {
-        "Name": ("Salutation", "FirstName", "LastName"),
-        "MailingAddress": ("MailingStreet", "MailingCity", "MailingState", "MailingPostalCode", "MailingCountry"),
-        "OtherAddress": ("OtherStreet", "OtherCity", "OtherState", "OtherPostalCode", "OtherCountry"),
-    },
-}
 
 
 def synced_account_fields(settings: Settings) -> list[str]:
@@ -48,7 +35,7 @@ def synced_account_fields(settings: Settings) -> list[str]:
 
 def account_trigger_fields(settings: Settings) -> frozenset[str]:
     """Account fields whose change makes the account resync."""
-    return frozenset(_with_compound_parts("Account", set(synced_account_fields(settings))))
+    return frozenset(with_components("Account", synced_account_fields(settings)))
 
 
 def contact_trigger_fields(settings: Settings) -> frozenset[str]:
@@ -56,25 +43,7 @@ def contact_trigger_fields(settings: Settings) -> frozenset[str]:
     fields = {"Name", "Title", "AccountId", settings.salesforce.fields.contact_type}
     for points in settings.mappings.contact_points.values():
         fields.update(field for field in points.values() if field != "Id")
-    return frozenset(_with_compound_parts("Contact", fields))
-
-
-def _with_compound_parts(entity: str, fields: set[str]) -> set[str]:
-    """Add both the compound name and its flat components for every compound field named."""
-    result = set(fields)
-    for compound, parts in COMPOUND_COMPONENTS.get(entity, {}).items():
-        if compound in fields or any(part in fields for part in parts):
-            result.add(compound)
-            result.update(parts)
-    return result
-
-
-def is_trigger(changed_field: str, triggers: frozenset[str]) -> bool:
-    """True when a CDC changedFields entry (maybe `Compound.Component`) is a trigger field."""
-    if changed_field in triggers:
-        return True
-    compound, _, _component = changed_field.partition(".")
-    return bool(_component) and compound in triggers
+    return frozenset(with_components("Contact", fields))
 
 
 # --- Salesforce -> LogiSense field mapping ---------------------------------------------------------
@@ -85,8 +54,6 @@ def is_trigger(changed_field: str, triggers: frozenset[str]) -> bool:
 # a MappingError (the account is dead-lettered with that reason). A blank reference leaves the
 # LogiSense value as it is. Parent and invoice recipients are Salesforce ids here; the syncer
 # turns them into LogiSense ids once those accounts exist there.
-
-ADDRESS_PARTS = ("Street", "City", "State", "PostalCode", "Country")
 
 
 class Lookup(Protocol):
@@ -122,7 +89,7 @@ class MappedContact:
 
 def account_query_fields(settings: Settings) -> tuple[str, ...]:
     """The Account fields the mapping reads, and nothing else."""
-    return _flatten("Account", ["Id", *synced_account_fields(settings)])
+    return as_components("Account", ["Id", *synced_account_fields(settings)])
 
 
 def contact_query_fields(settings: Settings) -> tuple[str, ...]:
@@ -130,18 +97,7 @@ def contact_query_fields(settings: Settings) -> tuple[str, ...]:
     names = ["Id", "AccountId", "FirstName", "LastName", "Title", settings.salesforce.fields.contact_type]
     for points in settings.mappings.contact_points.values():
         names += points.values()
-    return _flatten("Contact", names)
-
-
-def _flatten(entity: str, names: list[str]) -> tuple[str, ...]:
-    compounds = COMPOUND_COMPONENTS.get(entity, {})
-    result: list[str] = []
-    for name in names:
-        parts = ("FirstName", "LastName") if entity == "Contact" and name == "Name" else compounds.get(name, (name,))
-        for part in parts:
-            if part not in result:
-                result.append(part)
-    return tuple(result)
+    return as_components("Contact", names, contact_name=("FirstName", "LastName"))
 
 
 def _text(value: Any) -> str:
@@ -196,8 +152,7 @@ def map_contact(
     for point, sf_field in _points_of_type(settings.mappings.contact_points, type_name).items():
         if point == link:
             continue
-        compound = COMPOUND_COMPONENTS["Contact"].get(sf_field)
-        if compound and sf_field.endswith("Address"):
+        if is_address("Contact", sf_field):
             address = _address(record, sf_field, lookup, sfdc_id)
             if address:
                 points[point] = address
@@ -218,8 +173,8 @@ def _points_of_type(contact_points: Mapping[str, Mapping[str, str]], type_name: 
 
 
 def _address(record: Mapping[str, Any], compound: str, lookup: Lookup, sfdc_id: str) -> dict[str, Any]:
-    prefix = compound.removesuffix("Address")
-    parts = {part: _text(record.get(prefix + part)) for part in ADDRESS_PARTS}
+    names = dict(zip(ADDRESS_PARTS, components("Contact", compound), strict=True))  # City -> MailingCity, ...
+    parts = {part: _text(record.get(name)) for part, name in names.items()}
     if not any(parts.values()):
         return {}
     body: dict[str, Any] = {"address1": parts["Street"], "city": parts["City"], "zipCode": parts["PostalCode"]}
@@ -229,7 +184,7 @@ def _address(record: Mapping[str, Any], compound: str, lookup: Lookup, sfdc_id: 
         if parts["State"]:
             body["stateId"] = lookup("state", parts["State"], within=country_id)
     elif parts["State"]:
-        raise MappingError(f"Salesforce contact {sfdc_id}: {prefix}State is set without {prefix}Country")
+        raise MappingError(f"Salesforce contact {sfdc_id}: {names['State']} is set without {names['Country']}")
     return body
 
 
@@ -350,6 +305,6 @@ def _where_contact(settings: Settings, name: str) -> str:
         return "salesforce.fields.contact_type"
     for type_name, points in settings.mappings.contact_points.items():
         for point, sf_field in points.items():
-            if name == sf_field or name in COMPOUND_COMPONENTS["Contact"].get(sf_field, ()):
+            if name == sf_field or name in components("Contact", sf_field):
                 return f"mappings.contact_points.{type_name}.{point}"
     return "a standard field sfls reads"

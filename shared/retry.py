@@ -10,7 +10,9 @@
 Backoff is exponential with full jitter (a uniform wait between 0 and the capped exponential ceiling);
 a server's Retry-After wins when it is longer than the computed delay. Every wait-and-try-again in sfls
 takes its delays from a RetryPolicy: LogiSense calls, the syncer's failed-batch pause, the listener's
-client rebuilds and its resync, and a service waiting for its broker.
+client rebuilds and its resync, and a service waiting for its broker. A blocking client call that must
+be retried within one deadline without any wait (the listener's transaction commit) goes through
+`call_in_slices`.
 """
 
 from __future__ import annotations
@@ -91,3 +93,27 @@ async def call_with_retries(
             if on_retry is not None:
                 on_retry(exc, attempt, wait)
             await sleep(wait)
+
+
+def call_in_slices(
+    operation: Callable[[float], T],
+    seconds: float,
+    *,
+    slice_seconds: float,
+    retriable: Callable[[Exception], bool],
+    clock: Callable[[], float] = time.monotonic,
+) -> T:
+    """Call the blocking `operation(timeout)` in calls of at most `slice_seconds` until it returns.
+
+    A retriable failure is called again at once while `seconds` have not passed; a failure that is not
+    retriable, or any failure at the deadline, is raised. For a client call whose long wait can hide a
+    state that a short call would report at once (the listener's transaction commit).
+    """
+    deadline = clock() + seconds
+    while True:
+        try:
+            return operation(max(0.1, min(slice_seconds, deadline - clock())))
+        except Exception as exc:
+            if retriable(exc) and clock() < deadline:
+                continue
+            raise

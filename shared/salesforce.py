@@ -11,7 +11,8 @@ REST (`SalesforceRest`, synchronous; async callers use `asyncio.to_thread`):
   own retry, so re-authentication is ours: on `SalesforceExpiredSession` we log in again once
   and repeat the call.
 - Bulk API 2.0 (`bulk_upsert`) goes through simple-salesforce's `bulk2` client on the same session:
-  one ingest job per call from a temporary CSV file, results keyed by external id.
+  one ingest job per call from a temporary CSV file, results keyed by external id
+  (shared/salesforce_bulk.py).
 - Errors map onto shared.errors: 5xx, timeouts, connection errors and REQUEST_LIMIT_EXCEEDED are
   TransientError; 400s are RejectedError (with Salesforce's errorCode and message); 404 is
   RecordNotFoundError; a refused login is ConfigError naming the settings to check. Secrets never
@@ -20,12 +21,8 @@ REST (`SalesforceRest`, synchronous; async callers use `asyncio.to_thread`):
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 import re
 import ssl
-import tempfile
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
@@ -46,11 +43,11 @@ from simple_salesforce.exceptions import (
 )
 
 from shared.errors import ConfigError, PermanentError, RejectedError, SflsError, TransientError
+from shared.salesforce_bulk import upsert_job
 from shared.settings import SalesforceSettings
 
 T = TypeVar("T")
 COLLECTION_LIMIT = 200
-BULK_NULL = "#N/A"
 _ID = re.compile(r"^[a-zA-Z0-9]{15}(?:[a-zA-Z0-9]{3})?$")
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*(?:\.[A-Za-z][A-Za-z0-9_]*)*$")
 _AUTH_HINT = (
@@ -144,31 +141,6 @@ def _check_ids(ids: Iterable[str]) -> list[str]:
             raise RejectedError(f"not a Salesforce record id: {record_id!r}")
         unique[record_id] = None
     return list(unique)
-
-
-def bulk_csv_value(value: Any) -> str:
-    """A record value as Bulk API CSV text: null (and empty text, which Salesforce stores as null) is `#N/A`,
-    because an empty CSV value would leave the field unchanged."""
-    if value is None or value == "":
-        return BULK_NULL
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, dict | list):
-        return json.dumps(value, separators=(",", ":"), sort_keys=True)
-    return str(value)
-
-
-def bulk_result(row: dict[str, str]) -> dict[str, Any]:
-    """A successfulResults/failedResults row in the sObject Collections result shape."""
-    if "sf__Error" not in row:
-        return {"success": True, "created": row.get("sf__Created") == "true", "id": row.get("sf__Id"), "errors": []}
-    code, _, rest = row["sf__Error"].partition(":")
-    rest = rest.removesuffix("--").rstrip()
-    message, colon, fields = rest.rpartition(":")
-    if not colon:  # no fields part: the whole rest is the message
-        message, fields = rest, ""
-    error = {"statusCode": code, "message": message, "fields": [f for f in fields.split(",") if f]}
-    return {"success": False, "id": row.get("sf__Id") or None, "errors": [error]}
 
 
 class RecordReader(Protocol):
@@ -371,52 +343,9 @@ class SalesforceRest:
     def bulk_upsert(self, sobject: str, external_field: str, records: Iterable[dict[str, Any]]) -> dict[str, Any]:
         """Upsert by external id through one Bulk API 2.0 ingest job; external id -> result.
 
-        The records stream into a temporary CSV file, so the caller need not hold them in memory.
-        The first record's keys are the CSV header: a later record may lack one (that field is left
-        as it is) but not add one (RejectedError). The results have the sObject Collections shape
-        (`success`, `created`, `id`, `errors`), so callers treat both paths alike; a record without
-        a result was not processed. A job Salesforce fails as a
-        whole raises PermanentError with the job's errorMessage. A session that expires mid-job
-        repeats the whole job after logging in again, which is safe: an upsert by external id is
-        idempotent.
+        Results have the sObject Collections shape; shared/salesforce_bulk.py (`upsert_job`) says what
+        a record may hold, which records get no result, and what a failed job or expired session does.
         """
         _check_name(sobject)
         _check_name(external_field)
-        poll = self.settings.bulk_poll_seconds
-        with tempfile.NamedTemporaryFile("w", suffix=".csv", encoding="utf-8", newline="") as handle:
-            writer: csv.DictWriter[str] | None = None
-            for record in records:
-                if writer is None:
-                    writer = csv.DictWriter(handle, fieldnames=list(record), restval="", lineterminator="\n")
-                    writer.writeheader()
-                extra = [name for name in record if name not in writer.fieldnames]
-                if extra:
-                    raise RejectedError(
-                        f"bulk upsert {sobject}: every record needs the fields of the first; found {', '.join(extra)}"
-                    )
-                writer.writerow({name: bulk_csv_value(value) for name, value in record.items()})
-            if writer is None:
-                return {}
-            handle.flush()
-            jobs = self.call(
-                lambda sf: getattr(sf.bulk2, sobject).upsert(
-                    csv_file=handle.name, external_id_field=external_field, wait=poll
-                ),
-                kind="bulk",
-                what=f"bulk upsert {sobject}",
-            )
-        results: dict[str, Any] = {}
-        for job in jobs:
-            for kind in ("successful", "failed"):
-                for row in csv.DictReader(io.StringIO(self._bulk_results(sobject, str(job["job_id"]), kind))):
-                    results[row.get(external_field, "")] = bulk_result(row)
-        return results
-
-    def _bulk_results(self, sobject: str, job_id: str, kind: str) -> str:
-        """The CSV of a job's successful or failed records."""
-
-        def read(sf: Salesforce) -> str:
-            bulk = getattr(sf.bulk2, sobject)
-            return str(bulk.get_successful_records(job_id) if kind == "successful" else bulk.get_failed_records(job_id))
-
-        return self.call(read, kind="bulk", what=f"bulk {kind} results of {sobject}")
+        return upsert_job(self.call, sobject, external_field, records, poll_seconds=self.settings.bulk_poll_seconds)

@@ -24,6 +24,28 @@ from shared.settings import KafkaSettings
 # Emulator fixtures live beside their emulators' tests; every test may use them.
 pytest_plugins = ["tests.fixtures.salesforce", "tests.fixtures.logisense"]
 
+# Fixtures that start or run something outside the test process: the broker, the emulators, helm,
+# promtool and Prometheus. A test using one (directly or through another fixture) must be marked
+# `integration`, so `make test-unit` (`-m "not integration"`) needs none of them.
+OUTSIDE_THE_PROCESS = frozenset(
+    {"kafka_bootstrap", "salesforce_server", "logisense_server", "helm", "promtool", "prometheus_bin"}
+)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Refuse a run in which a test needs a broker, an emulator or a tool without being marked integration."""
+    unmarked = sorted(
+        f"{item.nodeid} (uses {', '.join(sorted(OUTSIDE_THE_PROCESS & set(getattr(item, 'fixturenames', ()))))})"
+        for item in items
+        if OUTSIDE_THE_PROCESS & set(getattr(item, "fixturenames", ()))
+        and item.get_closest_marker("integration") is None
+    )
+    if unmarked:
+        raise pytest.UsageError(
+            "tests that cross a process boundary must be marked integration (pytestmark = pytest.mark.integration):\n  "
+            + "\n  ".join(unmarked)
+        )
+
 
 def _docker_available() -> bool:
     """A Docker engine answers `GET /_ping` on DOCKER_HOST (or the default unix socket).

@@ -12,17 +12,18 @@ import structlog
 from prometheus_client import REGISTRY, push_to_gateway
 from rich.console import Console
 
-from services.importer.entities import BY_NAME, check_targets
+from services.importer.entities import BY_NAME
 from services.importer.publish import Publisher
 from services.importer.report import RichProgress, failure_lines, summary_table
 from services.importer.run import AccountLinks, Importer, Progress, RunReport, summary_dict
+from services.importer.targets import check_targets
 from shared import acls, kafka
 from shared.errors import ConfigError
 from shared.observability import configure_logging, secret_values
 from shared.retry import RetryPolicy
 from shared.settings import Settings
 
-log = structlog.get_logger("sfls.importer")
+log = structlog.get_logger(__name__)
 
 
 def topic_specs(settings: Settings, names: Sequence[str]) -> list[kafka.TopicSpec]:

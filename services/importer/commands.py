@@ -24,7 +24,7 @@ def register(app: typer.Typer) -> None:
 def _run(ctx: typer.Context, group: str, only: str | None, dry_run: bool, account: str | None = None) -> None:
     from services.command import run_guarded, settings_of
     from services.importer.app import import_command
-    from services.importer.entities import select
+    from services.importer.targets import select
 
     settings = settings_of(ctx)
     names = run_guarded(lambda: select(group, only))
@@ -78,6 +78,6 @@ def import_all(ctx: typer.Context, only: Only = None, dry_run: DryRun = False) -
 def schema(ctx: typer.Context) -> None:
     """Print the Salesforce custom objects and fields the import lands in (JSON), for an org admin to deploy."""
     from services.command import out, settings_of
-    from services.importer.entities import salesforce_schema
+    from services.importer.targets import salesforce_schema
 
     out.print_json(json.dumps(salesforce_schema(settings_of(ctx))))

@@ -1,87 +1,14 @@
 """What the importer imports: one row per entity, from LogiSense resource to Salesforce object.
 
-Each entity names its LogiSense source (a paged resource, or a deep search whose nested children
-are flattened), its Kafka topic (`<prefix>.catalogue.<entity>` or `<prefix>.reference.<entity>`,
-keyed by the LogiSense id), its Salesforce target object and field map, and its relations to other
-entities. A relation lands as a lookup set by the parent's external id (`Package__r:
-{LogiSense_Id__c: "12"}`), so parents must land before children: ENTITIES is in that order.
-
-Target objects and fields are defaults; `importer.targets.<entity>` in the config overrides them.
-`salesforce_schema()` gives the custom objects and fields the defaults need, in the shape the
-Salesforce emulator's `POST /__admin/schema` takes (the same list an org admin deploys).
+A relation lands as a lookup set by the parent's external id (`Package__r: {LogiSense_Id__c: "12"}`),
+so parents must land before children: ENTITIES is in that order. Target objects and fields are
+defaults; `importer.targets.<entity>` in the config overrides them (services/importer/targets.py).
+What a row holds is services/importer/model.py.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
-from typing import Any, Literal
-
-from shared.errors import ConfigError
-from shared.kafka import Topics
-from shared.settings import ImportSettings, Settings
-
-Group = Literal["catalogue", "data", "invoices"]
-SfType = Literal["string", "textarea", "boolean", "double", "int", "datetime", "picklist"]
-
-
-@dataclass(frozen=True)
-class Column:
-    """One Salesforce field fed by one LogiSense field."""
-
-    salesforce: str
-    logisense: str
-    type: SfType = "string"
-
-
-@dataclass(frozen=True)
-class Relation:
-    """A LogiSense foreign key landed as a Salesforce lookup to the parent entity's record."""
-
-    logisense: str  # the foreign key on the LogiSense item, e.g. packageId
-    entity: str  # the parent entity, e.g. package
-    salesforce: str  # the lookup field, e.g. Package__c
-
-    @property
-    def relationship(self) -> str:
-        """The relationship name used to set the lookup by external id (Package__c -> Package__r)."""
-        return self.salesforce[:-3] + "__r" if self.salesforce.endswith("__c") else self.salesforce.removesuffix("Id")
-
-
-@dataclass(frozen=True)
-class Deep:
-    """A deep search whose nested children are the entity's items: RatePlan/Search -> groups -> rates.
-
-    `path` is the chain of child keys; each flattened item gets the ids of its ancestors under
-    `inherit` (ancestor depth -> field name), e.g. a rate gets its rate plan's id as usageRatePlanId.
-    """
-
-    route: str
-    path: tuple[str, ...]
-    inherit: Mapping[int, str] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class ImportEntity:
-    name: str
-    group: Group
-    resource: str  # the LogiSense resource (paged GET)
-    sobject: str
-    columns: tuple[Column, ...]
-    relations: tuple[Relation, ...] = ()
-    deep: Deep | None = None
-    label: str = ""
-
-    @property
-    def kind(self) -> Literal["catalogue", "reference"]:
-        return "catalogue" if self.group == "catalogue" else "reference"
-
-    def topic(self, topics: Topics) -> str:
-        return topics.catalogue(self.name) if self.kind == "catalogue" else topics.reference(self.name)
-
-    @property
-    def title(self) -> str:
-        return self.label or self.name.replace("_", " ").title()
+from services.importer.model import Column, Deep, ImportEntity, Relation, SfType
 
 
 def _c(salesforce: str, logisense: str, kind: SfType = "string") -> Column:
@@ -368,8 +295,8 @@ _DATA: tuple[ImportEntity, ...] = (
     ),
 )
 
-# The invoice's columns come from `mappings.invoice_columns` (see invoice_entity); these are the
-# ones it always has. The Account lookup is set from the LogiSense account's link field (sfdcid).
+# The invoice's columns come from `mappings.invoice_columns` (see `resolve` in services/importer/targets.py);
+# these are the ones it always has. The Account lookup is set from the LogiSense account's link field (sfdcid).
 INVOICE = ImportEntity(
     "invoice",
     "invoices",
@@ -398,121 +325,3 @@ GROUPS: dict[str, tuple[str, ...]] = {
     "catalogue": tuple(e.name for e in _CATALOGUE),
     "invoices": (INVOICE.name,),
 }
-
-
-def invoice_column_field(column: str) -> str:
-    """The Salesforce field of a LogiSense invoice column: name -> Name, previousBalance -> Previous_Balance__c."""
-    if column == "name":
-        return "Name"
-    words: list[str] = []
-    current = ""
-    for char in column:
-        if char.isupper() and current:
-            words.append(current)
-            current = char
-        else:
-            current += char
-    words.append(current)
-    return "_".join(w[:1].upper() + w[1:] for w in words) + "__c"
-
-
-def resolve(name: str, settings: Settings) -> ImportEntity:
-    """The entity with the configured target object, fields and (for invoices) columns applied."""
-    base = BY_NAME.get(name)
-    if base is None:
-        raise ConfigError(f"unknown entity {name!r}; choose one of: {', '.join(BY_NAME)}")
-    columns = list(base.columns)
-    if base.name == "invoice":
-        configured = [c.column for c in settings.mappings.invoice_columns] or list(DEFAULT_INVOICE_COLUMNS)
-        known = {c.logisense for c in columns}
-        for column in configured:
-            if column not in known:
-                columns.append(Column(invoice_column_field(column), column, INVOICE_COLUMN_TYPES.get(column, "string")))
-                known.add(column)
-    if base.name == "package_frequency":
-        for extension in settings.mappings.product_extensions:
-            columns = [c for c in columns if c.salesforce != extension.salesforce]
-            columns.append(Column(extension.salesforce, extension.logisense, "string"))
-    target = settings.importer.targets.get(name)
-    sobject = base.sobject
-    if target is not None:
-        sobject = target.sobject or sobject
-        for sf_field, ls_field in target.fields.items():
-            columns = [c for c in columns if c.salesforce != sf_field]
-            if ls_field:
-                columns.append(Column(sf_field, ls_field, "string"))
-    return replace(base, sobject=sobject, columns=tuple(columns))
-
-
-def check_targets(settings: ImportSettings) -> None:
-    """Refuse overrides for entities that do not exist, naming the valid ones."""
-    unknown = sorted(set(settings.targets) - set(BY_NAME))
-    if unknown:
-        raise ConfigError(
-            f"importer.targets: unknown entities {', '.join(unknown)}; the entities are {', '.join(BY_NAME)}"
-        )
-
-
-def select(group: str, only: str | None = None) -> tuple[str, ...]:
-    """Entities of a command ("catalogue", "data", "invoices", "all"), in landing order, or just `only`."""
-    names = GROUPS["data"] + GROUPS["catalogue"] + GROUPS["invoices"] if group == "all" else GROUPS.get(group)
-    if names is None:
-        raise ConfigError(f"unknown import group {group!r}")
-    if only is None:
-        return names
-    if only not in names:
-        raise ConfigError(f"--only {only}: not an entity of `import {group}`; choose one of: {', '.join(names)}")
-    return (only,)
-
-
-def salesforce_schema(settings: Settings) -> dict[str, Any]:
-    """The custom objects and fields the resolved entities land in (emulator `POST /__admin/schema` shape)."""
-    ext, hash_field = settings.importer.external_id_field, settings.importer.hash_field
-    resolved = [resolve(e.name, settings) for e in ENTITIES]
-    sobjects = {e.name: e.sobject for e in resolved}
-    objects: dict[str, list[dict[str, Any]]] = {}
-    for entity in resolved:
-        fields = objects.setdefault(entity.sobject, [])
-        names = {f["name"] for f in fields}
-
-        def add(spec: dict[str, Any], names: set[str] = names, fields: list[dict[str, Any]] = fields) -> None:
-            if spec["name"] not in names:
-                names.add(spec["name"])
-                fields.append(spec)
-
-        add({"name": ext, "type": "string", "externalId": True, "length": 40})
-        add({"name": hash_field, "type": "string", "length": 64})
-        for column in entity.columns:
-            spec: dict[str, Any] = {"name": column.salesforce, "type": column.type}
-            if column.salesforce == "Name":
-                spec["length"] = 80  # a custom object's Name field holds 80 characters
-            elif column.type == "textarea":
-                spec["length"] = 32000
-            add(spec)
-        for relation in entity.relations:
-            add(
-                {
-                    "name": relation.salesforce,
-                    "type": "reference",
-                    "referenceTo": sobjects[relation.entity],
-                    "relationshipName": relation.relationship,
-                }
-            )
-        if entity.name == "invoice":
-            add({"name": INVOICE_ACCOUNT_FIELD, "type": "reference", "referenceTo": "Account"})
-    standard = {"Account", "Contact", "Product2", "User"}
-    return {
-        "objects": [
-            {"name": name, "label": name[:-3].replace("_", " "), "fields": fields}
-            for name, fields in objects.items()
-            if name not in standard
-        ],
-        "fields": {
-            name: [f for f in fields if f["name"] not in _STANDARD_FIELDS.get(name, ())]
-            for name, fields in objects.items()
-            if name in standard
-        },
-    }
-
-
-_STANDARD_FIELDS = {"Product2": ("Name", "ProductCode", "IsActive", "Family", "Description", "LogiSense_Id__c")}

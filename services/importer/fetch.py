@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Sequence
 from typing import Any, Protocol
 
-from services.importer.entities import Deep, ImportEntity
+from services.importer.model import Deep, ImportEntity
 
 Condition = dict[str, Any]
 

@@ -39,7 +39,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import IO, Any, Protocol
 
-from services.importer.entities import ImportEntity
+from services.importer.model import ImportEntity
 from services.importer.transform import Prepared
 from shared.errors import SflsError
 from shared.salesforce import COLLECTION_LIMIT

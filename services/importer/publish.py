@@ -26,6 +26,7 @@ from shared import kafka
 from shared.deadletter import Failure, count_dead_letter, dead_letter_headers
 from shared.errors import TransientError
 from shared.events import RequestRecord
+from shared.kafka_reader import read_to_end
 from shared.settings import KafkaSettings
 
 HASH_HEADER = "sfls.hash"
@@ -116,4 +117,4 @@ def topic_exists(settings: KafkaSettings, topic: str, timeout: float = 30.0) -> 
 def read_topic(settings: KafkaSettings, topic: str, timeout: float = 30.0) -> Iterator[Message]:
     """Every record of a topic from the beginning to the end offsets of now (assigned, never committed)."""
     # Small prefetch: the ids are all we keep, so librdkafka's default 64 MiB queue is only RSS.
-    return kafka.read_to_end(settings, topic, timeout=timeout, **{"queued.max.messages.kbytes": 8192})
+    return read_to_end(settings, topic, timeout=timeout, **{"queued.max.messages.kbytes": 8192})

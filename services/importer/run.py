@@ -32,17 +32,18 @@ from typing import Any, Protocol, TypeVar
 import structlog
 
 from services.importer import fetch
-from services.importer.entities import ImportEntity, resolve
 from services.importer.land import Landed, Lander, SalesforceWriter
 from services.importer.metrics import BULK_JOBS, ITEMS, LAST_SUCCESS, OUTCOMES, RUN_DURATION
+from services.importer.model import ImportEntity
 from services.importer.publish import Publisher, live_ids
+from services.importer.targets import resolve
 from services.importer.transform import Prepared, logisense_id, to_record
 from shared.errors import MappingError, SflsError
 from shared.events import RequestRecord, RequestStatus
 from shared.kafka import Topics
 from shared.settings import Settings
 
-log = structlog.get_logger("sfls.importer")
+log = structlog.get_logger(__name__)
 T = TypeVar("T")
 
 MAX_REASONS = 5

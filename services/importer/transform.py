@@ -13,7 +13,8 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from services.importer.entities import INVOICE_ACCOUNT_FIELD, Column, ImportEntity
+from services.importer.entities import INVOICE_ACCOUNT_FIELD
+from services.importer.model import Column, ImportEntity
 from shared.errors import MappingError
 
 HASH_LENGTH = 32

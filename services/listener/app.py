@@ -35,7 +35,7 @@ from shared.settings import Settings
 if TYPE_CHECKING:
     from shared.salesforce import RecordReader
 
-log = structlog.get_logger("sfls.listener")
+log = structlog.get_logger(__name__)
 
 RESYNC_NAME = "resync"
 
@@ -59,7 +59,12 @@ class Resync:
     async def trigger(self, channel: str) -> None:
         """A replay id expired: resync everything (again, after a running resync ends)."""
         if not self._settings.listener.resync_on_expired_replay:
-            log.error("replay id expired and resync_on_expired_replay is off: changes may be lost", channel=channel)
+            log.error(
+                "replay_id_expired",
+                channel=channel,
+                resync_on_expired_replay=False,
+                consequence="changes made while the listener was away may be lost",
+            )
             return
         if self.running:
             self._again = True
@@ -76,7 +81,7 @@ class Resync:
             try:
                 progress = await asyncio.to_thread(self._backfill, resume)
             except ProducerFencedError:
-                log.exception("resync producer fenced; another listener runs the resync")
+                log.exception("resync_fenced")
                 return
             except AuthorizationError:  # a revoked ACL: retrying cannot help; the run resumes on the next start
                 log.exception("full_resync_refused")
@@ -84,7 +89,7 @@ class Resync:
             except Exception:
                 failures += 1
                 pause = backoff.delay(failures)
-                log.exception("full resync failed; retrying from its last committed batch", retry_in_seconds=pause)
+                log.exception("resync_failed", retry_in_seconds=pause)
                 await asyncio.sleep(pause)
                 resume = True
                 continue
@@ -92,7 +97,7 @@ class Resync:
             if not progress.done:  # stopped
                 return
             self.completed += 1
-            log.warning("full resync finished", published=progress.published, run_id=progress.run_id)
+            log.warning("resync_finished", published=progress.published, run_id=progress.run_id)
             if not self._again:
                 return
             resume = False
@@ -163,7 +168,7 @@ async def run_listener(settings: Settings, stop: asyncio.Event, health: Health |
     await asyncio.to_thread(publisher.start)
     state = await asyncio.to_thread(publisher.load_state)
     log.info(
-        "resuming from checkpoint" if state.checkpoints else "no checkpoint yet",
+        "checkpoint_loaded" if state.checkpoints else "no_checkpoint_yet",
         checkpoints={c.channel: c.replay_id for c in state.checkpoints.values()},
         initial_replay=settings.listener.initial_replay,
     )
@@ -180,7 +185,7 @@ async def run_listener(settings: Settings, stop: asyncio.Event, health: Health |
     await asyncio.to_thread(resync.prepare)
     unfinished = state.backfills.get(RESYNC_NAME)
     if unfinished is not None and not unfinished.done:
-        log.warning("resuming an unfinished full resync", run_id=unfinished.run_id, after=unfinished.last_id)
+        log.warning("resync_resumed", run_id=unfinished.run_id, after=unfinished.last_id)
         await resync.resume()
 
     async def handle(batch: list[Message]) -> None:
@@ -189,7 +194,7 @@ async def run_listener(settings: Settings, stop: asyncio.Event, health: Health |
         except (ProducerFencedError, AuthorizationError):
             raise
         except Exception as exc:
-            log.exception("batch failed; replaying it from the checkpoint")
+            log.exception("batch_failed")
             raise RebuildError("handler_error", str(exc)) from exc
 
     supervisor = StreamSupervisor(
@@ -206,7 +211,7 @@ async def run_listener(settings: Settings, stop: asyncio.Event, health: Health |
     finally:
         await resync.close()
         await asyncio.to_thread(publisher.close)
-        log.info("listener stopped")
+        log.info("listener_stopped")
 
 
 def main(settings: Settings) -> None:

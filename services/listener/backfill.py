@@ -23,15 +23,14 @@ from typing import TYPE_CHECKING
 import structlog
 
 from services.listener.metrics import BACKFILL_RECORDS
-from services.listener.normalize import resync_event
 from services.listener.publisher import BackfillProgress, Record, TransactionalPublisher, backfill_record, event_record
 from shared.errors import ConfigError
-from shared.events import Entity, Source
+from shared.events import Entity, Source, resync_event
 
 if TYPE_CHECKING:
     from shared.salesforce import RecordReader
 
-log = structlog.get_logger("sfls.listener.backfill")
+log = structlog.get_logger(__name__)
 
 Progress = Callable[[BackfillProgress], None]
 
@@ -76,10 +75,10 @@ def run_backfill(
     previous = publisher.load_state().backfills.get(name)
     if resume and previous is not None and not previous.done:
         progress = previous
-        log.info("resuming backfill", name=name, run_id=progress.run_id, after=progress.last_id)
+        log.info("backfill_resumed", name=name, run_id=progress.run_id, after=progress.last_id)
     else:
         progress = BackfillProgress(name=name, run_id=uuid.uuid4().hex[:16], where=check_where(where), reason=reason)
-        log.info("starting backfill", name=name, run_id=progress.run_id, where=progress.where)
+        log.info("backfill_started", name=name, run_id=progress.run_id, where=progress.where)
     started = datetime.now(UTC)
     batch: list[str] = []
     for row in source.query_all_iter(account_query(progress.where, progress.last_id)):
@@ -90,12 +89,12 @@ def run_backfill(
             if on_progress is not None:
                 on_progress(progress)
             if stop is not None and stop.is_set():
-                log.info("backfill paused", name=name, run_id=progress.run_id, published=progress.published)
+                log.info("backfill_paused", name=name, run_id=progress.run_id, published=progress.published)
                 return progress
     progress = _commit(publisher, progress, batch, started, done=True)
     if on_progress is not None:
         on_progress(progress)
-    log.info("backfill finished", name=name, run_id=progress.run_id, published=progress.published)
+    log.info("backfill_finished", name=name, run_id=progress.run_id, published=progress.published)
     return progress
 
 

@@ -35,9 +35,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeVar
 
+from shared.compound import component_name, flat_field_name, is_nested, names_any
 from shared.errors import MalformedMessageError
-from shared.events import ChangeEvent, ChangeType, Entity, Source, epoch_ms_to_datetime, make_event_id
-from shared.mapping import COMPOUND_COMPONENTS, account_trigger_fields, contact_trigger_fields, is_trigger
+from shared.events import ChangeEvent, ChangeType, Entity, Source, epoch_ms_to_datetime, make_event_id, resync_event
+from shared.mapping import account_trigger_fields, contact_trigger_fields
 from shared.settings import Settings
 
 T = TypeVar("T")
@@ -57,11 +58,15 @@ DROP_NO_ACCOUNT = "no_account"
 
 
 class MalformedCdcError(MalformedMessageError):
-    """A CDC message that does not have the expected shape; `reason` is a short label."""
+    """A CDC message that does not have the expected shape; `reason` is a short label.
 
-    def __init__(self, reason: str, detail: str) -> None:
+    `position` is the message's channel and replay id when they could be read despite the defect.
+    """
+
+    def __init__(self, reason: str, detail: str, position: tuple[str, int] | None = None) -> None:
         super().__init__(f"{reason}: {detail}")
         self.reason = reason
+        self.position = position
 
 
 @dataclass(frozen=True)
@@ -129,15 +134,8 @@ class Filters:
         return re.search(pattern, change_origin) is not None
 
 
-def position(message: Any) -> tuple[str, int] | None:
-    """The channel and replay id of a message, when it has them, even if the rest is malformed."""
-    if isinstance(message, bytes | str):
-        try:
-            message = json.loads(message)
-        except (ValueError, RecursionError):  # RecursionError: nested deeper than the parser goes
-            return None
-    if not isinstance(message, Mapping):
-        return None
+def _position(message: Mapping[str, Any]) -> tuple[str, int] | None:
+    """The channel and replay id of a decoded message, when it has them, even if the rest is malformed."""
     channel, data = message.get("channel"), message.get("data")
     event = data.get("event") if isinstance(data, Mapping) else None
     replay_id = event.get("replayId") if isinstance(event, Mapping) else None
@@ -164,7 +162,10 @@ def _is_record_id(value: Any) -> bool:
 
 
 def parse(message: Any) -> CdcMessage:
-    """Check the shape of a CDC message (a dict, or its JSON text) and read its header."""
+    """Check the shape of a CDC message (a dict, or its JSON text, decoded once here) and read its header.
+
+    A malformed message raises MalformedCdcError carrying its position when that could be read.
+    """
     if isinstance(message, bytes | str):
         try:
             message = json.loads(message)
@@ -172,9 +173,17 @@ def parse(message: Any) -> CdcMessage:
             raise MalformedCdcError("bad_json", str(exc)) from None
     if not isinstance(message, Mapping):
         raise MalformedCdcError("bad_shape", f"a message is a JSON object, got {type(message).__name__}")
-    found = position(message)
+    found = _position(message)
     if found is None:
         raise MalformedCdcError("missing_replay_id", "no channel or no integer data.event.replayId")
+    try:
+        return _checked(message, found)
+    except MalformedCdcError as exc:
+        exc.position = found
+        raise
+
+
+def _checked(message: Mapping[str, Any], found: tuple[str, int]) -> CdcMessage:
     channel, replay_id = found
     payload = message["data"].get("payload")
     if not isinstance(payload, Mapping):
@@ -263,22 +272,6 @@ def _field_list(header: Mapping[str, Any]) -> tuple[str, ...]:
     return tuple(changed)
 
 
-def flat_field_name(entity: Entity, name: str) -> str:
-    """`BillingAddress.City` -> `BillingCity`, `Name.LastName` -> `LastName`; others unchanged."""
-    compound, _, component = name.partition(".")
-    if not component:
-        return name
-    return _component_name(entity, compound, component)
-
-
-def _component_name(entity: Entity, compound: str, component: str) -> str:
-    if compound.endswith("Address"):
-        return compound.removesuffix("Address") + component
-    if compound in COMPOUND_COMPONENTS.get(entity.value, {}):
-        return component  # Contact Name: FirstName, LastName, Salutation, ...
-    return f"{compound}.{component}"
-
-
 def is_diff(value: Any) -> bool:
     """A long text sent as a unified diff (CometD): `{"diff": "..."}`."""
     return isinstance(value, Mapping) and set(value) == {"diff"}
@@ -291,11 +284,9 @@ def flatten(entity: Entity, body: Mapping[str, Any]) -> tuple[dict[str, Any], li
     for name, value in body.items():
         if is_diff(value):
             diffed.append(name)
-        elif isinstance(value, Mapping) and (
-            name.endswith("Address") or name in COMPOUND_COMPONENTS.get(entity.value, {})
-        ):
+        elif isinstance(value, Mapping) and is_nested(entity, name):
             for component, part in value.items():
-                flat = _component_name(entity, name, component)
+                flat = component_name(entity, name, component)
                 if is_diff(part):
                     diffed.append(flat)
                 else:
@@ -325,7 +316,7 @@ def _passes(message: CdcMessage, filters: Filters) -> bool:
         return True
     changed = message.changed_fields or tuple(k for k in message.body if k != "LastModifiedDate")
     triggers = filters.triggers[message.entity]
-    return any(is_trigger(name, triggers) for name in changed)
+    return any(names_any(name, triggers) for name in changed)
 
 
 def normalize(message: CdcMessage, filters: Filters, accounts: Mapping[str, str | None]) -> Outcome:
@@ -395,30 +386,3 @@ def _account_of(message: CdcMessage, record_id: str, accounts: Mapping[str, str 
         return from_payload
     resolved = accounts.get(record_id)
     return resolved or None
-
-
-def resync_event(
-    entity: Entity,
-    record_id: str,
-    account_id: str,
-    source: Source,
-    *,
-    origin: str,
-    committed_at: datetime,
-    replay_id: int | None = None,
-    transaction_key: str = "",
-    sequence_number: int = 0,
-) -> ChangeEvent:
-    """A RESYNC event: no field values; the syncer re-reads the record and its account."""
-    return ChangeEvent(
-        event_id=make_event_id(origin, record_id),
-        entity=entity,
-        change_type=ChangeType.RESYNC,
-        record_id=record_id,
-        account_id=account_id,
-        commit_timestamp=committed_at,
-        transaction_key=transaction_key,
-        sequence_number=sequence_number,
-        replay_id=replay_id,
-        source=source,
-    )

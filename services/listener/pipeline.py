@@ -3,8 +3,9 @@
 Steps for a batch (the messages the streaming client had pending, in arrival order):
 1. skip messages at or below the committed replay id of their channel (a re-subscribe after a
    re-handshake replays what we already committed), counted as `replayed`;
-2. parse each message; a malformed one becomes a dead letter with the raw message and the
-   reason, and still moves the checkpoint (it would fail the same way on every replay);
+2. parse each message (its JSON is decoded once); a malformed one becomes a dead letter with the
+   raw message and the reason, and still moves the checkpoint (it would fail the same way on every
+   replay);
 3. resolve, in one batched lookup, the AccountId of every Contact whose payload lacks it;
 4. normalize (normalize.py) and, for GAP_OVERFLOW, query the entity's records modified since
    the commit timestamp (paged) into RESYNC events;
@@ -41,8 +42,6 @@ from services.listener.normalize import (
     contacts_to_resolve,
     normalize,
     parse,
-    position,
-    resync_event,
 )
 from services.listener.publisher import (
     Checkpoint,
@@ -55,12 +54,12 @@ from services.listener.publisher import (
 from services.listener.resolve import AccountResolver
 from services.listener.stream import CheckpointReplay
 from shared.deadletter import Failure, count_dead_letter
-from shared.events import ChangeEvent, Entity, Source, epoch_ms_to_datetime
+from shared.events import ChangeEvent, Entity, Source, epoch_ms_to_datetime, resync_event
 
 if TYPE_CHECKING:
     from shared.salesforce import RecordReader
 
-log = structlog.get_logger("sfls.listener.pipeline")
+log = structlog.get_logger(__name__)
 
 DROP_REPLAYED = "replayed"
 
@@ -101,20 +100,20 @@ class Pipeline:
         parsed: list[CdcMessage] = []
         records: list[Record] = []
         for raw in messages:
-            found = position(raw)
-            committed = self.replay.checkpoints.get(found[0]) if found else None
-            if found and committed and found[1] <= committed.replay_id:
-                result.dropped[DROP_REPLAYED] += 1
-                continue
             try:
                 message = parse(raw)
             except MalformedCdcError as exc:
-                records.append(self._dead_letter(raw, exc, found, result))
-                if found:
-                    previous = checkpoints.get(found[0]) or committed
-                    checkpoints[found[0]] = Checkpoint(
-                        found[0], found[1], previous.commit_timestamp if previous else None
+                if self._replayed(exc.position, result):
+                    continue
+                records.append(self._dead_letter(raw, exc, exc.position, result))
+                if exc.position:  # the checkpoint moves past it: it would fail the same way on every replay
+                    channel, replay_id = exc.position
+                    previous = checkpoints.get(channel) or self.replay.checkpoints.get(channel)
+                    checkpoints[channel] = Checkpoint(
+                        channel, replay_id, previous.commit_timestamp if previous else None
                     )
+                continue
+            if self._replayed((message.channel, message.replay_id), result):
                 continue
             parsed.append(message)
             result.messages[(message.channel, message.change_type)] += 1
@@ -147,13 +146,21 @@ class Pipeline:
         self._account(result, checkpoints)
         return result
 
+    def _replayed(self, found: tuple[str, int] | None, result: PublishedBatch) -> bool:
+        """True (and counted) when a message is at or below its channel's committed replay id."""
+        committed = self.replay.checkpoints.get(found[0]) if found else None
+        if found and committed and found[1] <= committed.replay_id:
+            result.dropped[DROP_REPLAYED] += 1
+            return True
+        return False
+
     def _overflow_events(self, overflow: OverflowRequest) -> Iterator[ChangeEvent]:
         """Every record of the entity modified since the overflow's commit, as RESYNC events."""
         since = epoch_ms_to_datetime(overflow.since_ms).strftime("%Y-%m-%dT%H:%M:%SZ")
         fields = "Id" if overflow.entity is Entity.ACCOUNT else "Id, AccountId"
         # Every part is ours: a fixed field list, an Entity value and a formatted datetime.
         soql = f"SELECT {fields} FROM {overflow.entity.value} WHERE LastModifiedDate >= {since} ORDER BY Id"  # noqa: S608
-        log.warning("GAP_OVERFLOW: resyncing every record modified since", entity=overflow.entity.value, since=since)
+        log.warning("gap_overflow_resync", entity=overflow.entity.value, since=since)
         for row in self.source.query_all_iter(soql, include_deleted=True):  # deletes resync too
             record_id = str(row["Id"])
             account_id = record_id if overflow.entity is Entity.ACCOUNT else row.get("AccountId")
@@ -186,7 +193,7 @@ class Pipeline:
             if isinstance(raw, str)
             else _dump(raw)
         )
-        log.warning("malformed CDC message dead-lettered", reason=exc.reason, detail=str(exc)[:300])
+        log.warning("malformed_cdc_dead_lettered", reason=exc.reason, detail=str(exc)[:300])
         return dead_letter_record(self.topics, body, failure, found[0] if found else None)
 
     def _account(self, result: PublishedBatch, checkpoints: dict[str, Checkpoint] | None = None) -> None:

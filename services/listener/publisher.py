@@ -35,7 +35,6 @@ it resumes from is exactly what was committed.
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -49,12 +48,14 @@ from shared.deadletter import Failure, dead_letter_headers
 from shared.errors import AuthorizationError, SflsError, TransientError
 from shared.events import ChangeEvent
 from shared.kafka import Topics
+from shared.kafka_reader import read_to_end
+from shared.retry import call_in_slices
 from shared.settings import KafkaSettings
 
 BACKFILL_KEY_PREFIX = "backfill:"
 COMMIT_CALL_SECONDS = 1.0  # the longest single commit_transaction call (see _commit_with_retries)
 
-log = structlog.get_logger("sfls.listener.publisher")
+log = structlog.get_logger(__name__)
 
 
 class ProducerFencedError(SflsError):
@@ -166,7 +167,7 @@ class TransactionalPublisher:
     def load_state(self) -> ListenerState:
         """Read the checkpoint topic from the beginning to its end (read_committed)."""
         state = ListenerState()
-        for message in kafka.read_to_end(self.settings, self.topics.listener_checkpoints, timeout=self._timeout):
+        for message in read_to_end(self.settings, self.topics.listener_checkpoints, timeout=self._timeout):
             parse_state_record(message.key(), message.value(), state)
         return state
 
@@ -209,16 +210,12 @@ class TransactionalPublisher:
         A commit still timing out at the deadline stays in progress inside librdkafka, which then
         refuses the abort: the caller replaces the producer instead.
         """
-        deadline = time.monotonic() + self._timeout
-        while True:
-            try:
-                self._producer.commit_transaction(max(0.1, min(COMMIT_CALL_SECONDS, deadline - time.monotonic())))
-            except KafkaException as exc:
-                if exc.args[0].retriable() and time.monotonic() < deadline:
-                    continue
-                raise
-            else:
-                return
+        call_in_slices(
+            self._producer.commit_transaction,
+            self._timeout,
+            slice_seconds=COMMIT_CALL_SECONDS,
+            retriable=lambda exc: isinstance(exc, KafkaException) and bool(exc.args[0].retriable()),
+        )
 
     def _fail(self, exc: KafkaException) -> None:
         error: KafkaError = exc.args[0]
@@ -240,12 +237,12 @@ class TransactionalPublisher:
         try:
             self._producer.abort_transaction(self._timeout)
         except KafkaException as exc:
-            log.warning("could not abort the Kafka transaction", error=exc.args[0].str())
+            log.warning("transaction_abort_failed", error=exc.args[0].str())
             return False
         return True
 
     def _renew(self, error: KafkaError) -> None:
-        log.warning("replacing the Kafka producer", transactional_id=self.transactional_id, error=error.str())
+        log.warning("producer_replaced", transactional_id=self.transactional_id, error=error.str())
         self._producer = kafka.producer(self.settings, transactional_id=self.transactional_id, **self._overrides)
         self._renewed = True
 

@@ -49,7 +49,7 @@ from shared.observability import Health
 from shared.retry import RetryPolicy
 from shared.settings import ListenerSettings
 
-log = structlog.get_logger("sfls.listener.stream")
+log = structlog.get_logger(__name__)
 
 META_CONNECT = "/meta/connect"
 META_SUBSCRIBE = "/meta/subscribe"
@@ -187,7 +187,7 @@ class StreamSupervisor:
             delay = self._backoff.delay(attempt)
             self.rebuilds += 1
             RECONNECTS.labels(reason=reason).inc()
-            log.warning("streaming client rebuilt", reason=reason, error=error, delay_seconds=round(delay, 2))
+            log.warning("streaming_client_rebuilt", reason=reason, error=error, delay_seconds=round(delay, 2))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), delay)
 

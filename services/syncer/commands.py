@@ -79,8 +79,8 @@ def dlq_list(
             letter.last_failure.isoformat(timespec="seconds"),
             (letter.key or b"").decode(errors="replace"),
             letter.error_class,
-            letter.headers.get("sfls.error.http_status", ""),
-            letter.headers.get("sfls.error.attempts", ""),
+            letter.http_status,
+            letter.attempts,
             letter.message[:300],
         )
     out.print(table)

@@ -201,20 +201,22 @@ class ConsumeLoop:
             pause = self._pause.delay(self._failures)
             self._hooks.retry_pause(pause)
             log.warning("batch_retry_scheduled", failures_in_a_row=self._failures, retry_in_seconds=round(pause, 2))
+            self._report_lag()  # the records wait: a syncer failing since its start still shows its lag
             await asyncio.sleep(pause)
             return False
-        if not self._commit(records):
+        committed = self._commit(records)
+        if committed:
+            self._hooks.batch_finished(batch, result, dead, time.monotonic() - started)
+            if self._failures:
+                self._failures = 0
+                self._hooks.retry_pause(0.0)
+        else:
             # Delivered but not committed: a new owner of the partitions redoes the batch (idempotently), or
             # this loop's next commit covers it. Either way it is a failed batch for the metrics, so a syncer
             # whose commits keep failing does not look healthy (its last-batch timestamp stands still).
             self._hooks.batch_failed(batch, CommitFailedError("the batch's offsets were not committed"))
-            return False
-        self._hooks.batch_finished(batch, result, dead, time.monotonic() - started)
-        if self._failures:
-            self._failures = 0
-            self._hooks.retry_pause(0.0)
-        self._report_lag()
-        return True
+        self._report_lag()  # after every batch, committed or not, so the stalled-syncer alert sees the wait
+        return committed
 
     async def _process_keeping_membership(self, batch: Coalesced) -> BatchResult:
         """Run the processing while the partitions are paused and the consumer keeps polling."""

@@ -18,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 from shared import kafka
 from shared.deadletter import REPLAYED_AT, DeadLetter, parse_dead_letter
 from shared.errors import ConfigError
+from shared.kafka_reader import read_to_end
 from shared.settings import KafkaSettings
 
 _RELATIVE = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhdw])$")
@@ -61,12 +62,12 @@ class DlqFilter:
 
 def dead_letters(settings: KafkaSettings, topic: str, flt: DlqFilter = DlqFilter()) -> list[DeadLetter]:
     """Every dead letter of `topic` that matches, oldest failure first."""
-    found = [letter for letter in map(parse_dead_letter, kafka.read_to_end(settings, topic)) if flt.matches(letter)]
+    found = [letter for letter in map(parse_dead_letter, read_to_end(settings, topic)) if flt.matches(letter)]
     return sorted(found, key=lambda letter: (letter.last_failure, letter.partition, letter.offset))
 
 
 def find(settings: KafkaSettings, topic: str, partition: int, offset: int) -> DeadLetter | None:
-    for message in kafka.read_to_end(settings, topic):
+    for message in read_to_end(settings, topic):
         if message.partition() == partition and message.offset() == offset:
             return parse_dead_letter(message)
     return None

@@ -17,6 +17,7 @@ from pydantic import ValidationError as PydanticValidationError
 
 from shared import kafka
 from shared.events import RequestRecord, RequestStatus
+from shared.kafka_reader import read_to_end
 from shared.settings import KafkaSettings
 
 
@@ -76,7 +77,7 @@ def recent(
     filtered = bool(status or key or kind)
     per_partition = max(limit * 20, 5000) if filtered else limit
     found: list[RequestRecord] = []
-    for message in kafka.read_to_end(settings, topic, tail=per_partition):
+    for message in read_to_end(settings, topic, tail=per_partition):
         try:
             record = RequestRecord.from_bytes(message.value() or b"")
         except PydanticValidationError:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
+import pytest
 import yaml
 
 from tests.deploy import promql
@@ -15,6 +16,7 @@ CHART_RULES = CHART / "files" / "alerts.yaml"
 RULE_TESTS = ROOT / "deploy" / "prometheus" / "alerts.test.yaml"
 
 
+@pytest.mark.integration  # runs promtool or helm
 def test_promtool_check_rules(promtool: str) -> None:
     """`promtool check rules` accepts the rules file."""
     result = subprocess.run(
@@ -24,6 +26,7 @@ def test_promtool_check_rules(promtool: str) -> None:
     assert "SUCCESS" in result.stdout
 
 
+@pytest.mark.integration  # runs promtool or helm
 def test_promtool_rule_unit_tests(promtool: str) -> None:
     """`promtool test rules` runs the alert unit tests: each alert fires on its failure and stays quiet otherwise."""
     result = subprocess.run(
@@ -38,6 +41,7 @@ def test_promtool_rule_unit_tests(promtool: str) -> None:
     assert "SUCCESS" in result.stdout
 
 
+@pytest.mark.integration  # runs promtool or helm
 def test_chart_ships_the_same_rules(render: Render) -> None:
     """The chart's rule file is byte-identical to the plain one; the PrometheusRule holds those rules."""
     assert CHART_RULES.read_bytes() == RULES.read_bytes(), "copy deploy/prometheus/alerts.yaml to the chart's files/"

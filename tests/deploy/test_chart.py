@@ -14,6 +14,8 @@ import yaml
 
 from tests.deploy.conftest import CHART, KUBE_VERSION, VALUE_SETS, Render, run_helm
 
+pytestmark = pytest.mark.integration  # runs helm (tests/conftest.py: OUTSIDE_THE_PROCESS)
+
 # Custom resources: kubernetes-validate has no schema for them (the Strimzi ones are checked in test_strimzi.py).
 CRD_KINDS = {"ServiceMonitor", "PrometheusRule", "KafkaTopic", "KafkaUser"}
 RECOMMENDED_LABELS = (

@@ -11,6 +11,8 @@ import pytest
 
 from tests.deploy.conftest import CHART, Render, run_helm
 
+pytestmark = pytest.mark.integration  # runs helm (tests/conftest.py: OUTSIDE_THE_PROCESS)
+
 LOCKED_DOWN = CHART / "ci" / "locked-down.yaml"
 DNS = {
     "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}},

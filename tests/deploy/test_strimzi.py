@@ -17,6 +17,8 @@ from shared.kafka import Topics
 from shared.settings import KafkaSettings
 from tests.deploy.conftest import CHART, STRIMZI_API_VERSION, Render, run_helm
 
+pytestmark = pytest.mark.integration  # runs helm (tests/conftest.py: OUTSIDE_THE_PROCESS)
+
 LOCKED_DOWN = CHART / "ci" / "locked-down.yaml"
 ACL_FILE = CHART / "files" / "kafka-acls.yaml"
 # A DNS-1123 subdomain: what Kubernetes accepts as the name of a KafkaTopic or KafkaUser.

@@ -19,7 +19,7 @@ from devstack.kafka import free_port
 from devstack.logisense import seed
 from devstack.logisense.resources import RESOURCES
 from shared.errors import PermanentError, RejectedError
-from shared.logisense import Condition
+from shared.logisense_wire import Condition
 from tests.fixtures.logisense import LogisenseEmulator
 
 pytestmark = pytest.mark.integration

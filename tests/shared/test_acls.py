@@ -7,14 +7,16 @@ tests/reliability/test_kafka_acls.py; these are the pure parts.
 from __future__ import annotations
 
 import json
+import uuid
 from pathlib import Path
 
 import pytest
+from prometheus_client import REGISTRY
 from typer.testing import CliRunner
 
 from services.cli import app
 from shared import kafka
-from shared.acls import SERVICES, acls_for, kafka_acls_lines, own_topics, service_acls, strimzi_rules
+from shared.acls import SERVICES, acls_for, kafka_acls_lines, own_topics, preflight, service_acls, strimzi_rules
 from shared.settings import KafkaSettings, ListenerSettings, Settings
 from tests.scripts import load_script
 
@@ -102,3 +104,19 @@ def test_an_unknown_service_is_refused() -> None:
     assert result.exit_code == 1
     assert "unknown service" in result.output
     assert "listener, syncer, importer, backfill, dlq, requests" in result.output
+
+
+@pytest.mark.integration
+def test_what_kafka_cannot_answer_in_time_is_counted_not_failed(kafka_settings: KafkaSettings) -> None:
+    """Topics Kafka does not answer about within the check's deadline leave the command running and are counted."""
+    settings = Settings(kafka=kafka_settings.model_copy(update={"topic_prefix": f"unasked-{uuid.uuid4().hex[:8]}"}))
+    # None of this prefix's topics exist; for its first seconds Kafka's "unknown topic" may be a topic still
+    # spreading through the metadata, so it is asked again, and the one-second deadline passes first.
+    preflight("syncer", settings, timeout=1.0)
+    unchecked = REGISTRY.get_sample_value("sfls_kafka_acls_unchecked", {"service": "syncer"})
+    assert unchecked is not None
+    assert unchecked >= 2, unchecked
+
+    kafka.ensure_topics(kafka_settings, own_topics("syncer", settings))
+    preflight("syncer", settings)
+    assert REGISTRY.get_sample_value("sfls_kafka_acls_unchecked", {"service": "syncer"}) == 0

@@ -11,6 +11,7 @@ from confluent_kafka import Consumer, Message, Producer, TopicPartition
 from confluent_kafka.admin import ConfigResource, ResourceType
 
 from shared import kafka
+from shared.kafka_reader import committed_records, read_to_end
 from shared.settings import KafkaSettings
 
 pytestmark = pytest.mark.integration
@@ -49,7 +50,7 @@ def test_a_full_local_queue_waits_instead_of_failing(
     producer = producer_factory(**{"queue.buffering.max.messages": 2})
     records = [(None, str(i).encode(), []) for i in range(200)]
     assert kafka.produce_and_flush(producer, topic, records) == 200
-    values = [m.value() for m in kafka.read_to_end(kafka_settings, topic)]
+    values = [m.value() for m in read_to_end(kafka_settings, topic)]
     assert sorted(values, key=lambda v: int(v or b"0")) == [str(i).encode() for i in range(200)]
 
 
@@ -90,8 +91,8 @@ def test_restarted_consumer_resumes_after_the_committed_offset(
     first.commit(asynchronous=False)
     committed = first.committed([TopicPartition(topic, 0)], timeout=10)
     assert committed[0].offset == 4
-    assert kafka.committed_records(kafka_settings, group, topic) == 4
-    assert kafka.committed_records(kafka_settings, group, f"{topic}-missing") == 0
+    assert committed_records(kafka_settings, group, topic) == 4
+    assert committed_records(kafka_settings, group, f"{topic}-missing") == 0
     first.close()
 
     second = consumer_factory(group)

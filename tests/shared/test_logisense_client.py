@@ -11,7 +11,8 @@ from prometheus_client import REGISTRY
 
 from devstack.logisense.seed import CATALOGUE_ROUTES
 from shared.errors import AuthExpiredError, PermanentError, RetriesExhaustedError, TransientError
-from shared.logisense import Condition, RequestOutcome
+from shared.logisense import RequestOutcome
+from shared.logisense_wire import Condition
 from shared.retry import RetryPolicy
 from tests.fixtures.logisense import LogisenseEmulator
 

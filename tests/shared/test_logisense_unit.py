@@ -14,16 +14,8 @@ import pytest
 from pydantic import SecretStr
 
 from shared.errors import PermanentError, RejectedError, RetriesExhaustedError, TransientError
-from shared.logisense import (
-    Condition,
-    LogisenseClient,
-    RequestOutcome,
-    condition_json,
-    error_messages,
-    order_json,
-    retry_after_seconds,
-    status_class,
-)
+from shared.logisense import LogisenseClient, RequestOutcome, status_class
+from shared.logisense_wire import Condition, condition_json, error_messages, order_json, retry_after_seconds
 from shared.retry import RetryPolicy
 from shared.settings import LogisenseSettings
 

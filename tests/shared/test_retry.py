@@ -7,7 +7,7 @@ import random
 import pytest
 
 from shared.errors import AuthExpiredError, RejectedError, RetriesExhaustedError, TransientError
-from shared.retry import RetryPolicy, call_with_retries
+from shared.retry import RetryPolicy, call_in_slices, call_with_retries
 
 
 def test_delay_grows_exponentially_within_the_cap() -> None:
@@ -93,3 +93,56 @@ async def test_auth_expiry_is_retried_once_for_free() -> None:
 
     with pytest.raises(RetriesExhaustedError):
         await call_with_retries(always_401, RetryPolicy(max_attempts=3))
+
+
+class _Clock:
+    """A monotonic clock that the operation under test advances."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_call_in_slices_retries_retriable_failures_in_short_calls_until_it_succeeds() -> None:
+    """Retriable failures are called again at once, each call given at most the slice."""
+    clock = _Clock()
+    timeouts: list[float] = []
+
+    def commit(timeout: float) -> str:
+        timeouts.append(timeout)
+        clock.now += timeout
+        if len(timeouts) < 3:
+            raise TimeoutError("still delivering")
+        return "committed"
+
+    result = call_in_slices(
+        commit, 10.0, slice_seconds=1.0, retriable=lambda e: isinstance(e, TimeoutError), clock=clock
+    )
+    assert result == "committed"
+    assert timeouts == [1.0, 1.0, 1.0]
+
+
+def test_call_in_slices_raises_at_the_deadline_and_at_once_when_not_retriable() -> None:
+    """At the deadline the last retriable failure is raised; a failure that is not retriable is never repeated."""
+    clock = _Clock()
+    calls: list[float] = []
+
+    def slow(timeout: float) -> None:
+        calls.append(timeout)
+        clock.now += timeout
+        raise TimeoutError("still delivering")
+
+    with pytest.raises(TimeoutError):
+        call_in_slices(slow, 2.5, slice_seconds=1.0, retriable=lambda e: isinstance(e, TimeoutError), clock=clock)
+    assert calls == [1.0, 1.0, 0.5]
+
+    def refused(_timeout: float) -> None:
+        calls.append(-1)
+        raise ValueError("fenced")
+
+    calls.clear()
+    with pytest.raises(ValueError, match="fenced"):
+        call_in_slices(refused, 10.0, slice_seconds=1.0, retriable=lambda e: isinstance(e, TimeoutError), clock=clock)
+    assert calls == [-1]

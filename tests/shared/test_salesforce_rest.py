@@ -12,7 +12,8 @@ from simple_salesforce.exceptions import (
 
 from devstack.kafka import free_port
 from shared.errors import ConfigError, PermanentError, RejectedError, TransientError
-from shared.salesforce import RecordNotFoundError, SalesforceRest, bulk_csv_value, bulk_result, map_error
+from shared.salesforce import RecordNotFoundError, SalesforceRest, map_error
+from shared.salesforce_bulk import bulk_csv_value, bulk_result
 from tests.fixtures.salesforce import SalesforceEmulator
 
 
@@ -191,6 +192,7 @@ def test_untrusted_certificate_is_config_error(salesforce_emulator: SalesforceEm
     assert "SFLS_SALESFORCE__CA_FILE" in str(caught.value)
 
 
+@pytest.mark.integration
 def test_connection_refused_is_transient(salesforce_emulator: SalesforceEmulator) -> None:
     """No server listening is a TransientError (retried later), not a crash."""
     client = SalesforceRest(salesforce_emulator.settings(instance_url=f"https://localhost:{free_port()}"))

@@ -11,8 +11,9 @@ from typer.testing import CliRunner
 
 from services.cli import app
 from services.importer.app import run_import
-from services.importer.entities import BY_NAME, select
+from services.importer.entities import BY_NAME
 from services.importer.publish import live_ids, read_topic
+from services.importer.targets import select
 from shared.deadletter import ERROR_MESSAGE, parse_dead_letter
 from shared.events import RequestRecord, RequestStatus
 from shared.kafka import Topics
@@ -47,7 +48,7 @@ def settings(
         salesforce=salesforce_emulator.settings(),
         mappings=MAPPINGS,
     )
-    from services.importer.entities import salesforce_schema
+    from services.importer.targets import salesforce_schema
 
     salesforce_emulator.admin("POST", "schema", salesforce_schema(settings))
     return settings

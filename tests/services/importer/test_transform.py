@@ -6,10 +6,10 @@ from typing import Any
 
 import pytest
 
-from services.importer import entities
-from services.importer.entities import ENTITIES, GROUPS, INVOICE_ACCOUNT_FIELD, resolve, select
+from services.importer.entities import ENTITIES, GROUPS, INVOICE_ACCOUNT_FIELD
 from services.importer.fetch import _flatten
 from services.importer.land import describe_errors, soql_in
+from services.importer.targets import check_targets, resolve, salesforce_schema, select
 from services.importer.transform import content_hash, to_record
 from shared.errors import ConfigError, MappingError
 from shared.kafka import CATALOGUE_ENTITIES, REFERENCE_ENTITIES
@@ -158,7 +158,7 @@ def test_targets_override_object_and_fields() -> None:
     assert fields["ISO__c"] == "countryCode"
     assert "Country_Code__c" not in fields
     with pytest.raises(ConfigError, match="unknown entities"):
-        entities.check_targets(ImportSettings(targets={"nope": ImportTarget()}))
+        check_targets(ImportSettings(targets={"nope": ImportTarget()}))
 
 
 def test_invoice_columns_follow_the_invoice_configuration() -> None:
@@ -208,7 +208,7 @@ def test_schema_declares_every_target_field() -> None:
     settings = _settings(
         mappings=MappingSettings(product_extensions=(ProductExtension(logisense="family", salesforce="Family"),))
     )
-    schema = entities.salesforce_schema(settings)
+    schema = salesforce_schema(settings)
     objects = {o["name"]: {f["name"]: f for f in o["fields"]} for o in schema["objects"]}
     assert objects["LogiSense_State__c"]["Country__c"]["referenceTo"] == "LogiSense_Country__c"
     assert objects["LogiSense_Rate__c"]["Rate_Plan__c"]["relationshipName"] == "Rate_Plan__r"

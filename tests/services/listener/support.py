@@ -4,13 +4,20 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import requests
 from confluent_kafka import OFFSET_BEGINNING, KafkaError, Message, TopicPartition
 
+from services.listener.normalize import Filters
+from services.listener.pipeline import Pipeline
+from services.listener.publisher import Record
+from services.listener.resolve import AccountResolver
+from services.listener.stream import CheckpointReplay
 from shared import kafka
 from shared.events import ChangeEvent
+from shared.kafka import Topics
 from shared.settings import KafkaSettings, SalesforceSettings
 
 ACCOUNT_A = "001000000000001AAA"
@@ -138,3 +145,42 @@ class SalesforceApi:
 
     def close(self) -> None:
         self._http.close()
+
+
+# --- a pipeline without a broker --------------------------------------------------------------------
+
+
+class RecordingPublisher:
+    """The part of TransactionalPublisher the pipeline uses; keeps what a commit would produce."""
+
+    def __init__(self) -> None:
+        self.topics = Topics("offline")
+        self.committed: list[Record] = []
+
+    def commit(self, records: Iterable[Record]) -> None:
+        self.committed.extend(records)
+
+
+class OneAccountSource:
+    """Salesforce as the listener reads it: every contact belongs to ACCOUNT_A."""
+
+    def query_by_ids(
+        self,
+        sobject: str,
+        fields: Sequence[str],
+        ids: Sequence[str],
+        chunk_size: int = 200,
+        include_deleted: bool = False,
+    ) -> Iterator[Mapping[str, Any]]:
+        return iter([{"Id": i, "AccountId": ACCOUNT_A} for i in ids])
+
+    def query_all_iter(self, soql: str, include_deleted: bool = False) -> Iterator[Mapping[str, Any]]:
+        return iter([{"Id": ACCOUNT_A, "AccountId": ACCOUNT_A}, {"Id": CONTACT_A, "AccountId": ACCOUNT_A}])
+
+
+def offline_pipeline(filters: Filters) -> tuple[Pipeline, RecordingPublisher]:
+    """The listener pipeline with a recording publisher and a Salesforce where every contact is ACCOUNT_A's."""
+    publisher = RecordingPublisher()
+    source = OneAccountSource()
+    pipeline = Pipeline(publisher, CheckpointReplay({}, -1), AccountResolver(source), source, filters)  # type: ignore[arg-type]
+    return pipeline, publisher

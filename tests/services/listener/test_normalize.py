@@ -16,7 +16,6 @@ from services.listener.normalize import (
     contacts_to_resolve,
     normalize,
     parse,
-    position,
 )
 from shared.events import ChangeType, Entity, Source, make_event_id
 from shared.settings import Settings
@@ -240,6 +239,10 @@ def test_malformed_messages_raise_with_a_reason(message: Any, reason: str) -> No
 
 def test_position_survives_a_malformed_body() -> None:
     """The channel and replay id are read even when the header is missing, so the checkpoint can move."""
-    message = _broken(HEADER, _DELETE)
-    assert position(json.dumps(message)) == ("/data/AccountChangeEvent", 101)
-    assert position(b"garbage") is None
+    with pytest.raises(MalformedCdcError) as missing_header:
+        parse(json.dumps(_broken(HEADER, _DELETE)))
+    assert missing_header.value.reason == "missing_header"
+    assert missing_header.value.position == ("/data/AccountChangeEvent", 101)
+    with pytest.raises(MalformedCdcError) as garbage:
+        parse(b"garbage")
+    assert garbage.value.position is None

@@ -11,7 +11,6 @@ from __future__ import annotations
 import copy
 import json
 import uuid
-from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import pytest
@@ -19,10 +18,6 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from services.listener.normalize import Filters, MalformedCdcError, normalize, parse
-from services.listener.pipeline import Pipeline
-from services.listener.publisher import Record
-from services.listener.resolve import AccountResolver
-from services.listener.stream import CheckpointReplay
 from shared.deadletter import ERROR_CLASS, ERROR_MESSAGE, ERROR_SERVICE
 from shared.errors import MalformedMessageError, PermanentError
 from shared.events import ChangeEvent
@@ -31,7 +26,7 @@ from shared.settings import KafkaSettings, Settings
 from tests.fixtures.salesforce import SalesforceEmulator
 from tests.fuzzing import FUZZ, huge_text, json_values, lone_surrogates, unicode_text
 from tests.services.listener.conftest import ListenerThread, listener_settings, wait_until
-from tests.services.listener.support import ACCOUNT_A, CONTACT_A, cdc_message, read_committed
+from tests.services.listener.support import ACCOUNT_A, CONTACT_A, cdc_message, offline_pipeline, read_committed
 
 pytestmark = pytest.mark.failure
 
@@ -145,44 +140,6 @@ def cdc_messages(draw: st.DrawFn) -> Any:
     return _mutate(draw, _valid_message(draw))
 
 
-# --- a pipeline without a broker --------------------------------------------------------------------
-
-
-class _Publisher:
-    """The part of TransactionalPublisher the pipeline uses; keeps what a commit would produce."""
-
-    def __init__(self) -> None:
-        self.topics = Topics("fuzz")
-        self.committed: list[Record] = []
-
-    def commit(self, records: Iterable[Record]) -> None:
-        self.committed.extend(records)
-
-
-class _Source:
-    """Salesforce as the listener reads it: every contact belongs to ACCOUNT_A."""
-
-    def query_by_ids(
-        self,
-        sobject: str,
-        fields: Sequence[str],
-        ids: Sequence[str],
-        chunk_size: int = 200,
-        include_deleted: bool = False,
-    ) -> Iterator[Mapping[str, Any]]:
-        return iter([{"Id": i, "AccountId": ACCOUNT_A} for i in ids])
-
-    def query_all_iter(self, soql: str, include_deleted: bool = False) -> Iterator[Mapping[str, Any]]:
-        return iter([{"Id": ACCOUNT_A, "AccountId": ACCOUNT_A}, {"Id": CONTACT_A, "AccountId": ACCOUNT_A}])
-
-
-def _pipeline() -> tuple[Pipeline, _Publisher]:
-    publisher = _Publisher()
-    source = _Source()
-    pipeline = Pipeline(publisher, CheckpointReplay({}, -1), AccountResolver(source), source, FILTERS)  # type: ignore[arg-type]
-    return pipeline, publisher
-
-
 def _raw_bytes(message: Any) -> bytes:
     if isinstance(message, bytes):
         return message
@@ -224,7 +181,7 @@ def test_normalizer_accepts_or_names_the_defect(message: Any) -> None:
 @given(cdc_messages())
 def test_every_bad_message_is_one_dead_letter(message: Any) -> None:
     """Through the listener pipeline a bad message becomes exactly one dead letter: the raw message plus its reason."""
-    pipeline, publisher = _pipeline()
+    pipeline, publisher = offline_pipeline(FILTERS)
     try:
         parse(message)
         expected: MalformedCdcError | None = None

@@ -10,6 +10,7 @@ from typing import Any
 
 from services.syncer.app import SyncerService, group_id
 from shared import kafka
+from shared.kafka_reader import committed_records
 from shared.settings import (
     AccountExtension,
     MappingSettings,
@@ -87,7 +88,7 @@ def subprocess_env(settings: Settings, **extra: str) -> dict[str, str]:
 def committed(settings: Settings) -> int:
     """Records of sfls.changes the syncer's group has committed."""
     topic = kafka.Topics(settings.kafka.topic_prefix).changes
-    return kafka.committed_records(settings.kafka, group_id(settings), topic)
+    return committed_records(settings.kafka, group_id(settings), topic)
 
 
 async def run_syncer(settings: Settings, until: Callable[[], bool], within_seconds: float = 90.0) -> SyncerService:

@@ -10,6 +10,7 @@ from confluent_kafka import Message, Producer
 
 from shared import kafka
 from shared.events import ChangeEvent, ChangeType, Entity
+from shared.kafka_reader import read_to_end
 from shared.settings import KafkaSettings
 
 _counter = itertools.count(1)
@@ -49,4 +50,4 @@ def publish(producer: Producer, topic: str, events: list[ChangeEvent]) -> None:
 
 
 def read_all(settings: KafkaSettings, topic: str) -> list[Message]:
-    return list(kafka.read_to_end(settings, topic, timeout=5))
+    return list(read_to_end(settings, topic, timeout=5))

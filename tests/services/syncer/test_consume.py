@@ -121,17 +121,23 @@ async def test_batch_failing_as_a_whole_is_not_committed_and_is_retried(
     group = "g-retry"
     observer = consumer_factory(group)
 
+    hooks = RecordingHooks()
+    lag_after_failure: dict[int, int] = {}
+
     def process(batch: Coalesced) -> BatchResult:
         calls.append(batch.size)
         if len(calls) == 1:
             assert committed_total(observer, topics.changes) == 0
             raise TransientError("Salesforce is unavailable", status=503)
+        lag_after_failure.update(hooks.lags)
         return BatchResult(synced_accounts=len(batch.accounts))
 
     loop = make_loop(kafka_settings, consumer_factory(group), producer_factory(), process)
+    loop._hooks = hooks
     await run_until(loop, lambda: loop.batches_committed >= 1)
     assert calls == [2, 2]
     assert committed_total(observer, topics.changes) == 2
+    assert sum(lag_after_failure.values()) == 2, "the failed batch's records wait: its lag is reported"
 
 
 async def test_malformed_record_is_dead_lettered(
@@ -161,6 +167,7 @@ class RecordingHooks:
         self.finished: list[int] = []
         self.failed: list[BaseException] = []
         self.pauses: list[float] = []
+        self.lags: dict[int, int] = {}
 
     def batch_started(self, batch: Coalesced) -> None:
         return None
@@ -172,7 +179,7 @@ class RecordingHooks:
         self.failed.append(error)
 
     def lag(self, partition: int, lag: int) -> None:
-        return None
+        self.lags[partition] = lag
 
     def retry_pause(self, seconds: float) -> None:
         self.pauses.append(seconds)
@@ -188,7 +195,7 @@ class CommitsRefused(Consumer):
 async def test_a_batch_whose_commit_fails_counts_as_failed(
     kafka_settings: KafkaSettings, producer_factory: Callable[..., Producer]
 ) -> None:
-    """Delivered but not committed is a failed batch: no `committed` count, no last-batch timestamp."""
+    """Delivered but not committed is a failed batch: no `committed` count, no last-batch timestamp, lag reported."""
     topics = create_syncer_topics(kafka_settings)
     publish(producer_factory(), topics.changes, [change(A), change(B)])
     config = {**kafka_settings.librdkafka(), "group.id": f"g-{uuid.uuid4().hex[:8]}", "auto.offset.reset": "earliest"}
@@ -196,10 +203,12 @@ async def test_a_batch_whose_commit_fails_counts_as_failed(
     hooks = RecordingHooks()
     loop = make_loop(kafka_settings, consumer, producer_factory(), lambda batch: BatchResult(synced_accounts=2))
     loop._hooks = hooks
-    await run_until(loop, lambda: len(hooks.failed) >= 1)
+    await run_until(loop, lambda: len(hooks.failed) >= 1 and bool(hooks.lags))
     assert hooks.finished == []
     assert loop.batches_committed == 0
     assert isinstance(hooks.failed[0], CommitFailedError)
+    # The records still wait, and the lag says so: the stalled-syncer alert needs it (deploy/prometheus/alerts.yaml).
+    assert sum(hooks.lags.values()) == 2, hooks.lags
 
 
 async def test_a_failed_batch_loses_nothing_polled_from_a_partition_assigned_meanwhile(
