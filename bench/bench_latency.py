@@ -94,7 +94,6 @@ def measure(stack: BenchStack, workdir: Path) -> tuple[list[float], int, float]:
         SFLS_CONFIG=str(config),
         SFLS_SYNC_INTERVAL_MINUTES="0",
         SFLS_KAFKA__TOPIC_PREFIX=f"lat{uuid.uuid4().hex[:8]}",
-        SFLS_KAFKA__PARTITIONS="3",
         SFLS_LISTENER__TRANSACTIONAL_ID=f"lat-{uuid.uuid4().hex[:8]}",
         SFLS_LOG_LEVEL="WARNING",
     )

@@ -15,7 +15,10 @@ The loop repeats four steps for each batch of `sfls.changes` records:
    record). A crash here may leave some dead letters written twice (the batch is redone); a
    dead letter is an error log entry and `sfls dlq replay` is idempotent, so that is harmless.
 4. Commit: synchronously, per partition, the offset after the batch's last record. Only now is
-   the batch done. A crash before the commit redoes the batch (step 2); after it, nothing.
+   the batch done. A crash before the commit redoes the batch (step 2); after it, nothing. A commit
+   Kafka refuses counts the batch as failed; its offsets are committed with the next batch's, or at
+   the next poll that brings nothing (a quiet topic), or on the way out, unless a rebalance takes the
+   partitions first (their new owner redoes the records).
 
 A batch that fails as a whole (Salesforce unreachable, Kafka refusing the dead letters) is not
 committed: the consumer seeks back to the batch's first offsets and the batch is retried after a
@@ -79,6 +82,8 @@ class BatchHooks(Protocol):
 
     def retry_pause(self, seconds: float) -> None: ...
 
+    def late_commit(self) -> None: ...
+
 
 class NoHooks:
     def batch_started(self, batch: Coalesced) -> None:
@@ -94,6 +99,9 @@ class NoHooks:
         return
 
     def retry_pause(self, seconds: float) -> None:
+        return
+
+    def late_commit(self) -> None:
         return
 
 
@@ -134,6 +142,9 @@ class ConsumeLoop:
         self._stop = False
         self._revoked: set[tuple[str, int]] = set()
         self._carry: list[Received] = []
+        # Delivered batches whose commit failed: the next offset per partition, committed at the next chance.
+        self._uncommitted: dict[tuple[str, int], int] = {}
+        self._last_committed: list[int] = []
         self._current: asyncio.Task[BatchResult] | None = None
         self.batches_committed = 0
 
@@ -172,7 +183,11 @@ class ConsumeLoop:
                 if records and not self._stop:  # collected but not started: left for the next owner
                     await self.handle(records)
                     await asyncio.sleep(0)
+                elif self._uncommitted and not self._stop:
+                    self._commit_late()
         finally:
+            if self._uncommitted:  # delivered: safe to commit on the way out
+                self._commit_late()
             self._consumer.close()  # leaves the group; uncommitted records go to the next owner
 
     async def handle(self, records: list[Received]) -> bool:
@@ -271,17 +286,38 @@ class ConsumeLoop:
         return len(entries)
 
     def _commit(self, records: list[Received]) -> bool:
-        offsets = _next_offsets(records)
-        keep = [tp for tp in offsets if (tp.topic, tp.partition) not in self._revoked]
+        """Commit the batch's offsets, and those of earlier delivered batches whose commit failed."""
+        if not self._commit_offsets(records):
+            return False
+        self.batches_committed += 1
+        return True
+
+    def _commit_late(self) -> None:
+        """Commit what delivered batches left uncommitted, with no new records to carry it (a quiet topic)."""
+        if self._commit_offsets([]):
+            log.info("late_commit", partitions=self._last_committed)
+            self._hooks.late_commit()
+            self._report_lag()
+
+    def _commit_offsets(self, records: list[Received]) -> bool:
+        wanted = dict(self._uncommitted)
+        for tp in _next_offsets(records):
+            wanted[(tp.topic, tp.partition)] = max(wanted.get((tp.topic, tp.partition), 0), tp.offset)
+        keep = {key: offset for key, offset in wanted.items() if key not in self._revoked}
+        self._uncommitted = {}
         if not keep:
             return False
         try:
-            self._consumer.commit(offsets=keep, asynchronous=False)
+            self._consumer.commit(
+                offsets=[TopicPartition(t, p, offset) for (t, p), offset in sorted(keep.items())], asynchronous=False
+            )
         except KafkaException as exc:
-            # e.g. a rebalance took the partitions: their new owner redoes the batch (idempotent).
+            # A rebalance that takes the partitions: their new owner redoes the records (idempotent), and the
+            # revoke drops them here. Otherwise the next commit, or the next quiet poll, tries these again.
             log.warning("commit_failed", error=str(exc))
+            self._uncommitted = keep
             return False
-        self.batches_committed += 1
+        self._last_committed = sorted(p for _t, p in keep)
         return True
 
     def _rewind(self, records: list[Received]) -> None:
@@ -334,6 +370,8 @@ class ConsumeLoop:
     def _revoked_cb(self, _consumer: Any, partitions: list[TopicPartition]) -> None:
         log.info("partitions_revoked", partitions=[p.partition for p in partitions])
         self._revoked.update((p.topic, p.partition) for p in partitions)
+        for p in partitions:  # their new owner redoes what we delivered but could not commit
+            self._uncommitted.pop((p.topic, p.partition), None)
         self._carry = [r for r in self._carry if (r.topic, r.partition) not in self._revoked]
 
 

@@ -84,3 +84,7 @@ class BatchMetrics:
 
     def retry_pause(self, seconds: float) -> None:
         RETRY_PAUSE.set(seconds)
+
+    def late_commit(self) -> None:
+        """A delivered batch whose commit had failed is committed now: the syncer is current again."""
+        LAST_BATCH.set(time.time())

@@ -6,13 +6,14 @@ import os
 import re
 import shutil
 import subprocess
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
+from devstack.process import ServiceProcess
 from tests.deploy import promql
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -110,3 +111,12 @@ def expressions() -> list[promql.Expression]:
     return promql.dashboard_expressions(CHART / "dashboards") + promql.rule_expressions(
         ROOT / "deploy" / "prometheus" / "alerts.yaml"
     )
+
+
+@pytest.fixture
+def processes() -> Iterator[list[ServiceProcess]]:
+    """Every process the test starts, stopped in reverse order at the end (SIGTERM, SIGKILL after 30 s)."""
+    started: list[ServiceProcess] = []
+    yield started
+    for process in reversed(started):
+        process.terminate(30)

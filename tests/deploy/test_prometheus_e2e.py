@@ -18,23 +18,19 @@ with a rejected record), then evaluates through the HTTP API:
 from __future__ import annotations
 
 import asyncio
-import os
 import subprocess
 import uuid
-from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
-import requests
 import yaml
 
 from devstack.kafka import free_port
 from devstack.process import ServiceProcess, sfls_command
 from shared.settings import KafkaSettings, Settings
-from tests import waiting
 from tests.deploy import promql
 from tests.deploy.conftest import ROOT, tool
+from tests.deploy.prometheus import MAPPINGS, PrometheusApi, service_env, start_prometheus, wait_until
 from tests.fixtures.logisense import LogisenseEmulator
 from tests.fixtures.salesforce import SalesforceEmulator
 from tests.services.listener.support import SalesforceApi
@@ -44,112 +40,12 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 RULES = ROOT / "deploy" / "prometheus" / "alerts.yaml"
 NAMESPACE = "sfls-e2e"
 RATE_INTERVAL = "1m"
-POINTS = {"email": "Email", "phone": "Phone", "address": "MailingAddress", "sfdcid": "Id"}
 CONFIG = {
     "sync": {"interval_minutes": 0.02, "retry": {"max_attempts": 6, "base_seconds": 0.01, "cap_seconds": 0.05}},
-    "mappings": {"contact_points": {name: dict(POINTS) for name in ("Billing", "Shipping", "Technical", "Other")}},
+    "mappings": MAPPINGS,
 }
 # Alerts whose failure this test provokes: their full expression must return series, not only their signals.
 PROVOKED = {"SflsDeadLettersAppearing", "SflsImporterJobFailed"}
-
-
-def wait_until(
-    probe: Callable[[], Any], timeout: float, what: str, *watch: ServiceProcess, until: Callable[[Any], object] = bool
-) -> Any:
-    """tests.waiting.wait_until, failing at once when a watched process exits, with their logs on timeout."""
-
-    def watched() -> Any:
-        for process in watch:
-            process.check_alive()
-        return probe()
-
-    def logs() -> str:
-        return "\n".join(f"--- {p.name}\n{p.tail()}" for p in watch)
-
-    return waiting.wait_until(watched, timeout, what, until=until, context=logs)
-
-
-@pytest.fixture
-def processes() -> Iterator[list[ServiceProcess]]:
-    """Every process the test starts, stopped in reverse order at the end (SIGTERM, SIGKILL after 30 s)."""
-    started: list[ServiceProcess] = []
-    yield started
-    for process in reversed(started):
-        process.terminate(30)
-
-
-def service_env(
-    sf: SalesforceEmulator, ls: LogisenseEmulator, kafka_settings: KafkaSettings, config: Path
-) -> dict[str, str]:
-    """The environment of an `sfls` process pointed at the test's broker and emulators."""
-    env = {key: value for key, value in os.environ.items() if not key.startswith("SFLS_")}
-    env.update(
-        {
-            "SFLS_CONFIG": str(config),
-            "SFLS_SALESFORCE__INSTANCE_URL": sf.instance_url,
-            "SFLS_SALESFORCE__CA_FILE": sf.ca_file,
-            "SFLS_SALESFORCE__CLIENT_ID": sf.client_id,
-            "SFLS_SALESFORCE__CLIENT_SECRET": sf.client_secret,
-            "SFLS_SALESFORCE__USERNAME": sf.username,
-            "SFLS_SALESFORCE__PASSWORD": sf.password,
-            "SFLS_LOGISENSE__BASE_URL": ls.base_url,
-            "SFLS_LOGISENSE__CA_FILE": ls.ca_file,
-            "SFLS_LOGISENSE__CLIENT_ID": ls.client_id,
-            "SFLS_LOGISENSE__USERNAME": ls.username,
-            "SFLS_LOGISENSE__PASSWORD": ls.password,
-            "SFLS_LOGISENSE__TIMEOUT_SECONDS": "5",
-            "SFLS_KAFKA__BOOTSTRAP_SERVERS": kafka_settings.bootstrap_servers,
-            "SFLS_KAFKA__TOPIC_PREFIX": kafka_settings.topic_prefix,
-            "SFLS_KAFKA__PARTITIONS": str(kafka_settings.partitions),
-            "SFLS_LISTENER__RECONNECT_BASE_SECONDS": "0.1",
-            "SFLS_LOG_LEVEL": "INFO",
-        }
-    )
-    return env
-
-
-def prometheus_config(path: Path, targets: dict[str, int], pushgateway: int) -> None:
-    """Scrape the services every second as a ServiceMonitor would (namespace label), and load the shipped rules."""
-    scrape = [
-        {
-            "job_name": job,
-            "static_configs": [{"targets": [f"127.0.0.1:{port}"], "labels": {"namespace": NAMESPACE}}],
-        }
-        for job, port in targets.items()
-    ]
-    scrape.append(
-        {
-            "job_name": "pushgateway",
-            "honor_labels": True,
-            "static_configs": [{"targets": [f"127.0.0.1:{pushgateway}"], "labels": {"namespace": NAMESPACE}}],
-        }
-    )
-    config = {
-        "global": {"scrape_interval": "1s", "scrape_timeout": "1s", "evaluation_interval": "1s"},
-        "rule_files": [str(RULES)],
-        "scrape_configs": scrape,
-    }
-    path.write_text(yaml.safe_dump(config))
-
-
-class PrometheusApi:
-    def __init__(self, port: int) -> None:
-        self.base = f"http://127.0.0.1:{port}/api/v1"
-
-    def query(self, expr: str) -> dict[str, Any]:
-        answer = requests.get(f"{self.base}/query", params={"query": expr}, timeout=10)
-        body: dict[str, Any] = answer.json()
-        return body
-
-    def series_count(self, expr: str) -> int:
-        body = self.query(expr)
-        if body.get("status") != "success":
-            return -1
-        return len(body["data"]["result"])
-
-    def rules(self) -> list[dict[str, Any]]:
-        body = requests.get(f"{self.base}/rules", timeout=10).json()
-        return [rule for group in body["data"]["groups"] for rule in group["rules"]]
 
 
 def grafana(expr: str) -> str:
@@ -211,19 +107,8 @@ def test_every_dashboard_and_alert_query_returns_series(
     processes.append(listener)
     syncer = ServiceProcess.sfls("syncer", env=env, log=logs / "syncer.log", port=ports["sfls-syncer"])
     processes.append(syncer)
-    prometheus_config(tmp_path / "prometheus.yml", ports, pushgateway)
-    server = ServiceProcess(
-        "prometheus",
-        [
-            prometheus_bin,
-            f"--config.file={tmp_path / 'prometheus.yml'}",
-            f"--storage.tsdb.path={tmp_path / 'tsdb'}",
-            f"--web.listen-address=127.0.0.1:{prometheus}",
-        ],
-        env,
-        logs / "prometheus.log",
-        port=prometheus,
-        ready_path="/-/ready",
+    server = start_prometheus(
+        prometheus_bin, tmp_path, ports, [RULES], env, namespace=NAMESPACE, pushgateway=pushgateway, port=prometheus
     )
     processes.append(server)
     running = (listener, syncer, server, gateway)

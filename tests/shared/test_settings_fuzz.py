@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -21,6 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
+from devstack.process import sfls_command
 from services.cli import app
 from shared.errors import ConfigError
 from shared.settings import load_settings
@@ -110,11 +110,11 @@ def test_cli_exits_2_with_one_message(
 
 @pytest.mark.parametrize("case", ["not UTF-8", "bad JSON in env", "unknown section"])
 def test_cli_process_exits_2_without_traceback(case: str, tmp_path: Path) -> None:
-    """The installed `sfls` command, as a process, answers bad settings with exit code 2 and no traceback."""
+    """`sfls` as a process (devstack.process.sfls_command) answers bad settings with exit code 2 and no traceback."""
     _, config, env, words = next(c for c in BAD_SETTINGS if c[0] == case)
     with _environment(env, tmp_path, config):
         done = subprocess.run(
-            [str(Path(sys.executable).with_name("sfls")), "test-connection"],
+            [*sfls_command(), "test-connection"],
             capture_output=True,
             text=True,
             timeout=60,

@@ -1,13 +1,15 @@
-"""End-to-end helpers for syncer tests: settings for both emulators, running the syncer, comparing states."""
+"""End-to-end helpers for syncer tests: settings for both emulators, running the syncer, comparing states
+(devstack.compare)."""
 
 from __future__ import annotations
 
 import asyncio
 import os
-from collections import Counter
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from devstack.compare import differences, load_references
 from services.syncer.app import SyncerService, group_id
 from shared import kafka
 from shared.kafka_reader import committed_records
@@ -154,47 +156,12 @@ def seed_contacts(sf: SalesforceEmulator, account_ids: list[str], per_account: i
     return sf.seed("Contact", records)
 
 
-def assert_same_state(sf: SalesforceEmulator, ls: LogisenseEmulator, *, only: set[str] | None = None) -> None:
-    """LogiSense holds exactly one account per live Salesforce account, with the mapped values."""
-    sf_accounts = {r["Id"]: r for r in sf.records("Account") if not r.get("IsDeleted")}
-    if only is not None:
-        sf_accounts = {k: v for k, v in sf_accounts.items() if k in only}
-    sf_contacts: dict[str, list[dict[str, Any]]] = {}
-    for contact in sf.records("Contact"):
-        if not contact.get("IsDeleted"):
-            sf_contacts.setdefault(contact["AccountId"], []).append(contact)
-    ls_accounts = ls.accounts()
-    links = Counter(a.get("sfdcid") for a in ls_accounts)
-    duplicates = {k: n for k, n in links.items() if k and n > 1}
-    assert not duplicates, f"duplicate LogiSense accounts: {duplicates}"
-    by_link = {a["sfdcid"]: a for a in ls_accounts if a.get("sfdcid")}
-    by_identity = {a["identity"]: a for a in ls_accounts}
-    missing = sorted(set(sf_accounts) - set(by_link))
-    assert not missing, f"{len(missing)} Salesforce accounts missing in LogiSense, e.g. {missing[:3]}"
-    for account_id, record in sf_accounts.items():
-        account = by_link[account_id]
-        assert account["name"] == record["Name"]
-        assert account["accountTypeName"] == record["Type"]
-        assert account["accountStatusTypeName"] == record["LogiSense_Status__c"]
-        assert account["billGroupName"] == record["LogiSense_Bill_Group__c"]
-        assert account["accountsReceivableTermsName"] == record["LogiSense_AR_Term__c"]
-        parent = by_identity.get(account.get("parentAccountId"))
-        assert (parent or {}).get("sfdcid") == record.get("ParentId"), account_id
-        wanted = {c["Id"]: c for c in sf_contacts.get(account_id, [])}
-        got: dict[str, dict[str, Any]] = {}
-        for contact in account.get("contacts", []):
-            points = {p.get("contactPointTypeName"): p for p in contact.get("contactPoints", [])}
-            link = points.get("sfdcid", {}).get("value")
-            assert link not in got, f"duplicate LogiSense contact for {link}"
-            got[link] = {**contact, "points": points}
-        assert set(got) == set(wanted), account_id
-        for contact_id, contact in wanted.items():
-            mine = got[contact_id]
-            assert (mine["firstName"], mine["lastName"], mine["title"]) == (
-                contact["FirstName"],
-                contact["LastName"],
-                contact["Title"],
-            )
-            assert mine["contactTypeName"] == (contact["LogiSense_Contact_Type__c"] or "Billing")
-            assert mine["points"]["email"]["value"] == contact["Email"]
-            assert mine["points"]["address"]["city"] == contact["MailingCity"]
+def assert_same_state(sf: SalesforceEmulator, ls: LogisenseEmulator, settings: Settings) -> None:
+    """LogiSense equals Salesforce, as devstack.compare.differences judges it with the syncer's `settings`.
+
+    The reference lookup is read from LogiSense in a worker thread: callers may be inside a running event loop.
+    """
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        lookup = pool.submit(load_references, settings.logisense).result()
+    found = differences(sf.records("Account"), sf.records("Contact"), ls.accounts(), settings, lookup)
+    assert not found, f"LogiSense differs from Salesforce in {len(found)} ways:\n  " + "\n  ".join(found)

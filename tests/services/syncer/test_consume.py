@@ -168,6 +168,7 @@ class RecordingHooks:
         self.failed: list[BaseException] = []
         self.pauses: list[float] = []
         self.lags: dict[int, int] = {}
+        self.late_commits = 0
 
     def batch_started(self, batch: Coalesced) -> None:
         return None
@@ -183,6 +184,9 @@ class RecordingHooks:
 
     def retry_pause(self, seconds: float) -> None:
         self.pauses.append(seconds)
+
+    def late_commit(self) -> None:
+        self.late_commits += 1
 
 
 class CommitsRefused(Consumer):
@@ -209,6 +213,44 @@ async def test_a_batch_whose_commit_fails_counts_as_failed(
     assert isinstance(hooks.failed[0], CommitFailedError)
     # The records still wait, and the lag says so: the stalled-syncer alert needs it (deploy/prometheus/alerts.yaml).
     assert sum(hooks.lags.values()) == 2, hooks.lags
+
+
+class FirstCommitRefused(Consumer):
+    """A real consumer whose first commit Kafka refuses (a coordinator moving); later ones go through."""
+
+    refused = 0
+
+    def commit(self, *args: object, **kwargs: object) -> None:
+        if not self.refused:
+            self.refused += 1
+            raise KafkaException(KafkaError(KafkaError.NOT_COORDINATOR))
+        super().commit(*args, **kwargs)  # type: ignore[arg-type]
+
+
+async def test_a_refused_commit_is_made_later_although_no_new_record_arrives(
+    kafka_settings: KafkaSettings, consumer_factory: Callable[..., Consumer], producer_factory: Callable[..., Producer]
+) -> None:
+    """Delivered records whose commit failed are committed at the next quiet poll, not left for a restart."""
+    topics = create_syncer_topics(kafka_settings)
+    publish(producer_factory(), topics.changes, [change(A), change(B)])
+    group = f"g-{uuid.uuid4().hex[:8]}"
+    observer = consumer_factory(group)
+    config = {**kafka_settings.librdkafka(), "group.id": group, "auto.offset.reset": "earliest"}
+    consumer = FirstCommitRefused({**config, "enable.auto.commit": False, "enable.auto.offset.store": False})
+    calls: list[int] = []
+    hooks = RecordingHooks()
+
+    def process(batch: Coalesced) -> BatchResult:
+        calls.append(batch.size)
+        return BatchResult(synced_accounts=len(batch.accounts))
+
+    loop = make_loop(kafka_settings, consumer, producer_factory(), process)
+    loop._hooks = hooks
+    await run_until(loop, lambda: hooks.late_commits >= 1)
+    assert calls == [2], "the delivered batch is not processed again"
+    assert isinstance(hooks.failed[0], CommitFailedError)
+    assert committed_total(observer, topics.changes) == 2
+    assert sum(hooks.lags.values()) == 0, hooks.lags
 
 
 async def test_a_failed_batch_loses_nothing_polled_from_a_partition_assigned_meanwhile(

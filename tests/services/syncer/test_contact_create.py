@@ -68,7 +68,7 @@ async def test_new_contact_is_one_write_and_never_needs_a_point_create(
 
     assert dead_letters(kafka_settings, topics.changes_dlt) == []
     assert unlinked_contacts(logisense_emulator) == []
-    assert_same_state(salesforce_emulator, logisense_emulator)
+    assert_same_state(salesforce_emulator, logisense_emulator, settings)
     assert logisense_emulator.count(resource="Contact", operation="create") == 0
     assert logisense_emulator.count(resource="Contact/Point", operation="create") == 0
     assert logisense_emulator.count(resource="Account", operation="patch", status=200) == len(contacts)
@@ -152,7 +152,7 @@ async def test_two_request_create_when_the_setting_is_off(
     (contact,) = {a["sfdcid"]: a for a in logisense_emulator.accounts()}[account]["contacts"]
     assert contact["identity"] == left["identity"]
     assert logisense_emulator.count(resource="Account", operation="patch") == 0
-    assert_same_state(salesforce_emulator, logisense_emulator)
+    assert_same_state(salesforce_emulator, logisense_emulator, settings)
 
 
 async def test_account_waiting_for_a_failed_parent_is_dead_lettered_as_dependency_failed(

@@ -61,5 +61,5 @@ async def test_account_delete_closes_contact_delete_removes_contact_edit_updates
     (remaining,) = after[a]["contacts"]
     assert remaining["identity"] in contact_ids
     assert remaining["contactTypeName"] == "Shipping"
-    assert_same_state(salesforce_emulator, logisense_emulator, only={a})
+    assert_same_state(salesforce_emulator, logisense_emulator, settings)
     assert logisense_emulator.count(resource="Account", operation="create") == 2

@@ -84,7 +84,7 @@ def test_kill_minus_nine_mid_batch_then_restart_converges_without_duplicates(
         assert second.terminate(30) == 0
     finally:
         second.kill()
-    assert_same_state(salesforce_emulator, logisense_emulator)
+    assert_same_state(salesforce_emulator, logisense_emulator, settings)
     assert len(logisense_emulator.accounts()) == 40
 
 

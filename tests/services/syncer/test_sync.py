@@ -47,7 +47,7 @@ async def test_thousand_changes_on_hundred_accounts_make_at_most_hundred_account
 
     account_writes = sum(logisense_emulator.count(resource="Account", operation=op) for op in ("create", "update"))
     assert 0 < account_writes <= 100
-    assert_same_state(salesforce_emulator, logisense_emulator)
+    assert_same_state(salesforce_emulator, logisense_emulator, settings)
 
 
 async def test_parent_and_child_in_one_batch_land_parent_first(
@@ -70,7 +70,7 @@ async def test_parent_and_child_in_one_batch_land_parent_first(
     assert by_link[leaf]["parentAccountId"] == by_link[middle]["identity"]
     assert by_link[middle]["parentAccountId"] == by_link[top]["identity"]
     assert by_link[top]["identity"] < by_link[middle]["identity"] < by_link[leaf]["identity"]
-    assert_same_state(salesforce_emulator, logisense_emulator)
+    assert_same_state(salesforce_emulator, logisense_emulator, settings)
 
 
 async def test_parent_outside_the_batch_is_synced_first(
@@ -92,7 +92,7 @@ async def test_parent_outside_the_batch_is_synced_first(
     assert set(by_link) == {parent, child}
     assert by_link[child]["parentAccountId"] == by_link[parent]["identity"]
     assert by_link[parent]["identity"] < by_link[child]["identity"]  # identities count up: the parent came first
-    assert_same_state(salesforce_emulator, logisense_emulator)
+    assert_same_state(salesforce_emulator, logisense_emulator, settings)
 
 
 async def test_injected_5xx_and_429_still_converge(
@@ -115,4 +115,4 @@ async def test_injected_5xx_and_429_still_converge(
     failed = logisense_emulator.count(status=503) + logisense_emulator.count(status=429)
     assert failed > 0
     logisense_emulator.clear_faults()
-    assert_same_state(salesforce_emulator, logisense_emulator)
+    assert_same_state(salesforce_emulator, logisense_emulator, settings)
