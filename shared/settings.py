@@ -206,7 +206,7 @@ class SyncSettings(_Section):
     # LogiSense contact type of a Salesforce contact whose contact-type field is blank.
     default_contact_type: str = "Billing"
     # Create a contact with all its points (the link point included) in one `PATCH Account/{id}`,
-    # which LogiSense applies as one transaction (INFERRED for a real tenant, reference section 5).
+    # which LogiSense applies as one transaction (inferred, not confirmed on a real tenant: hence the setting).
     # False: `POST Contact`, then one `POST Contact/Point` per point; a crash in between leaves an
     # unlinked contact that the account's next sync takes over by name and type.
     atomic_contact_create: bool = True

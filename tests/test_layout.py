@@ -43,7 +43,12 @@ HOMES = [
         BACKOFF,
     ),
     Home("the dead-letter record (headers, reason)", "shared/deadletter.py", "dead_letter_headers", r'"sfls\.error\.'),
-    Home("committing the syncer's offsets", "services/syncer/consume.py", "ConsumeLoop._commit", r"\.commit\(offsets="),
+    Home(
+        "committing the syncer's offsets",
+        "services/syncer/consume.py",
+        "ConsumeLoop._commit_offsets",
+        r"\.commit\(offsets=|\.commit\($",
+    ),
     Home("reading a topic to its end", "shared/kafka_reader.py", "read_to_end", r"\.assign\("),
     Home("producing a record (a full local queue, a refused topic)", "shared/kafka.py", "produce", r"BufferError"),
     Home("the Kafka permissions of each command", "shared/acls.py", "", r"include_authorized_operations"),
@@ -111,3 +116,23 @@ def test_product_modules_stay_small() -> None:
     }
     assert PRODUCT, "no product modules found"
     assert not too_long, too_long
+
+
+def test_comments_cite_the_repository_only() -> None:
+    """No code or comment cites a document outside the repository (design notes, reference sections, issues)."""
+    outside = re.compile(r"design\.md|reference section|\breference/\w+\.md|\b[Ii]ssue #?\d+")
+    folders = ("shared", "services", "devstack", "bench", "scripts", "tests", "deploy")
+    files = [
+        path
+        for folder in folders
+        for path in sorted((ROOT / folder).rglob("*"))
+        if path.suffix in {".py", ".yaml", ".sh", ".mk", ".tpl"} and path != Path(__file__).resolve()
+    ]
+    assert len(files) > 100, len(files)
+    cited = [
+        f"{path.relative_to(ROOT)}:{n}: {line.strip()}"
+        for path in files
+        for n, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), 1)
+        if outside.search(line)
+    ]
+    assert not cited, "\n".join(cited)

@@ -1,4 +1,4 @@
-"""The Resource Server: `/ResourceServer/api/{v}/{Resource}[/...]`, envelopes as in reference section 3.3.
+"""The Resource Server: `/ResourceServer/api/{v}/{Resource}[/...]`, with LogiSense's envelopes.
 
 Routes per resource R (any version v1..v10 behaves the same):
   GET R (list)   GET R/Paged (`Pagination` header)   GET R/{id}   POST R (201)   PUT R/{id} (partial)

@@ -44,7 +44,7 @@ class Auth:
     credentials: Credentials
     clock: Callable[[], float]
     token_ttl_seconds: float = 1800.0
-    refresh_token_ttl_seconds: float | None = None  # None: the same as the access token (reference section 1)
+    refresh_token_ttl_seconds: float | None = None  # None: the same as the access token's
     _key: bytes = field(default_factory=lambda: os.urandom(32), repr=False)
     _access: dict[str, float] = field(default_factory=dict, repr=False)
     _refresh: dict[str, float] = field(default_factory=dict, repr=False)

@@ -326,7 +326,7 @@ _add(
 )
 _add(
     ResourceSpec(
-        # DESIGN: a package's service and the rate plan connected to it ("rate plan connections").
+        # An emulator choice: a package's service and the rate plan connected to it ("rate plan connections").
         "Package/Service",
         (
             *_common(),
@@ -338,7 +338,7 @@ _add(
 )
 _add(
     ResourceSpec(
-        # DESIGN only: no LogiSense resource of this name is documented (reference section 6).
+        # An emulator choice: no LogiSense resource of this name is documented.
         "PricingRule",
         (
             *_common(),

@@ -1,9 +1,9 @@
 """Reads: rendering records with their `xxxName` partners, and `POST {R}/Search` queries.
 
-Query body (reference section 4): `{"query": {"top", "fields", "search", "orderBy", "pagination"}}`.
+Query body, as LogiSense documents it: `{"query": {"top", "fields", "search", "orderBy", "pagination"}}`.
 - `search` is an AND of `{name, operator, value}`. Operators `eq notEq lt ltEq gt gtEq` are LogiSense's
   own; `like` (SQL wildcards `%` and `_`), `contains`, `startsWith`, `endsWith`, `in`, `notIn` and
-  `isNull` (value true/false) are emulator extras (DESIGN). Strings compare case-insensitively.
+  `isNull` (value true/false) are emulator extras. Strings compare case-insensitively.
 - `top` defaults to 100 and may not exceed 10,000; with `pagination` the paged envelope is returned
   and `top` does not apply.
 - Deep search (`Invoice/Search`, `RatePlan/Search`): child keys such as `invoiceItems` or

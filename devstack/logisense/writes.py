@@ -1,9 +1,9 @@
 """Validation and writes: create, partial update and cascading delete, all errors gathered at once.
 
-Error codes follow reference section 9.3: 13100000 a referenced id does not exist, 10400000 a
+Error codes are LogiSense's documented ones: 13100000 a referenced id does not exist, 10400000 a
 required field is missing, 11900000 a value is out of range or of the wrong format, and a final
 2000 entry closes the list ("Errors found. Transaction rolled back."). Unknown custom fields get
-10700000 (DESIGN). The caller runs every write of one request in one Transaction and rolls it back
+10700000 (an emulator choice). The caller runs every write of one request in one Transaction and rolls it back
 when any error was gathered, so a request is applied whole or not at all.
 """
 
