@@ -16,12 +16,10 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from services.syncer.context import BatchContext, DeliveryReport
-from services.syncer.lookups import CreateOnce, LogisenseApi, Lookups, diff
-from services.syncer.references import References
+from services.syncer.lookups import Writer, diff
 from services.syncer.snapshot import Snapshot, id15
 from shared.errors import DependencyFailedError, MappingError, PermanentError, RetriesExhaustedError
 from shared.mapping import MappedAccount, map_account
-from shared.settings import Settings
 
 
 def sf_id(sid: str, snapshot: Snapshot) -> str:
@@ -59,26 +57,8 @@ def _error_class(exc: PermanentError) -> str:
     return type(exc.last).__name__ if isinstance(exc, RetriesExhaustedError) else type(exc).__name__
 
 
-class AccountWriter:
+class AccountWriter(Writer):
     """Orders, upserts and deletes the LogiSense accounts of a batch; holds no per-batch state."""
-
-    def __init__(
-        self,
-        client: LogisenseApi,
-        once: LogisenseApi,
-        settings: Settings,
-        references: References,
-        *,
-        lookups: Lookups,
-        create_once: CreateOnce,
-    ) -> None:
-        self._client = client  # retries every call itself
-        self._once = once  # single attempts: creates retry through create_once instead
-        self._settings = settings
-        self._refs = references
-        self._lookups = lookups
-        self._create_once = create_once
-        self._link = settings.logisense.link_field
 
     def map(self, sid: str, batch: BatchContext) -> None:
         """Map one Salesforce account of the batch; a MappingError fails that account."""

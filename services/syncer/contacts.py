@@ -16,34 +16,14 @@ from __future__ import annotations
 from typing import Any
 
 from services.syncer.context import BatchContext, DeliveryReport
-from services.syncer.lookups import CreateOnce, LogisenseApi, Lookups, LsContact, diff
-from services.syncer.references import References
+from services.syncer.lookups import LsContact, Writer, diff
 from services.syncer.snapshot import id15
 from shared.errors import MappingError
 from shared.mapping import MappedContact, map_contact
-from shared.settings import Settings
 
 
-class ContactWriter:
+class ContactWriter(Writer):
     """Creates, updates and deletes the contacts and points of an account; holds no per-batch state."""
-
-    def __init__(
-        self,
-        client: LogisenseApi,
-        once: LogisenseApi,
-        settings: Settings,
-        references: References,
-        *,
-        lookups: Lookups,
-        create_once: CreateOnce,
-    ) -> None:
-        self._client = client  # retries every call itself
-        self._once = once  # single attempts: creates retry through create_once instead
-        self._settings = settings
-        self._refs = references
-        self._lookups = lookups
-        self._create_once = create_once
-        self._link = settings.logisense.link_field
 
     async def sync(self, account_identity: int, sf_contacts: list[dict[str, Any]], batch: BatchContext) -> None:
         """Make the LogiSense contacts of one account what Salesforce holds, in sequence."""

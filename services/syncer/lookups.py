@@ -22,6 +22,7 @@ from services.syncer.snapshot import Snapshot, id15
 from shared.errors import PermanentError, RetriesExhaustedError, TransientError
 from shared.mapping import MappedAccount
 from shared.retry import RetryPolicy, call_with_retries
+from shared.settings import Settings
 
 log = structlog.get_logger(__name__)
 SEARCH_CHUNK = 100
@@ -223,3 +224,25 @@ class CreateOnce:
             self.on_retry(resource)
 
         return await call_with_retries(once, self.policy, on_retry=retried)
+
+
+class Writer:
+    """What an account or a contact writer works with; it holds no per-batch state (that is BatchContext's)."""
+
+    def __init__(
+        self,
+        client: LogisenseApi,
+        once: LogisenseApi,
+        settings: Settings,
+        references: References,
+        *,
+        lookups: Lookups,
+        create_once: CreateOnce,
+    ) -> None:
+        self._client = client  # retries every call itself
+        self._once = once  # single attempts: creates retry through create_once instead
+        self._settings = settings
+        self._refs = references
+        self._lookups = lookups
+        self._create_once = create_once
+        self._link = settings.logisense.link_field
