@@ -7,7 +7,6 @@ files every second.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ from devstack.kafka import free_port
 from devstack.process import ServiceProcess
 from shared.settings import KafkaSettings
 from tests import waiting
+from tests.environment import sfls_env
 from tests.fixtures.logisense import LogisenseEmulator
 from tests.fixtures.salesforce import SalesforceEmulator
 
@@ -47,30 +47,15 @@ def service_env(
     sf: SalesforceEmulator, ls: LogisenseEmulator, kafka_settings: KafkaSettings, config: Path
 ) -> dict[str, str]:
     """The environment of an `sfls` process pointed at the test's broker and emulators."""
-    env = {key: value for key, value in os.environ.items() if not key.startswith("SFLS_")}
-    env.update(
-        {
-            "SFLS_CONFIG": str(config),
-            "SFLS_SALESFORCE__INSTANCE_URL": sf.instance_url,
-            "SFLS_SALESFORCE__CA_FILE": sf.ca_file,
-            "SFLS_SALESFORCE__CLIENT_ID": sf.client_id,
-            "SFLS_SALESFORCE__CLIENT_SECRET": sf.client_secret,
-            "SFLS_SALESFORCE__USERNAME": sf.username,
-            "SFLS_SALESFORCE__PASSWORD": sf.password,
-            "SFLS_LOGISENSE__BASE_URL": ls.base_url,
-            "SFLS_LOGISENSE__CA_FILE": ls.ca_file,
-            "SFLS_LOGISENSE__CLIENT_ID": ls.client_id,
-            "SFLS_LOGISENSE__USERNAME": ls.username,
-            "SFLS_LOGISENSE__PASSWORD": ls.password,
-            "SFLS_LOGISENSE__TIMEOUT_SECONDS": "5",
-            "SFLS_KAFKA__BOOTSTRAP_SERVERS": kafka_settings.bootstrap_servers,
-            "SFLS_KAFKA__TOPIC_PREFIX": kafka_settings.topic_prefix,
-            "SFLS_KAFKA__PARTITIONS": str(kafka_settings.partitions),
-            "SFLS_LISTENER__RECONNECT_BASE_SECONDS": "0.1",
-            "SFLS_LOG_LEVEL": "INFO",
-        }
+    return sfls_env(
+        salesforce=sf,
+        logisense=ls,
+        kafka=kafka_settings,
+        SFLS_CONFIG=str(config),
+        SFLS_LOGISENSE__TIMEOUT_SECONDS="5",
+        SFLS_LISTENER__RECONNECT_BASE_SECONDS="0.1",
+        SFLS_LOG_LEVEL="INFO",
     )
-    return env
 
 
 def start_prometheus(

@@ -13,7 +13,6 @@ under the test's prefix (keys, values, header names and values) is searched for 
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 import uuid
 from collections.abc import Callable
@@ -29,6 +28,7 @@ from confluent_kafka import OFFSET_BEGINNING, KafkaError, TopicPartition
 from devstack.process import ServiceProcess
 from shared import kafka
 from shared.settings import KafkaSettings
+from tests.environment import sfls_env
 from tests.fixtures.logisense import LogisenseEmulator
 from tests.fixtures.salesforce import SalesforceEmulator
 from tests.services.listener.support import SalesforceApi, cdc_message
@@ -154,34 +154,21 @@ def test_no_secret_in_logs_metrics_or_records(
     settings = syncer_settings(kafka_settings, sf, ls)
     config = tmp_path / "sfls.yaml"
     config.write_text(yaml.safe_dump({"mappings": {"contact_points": CONTACT_POINTS}}))
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SFLS_")}
-    env.update(
-        {
-            "SFLS_CONFIG": str(config),
-            "SFLS_OBSERVABILITY__LOG_LEVEL": "DEBUG",
-            "SFLS_SALESFORCE__INSTANCE_URL": sf.instance_url,
-            "SFLS_SALESFORCE__CA_FILE": sf.ca_file,
-            "SFLS_SALESFORCE__CLIENT_ID": sf.client_id,
-            "SFLS_SALESFORCE__CLIENT_SECRET": sf.client_secret,
-            "SFLS_SALESFORCE__USERNAME": sf.username,
-            "SFLS_SALESFORCE__PASSWORD": sf.password,
-            "SFLS_LOGISENSE__BASE_URL": ls.base_url,
-            "SFLS_LOGISENSE__CA_FILE": ls.ca_file,
-            "SFLS_LOGISENSE__USERNAME": ls.username,
-            "SFLS_LOGISENSE__PASSWORD": ls.password,
-            "SFLS_KAFKA__BOOTSTRAP_SERVERS": kafka_settings.bootstrap_servers,
-            "SFLS_KAFKA__TOPIC_PREFIX": kafka_settings.topic_prefix,
-            "SFLS_KAFKA__PARTITIONS": str(kafka_settings.partitions),
-            "SFLS_KAFKA__SASL_USERNAME": "sfls",
-            "SFLS_KAFKA__SASL_PASSWORD": KAFKA_SASL_PASSWORD,
-            "SFLS_KAFKA__DEBUG": "conf,security",  # librdkafka dumps its configuration into the logs
-            "SFLS_SYNC_INTERVAL_MINUTES": "0.02",
-            "SFLS_SYNC__RETRY__MAX_ATTEMPTS": "2",
-            "SFLS_SYNC__RETRY__BASE_SECONDS": "0.01",
-            "SFLS_SYNC__RETRY__CAP_SECONDS": "0.05",
-            "SFLS_LISTENER__RECONNECT_BASE_SECONDS": "0.1",
-            "SFLS_LISTENER__WATCHDOG_SECONDS": "8",
-        }
+    env = sfls_env(
+        salesforce=sf,
+        logisense=ls,
+        kafka=kafka_settings,
+        SFLS_CONFIG=str(config),
+        SFLS_OBSERVABILITY__LOG_LEVEL="DEBUG",
+        SFLS_KAFKA__SASL_USERNAME="sfls",
+        SFLS_KAFKA__SASL_PASSWORD=KAFKA_SASL_PASSWORD,
+        SFLS_KAFKA__DEBUG="conf,security",  # librdkafka dumps its configuration into the logs
+        SFLS_SYNC_INTERVAL_MINUTES="0.02",
+        SFLS_SYNC__RETRY__MAX_ATTEMPTS="2",
+        SFLS_SYNC__RETRY__BASE_SECONDS="0.01",
+        SFLS_SYNC__RETRY__CAP_SECONDS="0.05",
+        SFLS_LISTENER__RECONNECT_BASE_SECONDS="0.1",
+        SFLS_LISTENER__WATCHDOG_SECONDS="8",
     )
     wrong_sf = {**env, "SFLS_SALESFORCE__PASSWORD": WRONG_SALESFORCE_PASSWORD}
     wrong_ls = {**env, "SFLS_LOGISENSE__PASSWORD": WRONG_LOGISENSE_PASSWORD}

@@ -25,6 +25,7 @@ from shared.settings import (
     RetrySettings,
     Settings,
 )
+from tests.environment import sfls_env
 from tests.fixtures.logisense import LogisenseEmulator
 from tests.fixtures.salesforce import SalesforceEmulator
 
@@ -343,22 +344,9 @@ def test_a_rejected_record_is_dead_lettered_and_fails_the_exit_code(
 
     asyncio.run(rename())
     ls, sf = logisense_emulator, salesforce_emulator
-    env = {
-        "SFLS_KAFKA__BOOTSTRAP_SERVERS": kafka_settings.bootstrap_servers,
-        "SFLS_KAFKA__TOPIC_PREFIX": kafka_settings.topic_prefix,
-        "SFLS_LOGISENSE__BASE_URL": ls.base_url,
-        "SFLS_LOGISENSE__CA_FILE": ls.ca_file,
-        "SFLS_LOGISENSE__USERNAME": ls.username,
-        "SFLS_LOGISENSE__PASSWORD": ls.password,
-        "SFLS_SALESFORCE__INSTANCE_URL": sf.instance_url,
-        "SFLS_SALESFORCE__CA_FILE": sf.ca_file,
-        "SFLS_SALESFORCE__CLIENT_ID": sf.client_id,
-        "SFLS_SALESFORCE__CLIENT_SECRET": sf.client_secret,
-        "SFLS_SALESFORCE__USERNAME": sf.username,
-        "SFLS_SALESFORCE__PASSWORD": sf.password,
-    }
-    for key, value in env.items():
-        monkeypatch.setenv(key, value)
+    for key, value in sfls_env(salesforce=sf, logisense=ls, kafka=kafka_settings).items():
+        if key.startswith("SFLS_"):
+            monkeypatch.setenv(key, value)
 
     result = CliRunner().invoke(app, ["import", "catalogue", "--only", "package"])
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import threading
@@ -20,6 +19,7 @@ from services.listener.publisher import TransactionalPublisher
 from shared import kafka
 from shared.events import ChangeType, Source
 from shared.settings import KafkaSettings
+from tests.environment import sfls_env
 from tests.services.listener.conftest import state_of, wait_checkpointed, wait_until
 from tests.services.listener.support import SalesforceApi, change_events
 
@@ -31,25 +31,14 @@ PUBLISHED = "sfls_listener_events_published_total"
 
 
 def _env(emulator: Any, kafka_settings: KafkaSettings, tmp_path: Path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SFLS_")}
-    env.update(
-        {
-            "SFLS_SALESFORCE__INSTANCE_URL": emulator.instance_url,
-            "SFLS_SALESFORCE__CA_FILE": emulator.ca_file,
-            "SFLS_SALESFORCE__CLIENT_ID": emulator.client_id,
-            "SFLS_SALESFORCE__CLIENT_SECRET": emulator.client_secret,
-            "SFLS_SALESFORCE__USERNAME": emulator.username,
-            "SFLS_SALESFORCE__PASSWORD": emulator.password,
-            "SFLS_KAFKA__BOOTSTRAP_SERVERS": kafka_settings.bootstrap_servers,
-            "SFLS_KAFKA__TOPIC_PREFIX": kafka_settings.topic_prefix,
-            "SFLS_KAFKA__PARTITIONS": str(kafka_settings.partitions),
-            "SFLS_LISTENER__RECONNECT_BASE_SECONDS": "0.1",
-            "SFLS_LISTENER__WATCHDOG_SECONDS": "8",
-            "SFLS_LISTENER__BACKFILL_BATCH_SIZE": "7",
-        }
+    return sfls_env(
+        salesforce=emulator,
+        kafka=kafka_settings,
+        SFLS_LISTENER__RECONNECT_BASE_SECONDS="0.1",
+        SFLS_LISTENER__WATCHDOG_SECONDS="8",
+        SFLS_LISTENER__BACKFILL_BATCH_SIZE="7",
+        **extra,
     )
-    env.update(extra)
-    return env
 
 
 @pytest.fixture

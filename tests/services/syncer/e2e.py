@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -21,6 +20,7 @@ from shared.settings import (
     Settings,
     SyncSettings,
 )
+from tests.environment import sfls_env
 from tests.fixtures.logisense import LogisenseEmulator
 from tests.fixtures.salesforce import SalesforceEmulator
 
@@ -59,32 +59,16 @@ def settings_with_notes(kafka_settings: Any, sf: SalesforceEmulator, ls: Logisen
 
 def subprocess_env(settings: Settings, **extra: str) -> dict[str, str]:
     """Environment that points an `sfls syncer` process at the test's broker and emulators."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SFLS_")}
-    sf, ls = settings.salesforce, settings.logisense
-    env.update(
-        {
-            "SFLS_SALESFORCE__INSTANCE_URL": sf.instance_url,
-            "SFLS_SALESFORCE__CA_FILE": sf.ca_file or "",
-            "SFLS_SALESFORCE__CLIENT_ID": sf.client_id,
-            "SFLS_SALESFORCE__CLIENT_SECRET": sf.client_secret.get_secret_value(),
-            "SFLS_SALESFORCE__USERNAME": sf.username,
-            "SFLS_SALESFORCE__PASSWORD": sf.password.get_secret_value(),
-            "SFLS_LOGISENSE__BASE_URL": ls.base_url,
-            "SFLS_LOGISENSE__CA_FILE": ls.ca_file or "",
-            "SFLS_LOGISENSE__CLIENT_ID": ls.client_id,
-            "SFLS_LOGISENSE__USERNAME": ls.username,
-            "SFLS_LOGISENSE__PASSWORD": ls.password.get_secret_value(),
-            "SFLS_KAFKA__BOOTSTRAP_SERVERS": settings.kafka.bootstrap_servers,
-            "SFLS_KAFKA__TOPIC_PREFIX": settings.kafka.topic_prefix,
-            "SFLS_KAFKA__PARTITIONS": str(settings.kafka.partitions),
-            "SFLS_SYNC_INTERVAL_MINUTES": str(settings.sync.interval_minutes),
-            "SFLS_SYNC__RETRY__BASE_SECONDS": "0.01",
-            "SFLS_SYNC__RETRY__CAP_SECONDS": "0.05",
-            "SFLS_OBSERVABILITY__METRICS_PORT": "0",
-        }
+    return sfls_env(
+        salesforce=settings.salesforce,
+        logisense=settings.logisense,
+        kafka=settings.kafka,
+        SFLS_SYNC_INTERVAL_MINUTES=str(settings.sync.interval_minutes),
+        SFLS_SYNC__RETRY__BASE_SECONDS="0.01",
+        SFLS_SYNC__RETRY__CAP_SECONDS="0.05",
+        SFLS_OBSERVABILITY__METRICS_PORT="0",
+        **extra,
     )
-    env.update(extra)
-    return env
 
 
 def committed(settings: Settings) -> int:
