@@ -17,6 +17,12 @@
   DELETE /__admin/counters                   zero them
   GET    /__admin/accounts                   {"totalCount": N, "items": [account + "contacts":
                                               [contact + "contactPoints": [...]]]}
+  GET    /__admin/price_plans                [{"identity", "name", "accountId", "sfdcid" (the account's
+                                              custom field or null), "entries": [{"identity",
+                                              "packageFrequencyId", "packageServiceId", "serviceId",
+                                              "productCode" (name or null), "productCodeId",
+                                              "currencyCode", "recurringAmount", "oneTimeAmount"}]}]
+                                              every account price plan; amounts sum the charge rows
   POST   /__admin/tokens/expire              every issued token stops working -> {"expired": N}
   POST   /__admin/clock                      {"advance_seconds": 1800} moves the emulator clock
   GET/POST /__admin/config                   runtime settings (token_ttl_seconds, ...) until reset
@@ -121,6 +127,9 @@ class AdminApi:
     async def accounts(self, _request: web.Request) -> web.Response:
         return web.json_response(account_tree(self.emulator))
 
+    async def price_plans(self, _request: web.Request) -> web.Response:
+        return web.json_response(price_plan_list(self.emulator))
+
     async def expire_tokens(self, _request: web.Request) -> web.Response:
         return web.json_response({"expired": self.emulator.auth.expire_all()})
 
@@ -194,6 +203,7 @@ def add_routes(app: web.Application, emulator: Emulator) -> None:
     router.add_get("/__admin/counters", handlers.counters)
     router.add_delete("/__admin/counters", handlers.clear_counters)
     router.add_get("/__admin/accounts", handlers.accounts)
+    router.add_get("/__admin/price_plans", handlers.price_plans)
     router.add_post("/__admin/tokens/expire", handlers.expire_tokens)
     router.add_post("/__admin/clock", handlers.clock)
     router.add_get("/__admin/config", handlers.get_config)
@@ -220,3 +230,47 @@ def account_tree(emulator: Emulator) -> dict[str, Any]:
             account["contacts"].append(contact)
         items.append(account)
     return {"totalCount": len(items), "items": items}
+
+
+def price_plan_list(emulator: Emulator) -> list[dict[str, Any]]:
+    """Every account price plan with its entries, in identity order, charges summed per kind."""
+    store = emulator.store
+    tables = store.tables
+    accounts, entries = tables["Account"], tables["Package/Service/PricePlan"]
+    services, currencies, codes = tables["Package/Service"], tables["Package/Currency"], tables["Account/ProductCode"]
+    plans = []
+    for identity in tables["Account/PricePlan"].ids():
+        plan = tables["Account/PricePlan"].get(identity) or {}
+        account = plan["accountId"]
+        rows = []
+        for entry_id in sorted(entries.lookup("accountPricePlanId", identity) or ()):
+            entry = entries.get(entry_id) or {}
+            code = entry["accountProductCodeId"]
+            currency = currencies.value(entry["packageCurrencyId"], "currencyId")
+            rows.append(
+                {
+                    "identity": entry_id,
+                    "packageFrequencyId": entry["packageFrequencyId"],
+                    "packageServiceId": entry["packageServiceId"],
+                    "serviceId": services.value(entry["packageServiceId"], "serviceId"),
+                    "productCode": codes.value(code, "name") if code is not None else None,
+                    "productCodeId": code,
+                    "currencyCode": tables["Currency"].value(currency, "code") if currency is not None else None,
+                    "recurringAmount": _total(entry["recurringCharges"]),
+                    "oneTimeAmount": _total(entry["oneTimeCharges"]),
+                }
+            )
+        plans.append(
+            {
+                "identity": identity,
+                "name": plan["name"],
+                "accountId": account,
+                "sfdcid": accounts.value(account, "sfdcid") if "sfdcid" in accounts.position else None,
+                "entries": rows,
+            }
+        )
+    return plans
+
+
+def _total(charges: Any) -> float:
+    return round(sum(float(c.get("amount") or 0) for c in charges or ()), 10)

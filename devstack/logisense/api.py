@@ -3,7 +3,9 @@
 Routes per resource R (any version v1..v10 behaves the same):
   GET R (list)   GET R/Paged (`Pagination` header)   GET R/{id}   POST R (201)   PUT R/{id} (partial)
   PATCH R/{id} (also child arrays: Account `contacts` -> `contactPoints`, Package `frequencies`,
-  `currencies`, `services`)   DELETE R/{id} (cascade list)   POST R/Search   GET R/Metadata[/sql]
+  `currencies`, `services`, Account/PricePlan `packageServicePricePlan`; an entry without identity is
+  created, one with identity and fields updated, `{"identity": n, "delete": true}` deleted, all in the
+  request's one transaction)   DELETE R/{id} (cascade list)   POST R/Search   GET R/Metadata[/sql]
   plus `RatePlan/Search` (deep search of Usage/Rate/Plan) and `Service/{id}/Detail`.
 Unknown routes and ids answer 404, verbs a resource does not support 405, duplicates of unique
 values 409, bad input 400 with every error found; all in the `{trackingId, type, errors}` shape.
@@ -33,6 +35,9 @@ from devstack.logisense.writes import (
 if TYPE_CHECKING:
     from devstack.logisense.app import Emulator
 
+# A child entry `{"identity": n, "delete": true}` in a PATCH child array deletes that child (with its
+# cascade): the marker's name and shape are an emulator choice.
+DELETE_MARKER = "delete"
 _ROUTE_BY_LOWER = {route.lower(): route for route in ROUTES_LONGEST_FIRST}
 _ALIASES = {"rateplan": "Usage/Rate/Plan"}
 _VERB_OF = {
@@ -159,7 +164,9 @@ def _change(emulator: Emulator, target: Target, body: bytes, headers: dict[str, 
             items = []
             _write(emulator, route, target.identity, payload, txn=txn, items=items, errors=errors, filters=filters)
             for item in items:
-                item["instance"] = search.render(emulator.store, item.pop("_route"), item["identity"])
+                written = item.pop("_route", None)
+                if written is not None:  # deleted children have no instance left to show
+                    item["instance"] = search.render(emulator.store, written, item["identity"])
     except BaseException:
         txn.rollback()
         raise
@@ -207,13 +214,24 @@ def _write(
         child_table = emulator.store.tables[child_route]
         for child in children:
             child_id = child.get("identity")
+            delete = child.get(DELETE_MARKER)
+            if delete not in (None, True, False):
+                errors.append((ERR_INVALID, f"'{DELETE_MARKER}' must be true or false in '{key}' for '{route}'."))
+                continue
+            if delete and child_id is None:
+                errors.append((ERR_INVALID, f"A '{key}' entry marked for delete needs its 'identity'."))
+                continue
             if child_id is not None and child_table.value(child_id, foreign_key) != identity:
                 errors.append(
                     (ERR_REFERENCE, f"'{child_route}' ({child_id}) does not exist for '{route}' ({identity}).")
                 )
                 continue
+            if delete:
+                items.extend(writer.delete(child_route, child_id, txn))
+                continue
+            fields = {k: v for k, v in child.items() if k != DELETE_MARKER}
             _write(
-                emulator, child_route, child_id, {**child, foreign_key: identity}, txn=txn, items=items, errors=errors
+                emulator, child_route, child_id, {**fields, foreign_key: identity}, txn=txn, items=items, errors=errors
             )
 
 

@@ -5,6 +5,14 @@ open we use the one a client would most plausibly meet (marked as a design choic
 Every `xxxId` reference gets a read-only `xxxName` partner on read. Custom fields (Column Names) are
 top-level properties on the resources marked `extensible`; the allowed names are part of the emulator's
 state, not of this table.
+
+Account price plans (`Account/PricePlan`, one per account), their entries (`Package/Service/PricePlan`)
+and account product codes (`Account/ProductCode`) follow LogiSense's documented fields. The charges of
+an entry are a design choice of the emulator, as LogiSense's own charge rows are not documented: two
+lists on the entry, `recurringCharges: [{"amount", "serviceStatusTypeId" (optional)}]` and
+`oneTimeCharges: [{"amount"}]`, amounts >= 0. The emulator has no `Account/Package`, so the rule that a
+product code an account package uses cannot be deleted has nothing to apply to; an entry that uses a
+code does block its deletion (409, like every restricting reference).
 """
 
 from __future__ import annotations
@@ -349,6 +357,60 @@ _add(
             _f("amount", "float", minimum=0),
             _f("chargeType", required=True, choices=("recurring", "oneTime", "transition")),
             _f("tiers", "list"),
+        ),
+    )
+)
+_add(
+    ResourceSpec(
+        # One per account (a second answers 400). `lastUsedForBilling` is set by billing only, and as bill
+        # runs do not price from plans, it stays null. `name` is required: an emulator choice.
+        "Account/PricePlan",
+        _named(
+            _ref("accountId", "Account", required=True, on_delete="cascade"),
+            _f("description", max_length=4000),
+            _f("start", "date"),
+            _f("end", "date"),
+            _f("isConsolidatedByInvoicer", "bool"),
+            _f("includeChildAccounts", "bool"),
+            _f("lastUsedForBilling", "date", read_only=True),
+        ),
+        patch_children={"packageServicePricePlan": ("Package/Service/PricePlan", "accountPricePlanId")},
+    )
+)
+_add(
+    ResourceSpec(
+        # `name` is the user-defined code, unique within the owner (a reuse answers 400).
+        "Account/ProductCode",
+        (
+            *_common(),
+            _f("name", required=True, indexed=True),
+            _ref("accountId", "Account", required=True, on_delete="cascade"),
+        ),
+    )
+)
+_add(
+    ResourceSpec(
+        # Pricing of a package's service: catalogue pricing without `accountPricePlanId`, account pricing
+        # with it. The charge rows are an emulator choice (LogiSense's own shape is not documented):
+        # `recurringCharges: [{"amount": 10.0, "serviceStatusTypeId": 1}]` (the status is optional) and
+        # `oneTimeCharges: [{"amount": 5.0}]`, amounts >= 0. `priceBookId` and `generalLedgerId` are plain
+        # numbers: the emulator has no PriceBook or GeneralLedger resource to check them against.
+        # Deleting a product code a price plan entry uses answers 409 (restrict): an emulator choice.
+        "Package/Service/PricePlan",
+        (
+            *_common(),
+            _ref("packageServiceId", "Package/Service", required=True, on_delete="cascade"),
+            _ref("packageFrequencyId", "Package/Frequency", required=True, on_delete="cascade"),
+            _ref("packageCurrencyId", "Package/Currency", required=True, on_delete="cascade"),
+            _ref("accountPricePlanId", "Account/PricePlan", on_delete="cascade"),
+            _ref("accountProductCodeId", "Account/ProductCode"),
+            _f("priceBookId", "int", indexed=True),
+            _f("generalLedgerId", "int"),
+            _f("pricePlanTypeId", "int"),
+            _f("priceChangeTrackingId", "int"),
+            _f("effective", "date"),
+            _f("recurringCharges", "list"),
+            _f("oneTimeCharges", "list"),
         ),
     )
 )

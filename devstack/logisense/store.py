@@ -23,6 +23,10 @@ from devstack.logisense.resources import RESOURCES, ResourceSpec
 
 Row = tuple[Any, ...]
 
+# Records without a `name` of their own are named after what they link (an emulator choice): a package
+# service by its service, a package currency by its currency.
+NAME_VIA = {"Package/Service": ("serviceId", "Service"), "Package/Currency": ("currencyId", "Currency")}
+
 
 class Table:
     """One resource's rows, keyed by identity, with hash indexes on chosen columns."""
@@ -189,8 +193,11 @@ class Store:
         if identity is None:
             return None
         table = self.tables.get(route)
-        if table is None or "name" not in table.position or not isinstance(identity, int):
+        if table is None or not isinstance(identity, int):
             return None
+        if "name" not in table.position:
+            via = NAME_VIA.get(route)
+            return None if via is None else self.name_of(via[1], table.value(identity, via[0]))
         return table.value(identity, "name")
 
 

@@ -5,6 +5,13 @@ required field is missing, 11900000 a value is out of range or of the wrong form
 2000 entry closes the list ("Errors found. Transaction rolled back."). Unknown custom fields get
 10700000 (an emulator choice). The caller runs every write of one request in one Transaction and rolls it back
 when any error was gathered, so a request is applied whole or not at all.
+
+Price plan rules (HTTP 400): a second `Account/PricePlan` for an account, a reused `Account/ProductCode`
+name within the owner, and a second price plan entry for the same (product code, package service) within
+one plan answer 10800000 "already exists" (an emulator choice of code); an entry (`Package/Service/PricePlan`)
+whose package is inactive, expired or not started yet, or whose package currency is not the price plan
+account's currency, answers 11900000; a package frequency, package currency or product code that belongs
+to another package (or account) answers 13100000, as for an id that does not exist.
 """
 
 from __future__ import annotations
@@ -12,7 +19,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from devstack.logisense.resources import RESOURCES, REVERSE_REFERENCES, FieldSpec, ResourceSpec
@@ -22,6 +29,7 @@ ERR_NOT_FOUND = 10100000
 ERR_METHOD = 10200000
 ERR_REQUIRED = 10400000
 ERR_UNKNOWN_FIELD = 10700000
+ERR_ALREADY_EXISTS = 10800000  # 400: only one allowed within its scope (an emulator choice of code)
 ERR_CONFLICT = 10900000
 ERR_INVALID = 10000000
 ERR_FORMAT = 11900000
@@ -406,4 +414,181 @@ def _contact_point_rules(
     return errors
 
 
-_RULES = {"Account": _account_rules, "Contact/Point": _contact_point_rules}
+def _moment(value: Any) -> datetime | None:
+    """An ISO-8601 value as an aware datetime (UTC when it names no zone), or None."""
+    if not isinstance(value, str):
+        return None
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def _price_plan_rules(
+    store: Store, record: dict[str, Any], clean: dict[str, Any], identity: int | None
+) -> list[tuple[int, str]]:
+    errors: list[tuple[int, str]] = []
+    account: Any = record.get("accountId")
+    if account in store.tables["Account"]:
+        others = (store.tables["Account/PricePlan"].lookup("accountId", account) or set()) - {identity}
+        if others:
+            errors.append(
+                (
+                    ERR_ALREADY_EXISTS,
+                    f"'Account' ({account}) already has 'Account/PricePlan' ({min(others)}); "
+                    "an account has one price plan.",
+                )
+            )
+    start, end = _moment(record.get("start")), _moment(record.get("end"))
+    if start is not None and end is not None and end < start:
+        errors.append((ERR_FORMAT, "'End' must not be before 'Start' for 'Account/PricePlan'."))
+    return errors
+
+
+def _product_code_rules(
+    store: Store, record: dict[str, Any], clean: dict[str, Any], identity: int | None
+) -> list[tuple[int, str]]:
+    name = record.get("name")
+    if name is None or name == "":
+        return []
+    # Codes are unique at owner level; the emulator has one owner, so every code is in its scope.
+    others = (store.tables["Account/ProductCode"].lookup("name", name) or set()) - {identity}
+    if not others:
+        return []
+    return [
+        (
+            ERR_ALREADY_EXISTS,
+            f"'Name' ({name!r}) already exists in 'Account/ProductCode' for 'Owner' ({OWNER_ID}); "
+            "product codes are unique per owner.",
+        )
+    ]
+
+
+_CHARGE_KEYS = {
+    "recurringCharges": frozenset({"amount", "serviceStatusTypeId"}),
+    "oneTimeCharges": frozenset({"amount"}),
+}
+
+
+def _charges(key: str, charges: list[Any]) -> tuple[list[dict[str, Any]], list[tuple[int, str]]]:
+    """The charge rows with numeric amounts, or the errors found in them."""
+    allowed = _CHARGE_KEYS[key]
+    rows: list[dict[str, Any]] = []
+    errors: list[tuple[int, str]] = []
+    for index, charge in enumerate(charges):
+        label = f"'{pascal(key)}[{index}]'"
+        if not isinstance(charge, dict) or set(charge) - allowed:
+            errors.append((ERR_FORMAT, f"{label} must be an object with {', '.join(sorted(allowed))}."))
+            continue
+        ok, amount = _as_float(charge.get("amount"))
+        if not ok or float(amount) < 0:
+            errors.append((ERR_FORMAT, f"{label} needs an 'amount' of at least 0 for 'Package/Service/PricePlan'."))
+            continue
+        row: dict[str, Any] = {"amount": float(amount)}
+        if "serviceStatusTypeId" in charge:
+            ok, status = _as_int(charge["serviceStatusTypeId"])
+            if not ok and charge["serviceStatusTypeId"] is not None:
+                errors.append((ERR_FORMAT, f"{label} has an invalid 'serviceStatusTypeId'."))
+                continue
+            row["serviceStatusTypeId"] = status if ok else None
+        rows.append(row)
+    return rows, errors
+
+
+def _package_state(store: Store, package: int) -> str | None:
+    """Why the package cannot be priced (inactive, expired, not started), or None when it is active."""
+    packages = store.tables["Package"]
+    now = datetime.fromtimestamp(store.now(), tz=UTC)
+    start, expiry = _moment(packages.value(package, "start")), _moment(packages.value(package, "expiry"))
+    if not packages.value(package, "isActive"):
+        return "is inactive"
+    if expiry is not None and expiry <= now:
+        return "has expired"
+    if start is not None and start > now:
+        return "has not started yet"
+    return None
+
+
+def _package_service_price_plan_rules(
+    store: Store, record: dict[str, Any], clean: dict[str, Any], identity: int | None
+) -> list[tuple[int, str]]:
+    errors: list[tuple[int, str]] = []
+    tables = store.tables
+    route = "Package/Service/PricePlan"
+    package_service: Any = record.get("packageServiceId")
+    package_currency: Any = record.get("packageCurrencyId")
+    plan: Any = record.get("accountPricePlanId")
+    code: Any = record.get("accountProductCodeId")
+    package: Any = tables["Package/Service"].value(package_service, "packageId")
+    linked = ("packageServiceId", "packageFrequencyId", "packageCurrencyId", "accountPricePlanId")
+    relinked = identity is None or any(key in clean for key in linked)
+    if package is not None and relinked:
+        state = _package_state(store, package)
+        if state is not None:
+            name = tables["Package"].value(package, "name")
+            errors.append((ERR_FORMAT, f"'Package' ({package}, {name!r}) {state}: only active packages can be priced."))
+        for key, target in (("packageFrequencyId", "Package/Frequency"), ("packageCurrencyId", "Package/Currency")):
+            value: Any = record.get(key)
+            owner = tables[target].value(value, "packageId")
+            if owner is not None and owner != package:
+                errors.append(
+                    (
+                        ERR_REFERENCE,
+                        f"'{pascal(key)}' ({value}) does not exist in '{target}' for 'Package' ({package}).",
+                    )
+                )
+    currency: Any = tables["Package/Currency"].value(package_currency, "currencyId")
+    account: Any = tables["Account/PricePlan"].value(plan, "accountId")
+    if relinked and currency is not None and account is not None:
+        account_currency = tables["Account"].value(account, "currencyId")
+        if account_currency is not None and currency != account_currency:
+            codes = tables["Currency"]
+            errors.append(
+                (
+                    ERR_FORMAT,
+                    f"'PackageCurrencyId' ({package_currency}) is in {codes.value(currency, 'code')} but 'Account' "
+                    f"({account}) bills in {codes.value(account_currency, 'code')}: a price plan prices in the "
+                    "account's currency only.",
+                )
+            )
+    code_account = tables["Account/ProductCode"].value(code, "accountId")
+    if account is not None and code_account is not None and code_account != account:
+        errors.append(
+            (
+                ERR_REFERENCE,
+                f"'AccountProductCodeId' ({code}) does not exist in 'Account/ProductCode' for 'Account' ({account}).",
+            )
+        )
+    if plan is not None and package_service is not None:
+        entries = tables[route]
+        same = sorted((entries.lookup("accountPricePlanId", plan) or set()) - {identity})
+        taken = [
+            e
+            for e in same
+            if entries.value(e, "packageServiceId") == package_service
+            and entries.value(e, "accountProductCodeId") == code
+        ]
+        if taken:
+            errors.append(
+                (
+                    ERR_ALREADY_EXISTS,
+                    f"'Account/PricePlan' ({plan}) already prices 'Package/Service' ({package_service}) with "
+                    f"'AccountProductCodeId' ({code}) in '{route}' ({taken[0]}).",
+                )
+            )
+    for key in _CHARGE_KEYS:
+        if key in clean and clean[key] is not None:
+            rows, found = _charges(key, clean[key])
+            errors += found
+            record[key] = rows
+    return errors
+
+
+_RULES = {
+    "Account": _account_rules,
+    "Contact/Point": _contact_point_rules,
+    "Account/PricePlan": _price_plan_rules,
+    "Account/ProductCode": _product_code_rules,
+    "Package/Service/PricePlan": _package_service_price_plan_rules,
+}

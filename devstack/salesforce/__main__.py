@@ -34,6 +34,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--session-idle-seconds", type=float, default=40.0, help="CometD session reconnect timeout")
     parser.add_argument("--retention-hours", type=float, default=72.0, help="CDC event retention window")
     parser.add_argument("--long-text-diff", action="store_true", help="send long text updates as {'diff': ...}")
+    parser.add_argument("--multi-currency", action="store_true", help="a multi-currency org (CurrencyIsoCode fields)")
+    parser.add_argument(
+        "--currencies", default="USD,EUR,GBP,CAD,AUD,JPY", help="ISO codes of a multi-currency org, org currency first"
+    )
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     return parser.parse_args(argv)
 
@@ -48,12 +52,14 @@ async def _main(args: argparse.Namespace) -> None:
         security_token=args.security_token,
         state_dir=args.state_dir,
         schema_file=args.schema,
+        currencies=tuple(code.strip() for code in args.currencies.split(",") if code.strip()),
         tunables=Tunables(
             token_ttl_seconds=args.token_ttl_seconds,
             cometd_timeout_ms=args.cometd_timeout_ms,
             session_idle_seconds=args.session_idle_seconds,
             retention_seconds=args.retention_hours * 3600,
             long_text_diff=args.long_text_diff,
+            multi_currency=args.multi_currency,
         ),
     )
     runner = await serve(config, args.host, args.port, ca.server_context())

@@ -14,7 +14,8 @@ POST /__admin/connections/drop            abort every held CometD long poll -> {
 POST /__admin/retention                   {"oldest_replay_id": N}: older ids become invalid
 GET  /__admin/counters                    API calls by kind (shape in state.py)
 POST /__admin/latency                     {"ms": 200}: added to every non-admin request
-POST /__admin/settings                    any of the tunables in config.py, e.g. {"long_text_diff": true}
+POST /__admin/settings                    any of the tunables in config.py, e.g. {"long_text_diff": true},
+                                          {"multi_currency": true} (CurrencyIsoCode appears in describe)
 POST /__admin/schema                      custom objects and fields (shape in schema.py)
 """
 
@@ -185,7 +186,8 @@ async def latency(request: web.Request) -> web.Response:
 
 async def settings(request: web.Request) -> web.Response:
     body = await _body(request)
-    tunables = emulator(request).tunables
+    state = emulator(request)
+    tunables = state.tunables
     current = asdict(tunables)
     for key, value in body.items():
         if key not in current:
@@ -196,6 +198,8 @@ async def settings(request: web.Request) -> web.Response:
         if kind is not bool and (not isinstance(value, int | float) or isinstance(value, bool)):
             raise AdminError(f"{key} must be a number")
         setattr(tunables, key, kind(value))
+    if tunables.multi_currency != state.store.multi_currency:
+        state.store.set_multi_currency(tunables.multi_currency, state.config.currencies)
     return json_response(asdict(tunables))
 
 

@@ -12,7 +12,9 @@ Event shapes follow Salesforce Change Data Capture as delivered over CometD:
 
 `EventLog` keeps events with monotonically increasing replay ids for the retention window
 (and below the admin-set floor nothing is valid); listeners (the CometD sessions) are told of
-each new event.
+each new event. An event of an object whose change event needs a newer API version
+(OpportunityLineItemChangeEvent: 60.0) carries that version, and CometD clients of older versions
+neither see its channel nor get it on /data/ChangeEvents (the latter is an emulator choice).
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ class StoredEvent:
     channels: frozenset[str]
     data: dict[str, Any]
     created: float
+    min_version: float = 0.0  # delivered only to CometD clients of this API version or later
 
 
 class EventLog:
@@ -58,11 +61,11 @@ class EventLog:
         self.floor = 1
         self.listeners: list[Callable[[StoredEvent], None]] = []
 
-    def publish(self, channels: frozenset[str], data: dict[str, Any]) -> int:
+    def publish(self, channels: frozenset[str], data: dict[str, Any], min_version: float = 0.0) -> int:
         self.prune()
         self.last_id += 1
         data = {**data, "event": {**data.get("event", {}), "replayId": self.last_id}}
-        event = StoredEvent(self.last_id, channels, data, time.monotonic())
+        event = StoredEvent(self.last_id, channels, data, time.monotonic(), min_version)
         self.events.append(event)
         self._ids.append(event.replay_id)
         for listener in list(self.listeners):
@@ -223,7 +226,8 @@ class ChangeEvents:
 
     def _publish(self, obj: ObjectDef, payload: dict[str, Any]) -> int:
         channels = frozenset({ALL_CHANNEL, obj.change_event_channel})
-        return self.log.publish(channels, {"schema": schema_id(obj), "payload": payload, "event": {}})
+        data = {"schema": schema_id(obj), "payload": payload, "event": {}}
+        return self.log.publish(channels, data, obj.cdc_min_version)
 
     def header_only(self, obj: ObjectDef, change_type: str, record_ids: list[str]) -> int:
         """A gap or overflow event: header only, no origin, no changed fields, sequence 1."""
@@ -251,4 +255,4 @@ class ChangeEvents:
         obj = self.schema.get(entity) if isinstance(entity, str) else None
         if obj is not None and channel in {ALL_CHANNEL, obj.change_event_channel}:
             channels |= {ALL_CHANNEL, obj.change_event_channel}
-        return self.log.publish(frozenset(channels), data)
+        return self.log.publish(frozenset(channels), data, obj.cdc_min_version if obj is not None else 0.0)

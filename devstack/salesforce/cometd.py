@@ -10,6 +10,8 @@ Protocol notes (Salesforce's Streaming API, as aiosfstream-ng and aiocometd-ng e
   queued for its client. Events travel in the
   same reply array as the connect reply.
 - Handshake sets the BAYEUX_BROWSER cookie; later messages of that client must carry it.
+- A channel exists for the API version of the handshake URL: /data/OpportunityLineItemChangeEvent
+  only from 60.0 (older clients are told it does not exist).
 - Subscribe takes `ext.replay = {channel: id}`: -1 new events only (also the default), -2 every
   retained event, or an id (events after it); an id outside the retention window is refused with
   Salesforce's exact text (two spaces after "invalid.").
@@ -54,6 +56,7 @@ class Session:
     waiters: set[asyncio.Event] = field(default_factory=set)
     last_seen: float = field(default_factory=time.monotonic)
     connected: bool = False  # the first connect after a handshake is answered at once
+    version: float = 0.0  # the API version of the handshake URL; channels and events depend on it
 
     def wake(self) -> None:
         for waiter in self.waiters:
@@ -74,6 +77,8 @@ class CometD:
     # ---- fan-out -------------------------------------------------------------------------------
     def on_event(self, event: StoredEvent) -> None:
         for session in self.sessions.values():
+            if event.min_version > session.version:
+                continue
             delivered = False
             for channel in session.subscriptions:
                 if channel in event.channels:
@@ -240,7 +245,7 @@ class CometD:
             return reply, None
         browser = request.cookies.get(COOKIE) or secrets.token_urlsafe(18)
         client_id = secrets.token_hex(13)
-        self.sessions[client_id] = Session(client_id, browser)
+        self.sessions[client_id] = Session(client_id, browser, version=float(request.match_info["version"]))
         reply.update(
             ext={"replay": True, "payload.format": True},
             minimumVersion="1.0",
@@ -258,7 +263,7 @@ class CometD:
         if not isinstance(subscription, str) or not subscription.startswith("/"):
             reply.update(successful=False, error="400::Channel subscriptions must start with a leading '/'")
             return reply
-        if not self._channel_exists(subscription):
+        if not self._channel_exists(subscription, session.version):
             reply.update(
                 successful=False,
                 error=f"400::The channel you requested to subscribe to doesn't exist {{{subscription}}}",
@@ -276,15 +281,20 @@ class CometD:
         session.subscriptions.add(subscription)
         if replay != -1:
             for event in log.after(subscription, replay):
+                if event.min_version > session.version:
+                    continue
                 session.queue.append({"data": event.data, "channel": subscription})
             session.wake()
         reply["successful"] = True
         return reply
 
-    def _channel_exists(self, channel: str) -> bool:
+    def _channel_exists(self, channel: str, version: float) -> bool:
         if channel == ALL_CHANNEL:
             return True
-        return any(obj.change_event_channel == channel for obj in self.state.store.schema.objects.values())
+        return any(
+            obj.change_event_channel == channel and obj.cdc_min_version <= version
+            for obj in self.state.store.schema.objects.values()
+        )
 
     async def _connect(
         self, message: dict[str, Any], request: web.Request, authorized: bool, *, hold: bool

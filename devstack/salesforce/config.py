@@ -1,7 +1,8 @@
 """The emulator's settings: credentials from the command line, tunables changeable at run time.
 
 `Config` is fixed at start; `Tunables` can be changed through `POST /__admin/settings` and are
-restored to their start values by `POST /__admin/reset`.
+restored to their start values by `POST /__admin/reset`. `multi_currency` makes the org a
+multi-currency org (the ISO codes of `Config.currencies`, the first being the org currency).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ class Tunables:
     long_text_diff: bool = False
     query_batch_size: int = 2000
     bulk_chunk_delay_ms: float = 0.0  # pause between Bulk API 2.0 chunks of 200 rows
+    multi_currency: bool = False  # CurrencyIsoCode on Account, Opportunity, Product2, price book entries, lines
 
     def copy(self) -> Tunables:
         return replace(self)
@@ -39,4 +41,5 @@ class Config:
     state_dir: Path | None = None
     schema_file: Path | None = None
     latest_version: str = "62.0"
+    currencies: tuple[str, ...] = ("USD", "EUR", "GBP", "CAD", "AUD", "JPY")  # of a multi-currency org; first = org's
     tunables: Tunables = field(default_factory=Tunables)

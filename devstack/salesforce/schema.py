@@ -1,7 +1,10 @@
 """The emulated org's schema: objects, fields, key prefixes, and the describe documents built from them.
 
 Built-in objects are Account, Contact, Product2 and User with the fields sfls reads and writes
-(including the LogiSense trigger fields named by `SalesforceFields`). The schema is extensible:
+(including the LogiSense trigger fields named by `SalesforceFields`), and the sales objects:
+Pricebook2, PricebookEntry, OpportunityStage (read-only through the API), Opportunity and
+OpportunityLineItem (their rules live in sales.py). A multi-currency org adds `CurrencyIsoCode`
+to Account, Opportunity, Product2, PricebookEntry and OpportunityLineItem (`add_currency()`). The schema is extensible:
 `extend()` takes the JSON shape of `--schema FILE` and `POST /__admin/schema`:
 
     {"objects": [{"name": "LogiSense_Package__c", "label": "LogiSense Package",
@@ -74,6 +77,9 @@ class FieldDef:
     calculated: bool = False
     custom: bool = False
     system: bool = False
+    picklist_values: tuple[str, ...] = ()
+    restricted: bool = False  # a restricted picklist refuses values outside picklist_values
+    default_value: str | None = None
 
     @property
     def is_long_text(self) -> bool:
@@ -100,7 +106,18 @@ class FieldDef:
             "defaultedOnCreate": self.system or self.type == "boolean",
             "filterable": self.type != "textarea",
             "sortable": self.type != "textarea",
-            "picklistValues": [],
+            "picklistValues": [
+                {
+                    "active": True,
+                    "defaultValue": value == self.default_value,
+                    "label": value,
+                    "validFor": None,
+                    "value": value,
+                }
+                for value in self.picklist_values
+            ],
+            "restrictedPicklist": self.restricted,
+            "defaultValue": self.default_value,
         }
 
 
@@ -112,6 +129,8 @@ class ObjectDef:
     key_prefix: str
     label: str = ""
     custom: bool = False
+    api_writable: bool = True  # False: the API may only read it (User and OpportunityStage)
+    cdc_min_version: float = 0.0  # its change event channel exists for clients of this API version and later
     fields: dict[str, FieldDef] = field(default_factory=dict)
     _by_lower: dict[str, FieldDef] = field(default_factory=dict, repr=False)
     _by_relationship: dict[str, FieldDef] = field(default_factory=dict, repr=False)
@@ -123,6 +142,13 @@ class ObjectDef:
         self._by_lower[definition.name.lower()] = definition
         if definition.relationship_name:
             self._by_relationship[definition.relationship_name.lower()] = definition
+
+    def remove(self, name: str) -> None:
+        definition = self.fields.pop(name, None)
+        if definition is not None:
+            self._by_lower.pop(name.lower(), None)
+            if definition.relationship_name:
+                self._by_relationship.pop(definition.relationship_name.lower(), None)
 
     def field(self, name: str) -> FieldDef | None:
         return self._by_lower.get(name.lower())
@@ -156,9 +182,9 @@ class ObjectDef:
             "labelPlural": (self.label or self.name) + "s",
             "keyPrefix": self.key_prefix,
             "custom": self.custom,
-            "createable": self.name != "User",
-            "updateable": True,
-            "deletable": self.name != "User",
+            "createable": self.api_writable,
+            "updateable": self.name == "User" or self.api_writable,
+            "deletable": self.api_writable,
             "undeletable": True,
             "queryable": True,
             "retrieveable": True,
@@ -266,7 +292,170 @@ def build_default_objects() -> dict[str, ObjectDef]:
     user.add(FieldDef("FirstName", "string", "First Name"))
     user.add(FieldDef("Name", "string", "Full Name", createable=False, updateable=False, calculated=True))
     user.add(FieldDef("IsActive", "boolean", "Active", nillable=False))
-    return {obj.name: obj for obj in (account, contact, product, user)}
+    user.api_writable = False
+    return {obj.name: obj for obj in (account, contact, product, user, *_sales_objects())}
+
+
+def _read_only(name: str, kind: str, label: str, **kwargs: Any) -> FieldDef:
+    return FieldDef(name, kind, label, createable=False, updateable=False, **kwargs)
+
+
+PUSH_STATUSES = ("Ready", "Pushed", "Stale", "Withdrawn", "Failed")
+FORECAST_CATEGORIES: tuple[tuple[str, str], ...] = (
+    ("Pipeline", "Pipeline"),
+    ("BestCase", "Best Case"),
+    ("Commit", "Commit"),
+    ("Omitted", "Omitted"),
+    ("Closed", "Closed"),
+)
+
+
+def _sales_objects() -> list[ObjectDef]:
+    """Pricebook2, PricebookEntry, OpportunityStage, Opportunity, OpportunityLineItem."""
+    return [*_price_books(), _opportunity(), _line_item()]
+
+
+def _price_books() -> list[ObjectDef]:
+    book = ObjectDef("Pricebook2", "01s", "Price Book")
+    _system_fields(book, owner=False)
+    book.add(FieldDef("Name", "string", "Price Book Name", nillable=False, required=True))
+    book.add(FieldDef("IsActive", "boolean", "Active", nillable=False))
+    book.add(FieldDef("Description", "textarea", "Description"))
+    book.add(_read_only("IsStandard", "boolean", "Is Standard Price Book", nillable=False))
+    book.add(_read_only("IsArchived", "boolean", "Is Archived", nillable=False))
+
+    entry = ObjectDef("PricebookEntry", "01u", "Price Book Entry")
+    _system_fields(entry, owner=False)
+    entry.add(_ref("Pricebook2Id", "Pricebook2", "Pricebook2", nillable=False, required=True, updateable=False))
+    entry.add(_ref("Product2Id", "Product2", "Product2", nillable=False, required=True, updateable=False))
+    entry.add(FieldDef("UnitPrice", "currency", "List Price"))
+    entry.add(FieldDef("UseStandardPrice", "boolean", "Use Standard Price", nillable=False))
+    entry.add(FieldDef("IsActive", "boolean", "Active", nillable=False))
+    entry.add(_read_only("Name", "string", "Product Name"))
+    entry.add(_read_only("ProductCode", "string", "Product Code"))
+    entry.add(_read_only("IsArchived", "boolean", "Is Archived", nillable=False))
+    entry.add(FieldDef("LogiSense_Key__c", "string", "LogiSense Key", external_id=True, unique=True, custom=True))
+
+    stage = ObjectDef("OpportunityStage", "01J", "Opportunity Stage", api_writable=False)
+    _system_fields(stage, owner=False)
+    for name, kind, label in (
+        ("MasterLabel", "string", "Master Label"),
+        ("ApiName", "string", "Api Name"),
+        ("IsActive", "boolean", "Active"),
+        ("IsClosed", "boolean", "Closed"),
+        ("IsWon", "boolean", "Won"),
+        ("DefaultProbability", "double", "Probability (%)"),
+        ("ForecastCategory", "picklist", "Forecast Type"),
+        ("ForecastCategoryName", "picklist", "Forecast Category"),
+        ("SortOrder", "int", "Sort Order"),
+        ("Description", "string", "Description"),
+    ):
+        stage.add(_read_only(name, kind, label))
+    return [book, entry, stage]
+
+
+def _opportunity() -> ObjectDef:
+    opportunity = ObjectDef("Opportunity", "006", "Opportunity")
+    _system_fields(opportunity, owner=True)
+    opportunity.add(FieldDef("Name", "string", "Name", length=120, nillable=False, required=True))
+    opportunity.add(_ref("AccountId", "Account", "Account"))
+    opportunity.add(FieldDef("StageName", "picklist", "Stage", length=255, nillable=False, required=True))
+    opportunity.add(FieldDef("CloseDate", "date", "Close Date", nillable=False, required=True))
+    opportunity.add(_ref("Pricebook2Id", "Pricebook2", "Pricebook2"))
+    opportunity.add(FieldDef("Amount", "currency", "Amount"))
+    opportunity.add(FieldDef("Probability", "double", "Probability (%)"))
+    opportunity.add(FieldDef("Type", "picklist", "Opportunity Type"))
+    opportunity.add(FieldDef("Description", "textarea", "Description", length=32000))
+    categories = tuple(label for _, label in FORECAST_CATEGORIES)
+    opportunity.add(FieldDef("ForecastCategoryName", "picklist", "Forecast Category", picklist_values=categories))
+    opportunity.add(
+        _read_only(
+            "ForecastCategory",
+            "picklist",
+            "Forecast Category",
+            picklist_values=tuple(c for c, _ in FORECAST_CATEGORIES),
+        )
+    )
+    for name, label in (("IsClosed", "Closed"), ("IsWon", "Won"), ("HasOpportunityLineItem", "Has Line Item")):
+        opportunity.add(_read_only(name, "boolean", label, nillable=False))
+    opportunity.add(_read_only("LastStageChangeDate", "datetime", "Last Stage Change Date"))
+    opportunity.add(FieldDef("LogiSense_Price_Plan_Id__c", "string", "LogiSense Price Plan Id", custom=True))
+    opportunity.add(
+        FieldDef(
+            "LogiSense_Push_Status__c",
+            "picklist",
+            "LogiSense Push Status",
+            custom=True,
+            picklist_values=PUSH_STATUSES,
+            restricted=True,  # an emulator choice: the package's picklist refuses values it does not define
+        )
+    )
+    opportunity.add(FieldDef("LogiSense_Pushed_At__c", "datetime", "LogiSense Pushed At", custom=True))
+    opportunity.add(
+        FieldDef("LogiSense_Push_Reason__c", "textarea", "LogiSense Push Reason", length=32768, custom=True)
+    )
+    opportunity.add(FieldDef("LogiSense_Push_Hash__c", "string", "LogiSense Push Hash", custom=True))
+
+    return opportunity
+
+
+def _line_item() -> ObjectDef:
+    line = ObjectDef("OpportunityLineItem", "00k", "Opportunity Product", cdc_min_version=60.0)
+    _system_fields(line, owner=False)
+    line.add(_ref("OpportunityId", "Opportunity", "Opportunity", nillable=False, required=True, updateable=False))
+    line.add(
+        _ref("PricebookEntryId", "PricebookEntry", "PricebookEntry", nillable=False, required=True, updateable=False)
+    )
+    line.add(_ref("Product2Id", "Product2", "Product2", createable=False, updateable=False))
+    line.add(_read_only("Name", "string", "Opportunity Product Name", length=376))
+    line.add(_read_only("ProductCode", "string", "Product Code"))
+    line.add(FieldDef("Quantity", "double", "Quantity", nillable=False, required=True))
+    line.add(FieldDef("UnitPrice", "currency", "Sales Price"))
+    line.add(FieldDef("TotalPrice", "currency", "Total Price"))
+    line.add(_read_only("ListPrice", "currency", "List Price"))
+    line.add(_read_only("Subtotal", "currency", "Subtotal"))
+    line.add(FieldDef("Discount", "double", "Discount"))
+    line.add(FieldDef("ServiceDate", "date", "Date"))
+    line.add(FieldDef("Description", "string", "Line Description"))
+    line.add(FieldDef("SortOrder", "int", "Sort Order"))
+    line.add(FieldDef("Account_Product_Code_Name__c", "string", "Account Product Code Name", custom=True))
+    line.add(FieldDef("LogiSense_Product_Code_Id__c", "string", "LogiSense Product Code Id", custom=True))
+    return line
+
+
+# Objects that get CurrencyIsoCode in a multi-currency org: (createable, updateable).
+CURRENCY_OBJECTS = {
+    "Account": (True, True),
+    "Product2": (True, True),
+    "Opportunity": (True, True),
+    "PricebookEntry": (True, False),  # fixed when the entry is created
+    "OpportunityLineItem": (False, False),  # always the opportunity's
+}
+
+
+def add_currency(objects: dict[str, ObjectDef], codes: tuple[str, ...]) -> None:
+    """Make the org multi-currency: CurrencyIsoCode (restricted picklist of `codes`, default the first)."""
+    for name, (createable, updateable) in CURRENCY_OBJECTS.items():
+        obj = objects[name]
+        obj.remove("CurrencyIsoCode")
+        obj.add(
+            FieldDef(
+                "CurrencyIsoCode",
+                "picklist",
+                "Currency ISO Code",
+                length=3,
+                createable=createable,
+                updateable=updateable,
+                picklist_values=codes,
+                restricted=True,
+                default_value=codes[0],
+            )
+        )
+
+
+def remove_currency(objects: dict[str, ObjectDef]) -> None:
+    for name in CURRENCY_OBJECTS:
+        objects[name].remove("CurrencyIsoCode")
 
 
 _FIELD_KEYS = {

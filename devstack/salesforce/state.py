@@ -2,7 +2,8 @@
 
 `Emulator.reset()` is what `POST /__admin/reset` does: records, events, tokens, CometD sessions,
 query cursors, Bulk API jobs and counters are cleared, the schema goes back to the built-in objects plus the
-`--schema` file, and the tunables go back to their start values. Replay ids keep increasing
+`--schema` file, and the tunables go back to their start values; the standard price book and the
+opportunity stages are seeded again. Replay ids keep increasing
 across resets, so an id from before a reset is never mistaken for a newer event.
 
 Counters (`GET /__admin/counters`) count API calls by kind:
@@ -133,6 +134,7 @@ class Emulator:
 
     def _build(self) -> None:
         self.store = Store(self.base_schema.copy(), self.config.username)
+        self.store.set_multi_currency(self.tunables.multi_currency, self.config.currencies)
         self.events = ChangeEvents(self.store, self.log, self.tunables)
         self.tokens = Tokens(self.config, self.tunables, self.store.org_id)
         self.cursors: OrderedDict[str, Cursor] = OrderedDict()

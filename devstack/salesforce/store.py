@@ -5,8 +5,10 @@ all-or-none sObject Collections request can be refused as a whole; applying a pl
 records and indexes and appends a `Change`. `Transaction.commit()` hands the changes of the
 transaction to the change-event builder (cdc.py), which is how a REST write becomes CDC.
 
-Deleted records stay (IsDeleted = true) for queryAll and undelete; deleting an Account deletes
-its Contacts in the same transaction, and undeleting it restores them, as Salesforce does.
+Deleted records stay (IsDeleted = true) for queryAll and undelete; deleting a record deletes its
+children in the same transaction (`CASCADES`: an Account's Contacts and Opportunities, an
+Opportunity's lines, a price book's or product's entries), and undeleting it restores them, as
+Salesforce does. The sales objects' rules (price books, opportunities) are in sales.py.
 Indexes: by id (per object, insertion-ordered) and by every external-id/unique field (live
 records only, case-insensitive), so lookups and upserts are O(1).
 """
@@ -17,10 +19,18 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from devstack.salesforce import sales
 from devstack.salesforce.base import ApiError, coerce, format_datetime, is_id, new_id, not_found, now_ms, to18
-from devstack.salesforce.schema import ObjectDef, Schema
+from devstack.salesforce.schema import ObjectDef, Schema, add_currency, remove_currency
 
 SYSTEM_WRITABLE_BY_ADMIN = {"Id", "IsDeleted", "CreatedDate", "LastModifiedDate", "CreatedById", "LastModifiedById"}
+# Parent object -> (child object, its reference to the parent): deleted and undeleted with the parent.
+CASCADES = {
+    "Account": (("Contact", "AccountId"), ("Opportunity", "AccountId")),
+    "Opportunity": (("OpportunityLineItem", "OpportunityId"),),
+    "Pricebook2": (("PricebookEntry", "Pricebook2Id"),),
+    "Product2": (("PricebookEntry", "Product2Id"),),
+}
 
 
 @dataclass
@@ -76,6 +86,27 @@ class Store:
             "CreatedById": self.user_id,
             "LastModifiedById": self.user_id,
         }
+        self.multi_currency = False
+        self.currencies: tuple[str, ...] = ("USD",)  # the first is the org (corporate) currency
+        sales.seed(self)
+
+    def set_multi_currency(self, enabled: bool, currencies: tuple[str, ...]) -> None:
+        """Turn the org multi-currency (CurrencyIsoCode appears, existing records get the org currency) or back."""
+        objects = self.schema.objects
+        if enabled and currencies:
+            self.currencies = tuple(currencies)
+            add_currency(objects, self.currencies)
+            for name in ("Account", "Product2", "Opportunity", "PricebookEntry", "OpportunityLineItem"):
+                for record in self.records[name].values():
+                    if record.get("CurrencyIsoCode") not in self.currencies:
+                        record["CurrencyIsoCode"] = self.currencies[0]
+        elif self.multi_currency:
+            # An emulator choice: Salesforce cannot turn multi-currency off; here the field just goes away.
+            remove_currency(objects)
+            for name in ("Account", "Product2", "Opportunity", "PricebookEntry", "OpportunityLineItem"):
+                for record in self.records[name].values():
+                    record.pop("CurrencyIsoCode", None)
+        self.multi_currency = bool(enabled and currencies)
 
     # ---- lookups -------------------------------------------------------------------------
     def object(self, name: str) -> ObjectDef:
@@ -207,6 +238,10 @@ class Transaction:
         self.stamp_ms = now_ms()
         self.stamp = format_datetime(self.stamp_ms)
         self._pending_unique: dict[tuple[str, str, Any], str] = {}
+        # Planned earlier in this transaction, for the sales rules: price book entries by
+        # (book, product, currency), and the book a first line brings to an opportunity.
+        self.pending_entries: dict[tuple[str, str, str | None], dict[str, Any]] = {}
+        self.pending_books: dict[str, str] = {}
 
     # ---- validation ------------------------------------------------------------------------
     def _values(self, obj: ObjectDef, body: dict[str, Any], *, creating: bool) -> dict[str, Any]:
@@ -236,6 +271,13 @@ class Transaction:
             )
         for name, value in values.items():
             definition = obj.fields[name]
+            if definition.restricted and value is not None and value not in definition.picklist_values:
+                raise ApiError(
+                    400,
+                    "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST",
+                    f"{definition.label or name}: bad value for restricted picklist field: {value}",
+                    [name],
+                )
             if value is None and (definition.required or not definition.nillable):
                 raise (
                     ApiError(400, "REQUIRED_FIELD_MISSING", f"Required fields are missing: [{name}]", [name])
@@ -285,6 +327,7 @@ class Transaction:
                 400, "REQUIRED_FIELD_MISSING", f"Required fields are missing: [{', '.join(missing)}]", missing
             )
         record_id = new_id(obj.key_prefix)
+        sales.check_create(self, obj, record_id, values)
         self._check_unique(obj, record_id, values)
         self._reserve_unique(obj, record_id, values)
         return Plan("create", obj, record_id, values, created=True)
@@ -298,6 +341,7 @@ class Transaction:
         if record["IsDeleted"]:
             raise ApiError(404, "ENTITY_IS_DELETED", "entity is deleted")
         values = self._values(obj, body, creating=False)
+        sales.check_update(self, obj, record, values)
         self._check_unique(obj, record["Id"], values)
         self._reserve_unique(obj, record["Id"], values)
         return Plan("update", obj, record["Id"], values)
@@ -346,6 +390,7 @@ class Transaction:
             raise not_found()
         if record["IsDeleted"]:
             raise ApiError(404, "ENTITY_IS_DELETED", "entity is deleted")
+        sales.check_delete(self, obj, record)
         return Plan("delete", obj, record["Id"])
 
     def plan_undelete(self, obj: ObjectDef, record_id: Any) -> Plan:
@@ -390,21 +435,28 @@ class Transaction:
         self.store.put(obj, record)
         self.changes.append(Change(obj.name, "DELETE" if deleted else "UNDELETE", record_id, None, dict(record)))
 
+    def _cascade(self, obj: ObjectDef, record_id: str, *, deleted: bool) -> None:
+        for child_name, reference in CASCADES.get(obj.name, ()):
+            child_obj = self.store.object(child_name)
+            for child in list(self.store.records[child_name].values()):
+                if deleted and child[reference] == record_id and not child["IsDeleted"]:
+                    self._set_deleted(child_obj, child["Id"], True, record_id)
+                    self._cascade(child_obj, child["Id"], deleted=True)
+                elif not deleted and child["IsDeleted"] and child.get("_deleted_with") == record_id:
+                    self._set_deleted(child_obj, child["Id"], False, None)
+                    self._cascade(child_obj, child["Id"], deleted=False)
+
     def _apply_delete(self, plan: Plan) -> None:
         self._set_deleted(plan.obj, plan.record_id, True, None)
-        if plan.obj.name == "Account":
-            contact = self.store.object("Contact")
-            for child in list(self.store.records["Contact"].values()):
-                if child["AccountId"] == plan.record_id and not child["IsDeleted"]:
-                    self._set_deleted(contact, child["Id"], True, plan.record_id)
+        self._cascade(plan.obj, plan.record_id, deleted=True)
 
     def _apply_undelete(self, plan: Plan) -> None:
         self._set_deleted(plan.obj, plan.record_id, False, None)
-        if plan.obj.name == "Account":
-            contact = self.store.object("Contact")
-            for child in list(self.store.records["Contact"].values()):
-                if child["IsDeleted"] and child.get("_deleted_with") == plan.record_id:
-                    self._set_deleted(contact, child["Id"], False, None)
+        self._cascade(plan.obj, plan.record_id, deleted=False)
+
+    def internal_update(self, obj: ObjectDef, record_id: str, values: dict[str, Any]) -> None:
+        """A system update of the transaction (a roll-up, a mirrored price): no field-level checks."""
+        self._apply_update(Plan("update", obj, record_id, values))
 
     def run(self, plans: Iterable[Callable[[], Plan]], *, all_or_none: bool) -> list[Plan | ApiError]:
         """Plan every operation, then apply the good ones (or none if all_or_none and one failed)."""
@@ -419,6 +471,8 @@ class Transaction:
         return [o if isinstance(o, ApiError) else self.apply(o) for o in outcomes]
 
     def commit(self) -> None:
+        if self.changes:
+            sales.finalize(self)
         if self.changes:
             self.store.on_commit(self)
         self.changes = []
