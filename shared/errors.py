@@ -7,6 +7,7 @@
   with backoff; `retry_after` carries the server's requested delay when it gave one.
 - PermanentError: retrying cannot help (validation errors, mapping errors, bad input). The
   event goes to a dead-letter topic at once, with `reason` as its readable cause.
+  CurrencyError is one: a multi-currency account whose currency LogiSense cannot take.
 """
 
 from __future__ import annotations
@@ -75,6 +76,15 @@ class DependencyFailedError(PermanentError):
         super().__init__(message)
         self.dependency = dependency
         self.dependency_error_class = dependency_error_class
+
+
+class CurrencyError(PermanentError):
+    """A multi-currency org's account whose currency LogiSense cannot take; nothing of that account is written.
+
+    Either its currency differs from the one its LogiSense account already has (LogiSense cannot change an
+    account's currency once set), or from the LogiSense currency of its parent or invoice recipient (a parent
+    and its children share one currency). The message names both currencies and the fix.
+    """
 
 
 class MalformedMessageError(PermanentError):

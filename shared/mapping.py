@@ -4,6 +4,8 @@ The trigger rules of the original Salesforce for LogiSense package: an Account r
 Type, Status, Bill Group, AR Term, Parent, either invoice recipient, or a mapped custom field
 changes; a Contact when a mapped field changes (Name, Title and Type by default, plus every field
 a contact point is mapped from) or it moves to another account. Everything else is ignored.
+In a multi-currency org an Account's CurrencyIsoCode is a trigger field too, and is read and mapped
+only there (`CURRENCY_FIELD`): the syncer learns from the Account describe at start whether the org has it.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ from typing import Any, Protocol
 from shared.compound import ADDRESS_PARTS, as_components, components, is_address, with_components
 from shared.errors import ConfigError, MappingError
 from shared.settings import Settings, check_column_name
+
+CURRENCY_FIELD = "CurrencyIsoCode"  # on Account in a multi-currency org only
 
 
 def synced_account_fields(settings: Settings) -> list[str]:
@@ -34,8 +38,8 @@ def synced_account_fields(settings: Settings) -> list[str]:
 
 
 def account_trigger_fields(settings: Settings) -> frozenset[str]:
-    """Account fields whose change makes the account resync."""
-    return frozenset(with_components("Account", synced_account_fields(settings)))
+    """Account fields whose change makes the account resync (CurrencyIsoCode exists in multi-currency orgs only)."""
+    return frozenset(with_components("Account", [*synced_account_fields(settings), CURRENCY_FIELD]))
 
 
 def contact_trigger_fields(settings: Settings) -> frozenset[str]:
@@ -70,6 +74,8 @@ class MappedAccount:
     body: dict[str, Any]
     parent_sfdc_id: str | None
     invoicer_sfdc_id: str | None
+    currency: str | None = None  # the ISO code of a multi-currency org's account
+    currency_id: int | None = None  # its LogiSense currency
 
     @property
     def dependencies(self) -> tuple[str, ...]:
@@ -87,9 +93,10 @@ class MappedContact:
     points: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
-def account_query_fields(settings: Settings) -> tuple[str, ...]:
-    """The Account fields the mapping reads, and nothing else."""
-    return as_components("Account", ["Id", *synced_account_fields(settings)])
+def account_query_fields(settings: Settings, *, multi_currency: bool = False) -> tuple[str, ...]:
+    """The Account fields the mapping reads, and nothing else (CurrencyIsoCode only in a multi-currency org)."""
+    fields = as_components("Account", ["Id", *synced_account_fields(settings)])
+    return (*fields, CURRENCY_FIELD) if multi_currency else fields
 
 
 def contact_query_fields(settings: Settings) -> tuple[str, ...]:
@@ -104,8 +111,14 @@ def _text(value: Any) -> str:
     return "" if value is None else str(value).strip()
 
 
-def map_account(record: Mapping[str, Any], settings: Settings, lookup: Lookup) -> MappedAccount:
-    """Map a Salesforce Account record to the LogiSense Account body (MappingError when it cannot)."""
+def map_account(
+    record: Mapping[str, Any], settings: Settings, lookup: Lookup, *, multi_currency: bool = False
+) -> MappedAccount:
+    """Map a Salesforce Account record to the LogiSense Account body (MappingError when it cannot).
+
+    In a multi-currency org the account's CurrencyIsoCode resolves to a LogiSense currency (by ISO code or
+    name), kept beside the body: the syncer sets it on create only, since LogiSense cannot change it.
+    """
     f = settings.salesforce.fields
     sfdc_id = _text(record.get("Id"))
     body: dict[str, Any] = {"name": _text(record.get("Name")), settings.logisense.link_field: sfdc_id}
@@ -131,7 +144,26 @@ def map_account(record: Mapping[str, Any], settings: Settings, lookup: Lookup) -
     for ext in settings.mappings.account_extensions:
         body[ext.logisense] = record.get(ext.salesforce)
     parent = _text(record.get("ParentId")) or None
-    return MappedAccount(sfdc_id=sfdc_id, body=body, parent_sfdc_id=parent, invoicer_sfdc_id=usage)
+    currency = _text(record.get(CURRENCY_FIELD)) if multi_currency else ""
+    return MappedAccount(
+        sfdc_id=sfdc_id,
+        body=body,
+        parent_sfdc_id=parent,
+        invoicer_sfdc_id=usage,
+        currency=currency or None,
+        currency_id=_currency_id(sfdc_id, currency, lookup) if currency else None,
+    )
+
+
+def _currency_id(sfdc_id: str, code: str, lookup: Lookup) -> int:
+    try:
+        return lookup("currency", code)
+    except MappingError as exc:
+        raise MappingError(
+            f"Salesforce account {sfdc_id} has {CURRENCY_FIELD} {code!r}, which matches no LogiSense Currency by "
+            f"ISO code or name; add a Currency with code {code!r} in LogiSense and replay the dead letter, or "
+            "give the account a currency LogiSense knows"
+        ) from exc
 
 
 def map_contact(

@@ -7,6 +7,10 @@
 - Upsert: an existing account gets only the fields that differ; a missing one is created through
   CreateOnce. An account invoiced to itself is created first and then pointed at its own id.
 - Delete: `sync.on_account_delete` closes, flags or ignores the LogiSense account.
+- Currency (multi-currency orgs only): a new account gets the LogiSense currency of its CurrencyIsoCode (a
+  single-currency org's gets LogiSense's default). Before anything of an account is written, a CurrencyError
+  fails it when its LogiSense account already has another currency (it cannot change once set) or when its
+  parent or invoice recipient bills in another currency in LogiSense (they must share one).
 """
 
 from __future__ import annotations
@@ -18,7 +22,13 @@ from typing import Any
 from services.syncer.context import BatchContext, DeliveryReport
 from services.syncer.lookups import Writer, diff
 from services.syncer.snapshot import Snapshot, id15
-from shared.errors import DependencyFailedError, MappingError, PermanentError, RetriesExhaustedError
+from shared.errors import (
+    CurrencyError,
+    DependencyFailedError,
+    MappingError,
+    PermanentError,
+    RetriesExhaustedError,
+)
 from shared.mapping import MappedAccount, map_account
 
 
@@ -57,13 +67,22 @@ def _error_class(exc: PermanentError) -> str:
     return type(exc.last).__name__ if isinstance(exc, RetriesExhaustedError) else type(exc).__name__
 
 
+def _role(mapped: MappedAccount, dep: str) -> str:
+    """What account `dep` is to `mapped`: parent, invoice recipient or both."""
+    roles = [
+        r for r, d in (("parent", mapped.parent_sfdc_id), ("invoice recipient", mapped.invoicer_sfdc_id)) if d == dep
+    ]
+    return " and ".join(roles)
+
+
 class AccountWriter(Writer):
     """Orders, upserts and deletes the LogiSense accounts of a batch; holds no per-batch state."""
 
     def map(self, sid: str, batch: BatchContext) -> None:
         """Map one Salesforce account of the batch; a MappingError fails that account."""
         try:
-            batch.mapped[sid] = map_account(batch.snapshot.accounts[sid], self._settings, self._refs)
+            record, multi = batch.snapshot.accounts[sid], self._refs.multi_currency
+            batch.mapped[sid] = map_account(record, self._settings, self._refs, multi_currency=multi)
         except MappingError as exc:
             batch.report.failures[sid] = exc
 
@@ -92,7 +111,11 @@ class AccountWriter(Writer):
             known.update(await self._lookups.find_accounts(new_deps))
 
     async def dependency_ids(self, mapped: MappedAccount, batch: BatchContext) -> dict[str, int]:
-        """LogiSense ids of the accounts `mapped` references, waiting for those the batch creates."""
+        """LogiSense ids of the accounts `mapped` references, waiting for those the batch creates.
+
+        A CurrencyError, before anything is written, when the account's currency conflicts with LogiSense.
+        """
+        self._check_own_currency(mapped, batch.known.get(id15(mapped.sfdc_id)))
         result: dict[str, int] = {}
         for dep in mapped.dependencies:
             key = id15(dep)
@@ -119,7 +142,42 @@ class AccountWriter(Writer):
                     f"Salesforce account {mapped.sfdc_id} references account {dep} as parent or invoice recipient, "
                     "which exists neither in Salesforce nor in LogiSense"
                 )
+        self._check_dependency_currencies(mapped, batch)
         return result
+
+    def _check_own_currency(self, mapped: MappedAccount, existing: dict[str, Any] | None) -> None:
+        """CurrencyError when the synced LogiSense account has another currency than Salesforce now gives."""
+        held = existing.get("currencyId") if existing else None
+        if existing is None or mapped.currency_id is None or held is None or int(held) == mapped.currency_id:
+            return
+        old = self._refs.currency_code(int(held))
+        raise CurrencyError(
+            f"Salesforce account {mapped.sfdc_id} is now in {mapped.currency}, but its LogiSense account "
+            f"{existing['identity']} bills in {old}, and LogiSense cannot change an account's currency once set; "
+            f"nothing was written: set the Salesforce account's currency back to {old}, or bill in {mapped.currency} "
+            "through a new account, then replay the dead letter"
+        )
+
+    def _check_dependency_currencies(self, mapped: MappedAccount, batch: BatchContext) -> None:
+        """CurrencyError when a parent or invoice recipient bills in another currency in LogiSense."""
+        if mapped.currency_id is None:
+            return
+        for dep in mapped.dependencies:
+            key = id15(dep)
+            if key in batch.known:
+                held = batch.known[key].get("currencyId")
+            else:  # created by this batch, in its mapped currency
+                held = batch.mapped[key].currency_id if key in batch.mapped else None
+            if held is None or int(held) == mapped.currency_id:
+                continue
+            role = _role(mapped, dep)
+            theirs = self._refs.currency_code(int(held))
+            raise CurrencyError(
+                f"Salesforce account {mapped.sfdc_id} is in {mapped.currency}, but its {role} {dep} bills in "
+                f"{theirs} in LogiSense, and a LogiSense account must share its {role}'s currency; nothing was "
+                f"written for {mapped.sfdc_id}: give it the currency {theirs} or a {role} in {mapped.currency}, "
+                "then replay the dead letter"
+            )
 
     async def upsert(
         self,
@@ -153,10 +211,9 @@ class AccountWriter(Writer):
         if invoicer is None and mapped.invoicer_sfdc_id:  # invoiced to itself: set once it has an id
             body.pop("invoicerAccountId")
             body.pop("usageInvoicerAccountId")
-        for kind, target in (("currency", "currencyId"),):
-            default = self._refs.default(kind)
-            if default is not None:
-                body.setdefault(target, default)
+        currency = mapped.currency_id if mapped.currency_id is not None else self._refs.default("currency")
+        if currency is not None:
+            body.setdefault("currencyId", currency)
         created = await self._create_once(
             "Account", lambda: self._once.create("Account", body), lambda: self._lookups.find_account(mapped.sfdc_id)
         )

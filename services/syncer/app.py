@@ -1,10 +1,11 @@
 """Wiring of `sfls syncer`: settings in, the consume loop running, telemetry on.
 
 Start-up order: logs and the health server; Kafka (its own topics, waiting for a broker that is not up
-yet, then the ACL preflight of shared/acls.py); LogiSense reference data and the Salesforce describes;
-the mapping check (a bad mapping ends the process with exit code 2 and one line per problem); then the
-consume loop (services/syncer/consume.py, batches processed by services/syncer/process.py) until
-SIGTERM/SIGINT.
+yet, then the ACL preflight of shared/acls.py); LogiSense reference data and the Salesforce describes
+(an Account describe with CurrencyIsoCode makes this a multi-currency org: accounts are read and created
+with their currency, services/syncer/accounts.py); the mapping check (a bad mapping ends the process with
+exit code 2 and one line per problem); then the consume loop (services/syncer/consume.py, batches
+processed by services/syncer/process.py) until SIGTERM/SIGINT.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from services.syncer.requests import RequestLog
 from shared import acls, kafka
 from shared.errors import ConfigError, MappingError
 from shared.logisense import LogisenseClient, RequestOutcome
-from shared.mapping import check_mappings
+from shared.mapping import CURRENCY_FIELD, check_mappings
 from shared.observability import Health, start_observability
 from shared.retry import RetryPolicy
 from shared.salesforce import SalesforceRest
@@ -42,6 +43,17 @@ async def validate(settings: Settings, client: LogisenseClient, salesforce: Sale
     await refs.load(client)
     account = await asyncio.to_thread(salesforce.describe, "Account")
     contact = await asyncio.to_thread(salesforce.describe, "Contact")
+    currency = next((f for f in account.get("fields", []) if f["name"] == CURRENCY_FIELD), None)
+    refs.multi_currency = currency is not None
+    if currency is not None:
+        codes = [str(v["value"]) for v in currency.get("picklistValues", []) if v.get("active", True)]
+        unknown = refs.unknown_currencies(codes)
+        if unknown:
+            log.warning(
+                "currencies_missing_in_logisense",
+                currencies=unknown,
+                consequence="accounts in these currencies are dead-lettered until LogiSense has them",
+            )
     check_mappings(
         settings,
         contact_point_types=refs.points_by_contact_type(),
@@ -125,7 +137,9 @@ class SyncerService:
                 consumer=kafka.consumer(settings.kafka, group_id(settings)),
                 producer=producer,
                 topics=topics,
-                process=BatchProcessor(settings, salesforce, deliverer, request_log),
+                process=BatchProcessor(
+                    settings, salesforce, deliverer, request_log, multi_currency=refs.multi_currency
+                ),
                 interval_seconds=settings.sync.interval_minutes * 60,
                 max_events=settings.sync.max_batch_events,
                 hooks=BatchMetrics(),

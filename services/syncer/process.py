@@ -25,9 +25,16 @@ class BatchProcessor:
     """One batch: bulk Salesforce read, LogiSense delivery, one request-log line per account."""
 
     def __init__(
-        self, settings: Settings, salesforce: RecordReader, deliverer: Deliverer, request_log: RequestLog
+        self,
+        settings: Settings,
+        salesforce: RecordReader,
+        deliverer: Deliverer,
+        request_log: RequestLog,
+        *,
+        multi_currency: bool = False,
     ) -> None:
         self._settings = settings
+        self._multi_currency = multi_currency  # accounts are read with their CurrencyIsoCode
         self._sf = salesforce
         self._deliverer = deliverer
         self._log = request_log
@@ -36,12 +43,12 @@ class BatchProcessor:
         started_at = datetime.now(UTC)
         started = time.monotonic()
         ids = list(batch.accounts)
-        snapshot = await read_snapshot_async(self._sf, self._settings, ids)
+        snapshot = await read_snapshot_async(self._sf, self._settings, ids, multi_currency=self._multi_currency)
         extra_queries = 0
 
         async def read_more(more: list[str]) -> Snapshot:
             nonlocal extra_queries
-            found = await read_snapshot_async(self._sf, self._settings, more)
+            found = await read_snapshot_async(self._sf, self._settings, more, multi_currency=self._multi_currency)
             extra_queries += found.queries
             return found
 

@@ -6,7 +6,9 @@ wants ids. The cache lists each reference resource once and refreshes when it is
 restart; after a name was missing it refreshes sooner (`miss_refresh_seconds`), so replaying a dead
 letter right after adding the missing bill group or type in LogiSense delivers it. Names match
 case-insensitively; countries also by ISO code, states by code or name within their country. An
-unknown name is a MappingError: the account is dead-lettered with it.
+unknown name is a MappingError: the account is dead-lettered with it. `multi_currency` is not
+reference data but the Salesforce org's shape, set once at start from the Account describe: whether
+accounts carry a CurrencyIsoCode to map (services/syncer/app.py).
 """
 
 from __future__ import annotations
@@ -50,12 +52,15 @@ class References:
     point_types: dict[tuple[int, str], int] = field(default_factory=dict)  # (contact type id, point name)
     point_names: dict[int, str] = field(default_factory=dict)  # point type id -> name
     contact_type_names: dict[int, str] = field(default_factory=dict)
+    currency_codes: dict[int, str] = field(default_factory=dict)  # currency id -> ISO code (or name)
+    multi_currency: bool = False  # the Salesforce org has Account.CurrencyIsoCode
     loaded_at: float | None = None
     loads: int = 0
 
     async def load(self, client: Lister) -> None:
         names: dict[str, dict[str, int]] = {}
         defaults: dict[str, int] = {}
+        codes: dict[int, str] = {}
         for kind, (resource, _label) in RESOURCES.items():
             if kind == "state":
                 continue
@@ -69,6 +74,8 @@ class References:
                         table.setdefault(_norm(str(item[code_field])), identity)
                 if item.get("isDefault") and kind not in defaults:
                     defaults[kind] = identity
+                if kind == "currency":
+                    codes[identity] = str(item.get("code") or item.get("name") or identity)
             names[kind] = table
         states: dict[tuple[int, str], int] = {}
         for item in await client.list("State"):
@@ -82,7 +89,7 @@ class References:
         for item in await client.list("ContactPointType"):
             point_types[(int(item["contactTypeId"]), str(item["name"]))] = int(item["identity"])
             point_names[int(item["identity"])] = str(item["name"])
-        self.names, self.states, self.defaults = names, states, defaults
+        self.names, self.states, self.defaults, self.currency_codes = names, states, defaults, codes
         self.point_types, self.point_names, self.contact_type_names = point_types, point_names, contact_types
         self.loaded_at = time.monotonic()
         self.loads += 1
@@ -111,6 +118,15 @@ class References:
 
     def default(self, kind: str) -> int | None:
         return self.defaults.get(kind)
+
+    def currency_code(self, identity: int) -> str:
+        """The ISO code of a LogiSense currency, for messages."""
+        return self.currency_codes.get(identity, f"currency {identity}")
+
+    def unknown_currencies(self, codes: list[str]) -> list[str]:
+        """The ISO codes among `codes` that match no LogiSense currency."""
+        known = self.names.get("currency", {})
+        return [code for code in codes if _norm(code) not in known]
 
     def point_type(self, contact_type_id: int, point: str) -> int | None:
         return self.point_types.get((contact_type_id, point))

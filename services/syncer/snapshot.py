@@ -55,14 +55,16 @@ def _quote(record_id: str) -> str:
     return f"'{record_id}'"
 
 
-def read_snapshot(sf: RecordReader, settings: Settings, account_ids: Iterable[str]) -> Snapshot:
-    """Read the accounts (deleted ones too) and every live contact of the live ones."""
+def read_snapshot(
+    sf: RecordReader, settings: Settings, account_ids: Iterable[str], *, multi_currency: bool = False
+) -> Snapshot:
+    """Read the accounts (deleted ones too, with CurrencyIsoCode in a multi-currency org) and their live contacts."""
     ids = sorted({id15(i): i for i in account_ids}.values())
     chunk = settings.sync.soql_chunk_size
     snap = Snapshot()
     if not ids:
         return snap
-    account_fields = [*account_query_fields(settings), "IsDeleted"]
+    account_fields = [*account_query_fields(settings, multi_currency=multi_currency), "IsDeleted"]
     for record in sf.query_by_ids("Account", account_fields, ids, chunk_size=chunk, include_deleted=True):
         snap.accounts[id15(str(record["Id"]))] = record
     snap.queries += -(-len(ids) // chunk)
@@ -79,5 +81,7 @@ def read_snapshot(sf: RecordReader, settings: Settings, account_ids: Iterable[st
     return snap
 
 
-async def read_snapshot_async(sf: RecordReader, settings: Settings, account_ids: Iterable[str]) -> Snapshot:
-    return await asyncio.to_thread(read_snapshot, sf, settings, list(account_ids))
+async def read_snapshot_async(
+    sf: RecordReader, settings: Settings, account_ids: Iterable[str], *, multi_currency: bool = False
+) -> Snapshot:
+    return await asyncio.to_thread(read_snapshot, sf, settings, list(account_ids), multi_currency=multi_currency)
