@@ -50,6 +50,7 @@ SERVICES: dict[str, str] = {
     "backfill": "sfls backfill",
     "dlq": "sfls dlq list|show|replay",
     "requests": "sfls requests",
+    "opportunity": "sfls opportunity push",
 }
 
 
@@ -138,6 +139,10 @@ def service_acls(service: str, prefix: str, transactional_id: str) -> list[Acl]:
         "requests": [
             Acl("topic", t["requests"], "Read", "read the request log"),
             reader,
+        ],
+        "opportunity": [
+            Acl("topic", t["requests"], "Write", "one request-log record per push"),
+            *_creates([t["requests"]]),
         ],
     }
     if service not in table:

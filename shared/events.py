@@ -127,7 +127,7 @@ class RequestRecord(BaseModel):
 
     schema_version: Literal[1] = SCHEMA_VERSION
     request_id: str
-    service: Literal["syncer", "importer", "listener"]
+    service: Literal["syncer", "importer", "listener", "opportunity"]
     kind: str  # e.g. "account_sync", "contact_sync", "import:package"
     status: RequestStatus
     key: str = ""  # the Salesforce account id, or the imported entity

@@ -288,6 +288,14 @@ class ImportSettings(_Section):
     bulk_threshold: int = Field(default=10_000, ge=0)  # changed records per Bulk API 2.0 job; 0 = composite only
     dry_run: bool = False
     pushgateway_url: str | None = None  # a Prometheus Pushgateway for the Job's metrics
+    price_book_name: str = Field(default="LogiSense Price Book", min_length=1)  # the custom Pricebook2 landed
+    org_currency: str = Field(default="USD", pattern=r"^[A-Z]{3}$")  # a single-currency org's currency (ISO code)
+
+
+class OpportunitySettings(_Section):
+    """`sfls opportunity push`: the account price plan a won opportunity's lines are priced in."""
+
+    price_plan_name: str = Field(default="Salesforce", min_length=1)  # name of the plan created for an account
 
 
 class Settings(BaseSettings):
@@ -310,6 +318,7 @@ class Settings(BaseSettings):
     observability: ObservabilitySettings = ObservabilitySettings()
     listener: ListenerSettings = ListenerSettings()
     importer: ImportSettings = ImportSettings()
+    opportunity: OpportunitySettings = OpportunitySettings()
 
     @classmethod
     def settings_customise_sources(

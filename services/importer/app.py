@@ -14,7 +14,7 @@ from rich.console import Console
 
 from services.importer.entities import BY_NAME
 from services.importer.publish import Publisher
-from services.importer.report import RichProgress, failure_lines, summary_table
+from services.importer.report import RichProgress, failure_lines, note_lines, summary_table
 from services.importer.run import AccountLinks, Importer, Progress, RunReport, summary_dict
 from services.importer.targets import check_targets
 from shared import acls, kafka
@@ -27,9 +27,10 @@ log = structlog.get_logger(__name__)
 
 
 def topic_specs(settings: Settings, names: Sequence[str]) -> list[kafka.TopicSpec]:
-    """The topics a run writes: one compacted topic per entity, the dead-letter topic and the request log."""
+    """The topics a run writes: one compacted topic per entity of the table (the price book has none),
+    the dead-letter topic and the request log."""
     topics = kafka.Topics(settings.kafka.topic_prefix)
-    wanted = {BY_NAME[name].topic(topics) for name in names} | {topics.importer_dlt, topics.requests}
+    wanted = {BY_NAME[name].topic(topics) for name in names if name in BY_NAME} | {topics.importer_dlt, topics.requests}
     return [spec for spec in topics.specs(settings.kafka) if spec.name in wanted]
 
 
@@ -108,6 +109,8 @@ def import_command(settings: Settings, names: Sequence[str], *, dry_run: bool, a
     else:
         report = asyncio.run(run_import(settings, names, dry_run=dry_run, account=account))
     console.print(summary_table(report))
+    for line in note_lines(report):
+        console.print(f"[yellow]note:[/] {line}", highlight=False, soft_wrap=True)
     for line in failure_lines(report):
         console.print(f"[red]failed:[/] {line}", highlight=False, soft_wrap=True)
     log.info("import_summary", **summary_dict(report))

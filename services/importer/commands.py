@@ -35,10 +35,11 @@ def _run(ctx: typer.Context, group: str, only: str | None, dry_run: bool, accoun
 
 @import_app.command("catalogue")
 def catalogue(ctx: typer.Context, only: Only = None, dry_run: DryRun = False) -> None:
-    """Import the catalogue: Packages, Services, Rate Plans, Share Plans.
+    """Import the catalogue: Packages, Services, Rate Plans, Share Plans, then the LogiSense Price Book.
 
     Packages with their frequencies (Product2), currencies, pricing rules and rate plan connections;
-    Services with usage buckets; Rate Plans with groups and rates; Share Plans with levels and amounts.
+    Services with usage buckets; Rate Plans with groups and rates; Share Plans with levels and amounts;
+    the price book (price_book) and its standard and custom entries (price_book_entry).
     """
     _run(ctx, "catalogue", only, dry_run)
 

@@ -318,10 +318,13 @@ INVOICE_COLUMN_TYPES: dict[str, SfType] = {
     "currencyId": "double",
 }
 
+# Not rows of the table: derived from the catalogue once it landed (services/importer/price_book.py).
+PRICE_BOOK_NAMES = ("price_book", "price_book_entry")
+
 ENTITIES: tuple[ImportEntity, ...] = _DATA + _CATALOGUE + (INVOICE,)
 BY_NAME: dict[str, ImportEntity] = {e.name: e for e in ENTITIES}
 GROUPS: dict[str, tuple[str, ...]] = {
     "data": tuple(e.name for e in _DATA),
-    "catalogue": tuple(e.name for e in _CATALOGUE),
+    "catalogue": (*(e.name for e in _CATALOGUE), *PRICE_BOOK_NAMES),
     "invoices": (INVOICE.name,),
 }

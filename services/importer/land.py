@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 from typing import IO, Any, Protocol
 
 from services.importer.model import ImportEntity
-from services.importer.transform import Prepared
+from services.importer.transform import Key, Prepared
 from shared.errors import SflsError
 from shared.salesforce import COLLECTION_LIMIT
 
@@ -61,13 +61,13 @@ class SalesforceWriter(Protocol):
 class Rejection:
     """A record Salesforce refused, with its reason."""
 
-    logisense_id: int
+    logisense_id: Key
     record: dict[str, Any]
     error: str
     response: str
 
 
-Pending = tuple[int, dict[str, Any]]  # a changed record ready to send: its LogiSense id and its record
+Pending = tuple[Key, dict[str, Any]]  # a changed record ready to send: its LogiSense id (or key) and its record
 UNPROCESSED = {
     "success": False,
     "errors": [{"statusCode": "UNPROCESSED", "message": "the Bulk API job did not process this record"}],
@@ -95,7 +95,7 @@ class Waiting:
         self._file.seek(0)
         for line in self._file:
             identity, record = json.loads(line)
-            yield int(identity), record
+            yield identity if isinstance(identity, str) else int(identity), record
 
     def clear(self) -> None:
         if self._file is not None:
@@ -162,13 +162,13 @@ class Lander:
         self._waiting = Waiting()  # changed records not written yet (with a threshold)
         self._bulk = False  # the entity reached the threshold: the rest goes through Bulk API 2.0 too
         self._parents = parents or {}  # parent entity -> its Salesforce object
-        self._new: set[int] = set()
+        self._new: set[Key] = set()
         self.entity = entity
         self._ext = external_id_field
         self._hash = hash_field
         self._dry_run = dry_run
 
-    def stored_hashes(self, ids: Iterable[int]) -> dict[str, str | None]:
+    def stored_hashes(self, ids: Iterable[Key]) -> dict[str, str | None]:
         """External id -> stored hash for the records of these ids that exist in Salesforce."""
         # Object and field names come from our entity table and settings; the ids are quoted.
         columns, where = f"{self._ext}, {self._hash}", f"{self._ext} IN ({soql_in(str(i) for i in ids)})"
@@ -255,7 +255,7 @@ class Lander:
         """One Bulk API 2.0 job for every waiting record; a job that fails as a whole rejects them with its reason."""
         outcome.bulk_jobs += 1
         try:
-            results = self._sf.bulk_upsert(self.entity.sobject, self._ext, (record for _, record in self._waiting))
+            results = self._sf.bulk_upsert(self.entity.sobject, self._ext, self._bulk_records())
         except SflsError as exc:
             outcome.bulk_jobs_failed += 1
             outcome.rejections.extend(Rejection(i, record, str(exc), "") for i, record in self._waiting)
@@ -263,8 +263,12 @@ class Lander:
         for identity, record in self._waiting:
             self._tally(identity, record, results.get(str(identity), UNPROCESSED), outcome)
 
+    def _bulk_records(self) -> Iterator[dict[str, Any]]:
+        """The waiting records in the order the Bulk job's CSV gets them (the first one's fields are the header)."""
+        return (record for _, record in self._waiting)
+
     @staticmethod
-    def _tally(identity: int, record: dict[str, Any], result: dict[str, Any], outcome: Landed) -> None:
+    def _tally(identity: Key, record: dict[str, Any], result: dict[str, Any], outcome: Landed) -> None:
         if result.get("success"):
             if result.get("created"):
                 outcome.created += 1
@@ -274,7 +278,7 @@ class Lander:
             errors = result.get("errors")
             outcome.rejections.append(Rejection(identity, record, describe_errors(errors), json.dumps(errors)))
 
-    def with_lookups(self, changed: Sequence[Prepared], outcome: Landed) -> dict[int, dict[str, Any]]:
+    def with_lookups(self, changed: Sequence[Prepared], outcome: Landed) -> dict[Key, dict[str, Any]]:
         """The records to send, lookups set to parent Ids; records with a missing parent go to `outcome`."""
         records = {p.logisense_id: dict(p.record) for p in changed}
         for relation in self.entity.relations:

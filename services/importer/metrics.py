@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Gauge
 
-OUTCOMES = ("fetched", "published", "created", "updated", "unchanged", "failed", "deleted")
+OUTCOMES = ("fetched", "published", "created", "updated", "unchanged", "failed", "deleted", "skipped")
 ITEMS = Counter("sfls_importer_items", "Imported items by entity and outcome.", ["entity", "outcome"])
 RUN_DURATION = Gauge("sfls_importer_run_duration_seconds", "Duration of the last import of the entity.", ["entity"])
 BULK_JOBS = Counter(

@@ -55,7 +55,7 @@ class Publisher:
         kafka.produce(self._producer, topic, key, value, headers, on_delivery=self._on_delivery)
         self._producer.poll(0)
 
-    def item(self, topic: str, entity: str, identity: int, item: dict[str, Any], digest: str) -> None:
+    def item(self, topic: str, entity: str, identity: int | str, item: dict[str, Any], digest: str) -> None:
         value = json.dumps(item, separators=(",", ":"), default=str).encode()
         self.produce(
             topic, str(identity).encode(), value, [("entity", entity.encode()), (HASH_HEADER, digest.encode())]
@@ -65,7 +65,7 @@ class Publisher:
         self.produce(topic, str(identity).encode(), None, [("entity", entity.encode())])
 
     def dead_letter(
-        self, topic: str, entity: str, identity: int, *, record: dict[str, Any], error: str, response: str
+        self, topic: str, entity: str, identity: int | str, *, record: dict[str, Any], error: str, response: str
     ) -> None:
         """A record Salesforce rejected: the record we sent, and why, in the importer's dead-letter topic."""
         failure = Failure(

@@ -90,3 +90,8 @@ def failure_lines(report: RunReport) -> list[str]:
         if hidden > 0:
             lines.append(f"{entity.entity}: ... and {hidden} more (see the importer dead-letter topic)")
     return lines
+
+
+def note_lines(report: RunReport) -> list[str]:
+    """What an entity planned but did not send, and why (price book entries in currencies the org lacks)."""
+    return [f"{entity.entity}: {note}" for entity in report.entities for note in entity.notes]

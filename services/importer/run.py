@@ -14,6 +14,10 @@ What a run writes, per entity:
 - one request-log record (`sfls.requests`) with status, counts, duration and the first reasons.
 A dry run fetches, reads stored hashes and the topic's ids, and reports what it would write.
 
+The price book's two entities (`price_book`, `price_book_entry`) are not fetched item by item:
+they are derived from the catalogue after its entities ran, and land through the same Lander,
+counting, dead letters, metrics and request log (services/importer/price_book.py says how).
+
 An entity that fails as a whole (LogiSense unreachable after retries) is reported and the run
 goes on with the next; the run is `ok` only if every record of every entity landed.
 """
@@ -24,7 +28,7 @@ import asyncio
 import contextlib
 import time
 import uuid
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol, TypeVar
@@ -32,12 +36,14 @@ from typing import Any, Protocol, TypeVar
 import structlog
 
 from services.importer import fetch
-from services.importer.land import Landed, Lander, SalesforceWriter
+from services.importer.entities import PRICE_BOOK_NAMES
+from services.importer.land import Landed, Lander
 from services.importer.metrics import BULK_JOBS, ITEMS, LAST_SUCCESS, OUTCOMES, RUN_DURATION
 from services.importer.model import ImportEntity
+from services.importer.price_book import BOOK, ENTRY, PriceBook, PriceBookWriter, catalogue_entries
 from services.importer.publish import Publisher, live_ids
 from services.importer.targets import resolve
-from services.importer.transform import Prepared, logisense_id, to_record
+from services.importer.transform import Key, Prepared, logisense_id, to_record
 from shared.errors import MappingError, SflsError
 from shared.events import RequestRecord, RequestStatus
 from shared.kafka import Topics
@@ -61,8 +67,10 @@ class EntityReport:
     unchanged: int = 0
     failed: int = 0
     deleted: int = 0
+    skipped: int = 0  # planned but not sent (a price book entry in a currency the org does not have)
     duration_seconds: float = 0.0
     reasons: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # what was not sent and why (not a failure)
     error: str = ""
 
     @property
@@ -122,7 +130,7 @@ class Importer:
         self,
         settings: Settings,
         logisense: fetch.LogisenseReader,
-        salesforce: SalesforceWriter,
+        salesforce: PriceBookWriter,
         publisher: Publisher | None,
         *,
         dry_run: bool = False,
@@ -141,18 +149,55 @@ class Importer:
     async def run(self, names: Sequence[str], *, invoice_conditions: Sequence[dict[str, Any]] = ()) -> RunReport:
         reports = []
         for name in names:
+            if name in PRICE_BOOK_NAMES:
+                continue
             entity = resolve(name, self.settings)
             conditions = invoice_conditions if entity.name == "invoice" else ()
             reports.append(await self.import_entity(entity, conditions))
+        if any(name in PRICE_BOOK_NAMES for name in names):
+            reports.extend(await self._price_book(names))
         return RunReport(reports, dry_run=self._dry_run)
 
-    async def import_entity(self, entity: ImportEntity, conditions: Sequence[dict[str, Any]] = ()) -> EntityReport:
+    async def _price_book(self, names: Sequence[str]) -> list[EntityReport]:
+        """The price book, then its entries (services/importer/price_book.py), after the catalogue landed."""
+        book = PriceBook(self.settings, self._sf, dry_run=self._dry_run)
+
+        async def land_book(report: EntityReport) -> None:
+            report.fetched = 1
+            self._count(BOOK, report, await asyncio.to_thread(book.land_book))
+
+        async def land_entries(report: EntityReport) -> None:
+            entries = await catalogue_entries(self._ls, page_size=self.settings.logisense.page_size)
+            plan = await asyncio.to_thread(book.plan, entries)
+            report.fetched, report.skipped = plan.planned, sum(plan.skipped.values())
+            if plan.skipped:
+                listed = ", ".join(f"{code} {count}" for code, count in sorted(plan.skipped.items()))
+                report.notes.append(f"{report.skipped} entries not sent, currencies the org does not have: {listed}")
+            for landed in await asyncio.to_thread(book.land_entries, plan):
+                self._count(ENTRY, report, landed)
+            self._progress.advance(ENTRY.name, report.fetched)
+
+        reports = []
+        if BOOK.name in names:
+            reports.append(await self.import_entity(BOOK, body=land_book))
+        if ENTRY.name in names:
+            reports.append(await self.import_entity(ENTRY, body=land_entries))
+        return reports
+
+    async def import_entity(
+        self,
+        entity: ImportEntity,
+        conditions: Sequence[dict[str, Any]] = (),
+        *,
+        body: Callable[[EntityReport], Awaitable[None]] | None = None,
+    ) -> EntityReport:
+        """Import one entity (or run `body`, for the price book) with its timing, metrics and request record."""
         report = EntityReport(entity.name)
         started_at = datetime.now(UTC)
         started = time.perf_counter()
         self._progress.start(entity.name)
         try:
-            await self._import(entity, conditions, report)
+            await (body(report) if body is not None else self._import(entity, conditions, report))
         except SflsError as exc:
             report.error = str(exc)
             log.error("import_entity_failed", entity=entity.name, error=str(exc))  # noqa: TRY400 - the reason is the message; no traceback for an expected outage
@@ -242,7 +287,7 @@ class Importer:
                 self._reject(entity, report, _safe_id(item), record=item, error=f"cannot map: {exc}", response="")
                 continue
             if live is not None:
-                live.discard(one.logisense_id)
+                live.discard(int(one.logisense_id))
             if self._publisher is not None and not self._dry_run:
                 self._publisher.item(
                     topic, entity.name, one.logisense_id, self._published_value(entity, item), one.hash
@@ -290,7 +335,7 @@ class Importer:
         self,
         entity: ImportEntity,
         report: EntityReport,
-        identity: int,
+        identity: Key,
         *,
         record: dict[str, Any],
         error: str,

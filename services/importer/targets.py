@@ -4,8 +4,9 @@
 `importer.targets.<entity>` (target object and fields), `mappings.invoice_columns` and
 `mappings.product_extensions` to an entity of the table (services/importer/entities.py);
 `check_targets` refuses overrides of entities that do not exist. `salesforce_schema()` gives the
-custom objects and fields the resolved entities need, in the shape the Salesforce emulator's
-`POST /__admin/schema` takes (the same list an org admin deploys).
+custom objects and fields the resolved entities need (and the price book's PricebookEntry fields), in
+the shape the Salesforce emulator's `POST /__admin/schema` takes (the same list an org admin deploys),
+plus `notes` for the admin: the entry key, and where a product's Product Services are.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from services.importer.entities import (
     INVOICE_COLUMN_TYPES,
 )
 from services.importer.model import Column, ImportEntity
+from services.importer.price_book import KEY_FIELD
 from shared.errors import ConfigError
 from shared.settings import ImportSettings, Settings
 
@@ -126,7 +128,11 @@ def salesforce_schema(settings: Settings) -> dict[str, Any]:
             )
         if entity.name == "invoice":
             add({"name": INVOICE_ACCOUNT_FIELD, "type": "reference", "referenceTo": "Account"})
-    standard = {"Account", "Contact", "Product2", "User"}
+    objects["PricebookEntry"] = [
+        {"name": KEY_FIELD, "type": "string", "externalId": True, "unique": True, "length": 40},
+        {"name": hash_field, "type": "string", "length": 64},
+    ]
+    standard = {"Account", "Contact", "Product2", "User", "PricebookEntry"}
     return {
         "objects": [
             {"name": name, "label": name[:-3].replace("_", " "), "fields": fields}
@@ -138,7 +144,21 @@ def salesforce_schema(settings: Settings) -> dict[str, Any]:
             for name, fields in objects.items()
             if name in standard
         },
+        "notes": _schema_notes(sobjects),
     }
+
+
+def _schema_notes(sobjects: dict[str, str]) -> list[str]:
+    """What the field lists cannot say: the price book entry key, and where a product's Product Services are."""
+    product, services, rules = sobjects["package_frequency"], sobjects["package_service"], sobjects["pricing_rule"]
+    return [
+        f"PricebookEntry.{KEY_FIELD}: External ID, unique; the price book entries of `sfls import catalogue` "
+        "(`<frequencyId>:<ISO>`, standard book `std:<frequencyId>:<ISO>`) are upserted by it.",
+        f"The Product Services of a {product} are its {services} and {rules} records: "
+        f"{rules}.Product__c is a lookup to {product} (relationship Product__r), so a product lists its pricing rules; "
+        f"{services} belongs to the package ({services}.Package__c, the same package as {product}.Package__c), "
+        "because LogiSense connects services to a package, shared by all its frequencies.",
+    ]
 
 
 _STANDARD_FIELDS = {"Product2": ("Name", "ProductCode", "IsActive", "Family", "Description", "LogiSense_Id__c")}

@@ -18,13 +18,14 @@ from services.importer.model import Column, ImportEntity
 from shared.errors import MappingError
 
 HASH_LENGTH = 32
+Key = int | str  # a record's external-id value: a LogiSense id, or a composite key (price book entries)
 
 
 @dataclass(frozen=True)
 class Prepared:
-    """One item ready to land: its LogiSense id, its Salesforce record (hash included) and the hash."""
+    """One item ready to land: its LogiSense id (or key), its Salesforce record (hash included) and the hash."""
 
-    logisense_id: int
+    logisense_id: Key
     record: dict[str, Any]
     hash: str
 

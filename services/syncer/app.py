@@ -21,12 +21,12 @@ from services.syncer.deliver import Deliverer, current_account
 from services.syncer.metrics import RETRIES, BatchMetrics
 from services.syncer.process import BatchProcessor
 from services.syncer.references import References
-from services.syncer.requests import RequestLog
 from shared import acls, kafka
 from shared.errors import ConfigError, MappingError
 from shared.logisense import LogisenseClient, RequestOutcome
 from shared.mapping import CURRENCY_FIELD, check_mappings
 from shared.observability import Health, start_observability
+from shared.requests import RequestLog
 from shared.retry import RetryPolicy
 from shared.salesforce import SalesforceRest
 from shared.settings import Settings

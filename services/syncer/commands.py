@@ -169,9 +169,9 @@ def requests(
     from rich.table import Table
 
     from services.command import out, print_json_lines, run_guarded, settings_of
-    from services.syncer.requests import as_row, recent
     from shared.acls import preflight
     from shared.kafka import Topics
+    from shared.requests import as_row, recent
 
     settings = settings_of(ctx)
     topic = Topics(settings.kafka.topic_prefix).requests

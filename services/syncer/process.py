@@ -13,10 +13,10 @@ from datetime import UTC, datetime
 from services.syncer.batch import Coalesced
 from services.syncer.consume import SERVICE, BatchResult
 from services.syncer.deliver import Deliverer
-from services.syncer.requests import RequestLog
 from services.syncer.snapshot import Snapshot, id15, read_snapshot_async
 from shared.deadletter import Failure
 from shared.events import RequestRecord, RequestStatus
+from shared.requests import RequestLog
 from shared.salesforce import RecordReader
 from shared.settings import Settings
 

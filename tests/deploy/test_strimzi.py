@@ -249,7 +249,7 @@ def test_kafka_users_carry_the_generated_acls(render: Render, create_topics: boo
         "listener": ["listener"],
         "syncer": ["syncer"],
         "importer": ["importer"],
-        "ops": ["backfill", "dlq", "requests"],
+        "ops": ["backfill", "dlq", "requests", "opportunity"],
     }
     for name, user in users.items():
         assert user["metadata"]["name"] == f"demo-sfls-{name}"
@@ -291,7 +291,7 @@ def acl_file(name: str, pattern: str) -> str:
     entries = {
         principal: ONE_RULE.format(name=name, pattern=pattern) for principal in ("listener", "syncer", "importer")
     }
-    entries.update(dict.fromkeys(("backfill", "dlq", "requests"), "  always: []\n  createTopics: []\n"))
+    entries.update(dict.fromkeys(("backfill", "dlq", "requests", "opportunity"), "  always: []\n  createTopics: []\n"))
     return "".join(f"{principal}:\n{body}" for principal, body in entries.items())
 
 

@@ -43,6 +43,7 @@ COMMANDS = {
     "backfill": ["backfill"],
     "dlq": ["dlq", "replay", "--since", "1d"],
     "requests": ["requests"],
+    "opportunity": ["opportunity", "push", "006000000000000AAA"],
 }
 
 

@@ -1,6 +1,7 @@
-"""The request log (`sfls.requests`): writing it from the syncer and reading it back for `sfls requests`.
+"""The request log (`sfls.requests`): writing it and reading it back for `sfls requests`.
 
-The syncer writes one record per LogiSense request attempt (kind `POST Account`, `PUT Contact`,
+`sfls opportunity push` writes one record per push (kind `opportunity_push`). The syncer writes one
+record per LogiSense request attempt (kind `POST Account`, `PUT Contact`,
 ...; status Success or Failed, duration, reason) and one per account sync (kind `account_sync`,
 with the events it answered and the writes it made), keyed by the Salesforce account id. That is
 the original package's Requests tab with its Request Error Logs, as a topic.
