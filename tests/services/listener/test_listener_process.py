@@ -34,10 +34,12 @@ def _env(emulator: Any, kafka_settings: KafkaSettings, tmp_path: Path, **extra: 
     return sfls_env(
         salesforce=emulator,
         kafka=kafka_settings,
-        SFLS_LISTENER__RECONNECT_BASE_SECONDS="0.1",
-        SFLS_LISTENER__WATCHDOG_SECONDS="8",
-        SFLS_LISTENER__BACKFILL_BATCH_SIZE="7",
-        **extra,
+        **{  # the caller's `extra` wins over these defaults
+            "SFLS_LISTENER__RECONNECT_BASE_SECONDS": "0.1",
+            "SFLS_LISTENER__WATCHDOG_SECONDS": "8",
+            "SFLS_LISTENER__BACKFILL_BATCH_SIZE": "7",
+            **extra,
+        },
     )
 
 

@@ -196,6 +196,7 @@ def test_won_opportunity_becomes_the_expected_price_plan_entries(world: World) -
         for m in read_topic(world.kafka, Topics(world.kafka.topic_prefix).requests)
     ]
     assert [(r.kind, r.key, r.status) for r in records] == [("opportunity_push", opportunity_id, RequestStatus.SUCCESS)]
+    assert records[0].service == "opportunity"
     assert _metric("sfls_opportunity_pushes_total", outcome="pushed", reason="") == pushed_before + 1
     assert _metric("sfls_opportunity_push_logisense_writes_sum") == writes_before + 4
     write_back = [

@@ -63,11 +63,13 @@ def subprocess_env(settings: Settings, **extra: str) -> dict[str, str]:
         salesforce=settings.salesforce,
         logisense=settings.logisense,
         kafka=settings.kafka,
-        SFLS_SYNC_INTERVAL_MINUTES=str(settings.sync.interval_minutes),
-        SFLS_SYNC__RETRY__BASE_SECONDS="0.01",
-        SFLS_SYNC__RETRY__CAP_SECONDS="0.05",
-        SFLS_OBSERVABILITY__METRICS_PORT="0",
-        **extra,
+        **{  # the caller's `extra` wins over these defaults
+            "SFLS_SYNC_INTERVAL_MINUTES": str(settings.sync.interval_minutes),
+            "SFLS_SYNC__RETRY__BASE_SECONDS": "0.01",
+            "SFLS_SYNC__RETRY__CAP_SECONDS": "0.05",
+            "SFLS_OBSERVABILITY__METRICS_PORT": "0",
+            **extra,
+        },
     )
 
 
