@@ -9,6 +9,9 @@
 
 Custom fields are top-level properties keyed by their Column Name, so
 `search("Account", [Condition("sfdcid", "eq", sf_id)])` finds an account by its Salesforce id.
+
+A package is on sale when it is active, has started and has not expired (`package_not_on_sale`): only
+such a package gets price book entries and account price plan entries.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from typing import Any
 
 import httpx
 
-from shared.errors import AuthExpiredError, PermanentError, RejectedError, TransientError
+from shared.errors import AuthExpiredError, MappingError, PermanentError, RejectedError, TransientError
 
 EXCERPT_CHARS = 500
 TRAILER_CODE = 2000  # LogiSense's closing "Errors found. Transaction rolled back." entry
@@ -157,3 +160,26 @@ def decode(response: httpx.Response, where: str) -> dict[str, Any]:
     if status == 400:
         raise RejectedError(f"{where} rejected: {detail}", status=status, response_excerpt=excerpt)
     raise PermanentError(f"{where}: HTTP {status}: {detail}", status=status, response_excerpt=excerpt)
+
+
+def _moment(value: Any) -> datetime | None:
+    """A LogiSense date (ISO-8601, `Z` or an offset; naive means UTC); None when absent."""
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise MappingError(f"a package's start or expiry {value!r} is not an ISO-8601 date") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def package_not_on_sale(package: Mapping[str, Any], now: datetime) -> str:
+    """Why a LogiSense package is not on sale at `now` ("is inactive", "has expired", "has not started yet"), or ""."""
+    start, expiry = _moment(package.get("start")), _moment(package.get("expiry"))
+    if not package.get("isActive"):
+        return "is inactive"
+    if expiry is not None and expiry <= now:
+        return "has expired"
+    if start is not None and start > now:
+        return "has not started yet"
+    return ""

@@ -47,7 +47,8 @@ from services.importer.fetch import LogisenseReader
 from services.importer.land import Landed, Lander, Rejection, SalesforceWriter, describe_errors, soql_in
 from services.importer.model import ImportEntity
 from services.importer.transform import Key, Prepared, content_hash
-from shared.errors import ConfigError, MappingError, SflsError
+from shared.errors import ConfigError, SflsError
+from shared.logisense_wire import package_not_on_sale
 from shared.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -79,26 +80,12 @@ class Entry:
     active: bool
 
 
-def _moment(value: Any) -> datetime | None:
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        raise MappingError(f"a package's start or expiry {value!r} is not an ISO-8601 date") from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
-def on_sale(package: dict[str, Any], now: datetime) -> bool:
-    """Active, started and not expired."""
-    start, expiry = _moment(package.get("start")), _moment(package.get("expiry"))
-    return bool(package.get("isActive")) and (start is None or start <= now) and (expiry is None or expiry > now)
-
-
 async def catalogue_entries(client: LogisenseReader, *, page_size: int, now: datetime | None = None) -> list[Entry]:
     """Every (package frequency, package currency) of the catalogue, priced from its recurring pricing rules."""
     now = now or datetime.now(UTC)
-    selling = {int(p["identity"]): on_sale(p, now) async for p in client.paged("Package", page_size=page_size)}
+    selling = {
+        int(p["identity"]): not package_not_on_sale(p, now) async for p in client.paged("Package", page_size=page_size)
+    }
     codes = {int(c["identity"]): str(c["code"]) async for c in client.paged("Currency", page_size=page_size)}
     sold: dict[int, dict[int, None]] = defaultdict(dict)  # package -> its currency ids, in LogiSense order
     async for row in client.paged("Package/Currency", page_size=page_size):

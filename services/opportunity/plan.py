@@ -23,6 +23,7 @@ from services.opportunity.opportunities import Line, Opportunity
 from services.opportunity.refusals import PushRefusedError, Reason
 from shared.errors import PermanentError
 from shared.logisense import LogisenseClient
+from shared.logisense_wire import package_not_on_sale
 
 ENTRY = "Package/Service/PricePlan"
 CODE = "Account/ProductCode"
@@ -58,13 +59,6 @@ class PushPlan:
     push_hash: str = ""
 
 
-def _moment(value: Any) -> datetime | None:
-    if not value:
-        return None
-    moment = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
 def charges(catalogue: Catalogue, service_id: int, factor: float) -> dict[str, list[dict[str, Any]]]:
     """The entry's charges: the catalogue's rules for the service times `factor`, 2 decimals."""
     recurring = [
@@ -93,15 +87,7 @@ async def _catalogue(client: LogisenseClient, line: Line, currency_id: int, curr
         ) from None
     package = await client.get("Package", frequency["packageId"])
     now = datetime.now(UTC)
-    start, expiry = _moment(package.get("start")), _moment(package.get("expiry"))
-    if not package.get("isActive") or not frequency.get("isActive", True):
-        why = "is inactive"
-    elif expiry is not None and expiry <= now:
-        why = "has expired"
-    elif start is not None and start > now:
-        why = "has not started yet"
-    else:
-        why = ""
+    why = "is inactive" if not frequency.get("isActive", True) else package_not_on_sale(package, now)
     if why:
         raise PushRefusedError(
             Reason.PACKAGE_NOT_ACTIVE, f"line {line.id}: package {package.get('name')!r} ({package['identity']}) {why}"

@@ -13,9 +13,16 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from shared.errors import PermanentError, RejectedError, RetriesExhaustedError, TransientError
+from shared.errors import MappingError, PermanentError, RejectedError, RetriesExhaustedError, TransientError
 from shared.logisense import LogisenseClient, RequestOutcome, status_class
-from shared.logisense_wire import Condition, condition_json, error_messages, order_json, retry_after_seconds
+from shared.logisense_wire import (
+    Condition,
+    condition_json,
+    error_messages,
+    order_json,
+    package_not_on_sale,
+    retry_after_seconds,
+)
 from shared.retry import RetryPolicy
 from shared.settings import LogisenseSettings
 
@@ -170,3 +177,14 @@ async def test_client_secret_grant_and_refresh_grant() -> None:
     assert forms[0] == {"grant_type": "password", "client_id": settings.client_id, "client_secret": "cs-secret"}
     assert forms[1]["grant_type"] == "refresh_token"
     assert forms[1]["refresh_token"] == "ref-abc"
+
+
+def test_a_package_is_on_sale_when_active_started_and_not_expired() -> None:
+    """package_not_on_sale says why a package is not on sale, or "" when it is; a bad date is a MappingError."""
+    now = datetime(2026, 12, 1, tzinfo=UTC)
+    assert package_not_on_sale({"isActive": True, "start": "2026-01-01T00:00:00Z", "expiry": None}, now) == ""
+    assert package_not_on_sale({"isActive": False}, now) == "is inactive"
+    assert package_not_on_sale({"isActive": True, "expiry": "2026-12-01T00:00:00"}, now) == "has expired"
+    assert package_not_on_sale({"isActive": True, "start": "2027-01-01T00:00:00+01:00"}, now) == "has not started yet"
+    with pytest.raises(MappingError, match="'soon' is not an ISO-8601 date"):
+        package_not_on_sale({"isActive": True, "start": "soon"}, now)
