@@ -1,6 +1,8 @@
 """The change-event contract of `sfls.changes` (the README's Listener section describes it for users).
 
-Key: the Salesforce Account Id, so one partition (one syncer) owns an account and its contacts.
+Key: the Salesforce Account Id, so one partition (one syncer) owns an account, its contacts and its
+opportunities (an OpportunityLineItem event is keyed by its opportunity's AccountId and names the
+opportunity in `opportunity_id`).
 Value: the JSON of ChangeEvent. Headers: entity, change_type, source, for routing without parsing.
 `event_id` is stable across redelivery: derived from the replay id and the record id.
 """
@@ -20,6 +22,13 @@ SCHEMA_VERSION: Literal[1] = 1
 class Entity(StrEnum):
     ACCOUNT = "Account"
     CONTACT = "Contact"
+    OPPORTUNITY = "Opportunity"
+    OPPORTUNITY_LINE = "OpportunityLineItem"
+
+    @property
+    def is_opportunity(self) -> bool:
+        """Opportunity and its line items: pushed to the account's price plan, not synced as account data."""
+        return self in (Entity.OPPORTUNITY, Entity.OPPORTUNITY_LINE)
 
 
 class ChangeType(StrEnum):
@@ -56,6 +65,9 @@ class ChangeEvent(BaseModel):
     sequence_number: int = 0
     replay_id: int | None = None
     source: Source = Source.CDC
+    # The opportunity of an Opportunity or OpportunityLineItem event; absent from every other event's JSON,
+    # so account and contact events read the same as before this field existed.
+    opportunity_id: str | None = Field(default=None, min_length=15, max_length=18)
 
     @property
     def key(self) -> bytes:
@@ -69,7 +81,7 @@ class ChangeEvent(BaseModel):
         ]
 
     def to_bytes(self) -> bytes:
-        return self.model_dump_json().encode()
+        return self.model_dump_json(exclude={"opportunity_id"} if self.opportunity_id is None else None).encode()
 
     @classmethod
     def from_bytes(cls, raw: bytes) -> ChangeEvent:
@@ -96,6 +108,7 @@ def resync_event(
     replay_id: int | None = None,
     transaction_key: str = "",
     sequence_number: int = 0,
+    opportunity_id: str | None = None,
 ) -> ChangeEvent:
     """A RESYNC event: no field values; the syncer re-reads the record and its account."""
     return ChangeEvent(
@@ -109,6 +122,7 @@ def resync_event(
         sequence_number=sequence_number,
         replay_id=replay_id,
         source=source,
+        opportunity_id=opportunity_id,
     )
 
 

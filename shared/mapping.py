@@ -50,6 +50,25 @@ def contact_trigger_fields(settings: Settings) -> frozenset[str]:
     return frozenset(with_components("Contact", fields))
 
 
+# The fields whose change can change what a push writes (or whether the opportunity qualifies). Our own
+# write-back fields are not among them: those writes are tagged and dropped as echoes anyway.
+OPPORTUNITY_TRIGGER_FIELDS = frozenset(
+    {"StageName", "IsWon", "IsClosed", "Pricebook2Id", "AccountId", CURRENCY_FIELD, "CloseDate", "Amount"}
+)
+LINE_TRIGGER_FIELDS = frozenset(
+    {
+        "Quantity",
+        "UnitPrice",
+        "TotalPrice",
+        "ListPrice",
+        "Discount",
+        "PricebookEntryId",
+        "Product2Id",
+        "Account_Product_Code_Name__c",
+    }
+)
+
+
 # --- Salesforce -> LogiSense field mapping ---------------------------------------------------------
 #
 # The syncer reads the current Salesforce state of an account and its contacts and maps it to

@@ -128,6 +128,10 @@ def _query_more(sf: Salesforce, url: str) -> Any:
     return sf.query_more(url, identifier_is_url=True)
 
 
+def _patch_collection(sf: Salesforce, body: dict[str, Any]) -> Any:
+    return sf.restful("composite/sobjects", method="PATCH", json=body)
+
+
 def _check_name(value: str) -> str:
     if not _NAME.match(value):
         raise RejectedError(f"not a valid Salesforce API name: {value!r}")
@@ -338,6 +342,32 @@ class SalesforceRest:
         if batch:
             flush()
         return results
+
+    def update_collection(self, records: Iterable[dict[str, Any]]) -> None:
+        """Update records of any types (each `{"attributes": {"type": T}, "Id": ..., fields}`) through sObject
+        Collections, 200 per call, all or none per call; a rejected record raises RejectedError naming it."""
+        batch = list(records)
+        for start in range(0, len(batch), COLLECTION_LIMIT):
+            part = batch[start : start + COLLECTION_LIMIT]
+            for record in part:
+                _check_name(str(record["attributes"]["type"]))
+                _check_ids([record["Id"]])
+            body: dict[str, Any] = {"allOrNone": True, "records": part}
+            out: list[dict[str, Any]] = self.call(
+                partial(_patch_collection, body=body), kind="composite", what="update records"
+            )
+            refused = [
+                (record, (result.get("errors") or [{}])[0])
+                for record, result in zip(part, out or [], strict=False)
+                if not result.get("success")
+            ]
+            refused.sort(key=lambda pair: pair[1].get("statusCode") == "ALL_OR_NONE_OPERATION_ROLLED_BACK")
+            if refused:
+                record, error = refused[0]
+                raise RejectedError(
+                    f"Salesforce refused the update of {record['attributes']['type']} {record['Id']}: "
+                    f"{error.get('statusCode', '')}: {error.get('message', '')}"
+                )
 
     # ---- Bulk API 2.0 ----------------------------------------------------------------------
     def bulk_upsert(self, sobject: str, external_field: str, records: Iterable[dict[str, Any]]) -> dict[str, Any]:

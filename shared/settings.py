@@ -293,9 +293,21 @@ class ImportSettings(_Section):
 
 
 class OpportunitySettings(_Section):
-    """`sfls opportunity push`: the account price plan a won opportunity's lines are priced in."""
+    """Quote to cash: the account price plan a won opportunity's lines are priced in, and the automatic path.
+
+    `watch`: the listener also follows Opportunity changes (and OpportunityLineItem changes from API 60.0)
+    and the syncer marks qualifying opportunities `Ready` (`Stale` once pushed and changed). `auto_push`: the
+    syncer pushes them instead (it implies `watch`). Both off by default: the original pushed on a button only.
+    """
 
     price_plan_name: str = Field(default="Salesforce", min_length=1)  # name of the plan created for an account
+    watch: bool = False
+    auto_push: bool = False
+
+    @property
+    def watched(self) -> bool:
+        """True when the listener follows opportunities and the syncer handles their events."""
+        return self.watch or self.auto_push
 
 
 class Settings(BaseSettings):

@@ -10,9 +10,9 @@ Account price plans (`Account/PricePlan`, one per account), their entries (`Pack
 and account product codes (`Account/ProductCode`) follow LogiSense's documented fields. The charges of
 an entry are a design choice of the emulator, as LogiSense's own charge rows are not documented: two
 lists on the entry, `recurringCharges: [{"amount", "serviceStatusTypeId" (optional)}]` and
-`oneTimeCharges: [{"amount"}]`, amounts >= 0. The emulator has no `Account/Package`, so the rule that a
-product code an account package uses cannot be deleted has nothing to apply to; an entry that uses a
-code does block its deletion (409, like every restricting reference).
+`oneTimeCharges: [{"amount"}]`, amounts >= 0. `Account/Package` keeps only what sfls reads (account,
+package, frequency, product code): a product code that an account package or an entry uses cannot be
+deleted (409, like every restricting reference).
 """
 
 from __future__ import annotations
@@ -385,6 +385,22 @@ _add(
             *_common(),
             _f("name", required=True, indexed=True),
             _ref("accountId", "Account", required=True, on_delete="cascade"),
+        ),
+    )
+)
+_add(
+    ResourceSpec(
+        # An account's order of a package (the emulator keeps only what sfls reads): an account package
+        # priced by an account product code holds that code, which then cannot be deleted (409).
+        "Account/Package",
+        (
+            *_common(),
+            _ref("accountId", "Account", required=True, on_delete="cascade"),
+            _ref("packageId", "Package", required=True),
+            _ref("packageFrequencyId", "Package/Frequency"),
+            _ref("accountProductCodeId", "Account/ProductCode"),
+            _f("quantity", "int", minimum=0),
+            _f("start", "date"),
         ),
     )
 )

@@ -10,6 +10,7 @@ to Account, Opportunity, Product2, PricebookEntry and OpportunityLineItem (`add_
     {"objects": [{"name": "LogiSense_Package__c", "label": "LogiSense Package",
                   "fields": [{"name": "LogiSense_Id__c", "type": "string", "externalId": true}]}],
      "fields": {"Account": [{"name": "Region_Code__c", "type": "string"}]}}
+A picklist field may give `picklistValues` (a list of values) and `restrictedPicklist` (true: others refused).
 
 Field lookups are case-insensitive, as in Salesforce; every object gets the system fields.
 """
@@ -395,6 +396,9 @@ def _opportunity() -> ObjectDef:
         FieldDef("LogiSense_Push_Reason__c", "textarea", "LogiSense Push Reason", length=32768, custom=True)
     )
     opportunity.add(FieldDef("LogiSense_Push_Hash__c", "string", "LogiSense Push Hash", custom=True))
+    opportunity.add(
+        FieldDef("LogiSense_Product_Codes__c", "textarea", "LogiSense Product Codes", length=32768, custom=True)
+    )
 
     return opportunity
 
@@ -471,6 +475,8 @@ _FIELD_KEYS = {
     "length",
     "updateable",
     "createable",
+    "picklistValues",
+    "restrictedPicklist",
 }
 
 
@@ -502,6 +508,8 @@ def _field_from_json(owner: str, spec: Any) -> FieldDef:
         relationship_name=relationship,
         length=int(spec.get("length", 255)),
         custom=name.endswith("__c"),
+        picklist_values=tuple(str(v) for v in spec.get("picklistValues") or ()),
+        restricted=bool(spec.get("restrictedPicklist", False)),
     )
 
 

@@ -132,7 +132,9 @@ def salesforce_schema(settings: Settings) -> dict[str, Any]:
         {"name": KEY_FIELD, "type": "string", "externalId": True, "unique": True, "length": 40},
         {"name": hash_field, "type": "string", "length": 64},
     ]
-    standard = {"Account", "Contact", "Product2", "User", "PricebookEntry"}
+    objects["Opportunity"] = list(OPPORTUNITY_FIELDS)
+    objects["OpportunityLineItem"] = list(LINE_FIELDS)
+    standard = {"Account", "Contact", "Product2", "User", "PricebookEntry", "Opportunity", "OpportunityLineItem"}
     return {
         "objects": [
             {"name": name, "label": name[:-3].replace("_", " "), "fields": fields}
@@ -161,4 +163,22 @@ def _schema_notes(sobjects: dict[str, str]) -> list[str]:
     ]
 
 
+# The write-back fields of quote to cash (services/opportunity/opportunities.py reads and writes them).
+OPPORTUNITY_FIELDS: tuple[dict[str, Any], ...] = (
+    {"name": "LogiSense_Price_Plan_Id__c", "type": "string", "length": 40},
+    {
+        "name": "LogiSense_Push_Status__c",
+        "type": "picklist",
+        "picklistValues": ["Ready", "Pushed", "Stale", "Withdrawn", "Failed"],
+        "restrictedPicklist": True,
+    },
+    {"name": "LogiSense_Pushed_At__c", "type": "datetime"},
+    {"name": "LogiSense_Push_Reason__c", "type": "textarea", "length": 32768},
+    {"name": "LogiSense_Push_Hash__c", "type": "string", "length": 64},
+    {"name": "LogiSense_Product_Codes__c", "type": "textarea", "length": 32768},
+)
+LINE_FIELDS: tuple[dict[str, Any], ...] = (
+    {"name": "Account_Product_Code_Name__c", "type": "string", "length": 80},
+    {"name": "LogiSense_Product_Code_Id__c", "type": "string", "length": 40},
+)
 _STANDARD_FIELDS = {"Product2": ("Name", "ProductCode", "IsActive", "Family", "Description", "LogiSense_Id__c")}

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from services.listener.backfill import run_backfill
-from services.listener.normalize import Filters
+from services.listener.filters import Filters, channels
 from services.listener.pipeline import Pipeline
 from services.listener.publisher import ProducerFencedError, TransactionalPublisher
 from services.listener.resolve import AccountResolver
@@ -199,7 +199,7 @@ async def run_listener(settings: Settings, stop: asyncio.Event, health: Health |
 
     supervisor = StreamSupervisor(
         settings.listener,
-        channels=settings.salesforce.channels,
+        channels=channels(settings),
         replay=replay,
         client_factory=streaming_client_factory(settings),
         handle=handle,

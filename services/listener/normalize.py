@@ -20,9 +20,13 @@ flattened to their sObject names (`BillingCity`, `LastName`), in `fields` and in
 `changed_fields` alike. A long text sent as `{"diff": ...}` counts as a change of that field,
 but its value is not carried: the syncer re-reads the record.
 
-Contact events are keyed by the contact's AccountId: taken from the payload when present,
-otherwise from `accounts` (the caller resolves it with a batched, cached lookup; see
-resolve.py). A contact with no account is dropped as `no_account`.
+Contact and Opportunity events are keyed by the record's AccountId: taken from the payload when
+present, otherwise from `resolved` (the caller resolves it with a batched, cached lookup; see
+resolve.py). An OpportunityLineItem event is keyed by its opportunity's AccountId and names the
+opportunity (`opportunity_id`), so an account's sync and its opportunities share a partition. A record
+with no account is dropped as `no_account`. Opportunity changes are followed only when
+`opportunity.watch` or `opportunity.auto_push` is on (`channels`); their trigger fields are in
+shared/mapping.py.
 """
 
 from __future__ import annotations
@@ -35,11 +39,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeVar
 
+from services.listener.filters import Filters
 from shared.compound import component_name, flat_field_name, is_nested, names_any
 from shared.errors import MalformedMessageError
 from shared.events import ChangeEvent, ChangeType, Entity, Source, epoch_ms_to_datetime, make_event_id, resync_event
-from shared.mapping import account_trigger_fields, contact_trigger_fields
-from shared.settings import Settings
 
 T = TypeVar("T")
 HEADER = "ChangeEventHeader"
@@ -109,31 +112,6 @@ class Outcome:
     overflow: OverflowRequest | None = None
 
 
-@dataclass(frozen=True)
-class Filters:
-    """The trigger fields per entity and our own client tag."""
-
-    triggers: Mapping[Entity, frozenset[str]]
-    client_tag: str
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> Filters:
-        return cls(
-            triggers={
-                Entity.ACCOUNT: account_trigger_fields(settings),
-                Entity.CONTACT: contact_trigger_fields(settings),
-            },
-            client_tag=settings.salesforce.client_tag,
-        )
-
-    def is_echo(self, change_origin: str) -> bool:
-        """True when the change was made by sfls itself (`Sforce-Call-Options: client=<tag>`)."""
-        if not self.client_tag or not change_origin:
-            return False
-        pattern = rf"(?:^|[;\s])client={re.escape(self.client_tag)}(?:$|[;/,\s])"
-        return re.search(pattern, change_origin) is not None
-
-
 def _position(message: Mapping[str, Any]) -> tuple[str, int] | None:
     """The channel and replay id of a decoded message, when it has them, even if the rest is malformed."""
     channel, data = message.get("channel"), message.get("data")
@@ -193,9 +171,10 @@ def _checked(message: Mapping[str, Any], found: tuple[str, int]) -> CdcMessage:
         raise MalformedCdcError("missing_header", f"data.payload.{HEADER} is missing or not an object")
     entity, change_type, record_ids = _identity(header)
     body = {k: v for k, v in payload.items() if k != HEADER}
-    account_id = body.get("AccountId")
-    if entity is Entity.CONTACT and account_id not in (None, "") and not _is_record_id(account_id):
-        raise MalformedCdcError("bad_field", f"AccountId {account_id!r} is not an id")
+    parent = "OpportunityId" if entity is Entity.OPPORTUNITY_LINE else "AccountId"
+    parent_id = body.get(parent)
+    if entity is not Entity.ACCOUNT and parent_id not in (None, "") and not _is_record_id(parent_id):
+        raise MalformedCdcError("bad_field", f"{parent} {parent_id!r} is not an id")
     _check_text(payload)
     return CdcMessage(
         channel=channel,
@@ -296,19 +275,27 @@ def flatten(entity: Entity, body: Mapping[str, Any]) -> tuple[dict[str, Any], li
     return fields, diffed
 
 
-def contacts_to_resolve(message: CdcMessage, filters: Filters) -> list[str]:
-    """Contact ids whose AccountId the payload lacks, for records that may produce an event."""
-    if message.entity is not Entity.CONTACT or message.change_type == GAP_OVERFLOW:
+def records_to_resolve(message: CdcMessage, filters: Filters) -> list[tuple[Entity, str]]:
+    """(entity, id) of the records whose account the payload lacks, for records that may produce an event.
+
+    A line whose payload names its opportunity needs that opportunity's account; any other line, its own row.
+    """
+    if message.entity is Entity.ACCOUNT or message.change_type == GAP_OVERFLOW:
         return []
-    if message.change_type in GAP_TYPES:
-        return list(message.record_ids)
-    if filters.is_echo(message.change_origin) or not _passes(message, filters):
+    if message.change_type not in GAP_TYPES and (
+        filters.is_echo(message.change_origin) or not _passes(message, filters)
+    ):
         return []
-    if isinstance(message.body.get("AccountId"), str):
+    if message.entity is Entity.OPPORTUNITY_LINE:
+        opportunity = message.body.get("OpportunityId")
+        if isinstance(opportunity, str) and opportunity and message.change_type not in GAP_TYPES:
+            return [(Entity.OPPORTUNITY, opportunity)]
+        return [(message.entity, record_id) for record_id in message.record_ids]
+    if message.change_type not in GAP_TYPES and isinstance(message.body.get("AccountId"), str):
         return []
     # Absent (an UPDATE of other fields, a DELETE) or nulled (the contact left its account: the
     # cache still knows the account it left, so that account resyncs).
-    return list(message.record_ids)
+    return [(message.entity, record_id) for record_id in message.record_ids]
 
 
 def _passes(message: CdcMessage, filters: Filters) -> bool:
@@ -319,15 +306,24 @@ def _passes(message: CdcMessage, filters: Filters) -> bool:
     return any(names_any(name, triggers) for name in changed)
 
 
-def normalize(message: CdcMessage, filters: Filters, accounts: Mapping[str, str | None]) -> Outcome:
-    """The change events of one CDC message, what was dropped and why, and any overflow to resync."""
+def normalize(
+    message: CdcMessage,
+    filters: Filters,
+    accounts: Mapping[str, str | None],
+    lines: Mapping[str, str | None] | None = None,
+) -> Outcome:
+    """The change events of one CDC message, what was dropped and why, and any overflow to resync.
+
+    `accounts`: record id (contact, opportunity) -> AccountId; `lines`: line id -> OpportunityId (resolve.py).
+    """
+    lines = lines or {}
     outcome = Outcome()
     if message.change_type == GAP_OVERFLOW:
         outcome.overflow = OverflowRequest(message.entity, message.commit_timestamp, message.replay_id, message.channel)
         return outcome
     if message.change_type in GAP_TYPES:
         for record_id in message.record_ids:
-            account_id = _account_of(message, record_id, accounts)
+            account_id, opportunity_id = _owner_of(message, record_id, accounts, lines)
             if account_id is None:
                 outcome.dropped[DROP_NO_ACCOUNT] += 1
                 continue
@@ -342,6 +338,7 @@ def normalize(message: CdcMessage, filters: Filters, accounts: Mapping[str, str 
                     replay_id=message.replay_id,
                     transaction_key=message.transaction_key,
                     sequence_number=message.sequence_number,
+                    opportunity_id=opportunity_id,
                 )
             )
         return outcome
@@ -355,7 +352,7 @@ def normalize(message: CdcMessage, filters: Filters, accounts: Mapping[str, str 
     changed = [flat_field_name(message.entity, name) for name in message.changed_fields]
     changed += [name for name in diffed if name not in changed]
     for record_id in message.record_ids:
-        account_id = _account_of(message, record_id, accounts)
+        account_id, opportunity_id = _owner_of(message, record_id, accounts, lines)
         if account_id is None:
             outcome.dropped[DROP_NO_ACCOUNT] += 1
             continue
@@ -373,16 +370,22 @@ def normalize(message: CdcMessage, filters: Filters, accounts: Mapping[str, str 
                 sequence_number=message.sequence_number,
                 replay_id=message.replay_id,
                 source=Source.CDC,
+                opportunity_id=opportunity_id,
             )
         )
     return outcome
 
 
-def _account_of(message: CdcMessage, record_id: str, accounts: Mapping[str, str | None]) -> str | None:
+def _owner_of(
+    message: CdcMessage, record_id: str, accounts: Mapping[str, str | None], lines: Mapping[str, str | None]
+) -> tuple[str | None, str | None]:
+    """(AccountId, OpportunityId) of one record of the message: from the payload, else from the lookups."""
     if message.entity is Entity.ACCOUNT:
-        return record_id
+        return record_id, None
+    if message.entity is Entity.OPPORTUNITY_LINE:
+        from_payload = message.body.get("OpportunityId")
+        opportunity = from_payload if isinstance(from_payload, str) and from_payload else lines.get(record_id)
+        return (accounts.get(opportunity) or None, opportunity) if opportunity else (None, None)
     from_payload = message.body.get("AccountId")
-    if isinstance(from_payload, str) and from_payload:
-        return from_payload
-    resolved = accounts.get(record_id)
-    return resolved or None
+    account = from_payload if isinstance(from_payload, str) and from_payload else accounts.get(record_id) or None
+    return account, record_id if message.entity is Entity.OPPORTUNITY else None

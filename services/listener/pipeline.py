@@ -6,7 +6,8 @@ Steps for a batch (the messages the streaming client had pending, in arrival ord
 2. parse each message (its JSON is decoded once); a malformed one becomes a dead letter with the
    raw message and the reason, and still moves the checkpoint (it would fail the same way on every
    replay);
-3. resolve, in one batched lookup, the AccountId of every Contact whose payload lacks it;
+3. resolve, in one batched lookup per entity, the AccountId of every Contact, Opportunity and line
+   whose payload lacks it (resolve.py);
 4. normalize (normalize.py) and, for GAP_OVERFLOW, query the entity's records modified since
    the commit timestamp (paged) into RESYNC events;
 5. commit events + dead letters + one checkpoint per channel in one transaction
@@ -26,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
+from services.listener.filters import Filters
 from services.listener.metrics import (
     CDC_MESSAGES,
     CHANGES_DROPPED,
@@ -36,12 +38,11 @@ from services.listener.metrics import (
 )
 from services.listener.normalize import (
     CdcMessage,
-    Filters,
     MalformedCdcError,
     OverflowRequest,
-    contacts_to_resolve,
     normalize,
     parse,
+    records_to_resolve,
 )
 from services.listener.publisher import (
     Checkpoint,
@@ -51,7 +52,7 @@ from services.listener.publisher import (
     dead_letter_record,
     event_record,
 )
-from services.listener.resolve import AccountResolver
+from services.listener.resolve import AccountResolver, Resolved
 from services.listener.stream import CheckpointReplay
 from shared.deadletter import Failure, count_dead_letter
 from shared.events import ChangeEvent, Entity, Source, epoch_ms_to_datetime, resync_event
@@ -118,11 +119,11 @@ class Pipeline:
             parsed.append(message)
             result.messages[(message.channel, message.change_type)] += 1
             checkpoints[message.channel] = Checkpoint(message.channel, message.replay_id, message.commit_timestamp)
-        wanted = [cid for message in parsed for cid in contacts_to_resolve(message, self.filters)]
-        accounts = self.resolver.resolve(wanted) if wanted else {}
+        wanted = [pair for message in parsed for pair in records_to_resolve(message, self.filters)]
+        resolved = self.resolver.resolve(wanted) if wanted else Resolved()
         overflows: list[OverflowRequest] = []
         for message in parsed:
-            outcome = normalize(message, self.filters, accounts)
+            outcome = normalize(message, self.filters, resolved.accounts, resolved.opportunities)
             result.dropped.update(outcome.dropped)
             records.extend(self._count(event_record(self.topics, e), e, result) for e in outcome.events)
             if outcome.overflow is not None:
@@ -157,14 +158,14 @@ class Pipeline:
     def _overflow_events(self, overflow: OverflowRequest) -> Iterator[ChangeEvent]:
         """Every record of the entity modified since the overflow's commit, as RESYNC events."""
         since = epoch_ms_to_datetime(overflow.since_ms).strftime("%Y-%m-%dT%H:%M:%SZ")
-        fields = "Id" if overflow.entity is Entity.ACCOUNT else "Id, AccountId"
+        fields = _OVERFLOW_FIELDS[overflow.entity]
         # Every part is ours: a fixed field list, an Entity value and a formatted datetime.
         soql = f"SELECT {fields} FROM {overflow.entity.value} WHERE LastModifiedDate >= {since} ORDER BY Id"  # noqa: S608
         log.warning("gap_overflow_resync", entity=overflow.entity.value, since=since)
         for row in self.source.query_all_iter(soql, include_deleted=True):  # deletes resync too
             record_id = str(row["Id"])
-            account_id = record_id if overflow.entity is Entity.ACCOUNT else row.get("AccountId")
-            if not isinstance(account_id, str) or not account_id:
+            account_id, opportunity_id = _overflow_owner(overflow.entity, row)
+            if not account_id:
                 continue
             yield resync_event(
                 overflow.entity,
@@ -174,6 +175,7 @@ class Pipeline:
                 origin=f"overflow:{overflow.replay_id}",
                 committed_at=epoch_ms_to_datetime(overflow.since_ms),
                 replay_id=overflow.replay_id,
+                opportunity_id=opportunity_id,
             )
 
     @staticmethod
@@ -212,6 +214,28 @@ class Pipeline:
             CHECKPOINT_REPLAY_ID.labels(channel=checkpoint.channel).set(checkpoint.replay_id)
             if checkpoint.commit_timestamp:
                 LAST_EVENT_TIMESTAMP.labels(channel=checkpoint.channel).set(checkpoint.commit_timestamp / 1000)
+
+
+# What an overflow's query selects per entity: the record and what its event is keyed by.
+_OVERFLOW_FIELDS = {
+    Entity.ACCOUNT: "Id",
+    Entity.CONTACT: "Id, AccountId",
+    Entity.OPPORTUNITY: "Id, AccountId",
+    Entity.OPPORTUNITY_LINE: "Id, OpportunityId, Opportunity.AccountId",
+}
+
+
+def _overflow_owner(entity: Entity, row: dict[str, Any]) -> tuple[str | None, str | None]:
+    """(AccountId, OpportunityId) of a row of an overflow's query."""
+    record_id = str(row["Id"])
+    if entity is Entity.ACCOUNT:
+        return record_id, None
+    if entity is Entity.OPPORTUNITY_LINE:
+        parent = row.get("Opportunity") or {}
+        account = parent.get("AccountId") if isinstance(parent, dict) else None
+        return (account if isinstance(account, str) else None), row.get("OpportunityId")
+    account = row.get("AccountId")
+    return (account if isinstance(account, str) else None), record_id if entity is Entity.OPPORTUNITY else None
 
 
 def _dump(raw: Any) -> bytes:

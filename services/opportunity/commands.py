@@ -1,6 +1,7 @@
 """The `sfls opportunity` subcommands: thin functions that read settings and call the push.
 
 sfls opportunity push OPPORTUNITY_ID [--dry-run] [--json]
+sfls opportunity unpush OPPORTUNITY_ID [--dry-run] [--json]
 sfls opportunity status OPPORTUNITY_ID [--json]
 """
 
@@ -50,6 +51,35 @@ def push(
         raise fail(result.message)
 
 
+@opportunity_app.command("unpush")
+def unpush(
+    ctx: typer.Context,
+    opportunity_id: OpportunityId,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the planned removals; write nothing.")] = False,
+    as_json: AsJson = False,
+) -> None:
+    """Remove the opportunity's price plan entries and product codes from LogiSense, where no account package
+    uses them (those are kept and named); the opportunity becomes Withdrawn. The price plan itself stays."""
+    from services.command import out, print_json_lines, run_guarded, settings_of
+    from services.opportunity.run import unpush_command
+
+    settings = settings_of(ctx)
+    result = run_guarded(lambda: unpush_command(settings, opportunity_id, dry_run=dry_run))
+    if as_json:
+        print_json_lines([result.as_dict()])
+        return
+    for call in result.calls:
+        out.print(call, highlight=False, soft_wrap=True)
+    removed = ", ".join(map(str, result.removed_codes)) or "none"
+    kept = f"; kept (in use): {', '.join(map(str, result.kept_codes))}" if result.kept_codes else ""
+    verb = "would remove" if dry_run else "removed"
+    out.print(
+        f"{result.opportunity_id}: {verb} product code(s) {removed}{kept}"
+        + ("" if dry_run else f", {result.logisense_writes} LogiSense write(s)"),
+        highlight=False,
+    )
+
+
 @opportunity_app.command("status")
 def status(ctx: typer.Context, opportunity_id: OpportunityId, as_json: AsJson = False) -> None:
     """The push fields of the opportunity and, once pushed, its entries in the LogiSense price plan."""
@@ -68,6 +98,7 @@ def status(ctx: typer.Context, opportunity_id: OpportunityId, as_json: AsJson = 
         "LogiSense_Price_Plan_Id__c",
         "LogiSense_Push_Hash__c",
         "LogiSense_Push_Reason__c",
+        "LogiSense_Product_Codes__c",
     ):
         out.print(f"  {name}: {state.get(name) or ''}", highlight=False, soft_wrap=True)
     for line in state["lines"]:

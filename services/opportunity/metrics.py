@@ -6,11 +6,12 @@ from prometheus_client import Counter, Histogram
 
 PUSHES = Counter(
     "sfls_opportunity_pushes",
-    "Opportunity pushes by outcome (pushed, unchanged, refused) and refusal reason ('' unless refused).",
-    ["outcome", "reason"],
+    "Opportunities handled, by outcome (pushed, unchanged, refused; the automatic path also ready, stale, "
+    "withdrawn, skipped), refusal or skip reason, and trigger (command, automatic).",
+    ["outcome", "reason", "trigger"],
 )
 LOGISENSE_WRITES = Histogram(
     "sfls_opportunity_push_logisense_writes",
-    "LogiSense writes (creates and PATCHes) one opportunity push made.",
+    "LogiSense writes (creates, PATCHes, deletes) one opportunity push made.",
     buckets=(0, 1, 2, 3, 5, 10, 20, 50),
 )

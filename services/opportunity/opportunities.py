@@ -1,13 +1,17 @@
-"""The Salesforce side of a push: the opportunity, its lines and the LogiSense price book read, the results written.
+"""The Salesforce side of a push: opportunities, their lines and the LogiSense price book read, the results written.
 
-Two queries (parent fields, no child subquery): the opportunity, then its lines with their product and
-price book entry. Every write goes through SalesforceRest, whose session tags each call with
-`Sforce-Call-Options: client=<salesforce.client_tag>`, so the listener can tell these writes from a person's.
+Two queries per chunk of opportunities (parent fields, no child subquery): the opportunities by
+`Id IN (...)`, then their lines by `OpportunityId IN (...)` with their product and price book entry, so
+the syncer reads a batch's opportunities in as many calls as one. Writes go through sObject Collections
+(one call for a push's line names, one for its result on the opportunity and the lines), tagged like
+every SalesforceRest call with `Sforce-Call-Options: client=<salesforce.client_tag>`, so the listener can
+tell these writes from a person's.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -20,13 +24,17 @@ from shared.salesforce import SalesforceRest
 from shared.settings import Settings
 
 _ID = re.compile(r"^[a-zA-Z0-9]{15}(?:[a-zA-Z0-9]{3})?$")
+PUSHED_CODES = "LogiSense_Product_Codes__c"  # the LogiSense product code ids the last push left, comma-separated
 WRITE_BACK = (
     "LogiSense_Price_Plan_Id__c",
     "LogiSense_Push_Status__c",
     "LogiSense_Pushed_At__c",
     "LogiSense_Push_Reason__c",
     "LogiSense_Push_Hash__c",
+    PUSHED_CODES,
 )
+LINE_WRITE_BACK = ("Account_Product_Code_Name__c", "LogiSense_Product_Code_Id__c")
+CHUNK = 200  # opportunities per query (keeps the URI short)
 OPPORTUNITY_FIELDS = ("Id", "Name", "AccountId", "IsWon", "IsClosed", "StageName", "CloseDate", "Pricebook2Id")
 LINE_FIELDS = (
     "Id",
@@ -78,6 +86,16 @@ class Opportunity:
     written: dict[str, Any]  # the write-back fields as they are now
     lines: tuple[Line, ...]
 
+    @property
+    def pushed_codes(self) -> tuple[int, ...]:
+        """The product code ids the last push left (`LogiSense_Product_Codes__c`)."""
+        text = str(self.written.get(PUSHED_CODES) or "")
+        return tuple(int(part) for part in re.split(r"[,\s]+", text) if part.isdigit())
+
+    @property
+    def status(self) -> str:
+        return str(self.written.get("LogiSense_Push_Status__c") or "")
+
 
 def check_id(value: str) -> str:
     if not _ID.match(value):
@@ -120,38 +138,64 @@ def _line(row: dict[str, Any]) -> Line:
     )
 
 
-def read_opportunity(rest: SalesforceRest, opportunity_id: str, single_currency: str | None = None) -> Opportunity:
-    """The opportunity and its lines (ordered by Id, so product code numbers follow the order they were added).
-
-    `single_currency` is the opportunity's currency when the org has no CurrencyIsoCode (single-currency).
-    """
-    check_id(opportunity_id)
-    fields = {f["name"] for f in rest.describe("Opportunity")["fields"]}
-    missing = [name for name in WRITE_BACK if name not in fields]
+def _check_fields(rest: SalesforceRest) -> list[str]:
+    """The Opportunity fields to select; a ConfigError naming the write-back fields the org lacks."""
+    opportunity = {f["name"] for f in rest.describe("Opportunity")["fields"]}
+    line = {f["name"] for f in rest.describe("OpportunityLineItem")["fields"]}
+    missing = [f"Opportunity.{name}" for name in WRITE_BACK if name not in opportunity]
+    missing += [f"OpportunityLineItem.{name}" for name in LINE_WRITE_BACK if name not in line]
     if missing:
         raise ConfigError(
-            f"Opportunity has no field {', '.join(missing)}: deploy them (see the README's quote to cash)"
+            f"Salesforce has no field {', '.join(missing)}: deploy the fields `sfls import schema` lists "
+            "(see the README's quote to cash)"
         )
-    currency = ["CurrencyIsoCode"] if "CurrencyIsoCode" in fields else []
-    names = ", ".join((*OPPORTUNITY_FIELDS, *currency, *WRITE_BACK))
-    rows = rest.query_all(format_soql(f"SELECT {names} FROM Opportunity WHERE Id = {{}}", opportunity_id))  # noqa: S608
-    if not rows:
+    currency = ["CurrencyIsoCode"] if "CurrencyIsoCode" in opportunity else []
+    return [*OPPORTUNITY_FIELDS, *currency, *WRITE_BACK]
+
+
+def read_opportunities(
+    rest: SalesforceRest, opportunity_ids: Sequence[str], single_currency: str | None = None
+) -> dict[str, Opportunity]:
+    """The opportunities that exist (by 15-character id) with their lines, ordered by Id, so product code
+    numbers follow the order lines were added. `single_currency` is their currency when the org has no
+    CurrencyIsoCode (single-currency)."""
+    ids = list(dict.fromkeys(check_id(i) for i in opportunity_ids))
+    if not ids:
+        return {}
+    fields = _check_fields(rest)
+    found: dict[str, Opportunity] = {}
+    for start in range(0, len(ids), CHUNK):
+        chunk = ids[start : start + CHUNK]
+        rows = list(rest.query_by_ids("Opportunity", fields, chunk, chunk_size=CHUNK))
+        if not rows:
+            continue
+        soql = f"SELECT {', '.join(LINE_FIELDS)}, OpportunityId FROM OpportunityLineItem WHERE OpportunityId IN {{}}"  # noqa: S608
+        lines: dict[str, list[Line]] = {}
+        for row in rest.query_all(format_soql(soql, [str(r["Id"]) for r in rows])):
+            lines.setdefault(str(row["OpportunityId"])[:15], []).append(_line(row))
+        for row in rows:
+            opportunity_id = str(row["Id"])
+            found[opportunity_id[:15]] = Opportunity(
+                id=opportunity_id,
+                name=str(row.get("Name") or ""),
+                account_id=str(row.get("AccountId") or ""),
+                is_won=bool(row.get("IsWon")),
+                stage=str(row.get("StageName") or ""),
+                close_date=row.get("CloseDate"),
+                book_id=row.get("Pricebook2Id"),
+                currency=row.get("CurrencyIsoCode") if "CurrencyIsoCode" in fields else single_currency,
+                written={name: row.get(name) for name in WRITE_BACK},
+                lines=tuple(sorted(lines.get(opportunity_id[:15], []), key=lambda line: line.id)),
+            )
+    return found
+
+
+def read_opportunity(rest: SalesforceRest, opportunity_id: str, single_currency: str | None = None) -> Opportunity:
+    """One opportunity and its lines (read_opportunities); a PermanentError when it does not exist."""
+    found = read_opportunities(rest, [opportunity_id], single_currency).get(opportunity_id[:15])
+    if found is None:
         raise PermanentError(f"no Opportunity {opportunity_id} in Salesforce: check the Id")
-    row = rows[0]
-    soql = f"SELECT {', '.join(LINE_FIELDS)} FROM OpportunityLineItem WHERE OpportunityId = {{}}"  # noqa: S608
-    lines = sorted((_line(r) for r in rest.query_all(format_soql(soql, str(row["Id"])))), key=lambda line: line.id)
-    return Opportunity(
-        id=str(row["Id"]),
-        name=str(row.get("Name") or ""),
-        account_id=str(row.get("AccountId") or ""),
-        is_won=bool(row.get("IsWon")),
-        stage=str(row.get("StageName") or ""),
-        close_date=row.get("CloseDate"),
-        book_id=row.get("Pricebook2Id"),
-        currency=row.get("CurrencyIsoCode") if currency else single_currency,
-        written={name: row.get(name) for name in WRITE_BACK},
-        lines=tuple(lines),
-    )
+    return found
 
 
 def find_price_book(rest: SalesforceRest, name: str) -> str | None:
@@ -168,6 +212,8 @@ def check_qualifies(opportunity: Opportunity, book_id: str | None, book_name: st
         raise PushRefusedError(
             Reason.NOT_LOGISENSE_PRICE_BOOK, f"{opportunity.id} is not on the price book {book_name!r}"
         )
+    if not opportunity.lines:
+        raise PushRefusedError(Reason.NO_LINES, f"{opportunity.id} has no products")
     for line in opportunity.lines:
         if line.frequency_id is None or line.book_id != book_id:
             raise PushRefusedError(
@@ -177,29 +223,76 @@ def check_qualifies(opportunity: Opportunity, book_id: str | None, book_name: st
             )
 
 
-def write_code_name(rest: SalesforceRest, line_id: str, name: str) -> None:
-    rest.update("OpportunityLineItem", line_id, {"Account_Product_Code_Name__c": name})
+def _record(sobject: str, record_id: str, fields: dict[str, Any]) -> dict[str, Any]:
+    return {"attributes": {"type": sobject}, "Id": record_id, **fields}
 
 
-def write_code_id(rest: SalesforceRest, line_id: str, code_id: int) -> None:
-    rest.update("OpportunityLineItem", line_id, {"LogiSense_Product_Code_Id__c": str(code_id)})
+def write_code_names(rest: SalesforceRest, names: dict[str, str]) -> None:
+    """Line id -> the product code name chosen for it, in one call (before any code is created)."""
+    if names:
+        rest.update_collection(
+            _record("OpportunityLineItem", line_id, {"Account_Product_Code_Name__c": name})
+            for line_id, name in names.items()
+        )
 
 
-def write_pushed(rest: SalesforceRest, opportunity_id: str, plan_id: int, push_hash: str) -> None:
+def write_pushed(
+    rest: SalesforceRest,
+    opportunity_id: str,
+    plan_id: int,
+    push_hash: str,
+    *,
+    codes: dict[str, int],
+    kept: Sequence[int] = (),
+    reason: str | None = None,
+) -> None:
+    """The push's result in one call: the lines' code ids (line id -> code id), and on the opportunity the plan,
+    Pushed, the time, the hash and the codes it leaves (`kept`: removed lines' codes LogiSense still uses)."""
+    left = sorted({*codes.values(), *kept})
     fields = {
         "LogiSense_Price_Plan_Id__c": str(plan_id),
         "LogiSense_Push_Status__c": "Pushed",
         "LogiSense_Pushed_At__c": datetime.now(UTC).isoformat(timespec="seconds"),
         "LogiSense_Push_Hash__c": push_hash,
-        "LogiSense_Push_Reason__c": None,
+        "LogiSense_Push_Reason__c": reason,
+        PUSHED_CODES: ",".join(map(str, left)) or None,
     }
-    rest.update("Opportunity", opportunity_id, fields)
+    records = [
+        _record("OpportunityLineItem", line, {"LogiSense_Product_Code_Id__c": str(c)}) for line, c in codes.items()
+    ]
+    rest.update_collection([*records, _record("Opportunity", opportunity_id, fields)])
+
+
+def write_status(rest: SalesforceRest, opportunity_id: str, status: str | None, reason: str | None) -> None:
+    rest.update("Opportunity", opportunity_id, {"LogiSense_Push_Status__c": status, "LogiSense_Push_Reason__c": reason})
+
+
+def refused_status(opportunity: Opportunity, error: PushRefusedError) -> str:
+    """Failed; Withdrawn when it was pushed and is no longer won (nothing in LogiSense is deleted)."""
+    pushed = bool(opportunity.written.get("LogiSense_Price_Plan_Id__c"))
+    return "Withdrawn" if pushed and error.reason is Reason.NOT_WON else "Failed"
 
 
 def write_refused(rest: SalesforceRest, opportunity: Opportunity, error: PushRefusedError) -> None:
-    """Failed with the reason; Withdrawn when it was pushed and is no longer won (nothing in LogiSense is deleted)."""
-    pushed = bool(opportunity.written.get("LogiSense_Price_Plan_Id__c"))
-    status = "Withdrawn" if pushed and error.reason is Reason.NOT_WON else "Failed"
-    rest.update(
-        "Opportunity", opportunity.id, {"LogiSense_Push_Status__c": status, "LogiSense_Push_Reason__c": str(error)}
-    )
+    write_status(rest, opportunity.id, refused_status(opportunity, error), str(error))
+
+
+def write_unpushed(
+    rest: SalesforceRest, opportunity: Opportunity, removed: Sequence[int], kept: Sequence[int], reason: str
+) -> None:
+    """After `unpush`: lines whose code was removed lose it, the opportunity is Withdrawn and keeps only `kept`."""
+    gone = {str(code) for code in removed}
+    records = [
+        _record("OpportunityLineItem", line.id, dict.fromkeys(LINE_WRITE_BACK))
+        for line in opportunity.lines
+        if line.code_id in gone
+    ]
+    fields = {
+        "LogiSense_Push_Status__c": "Withdrawn",
+        "LogiSense_Push_Reason__c": reason,
+        "LogiSense_Push_Hash__c": None,
+        PUSHED_CODES: ",".join(map(str, sorted(kept))) or None,
+    }
+    if not kept:
+        fields["LogiSense_Price_Plan_Id__c"] = None
+    rest.update_collection([*records, _record("Opportunity", opportunity.id, fields)])

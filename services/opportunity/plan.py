@@ -1,20 +1,26 @@
 """The LogiSense side of a push, planned before anything is written: account, catalogue checks, codes, entries.
 
 `plan_push` only reads LogiSense. It finds the account (by the link field holding the Salesforce
-AccountId), checks its currency, each line's package (active, sold in that currency), picks each line's
-product code name (the one on the line, else `<ProductCode>-<n>` with n one above the highest suffix
-LogiSense has for that prefix), and prices one entry per package service: the catalogue's pricing rules
-in the account's currency (recurring per service status, one-time), each amount times the line's
-UnitPrice / ListPrice, rounded to 2 decimals. Transition charges are not priced.
+AccountId), checks its currency, each line's package (active, sold in that currency), keeps each line's
+product code name (a line without one gets `<ProductCode>-<n>` when the push writes: CodeNames), and
+prices one entry per package service: the catalogue's pricing rules in the account's currency
+(recurring per service status, one-time), each amount times the line's UnitPrice / ListPrice, rounded
+to 2 decimals. Transition charges are not priced.
 Entries are matched to the plan's existing ones by (product code, package service): equal charges are
-left alone, others updated, missing ones created, so a push never duplicates an entry.
+left alone, others updated, missing ones created, so a push never duplicates an entry. The codes the last
+push left (`LogiSense_Product_Codes__c`) that no line holds any more are removed with their entries,
+unless an account package uses them (then they are kept and named in the push's reason).
+`PushCache` holds what one batch (or one command) reads of the catalogue, so a batch of opportunities
+reads each package frequency once.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -26,6 +32,7 @@ from shared.logisense import LogisenseClient
 from shared.logisense_wire import package_not_on_sale
 
 ENTRY = "Package/Service/PricePlan"
+PACKAGE = "Account/Package"
 CODE = "Account/ProductCode"
 PLAN = "Account/PricePlan"
 
@@ -44,9 +51,13 @@ class Catalogue:
 @dataclass
 class LinePlan:
     line: Line
-    code_name: str
+    code_name: str | None  # None: a name is chosen when the push writes (CodeNames)
     code_id: int | None  # None: the code is created by the push
     entries: list[dict[str, Any]]  # desired entries (without accountProductCodeId)
+
+    @property
+    def prefix(self) -> str:
+        return self.line.product_code or str(self.line.frequency_id)
 
 
 @dataclass
@@ -57,6 +68,56 @@ class PushPlan:
     lines: list[LinePlan]
     existing: list[dict[str, Any]] = field(default_factory=list)  # the plan's entries now
     push_hash: str = ""
+    removed: list[int] = field(default_factory=list)  # codes of lines gone since the last push: deleted
+    kept: list[int] = field(default_factory=list)  # codes of lines gone that an account package uses: kept
+
+
+@dataclass
+class PushCache:
+    """What one batch (or one command) has read of LogiSense's catalogue: currencies and catalogues."""
+
+    currencies: dict[int, str] | None = None
+    catalogues: dict[tuple[int, int], Catalogue] = field(default_factory=dict)
+
+
+class CodeNames:
+    """Product code names `<prefix>-<n>`, n one above the highest LogiSense has for the prefix (codes are unique
+    per owner) or this process handed out: one LogiSense search per prefix, then counted here, so concurrent
+    pushes in one process never pick the same name. Another process may: its create is refused, `forget`
+    drops the count and the next name is read afresh."""
+
+    def __init__(self) -> None:
+        self._highest: dict[str, int] = {}
+        self._lock = asyncio.Lock()
+
+    async def _load(self, client: LogisenseClient, prefix: str) -> int:
+        key = prefix.casefold()
+        if key not in self._highest:
+            pattern = re.compile(rf"^{re.escape(prefix)}-(\d+)$", re.IGNORECASE)
+            names = [
+                str(c.get("name", "")) async for c in client.search_paged(CODE, [("name", "startsWith", f"{prefix}-")])
+            ]
+            self._highest[key] = max((int(m.group(1)) for n in names if (m := pattern.match(n))), default=0)
+        return self._highest[key]
+
+    async def peek(self, client: LogisenseClient, prefix: str) -> str:
+        """The name `take` would give now (for a dry run)."""
+        async with self._lock:
+            return f"{prefix}-{await self._load(client, prefix) + 1}"
+
+    async def take(self, client: LogisenseClient, prefix: str) -> str:
+        async with self._lock:
+            n = await self._load(client, prefix) + 1
+            self._highest[prefix.casefold()] = n
+            return f"{prefix}-{n}"
+
+    def forget(self, prefix: str) -> None:
+        self._highest.pop(prefix.casefold(), None)
+
+
+def is_chosen_name(name: str, prefix: str) -> bool:
+    """True for a name of the form CodeNames gives (`<prefix>-<n>`)."""
+    return re.fullmatch(rf"{re.escape(prefix)}-\d+", name, re.IGNORECASE) is not None
 
 
 def charges(catalogue: Catalogue, service_id: int, factor: float) -> dict[str, list[dict[str, Any]]]:
@@ -75,7 +136,19 @@ def charges(catalogue: Catalogue, service_id: int, factor: float) -> dict[str, l
     return {"recurringCharges": recurring, "oneTimeCharges": one_time}
 
 
-async def _catalogue(client: LogisenseClient, line: Line, currency_id: int, currency: str) -> Catalogue:
+async def _catalogue(
+    client: LogisenseClient, line: Line, currency_id: int, currency: str, cache: PushCache
+) -> Catalogue:
+    assert line.frequency_id is not None
+    found = cache.catalogues.get((line.frequency_id, currency_id))
+    if found is None:
+        found = cache.catalogues[(line.frequency_id, currency_id)] = await _read_catalogue(
+            client, line, currency_id, currency
+        )
+    return found
+
+
+async def _read_catalogue(client: LogisenseClient, line: Line, currency_id: int, currency: str) -> Catalogue:
     assert line.frequency_id is not None
     try:
         frequency = await client.get("Package/Frequency", line.frequency_id)
@@ -108,24 +181,22 @@ async def _catalogue(client: LogisenseClient, line: Line, currency_id: int, curr
     )
 
 
-async def _next_suffix(client: LogisenseClient, prefix: str, taken: set[str]) -> int:
-    """1 + the highest n of `<prefix>-<n>` among LogiSense's product codes and the names this push already chose."""
-    pattern = re.compile(rf"^{re.escape(prefix)}-(\d+)$", re.IGNORECASE)
-    names = [c.get("name", "") async for c in client.search_paged(CODE, [("name", "startsWith", f"{prefix}-")])]
-    numbers = [int(m.group(1)) for name in [*names, *taken] if (m := pattern.match(str(name)))]
-    return max(numbers, default=0) + 1
-
-
-async def _code(client: LogisenseClient, name: str, account_id: int, line: Line) -> int | None:
-    """The account's code of that name (None: LogiSense has none); a refusal when another account has it."""
-    found = await client.search(CODE, [("name", "eq", name)])
+async def _code(client: LogisenseClient, line: LinePlan, account_id: int) -> None:
+    """Find the line's named code in LogiSense (code_id); a name of another account is a refusal, unless the
+    push chose it and never created it (another process took it first): then the line gets a new name."""
+    assert line.code_name is not None
+    found = await client.search(CODE, [("name", "eq", line.code_name)])
     for code in found:
         if code.get("accountId") != account_id:
+            if line.line.code_id is None and is_chosen_name(line.code_name, line.prefix):
+                line.code_name = None
+                return
             raise PushRefusedError(
                 Reason.PRODUCT_CODE_CONFLICT,
-                f"line {line.id}: product code {name!r} belongs to LogiSense account {code.get('accountId')}",
+                f"line {line.line.id}: product code {line.code_name!r} belongs to LogiSense account "
+                f"{code.get('accountId')}",
             )
-    return int(found[0]["identity"]) if found else None
+    line.code_id = int(found[0]["identity"]) if found else None
 
 
 async def find_account(client: LogisenseClient, link_field: str, account_id: str) -> dict[str, Any]:
@@ -135,12 +206,16 @@ async def find_account(client: LogisenseClient, link_field: str, account_id: str
     return found[0]
 
 
-async def plan_push(client: LogisenseClient, opportunity: Opportunity, link_field: str) -> PushPlan:
+async def plan_push(
+    client: LogisenseClient, opportunity: Opportunity, link_field: str, cache: PushCache | None = None
+) -> PushPlan:
     """Everything the push will write, from reads only (a refusal raises PushRefusedError)."""
+    cache = cache or PushCache()
     account = await find_account(client, link_field, opportunity.account_id)
-    codes = {c["identity"]: str(c["code"]) for c in await client.list("Currency")}
+    if cache.currencies is None:
+        cache.currencies = {c["identity"]: str(c["code"]) for c in await client.list("Currency")}
     currency_id = int(account.get("currencyId") or 0)
-    currency = codes.get(currency_id, "")
+    currency = cache.currencies.get(currency_id, "")
     if opportunity.currency is not None and opportunity.currency != currency:
         raise PushRefusedError(
             Reason.CURRENCY_MISMATCH,
@@ -148,20 +223,9 @@ async def plan_push(client: LogisenseClient, opportunity: Opportunity, link_fiel
             f"LogiSense account {account['identity']} bills in {currency}",
         )
     plans = await client.search(PLAN, [("accountId", "eq", account["identity"])])
-    catalogues: dict[int, Catalogue] = {}
-    chosen: set[str] = set()
     lines: list[LinePlan] = []
     for line in opportunity.lines:
-        assert line.frequency_id is not None
-        if line.frequency_id not in catalogues:
-            catalogues[line.frequency_id] = await _catalogue(client, line, currency_id, currency)
-        catalogue = catalogues[line.frequency_id]
-        name = line.code_name
-        if name is None:
-            prefix = line.product_code or str(line.frequency_id)
-            name = f"{prefix}-{await _next_suffix(client, prefix, chosen)}"
-        chosen.add(name)
-        code_id = await _code(client, name, int(account["identity"]), line)
+        catalogue = await _catalogue(client, line, currency_id, currency, cache)
         entries = [
             {
                 "packageServiceId": service["identity"],
@@ -171,13 +235,25 @@ async def plan_push(client: LogisenseClient, opportunity: Opportunity, link_fiel
             }
             for service in catalogue.services
         ]
-        lines.append(LinePlan(line, name, code_id, entries))
+        planned = LinePlan(line, line.code_name, None, entries)
+        if planned.code_name is not None:
+            await _code(client, planned, int(account["identity"]))
+        lines.append(planned)
     existing: list[dict[str, Any]] = []
     if plans:
         existing = [e async for e in client.search_paged(ENTRY, [("accountPricePlanId", "eq", plans[0]["identity"])])]
     push = PushPlan(account, currency, plans[0] if plans else None, lines, existing)
+    held = {p.code_id for p in lines if p.code_id is not None}
+    await removals(client, push, [code for code in opportunity.pushed_codes if code not in held])
     push.push_hash = push_hash(push)
     return push
+
+
+async def removals(client: LogisenseClient, push: PushPlan, codes: Sequence[int]) -> None:
+    """Sort codes to remove into `removed` and, when an account package uses them, `kept`."""
+    for code in codes:
+        used = await client.search(PACKAGE, [("accountProductCodeId", "eq", code)])
+        (push.kept if used else push.removed).append(code)
 
 
 def push_hash(push: PushPlan) -> str:
@@ -190,18 +266,27 @@ def push_hash(push: PushPlan) -> str:
 
 
 def entry_changes(push: PushPlan, code_ids: dict[str, int]) -> list[tuple[str, dict[str, Any]]]:
-    """(code name, child) of the `packageServicePricePlan` children of one PATCH: creates and updates only."""
+    """(code name, child) of the `packageServicePricePlan` children of one PATCH: creates, updates, and the
+    deletes of the entries of removed codes."""
     by_key = {(e.get("accountProductCodeId"), e.get("packageServiceId")): e for e in push.existing}
-    changes: list[tuple[str, dict[str, Any]]] = []
+    changes: list[tuple[str, dict[str, Any]]] = [
+        (
+            str(e.get("accountProductCodeName") or e.get("accountProductCodeId")),
+            {"identity": e["identity"], "delete": True},
+        )
+        for e in push.existing
+        if e.get("accountProductCodeId") in push.removed
+    ]
     for line in push.lines:
-        code_id = code_ids.get(line.code_name)
+        code_id = code_ids.get(line.code_name or "")
         for entry in line.entries:
             current = by_key.get((code_id, entry["packageServiceId"])) if code_id is not None else None
             wanted = {"recurringCharges": entry["recurringCharges"], "oneTimeCharges": entry["oneTimeCharges"]}
+            name = line.code_name or f"{line.prefix}-<n>"
             if current is None:
-                changes.append((line.code_name, {**entry, "accountProductCodeId": code_id}))
+                changes.append((name, {**entry, "accountProductCodeId": code_id}))
             elif any(_normal(current.get(k)) != _normal(v) for k, v in wanted.items()):
-                changes.append((line.code_name, {"identity": current["identity"], **wanted}))
+                changes.append((name, {"identity": current["identity"], **wanted}))
     return changes
 
 

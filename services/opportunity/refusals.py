@@ -15,6 +15,7 @@ from shared.errors import PermanentError
 class Reason(StrEnum):
     NOT_WON = "not_won"
     NOT_LOGISENSE_PRICE_BOOK = "not_logisense_price_book"
+    NO_LINES = "no_lines"
     ACCOUNT_NOT_SYNCED = "account_not_synced"
     CURRENCY_MISMATCH = "currency_mismatch"
     PRODUCT_NOT_FROM_LOGISENSE = "product_not_from_logisense"
@@ -28,6 +29,7 @@ class Reason(StrEnum):
 FIXES: dict[Reason, str] = {
     Reason.NOT_WON: "move the opportunity to a won stage first",
     Reason.NOT_LOGISENSE_PRICE_BOOK: "use the LogiSense price book (importer.price_book_name) on the opportunity",
+    Reason.NO_LINES: "add products from the LogiSense price book to the opportunity",
     Reason.ACCOUNT_NOT_SYNCED: "sync the account to LogiSense first (sfls backfill --where \"Id = '...'\")",
     Reason.CURRENCY_MISMATCH: "use the LogiSense account's currency on the opportunity",
     Reason.PRODUCT_NOT_FROM_LOGISENSE: "use products imported from LogiSense (sfls import catalogue)",

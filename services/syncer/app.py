@@ -13,9 +13,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+from collections.abc import Callable
 
 import structlog
 
+from services.opportunity.automatic import AutomaticPush
 from services.syncer.consume import SERVICE, ConsumeLoop
 from services.syncer.deliver import Deliverer, current_account
 from services.syncer.metrics import RETRIES, BatchMetrics
@@ -32,6 +34,12 @@ from shared.salesforce import SalesforceRest
 from shared.settings import Settings
 
 log = structlog.get_logger(__name__)
+
+
+def _keyed(account_id: str) -> Callable[[], None]:
+    """Key the request log's LogiSense calls by `account_id` until the returned reset is called."""
+    token = current_account.set(account_id)
+    return lambda: current_account.reset(token)
 
 
 def group_id(settings: Settings) -> str:
@@ -133,12 +141,21 @@ class SyncerService:
             deliverer = Deliverer(
                 client, once, settings, refs, policy=policy, on_retry=lambda r: RETRIES.labels(resource=r).inc()
             )
+            opportunities = None
+            if settings.opportunity.watched:
+                opportunities = AutomaticPush(settings, salesforce, client, request_log, on_account=_keyed)
+                log.info("opportunities_followed", auto_push=settings.opportunity.auto_push)
             self.loop = loop = ConsumeLoop(
                 consumer=kafka.consumer(settings.kafka, group_id(settings)),
                 producer=producer,
                 topics=topics,
                 process=BatchProcessor(
-                    settings, salesforce, deliverer, request_log, multi_currency=refs.multi_currency
+                    settings,
+                    salesforce,
+                    deliverer,
+                    request_log,
+                    multi_currency=refs.multi_currency,
+                    opportunities=opportunities,
                 ),
                 interval_seconds=settings.sync.interval_minutes * 60,
                 max_events=settings.sync.max_batch_events,

@@ -5,6 +5,8 @@ arrived, or early when it holds `max_events` records, or when the service is ask
 Coalescing keeps every record (each must be committed or dead-lettered) but turns all the
 records of one account into one unit of work: the syncer then reads that account's current
 Salesforce state once and writes it to LogiSense once, however many changes it saw.
+Opportunity and line events (keyed by the opportunity's AccountId) stay in their account's work,
+grouped per opportunity: each opportunity is read and pushed once per batch, after its account.
 """
 
 from __future__ import annotations
@@ -35,10 +37,13 @@ class EventRef:
     change_type: ChangeType
     record_id: str
     account_id: str
+    opportunity_id: str | None = None
 
     @classmethod
     def of(cls, event: ChangeEvent) -> EventRef:
-        return cls(event.event_id, event.entity, event.change_type, event.record_id, event.account_id)
+        return cls(
+            event.event_id, event.entity, event.change_type, event.record_id, event.account_id, event.opportunity_id
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,10 +102,17 @@ class AccountWork:
     contact_events: int = 0
     deleted: bool = False  # the last Account event of the batch was a DELETE
     contact_ids: set[str] = field(default_factory=set)
+    # Opportunity id (15 characters) -> the records of its Opportunity and line events, in offset order.
+    opportunities: dict[str, list[Received]] = field(default_factory=dict)
 
     @property
     def event_ids(self) -> tuple[str, ...]:
         return tuple(r.event.event_id for r in self.records if r.event is not None)
+
+    @property
+    def only_opportunities(self) -> bool:
+        """No Account or Contact event: the account is synced only if LogiSense does not have it yet."""
+        return self.account_events == 0 and self.contact_events == 0
 
 
 @dataclass
@@ -136,6 +148,9 @@ def coalesce(records: Iterable[Received]) -> Coalesced:
             work.account_events += 1
             if event.record_id[:15] == event.account_id[:15]:
                 work.deleted = event.change_type is ChangeType.DELETE
+        elif event.entity.is_opportunity:
+            opportunity = (event.opportunity_id or event.record_id)[:15]
+            work.opportunities.setdefault(opportunity, []).append(record)
         else:
             work.contact_events += 1
             work.contact_ids.add(event.record_id)

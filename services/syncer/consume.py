@@ -61,6 +61,7 @@ class BatchResult:
     """What processing a batch produced: the accounts that failed, with why."""
 
     failures: dict[str, Failure] = field(default_factory=dict)
+    record_failures: list[tuple[Received, Failure]] = field(default_factory=list)  # single records (opportunities)
     synced_accounts: int = 0
     skipped_accounts: int = 0
     stats: dict[str, int] = field(default_factory=dict)
@@ -260,6 +261,7 @@ class ConsumeLoop:
         ]
         for account_id, failure in result.failures.items():
             entries += [(record, failure) for record in batch.accounts[account_id].records]
+        entries += result.record_failures
         if not entries:
             return 0
         produce_and_flush(

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from typing import Any
 
 import structlog
@@ -81,19 +81,33 @@ class Deliverer:
         )
 
     async def deliver(
-        self, account_ids: Sequence[str], snapshot: Snapshot, read_more: Callable[[list[str]], Awaitable[Snapshot]]
+        self,
+        account_ids: Sequence[str],
+        snapshot: Snapshot,
+        read_more: Callable[[list[str]], Awaitable[Snapshot]],
+        *,
+        ensure_only: Collection[str] = (),
     ) -> DeliveryReport:
-        """Write the batch's accounts (and the dependencies they pull in) to LogiSense; what failed and why."""
+        """Write the batch's accounts (and the dependencies they pull in) to LogiSense; what failed and why.
+
+        `ensure_only`: accounts the batch needs in LogiSense (their opportunities are pushed) but has no
+        change of: synced only when LogiSense does not have them yet, never deleted, like a pulled-in parent.
+        """
         batch = BatchContext(
             snapshot=snapshot, report=DeliveryReport(), semaphore=asyncio.Semaphore(self._settings.sync.concurrency)
         )
         report = batch.report
         await self._refs.refresh_if_stale(self._client)
         ids = [id15(a) for a in account_ids]
+        ensure = {id15(a) for a in ensure_only}
         for sid in ids:
             if snapshot.exists(sid):
                 self._accounts.map(sid, batch)
         batch.known = await self._lookups.find_accounts([sf_id(s, snapshot) for s in ids] + dependencies(batch.mapped))
+        for sid in ensure & set(batch.known):
+            batch.mapped.pop(sid, None)
+            report.present.add(sid)
+        ids = [sid for sid in ids if sid not in ensure or snapshot.exists(sid)]
         await self._accounts.pull_in_dependencies(batch, read_more)
         batch.contacts = await self._lookups.prefetch_contacts(snapshot, batch.mapped, batch.known)
         batch.waits_for = waits_for(batch.mapped, batch.known)

@@ -53,7 +53,7 @@ class BatchMetrics:
         COALESCING_RATIO.set(batch.ratio)
 
     def batch_finished(self, batch: Coalesced, result: BatchResult, dead_letters: int, seconds: float) -> None:
-        failed_events = sum(len(batch.accounts[a].records) for a in result.failures)
+        failed_events = sum(len(batch.accounts[a].records) for a in result.failures) + len(result.record_failures)
         EVENTS.labels(outcome="synced").inc(batch.size - failed_events - len(batch.malformed))
         EVENTS.labels(outcome="dead_lettered").inc(dead_letters)
         ACCOUNTS.labels(outcome="synced").inc(result.synced_accounts)

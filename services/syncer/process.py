@@ -1,7 +1,13 @@
-"""One batch of the syncer: a bulk Salesforce read, LogiSense delivery, one request-log record per account.
+"""One batch of the syncer: a bulk Salesforce read, LogiSense delivery, one request-log record per account,
+then the batch's opportunities.
 
 services/syncer/consume.py decides when a batch runs and commits; services/syncer/deliver.py writes
 LogiSense; this module joins them and turns the outcome into request-log records and a BatchResult.
+With opportunities followed (`opportunity.watch` or `opportunity.auto_push`), an account whose batch
+holds only opportunity events is synced only if LogiSense does not have it yet (it is pulled in, like a
+parent), and after the accounts, services/opportunity/automatic.py handles the opportunities of every
+account that did not fail; a failed account's opportunity events are dead-lettered with it. With
+opportunities not followed, their events are skipped (counted) and committed.
 """
 
 from __future__ import annotations
@@ -10,6 +16,9 @@ import time
 import uuid
 from datetime import UTC, datetime
 
+import structlog
+
+from services.opportunity.automatic import AutomaticPush
 from services.syncer.batch import Coalesced
 from services.syncer.consume import SERVICE, BatchResult
 from services.syncer.deliver import Deliverer
@@ -20,9 +29,11 @@ from shared.requests import RequestLog
 from shared.salesforce import RecordReader
 from shared.settings import Settings
 
+log = structlog.get_logger(__name__)
+
 
 class BatchProcessor:
-    """One batch: bulk Salesforce read, LogiSense delivery, one request-log line per account."""
+    """One batch: bulk Salesforce read, LogiSense delivery, one request-log line per account, opportunities."""
 
     def __init__(
         self,
@@ -32,17 +43,26 @@ class BatchProcessor:
         request_log: RequestLog,
         *,
         multi_currency: bool = False,
+        opportunities: AutomaticPush | None = None,
     ) -> None:
         self._settings = settings
         self._multi_currency = multi_currency  # accounts are read with their CurrencyIsoCode
         self._sf = salesforce
         self._deliverer = deliverer
         self._log = request_log
+        self._opportunities = opportunities if settings.opportunity.watched else None
 
     async def __call__(self, batch: Coalesced) -> BatchResult:
         started_at = datetime.now(UTC)
         started = time.monotonic()
-        ids = list(batch.accounts)
+        watched = self._opportunities is not None
+        ensure = [a for a, work in batch.accounts.items() if work.only_opportunities]
+        skipped = 0
+        if not watched:
+            skipped = sum(len(r) for w in batch.accounts.values() for r in w.opportunities.values())
+            if skipped:
+                log.warning("opportunity_events_skipped", events=skipped, why="opportunity.watch and auto_push are off")
+        ids = [a for a in batch.accounts if watched or a not in set(ensure)]
         snapshot = await read_snapshot_async(self._sf, self._settings, ids, multi_currency=self._multi_currency)
         extra_queries = 0
 
@@ -53,13 +73,16 @@ class BatchProcessor:
             return found
 
         soql = snapshot.queries
-        report = await self._deliverer.deliver(ids, snapshot, read_more)
+        report = await self._deliverer.deliver(ids, snapshot, read_more, ensure_only=ensure if watched else ())
         seconds = time.monotonic() - started
         failures: dict[str, Failure] = {}
         for account_id, work in batch.accounts.items():
-            error = report.failures.get(id15(account_id))
+            sid = id15(account_id)
+            error = report.failures.get(sid)
             if error is not None:
                 failures[account_id] = Failure.from_exception(error)
+            elif work.only_opportunities and sid not in report.synced:
+                continue  # present in LogiSense (or not followed): nothing was synced for it
             self._log.write(
                 RequestRecord(
                     request_id=uuid.uuid4().hex,
@@ -75,8 +98,28 @@ class BatchProcessor:
                     event_ids=work.event_ids,
                 )
             )
+        result = BatchResult(failures=failures)
         stats = dict(report.counts)
+        if self._opportunities is not None:
+            by_account = {
+                account_id: list(work.opportunities)
+                for account_id, work in batch.accounts.items()
+                if work.opportunities and account_id not in failures
+            }
+            pushed = await self._opportunities.run(by_account)
+            extra_queries += pushed.salesforce_queries
+            for account_id in by_account:
+                for opportunity_id, records in batch.accounts[account_id].opportunities.items():
+                    error = pushed.failures.get(opportunity_id)
+                    if error is not None:
+                        failure = Failure.from_exception(error)
+                        result.record_failures += [(record, failure) for record in records]
+            for name, n in pushed.outcomes().items():
+                stats[name] = stats.get(name, 0) + n
+        elif skipped:
+            stats["opportunity_events_skipped"] = skipped
         stats["soql_queries"] = soql + extra_queries
         stats["pulled_in_accounts"] = len(report.pulled_in)
-        synced = len([a for a in batch.accounts if id15(a) in report.synced])
-        return BatchResult(failures=failures, synced_accounts=synced, stats=stats)
+        result.synced_accounts = len([a for a in batch.accounts if id15(a) in report.synced])
+        result.stats = stats
+        return result

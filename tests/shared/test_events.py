@@ -55,7 +55,7 @@ def test_event_id_is_stable_and_distinct() -> None:
 
 @pytest.mark.parametrize(
     ("field", "value"),
-    [("record_id", "short"), ("entity", "Opportunity"), ("change_type", "MERGE"), ("schema_version", 2)],
+    [("record_id", "short"), ("entity", "Lead"), ("change_type", "MERGE"), ("schema_version", 2)],
 )
 def test_invalid_events_are_rejected(field: str, value: object) -> None:
     """Events outside the contract do not validate."""

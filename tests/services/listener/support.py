@@ -10,7 +10,7 @@ from typing import Any
 import requests
 from confluent_kafka import OFFSET_BEGINNING, KafkaError, Message, TopicPartition
 
-from services.listener.normalize import Filters
+from services.listener.filters import Filters
 from services.listener.pipeline import Pipeline
 from services.listener.publisher import Record
 from services.listener.resolve import AccountResolver

@@ -7,15 +7,15 @@ from typing import Any
 
 import pytest
 
+from services.listener.filters import Filters
 from services.listener.normalize import (
     DROP_ECHO,
     DROP_NO_ACCOUNT,
     DROP_NOT_TRIGGER,
-    Filters,
     MalformedCdcError,
-    contacts_to_resolve,
     normalize,
     parse,
+    records_to_resolve,
 )
 from shared.events import ChangeType, Entity, Source, make_event_id
 from shared.settings import Settings
@@ -112,7 +112,7 @@ def test_contact_name_compound_is_flattened(filters: Filters) -> None:
             fields={"Name": {"FirstName": "Ada", "LastName": "Lovelace"}, "AccountId": ACCOUNT_B},
         )
     )
-    assert contacts_to_resolve(message, filters) == []
+    assert records_to_resolve(message, filters) == []
     event = normalize(message, filters, {}).events[0]
     assert event.account_id == ACCOUNT_B
     assert event.fields == {"FirstName": "Ada", "LastName": "Lovelace", "AccountId": ACCOUNT_B}
@@ -123,7 +123,7 @@ def test_contact_name_compound_is_flattened(filters: Filters) -> None:
 def test_contact_update_without_account_id_is_keyed_by_the_resolved_account(filters: Filters) -> None:
     """A Contact UPDATE lacking AccountId asks for a lookup and is keyed by the account it returns."""
     message = parse(cdc_message("Contact", changed=["Title"], fields={"Title": "CFO"}))
-    assert contacts_to_resolve(message, filters) == [CONTACT_A]
+    assert records_to_resolve(message, filters) == [(Entity.CONTACT, CONTACT_A)]
     event = normalize(message, filters, {CONTACT_A: ACCOUNT_C}).events[0]
     assert event.key == ACCOUNT_C.encode()
     assert event.entity is Entity.CONTACT
@@ -140,7 +140,7 @@ def test_contact_without_account_is_dropped(filters: Filters) -> None:
 def test_filtered_contact_needs_no_lookup(filters: Filters) -> None:
     """A Contact change of no trigger field asks for no AccountId lookup."""
     message = parse(cdc_message("Contact", changed=["Department"], fields={"Department": "R&D"}))
-    assert contacts_to_resolve(message, filters) == []
+    assert records_to_resolve(message, filters) == []
 
 
 def test_long_text_diff_counts_as_changed_without_its_value(filters: Filters) -> None:
@@ -184,7 +184,7 @@ def test_gap_event_becomes_resyncs_for_each_record(filters: Filters) -> None:
 def test_contact_gap_needs_its_account(filters: Filters) -> None:
     """A Contact GAP_DELETE asks for the (queryAll) account lookup and is keyed by it."""
     message = parse(cdc_message("Contact", "GAP_DELETE"))
-    assert contacts_to_resolve(message, filters) == [CONTACT_A]
+    assert records_to_resolve(message, filters) == [(Entity.CONTACT, CONTACT_A)]
     assert normalize(message, filters, {CONTACT_A: ACCOUNT_B}).events[0].account_id == ACCOUNT_B
 
 
@@ -221,7 +221,7 @@ HEADER = ["data", "payload", "ChangeEventHeader"]
         (_broken(["data", "event", "replayId"], "12"), "missing_replay_id"),
         (_broken(["data", "payload"], "x"), "bad_shape"),
         (_broken(HEADER, _DELETE), "missing_header"),
-        (_broken([*HEADER, "entityName"], "Opportunity"), "unknown_entity"),
+        (_broken([*HEADER, "entityName"], "Lead"), "unknown_entity"),
         (_broken([*HEADER, "changeType"], "SNAPSHOT"), "unknown_change_type"),
         (_broken([*HEADER, "recordIds"], []), "bad_record_ids"),
         (_broken([*HEADER, "recordIds"], ["001*"]), "bad_record_ids"),

@@ -17,7 +17,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from services.listener.normalize import Filters, MalformedCdcError, normalize, parse
+from services.listener.filters import Filters
+from services.listener.normalize import MalformedCdcError, normalize, parse
 from shared.deadletter import ERROR_CLASS, ERROR_MESSAGE, ERROR_SERVICE
 from shared.errors import MalformedMessageError, PermanentError
 from shared.events import ChangeEvent
@@ -211,9 +212,9 @@ def test_every_bad_message_is_one_dead_letter(message: Any) -> None:
     [
         (lambda m: m["data"]["payload"]["ChangeEventHeader"].pop("entityName"), "unknown_entity", "None"),
         (
-            lambda m: m["data"]["payload"]["ChangeEventHeader"].update(entityName="Opportunity"),
+            lambda m: m["data"]["payload"]["ChangeEventHeader"].update(entityName="Lead"),
             "unknown_entity",
-            "'Opportunity' is not synced",
+            "'Lead' is not synced",
         ),
         (
             lambda m: m["data"]["payload"]["ChangeEventHeader"].update(recordIds=ACCOUNT_A),
@@ -273,7 +274,7 @@ BAD_ON_THE_WIRE: list[tuple[str, dict[str, Any]]] = [
     ("unknown_change_type", {"changeType": "MERGE"}),
     ("bad_record_ids", {"recordIds": "001000000000001AAA"}),
     ("bad_header", {"commitTimestamp": 10**18}),
-    ("unknown_entity", {"entityName": "Opportunity"}),
+    ("unknown_entity", {"entityName": "Lead"}),
 ]
 
 

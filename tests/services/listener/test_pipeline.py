@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from services.listener import normalize
-from services.listener.normalize import Filters
+from services.listener.filters import Filters
 from services.listener.publisher import Checkpoint
 from shared.settings import Settings
 from tests.services.listener.support import cdc_message, offline_pipeline

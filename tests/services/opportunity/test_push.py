@@ -4,175 +4,37 @@ from __future__ import annotations
 
 import asyncio
 import json
-from dataclasses import dataclass
-from typing import Any
 
 import pytest
 from prometheus_client import REGISTRY
-from simple_salesforce.api import Salesforce
-from simple_salesforce.format import format_soql
-from typer.testing import CliRunner, Result
 
-from services.cli import app
 from services.importer.publish import read_topic
 from shared.events import RequestRecord, RequestStatus
 from shared.kafka import Topics
-from shared.settings import KafkaSettings
-from tests.environment import sfls_env
-from tests.fixtures.logisense import LogisenseEmulator
-from tests.fixtures.salesforce import SalesforceEmulator
+from tests.services.opportunity.world import (
+    ACCOUNT,
+    CAD,
+    World,
+    expected_entries,
+    ls_create,
+    ls_update,
+    make_package,
+    plan_entries,
+)
 
 pytestmark = pytest.mark.integration
-
-BOOK = "LogiSense Price Book"
-ACCOUNT = {"name": "Acme Corp", "accountTypeId": 1, "accountStatusTypeId": 1, "billGroupId": 1, "currencyId": 1}
-USD, CAD = 1, 2
-# Catalogue of the test package, per service: recurring and one-time amounts in USD.
-RECURRING, ONE_TIME = (40.0, 10.0), (25.0, 0.0)
-
-
-@dataclass
-class Package:
-    identity: int
-    frequency: int
-    services: list[int]  # Package/Service identities, in service order
-
-
-@dataclass
-class World:
-    """A LogiSense package and account, and the Salesforce account, book and products that go with them."""
-
-    sf: Salesforce
-    ls: LogisenseEmulator
-    salesforce: SalesforceEmulator
-    kafka: KafkaSettings
-    monkeypatch: pytest.MonkeyPatch
-    account_id: str = ""
-    logisense_account: int = 0
-    book_id: str = ""
-    package: Package | None = None
-
-    def run(self, *args: str) -> Result:
-        for key, value in sfls_env(salesforce=self.salesforce, logisense=self.ls, kafka=self.kafka).items():
-            if key.startswith("SFLS_"):
-                self.monkeypatch.setenv(key, value)
-        return CliRunner().invoke(app, ["opportunity", *args])
-
-    def push(self, opportunity_id: str, *extra: str) -> dict[str, Any]:
-        result = self.run("push", opportunity_id, "--json", *extra)
-        answer: dict[str, Any] = json.loads(result.stdout.splitlines()[0])
-        assert result.exit_code == (1 if answer["outcome"] == "refused" else 0), result.output
-        return answer
-
-    def product(self, frequency: int | None, code: str, list_price: float = 100.0) -> str:
-        """A Product2 for the frequency with a standard price and an entry on the LogiSense book; the entry id."""
-        body: dict[str, Any] = {"Name": f"Product {code}", "ProductCode": code, "IsActive": True}
-        if frequency is not None:
-            body["LogiSense_Id__c"] = str(frequency)
-        product_id = self.sf.Product2.create(body)["id"]
-        standard = self.sf.query("SELECT Id FROM Pricebook2 WHERE IsStandard = true")["records"][0]["Id"]
-        entry = {"Product2Id": product_id, "UnitPrice": list_price, "IsActive": True}
-        self.sf.PricebookEntry.create({**entry, "Pricebook2Id": standard})
-        return str(self.sf.PricebookEntry.create({**entry, "Pricebook2Id": self.book_id})["id"])
-
-    def opportunity(self, *lines: tuple[str, float], stage: str = "Closed Won", **extra: Any) -> str:
-        """An opportunity on the LogiSense book with one line per (entry id, sales price)."""
-        body = {"Name": "Acme deal", "AccountId": self.account_id, "StageName": stage, "CloseDate": "2026-11-30"}
-        opportunity_id = str(self.sf.Opportunity.create({"Pricebook2Id": self.book_id, **body, **extra})["id"])
-        for entry_id, price in lines:
-            self.sf.OpportunityLineItem.create(
-                {"OpportunityId": opportunity_id, "PricebookEntryId": entry_id, "Quantity": 1, "UnitPrice": price}
-            )
-        return opportunity_id
-
-    def lines(self, opportunity_id: str) -> list[dict[str, Any]]:
-        soql = format_soql(
-            "SELECT Id, UnitPrice, Account_Product_Code_Name__c, LogiSense_Product_Code_Id__c "
-            "FROM OpportunityLineItem WHERE OpportunityId = {}",
-            opportunity_id,
-        )
-        return sorted(self.sf.query(soql)["records"], key=lambda r: r["Id"])
-
-    def writes(self) -> int:
-        return sum(self.ls.count(method=m) for m in ("PUT", "PATCH", "DELETE")) + self.ls.count(operation="create")
-
-
-async def _package(ls: LogisenseEmulator, *, currencies: tuple[int, ...] = (USD,), **fields: Any) -> Package:
-    """A package with one monthly frequency, two services and their catalogue prices in USD."""
-    async with ls.client() as client:
-        body = {"name": "Fibre", "isActive": True, "start": "2024-01-01T00:00:00Z", **fields}
-        package = await client.create("Package", body)
-        children = {
-            "frequencies": [{"name": "Fibre Monthly", "frequency": 1, "frequencyTypeId": 3, "isActive": True}],
-            "currencies": [{"currencyId": c} for c in currencies],
-            "services": [{"serviceId": 1}, {"serviceId": 2}],
-        }
-        await client.patch("Package", package["identity"], children)
-        [frequency] = await client.search("Package/Frequency", [("packageId", "eq", package["identity"])])
-        services = await client.search("Package/Service", [("packageId", "eq", package["identity"])])
-        services.sort(key=lambda s: s["serviceId"])
-        for service, recurring, one_time in zip(services, RECURRING, ONE_TIME, strict=True):
-            rule = {"packageFrequencyId": frequency["identity"], "serviceId": service["serviceId"], "currencyId": USD}
-            await client.create("PricingRule", {**rule, "chargeType": "recurring", "amount": recurring})
-            if one_time:
-                await client.create("PricingRule", {**rule, "chargeType": "oneTime", "amount": one_time})
-    return Package(package["identity"], frequency["identity"], [s["identity"] for s in services])
-
-
-async def _create(ls: LogisenseEmulator, resource: str, body: dict[str, Any]) -> dict[str, Any]:
-    async with ls.client() as client:
-        return await client.create(resource, body)
-
-
-async def _update(ls: LogisenseEmulator, resource: str, identity: int, body: dict[str, Any]) -> dict[str, Any]:
-    async with ls.client() as client:
-        return await client.update(resource, identity, body)
-
-
-@pytest.fixture
-def world(
-    sf: Salesforce,
-    salesforce_emulator: SalesforceEmulator,
-    logisense_emulator: LogisenseEmulator,
-    kafka_settings: KafkaSettings,
-    monkeypatch: pytest.MonkeyPatch,
-) -> World:
-    """A synced account (LogiSense account with its sfdcid), the LogiSense book, and a USD package in LogiSense."""
-    w = World(sf, logisense_emulator, salesforce_emulator, kafka_settings, monkeypatch)
-    w.account_id = str(sf.Account.create({"Name": "Acme Corp"})["id"])
-    account = asyncio.run(_create(logisense_emulator, "Account", {**ACCOUNT, "sfdcid": w.account_id}))
-    w.logisense_account = account["identity"]
-    w.book_id = str(sf.Pricebook2.create({"Name": BOOK, "IsActive": True})["id"])
-    w.package = asyncio.run(_package(logisense_emulator))
-    return w
-
-
-def _entries(ls: LogisenseEmulator) -> set[tuple[str, int, float, float]]:
-    """(product code, package service, recurring, one-time) of every price plan entry."""
-    return {
-        (e["productCode"], e["packageServiceId"], e["recurringAmount"], e["oneTimeAmount"])
-        for plan in ls.price_plans()
-        for e in plan["entries"]
-    }
-
-
-def _expected(package: Package, code: str, factor: float) -> set[tuple[str, int, float, float]]:
-    return {
-        (code, service, round(recurring * factor, 2), round(one_time * factor, 2))
-        for service, recurring, one_time in zip(package.services, RECURRING, ONE_TIME, strict=True)
-    }
 
 
 def _metric(name: str, **labels: str) -> float:
     return REGISTRY.get_sample_value(name, labels) or 0.0
 
 
-def test_won_opportunity_becomes_the_expected_price_plan_entries(world: World) -> None:
+def test_won_opportunity_becomes_the_expected_price_planentries(world: World) -> None:
     """Two lines (one at 80% of list) become two product codes, four entries, the write-back and one log record."""
     assert world.package is not None
     entry = world.product(world.package.frequency, "FIB")
     opportunity_id = world.opportunity((entry, 100.0), (entry, 80.0))
-    pushed_before = _metric("sfls_opportunity_pushes_total", outcome="pushed", reason="")
+    pushed_before = _metric("sfls_opportunity_pushes_total", outcome="pushed", reason="", trigger="command")
     writes_before = _metric("sfls_opportunity_push_logisense_writes_sum")
 
     answer = world.push(opportunity_id)
@@ -180,7 +42,9 @@ def test_won_opportunity_becomes_the_expected_price_plan_entries(world: World) -
     assert answer["outcome"] == "pushed"
     [plan] = world.ls.price_plans()
     assert (plan["name"], plan["sfdcid"], plan["identity"]) == ("Salesforce", world.account_id, answer["price_plan_id"])
-    assert _entries(world.ls) == _expected(world.package, "FIB-1", 1.0) | _expected(world.package, "FIB-2", 0.8)
+    assert plan_entries(world.ls) == expected_entries(world.package, "FIB-1", 1.0) | expected_entries(
+        world.package, "FIB-2", 0.8
+    )
     assert answer["logisense_writes"] == 4  # two product codes, the plan, one PATCH
     lines = world.lines(opportunity_id)
     assert [line["Account_Product_Code_Name__c"] for line in lines] == ["FIB-1", "FIB-2"]
@@ -197,7 +61,7 @@ def test_won_opportunity_becomes_the_expected_price_plan_entries(world: World) -
     ]
     assert [(r.kind, r.key, r.status) for r in records] == [("opportunity_push", opportunity_id, RequestStatus.SUCCESS)]
     assert records[0].service == "opportunity"
-    assert _metric("sfls_opportunity_pushes_total", outcome="pushed", reason="") == pushed_before + 1
+    assert _metric("sfls_opportunity_pushes_total", outcome="pushed", reason="", trigger="command") == pushed_before + 1
     assert _metric("sfls_opportunity_push_logisense_writes_sum") == writes_before + 4
     write_back = [
         e["data"]["payload"]["ChangeEventHeader"]
@@ -214,14 +78,14 @@ def test_a_repush_without_changes_writes_nothing_to_logisense(world: World) -> N
     assert world.package is not None
     opportunity_id = world.opportunity((world.product(world.package.frequency, "FIB"), 90.0))
     world.push(opportunity_id)
-    before, entries = world.writes(), _entries(world.ls)
+    before, entries = world.writes(), plan_entries(world.ls)
     answer = world.push(opportunity_id)
     assert answer["outcome"] == "unchanged"
     assert world.writes() == before
-    assert _entries(world.ls) == entries
+    assert plan_entries(world.ls) == entries
 
 
-def test_a_line_price_edit_updates_only_its_entries(world: World) -> None:
+def test_a_line_price_edit_updates_only_itsentries(world: World) -> None:
     """After one line's price changes, the re-push updates that line's entries and leaves the other's untouched."""
     assert world.package is not None
     entry = world.product(world.package.frequency, "FIB")
@@ -238,7 +102,9 @@ def test_a_line_price_edit_updates_only_its_entries(world: World) -> None:
     assert set(after) == set(first)
     changed = {i for i in after if after[i] != first[i]}
     assert {after[i]["productCode"] for i in changed} == {"FIB-2"}
-    assert _entries(world.ls) == _expected(world.package, "FIB-1", 1.0) | _expected(world.package, "FIB-2", 0.5)
+    assert plan_entries(world.ls) == expected_entries(world.package, "FIB-1", 1.0) | expected_entries(
+        world.package, "FIB-2", 0.5
+    )
 
 
 def test_a_second_opportunity_of_the_account_reuses_the_plan(world: World) -> None:
@@ -249,7 +115,9 @@ def test_a_second_opportunity_of_the_account_reuses_the_plan(world: World) -> No
     second = world.push(world.opportunity((entry, 70.0)))
     assert second["price_plan_id"] == first["price_plan_id"]
     assert len(world.ls.price_plans()) == 1
-    assert _entries(world.ls) == _expected(world.package, "FIB-1", 1.0) | _expected(world.package, "FIB-2", 0.7)
+    assert plan_entries(world.ls) == expected_entries(world.package, "FIB-1", 1.0) | expected_entries(
+        world.package, "FIB-2", 0.7
+    )
 
 
 def test_dry_run_prints_the_calls_and_writes_nothing(world: World) -> None:
@@ -267,7 +135,7 @@ def test_dry_run_prints_the_calls_and_writes_nothing(world: World) -> None:
     assert world.sf.Opportunity.get(opportunity_id)["LogiSense_Push_Status__c"] in (None, "")
 
 
-def test_status_shows_the_plan_and_its_entries(world: World) -> None:
+def test_status_shows_the_plan_and_itsentries(world: World) -> None:
     """`status` shows the write-back fields and the LogiSense entries of this opportunity's product codes."""
     assert world.package is not None
     entry = world.product(world.package.frequency, "FIB")
@@ -298,7 +166,7 @@ def _refused(world: World, opportunity_id: str, reason: str) -> None:
     opportunity = world.sf.Opportunity.get(opportunity_id)
     assert opportunity["LogiSense_Push_Status__c"] == "Failed"
     assert opportunity["LogiSense_Push_Reason__c"].startswith(f"{reason}:")
-    assert _metric("sfls_opportunity_pushes_total", outcome="refused", reason=reason) >= 1
+    assert _metric("sfls_opportunity_pushes_total", outcome="refused", reason=reason, trigger="command") >= 1
 
 
 def test_refused_not_won(world: World) -> None:
@@ -333,7 +201,7 @@ def test_refused_currency_mismatch(world: World) -> None:
     entry = world.product(world.package.frequency, "FIB")
     world.account_id = str(world.sf.Account.create({"Name": "Maple"})["id"])
     maple = {**ACCOUNT, "name": "Maple", "currencyId": CAD, "sfdcid": world.account_id}
-    asyncio.run(_create(world.ls, "Account", maple))
+    asyncio.run(ls_create(world.ls, "Account", maple))
     _refused(world, world.opportunity((entry, 100.0)), "currency_mismatch")
 
 
@@ -344,22 +212,22 @@ def test_refused_product_not_from_logisense(world: World) -> None:
 
 def test_refused_package_not_active(world: World) -> None:
     """package_not_active: a line of a package deactivated in LogiSense."""
-    package = asyncio.run(_package(world.ls))
-    asyncio.run(_update(world.ls, "Package", package.identity, {"isActive": False}))
+    package = asyncio.run(make_package(world.ls))
+    asyncio.run(ls_update(world.ls, "Package", package.identity, {"isActive": False}))
     _refused(world, world.opportunity((world.product(package.frequency, "OLD"), 100.0)), "package_not_active")
 
 
 def test_refused_package_currency_missing(world: World) -> None:
     """package_currency_missing: a line of a package sold only in CAD, for a USD account."""
-    package = asyncio.run(_package(world.ls, currencies=(CAD,)))
+    package = asyncio.run(make_package(world.ls, currencies=(CAD,)))
     _refused(world, world.opportunity((world.product(package.frequency, "CANUCK"), 100.0)), "package_currency_missing")
 
 
 def test_refused_product_code_conflict(world: World) -> None:
     """product_code_conflict: the line's product code name belongs to another LogiSense account."""
     assert world.package is not None
-    stranger = asyncio.run(_create(world.ls, "Account", {**ACCOUNT, "name": "Stranger"}))
-    asyncio.run(_create(world.ls, "Account/ProductCode", {"name": "TAKEN-1", "accountId": stranger["identity"]}))
+    stranger = asyncio.run(ls_create(world.ls, "Account", {**ACCOUNT, "name": "Stranger"}))
+    asyncio.run(ls_create(world.ls, "Account/ProductCode", {"name": "TAKEN-1", "accountId": stranger["identity"]}))
     before = world.writes()
     opportunity_id = world.opportunity((world.product(world.package.frequency, "FIB"), 100.0))
     world.sf.OpportunityLineItem.update(
@@ -390,11 +258,11 @@ def test_won_then_lost_after_push_deletes_nothing(world: World) -> None:
     assert world.package is not None
     opportunity_id = world.opportunity((world.product(world.package.frequency, "FIB"), 100.0))
     world.push(opportunity_id)
-    entries = _entries(world.ls)
+    entries = plan_entries(world.ls)
     world.sf.Opportunity.update(opportunity_id, {"StageName": "Closed Lost"})
     answer = world.push(opportunity_id)
     assert answer["reason"] == "not_won"
-    assert _entries(world.ls) == entries
+    assert plan_entries(world.ls) == entries
     opportunity = world.sf.Opportunity.get(opportunity_id)
     assert opportunity["LogiSense_Push_Status__c"] == "Withdrawn"
     assert opportunity["LogiSense_Price_Plan_Id__c"]
@@ -407,13 +275,13 @@ def test_a_push_after_a_crash_reuses_the_name_and_the_code(world: World) -> None
     line_id = world.lines(opportunity_id)[0]["Id"]
     world.sf.OpportunityLineItem.update(line_id, {"Account_Product_Code_Name__c": "FIB-7"})
     code = asyncio.run(
-        _create(world.ls, "Account/ProductCode", {"name": "FIB-7", "accountId": world.logisense_account})
+        ls_create(world.ls, "Account/ProductCode", {"name": "FIB-7", "accountId": world.logisense_account})
     )
     creates = world.ls.count(resource="Account/ProductCode", operation="create")
     answer = world.push(opportunity_id)
     assert answer["outcome"] == "pushed"
     assert world.ls.count(resource="Account/ProductCode", operation="create") == creates
-    assert _entries(world.ls) == _expected(world.package, "FIB-7", 1.0)
+    assert plan_entries(world.ls) == expected_entries(world.package, "FIB-7", 1.0)
     assert world.lines(opportunity_id)[0]["LogiSense_Product_Code_Id__c"] == str(code["identity"])
 
 
