@@ -5,8 +5,10 @@ It starts a private local stack (Kafka and both emulators, on free ports, state 
 starts the listener and the syncer, then plays a scripted scenario as a Salesforce user would
 (through simple-salesforce, without sfls's client tag): a parent and two child accounts with
 contacts, a trigger-field change, a non-trigger change, a contact deletion, an account LogiSense
-cannot take, its fix and its replay from the dead-letter topic. It ends with a one-line verdict and
-exits 1 if the final states differ. Everything it started is stopped, also on Ctrl-C.
+cannot take, its fix and its replay from the dead-letter topic; then quote to cash: a sales rep wins
+two opportunities on the LogiSense price book and the syncer (`opportunity.auto_push`) prices them in the
+account's LogiSense price plan. It ends with a one-line verdict and exits 1 if the final states differ
+or a quote-to-cash check fails. Everything it started is stopped, also on Ctrl-C.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ import yaml
 from rich.console import Console
 from rich.table import Table
 from simple_salesforce.api import Salesforce, SFType
+from simple_salesforce.format import format_soql
 
 from devstack.compare import differences, load_references
 from devstack.kafka import default_cache_dir, free_port
@@ -39,11 +42,15 @@ from devstack.stack import Stack
 from services.syncer.references import References
 from shared import kafka
 from shared.events import ChangeEvent
+from shared.logisense import LogisenseClient
 from shared.settings import KafkaSettings, LogisenseSettings, MappingSettings, ProductExtension, Settings
 
 SYNC_INTERVAL_SECONDS = 5
 CONVERGE_SECONDS = 90
 MISSING_BILL_GROUP = "Bill Group 30th"
+PRICE_BOOK = "LogiSense Price Book"  # importer.price_book_name's default, landed by `sfls import all` (step 3)
+DISCOUNT = 0.8  # the discounted line's UnitPrice is 80% of its ListPrice
+Row = dict[str, Any]
 States = tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]
 # The mappings of the original package's setup screens, as the demo's sfls.yaml holds them.
 POINTS = {"email": "Email", "phone": "Phone", "address": "MailingAddress", "sfdcid": "Id"}
@@ -77,6 +84,8 @@ class Demo:
         self.metrics_before: dict[str, dict[str, float]] = {}
         self.calls: dict[str, int] = {}
         self._own_requests: dict[str, int] = {}
+        self.deals: list[str] = []  # the quote-to-cash opportunities, in the order they were won
+        self.discounted_product = ""  # the Product2Id sold at a discount first, at list price later
 
     # -- plumbing ----------------------------------------------------------------------------
     @property
@@ -88,6 +97,9 @@ class Demo:
                 "SFLS_CONFIG": str(self.state_dir / "sfls.yaml"),
                 "SFLS_SYNC_INTERVAL_MINUTES": str(SYNC_INTERVAL_SECONDS / 60),
                 "SFLS_OBSERVABILITY__LOG_LEVEL": "INFO",
+                # Quote to cash's automatic path (README "Quote to cash"): the listener also follows
+                # Opportunity and OpportunityLineItem changes, the syncer pushes won opportunities.
+                "SFLS_OPPORTUNITY__AUTO_PUSH": "true",
             }
         )
         return env
@@ -164,9 +176,13 @@ class Demo:
         """LogiSense's reference data as it is now; these reads of the demo's are kept out of the request tables."""
         before = self._logisense_requests()
         refs = load_references(self.logisense_settings())
+        self._count_own_requests(before)
+        return refs
+
+    def _count_own_requests(self, before: dict[str, int]) -> None:
+        """Book LogiSense's requests since `before` as the demo's own (kept out of the request tables)."""
         for key, count in self._logisense_requests().items():
             self._own_requests[key] = self._own_requests.get(key, 0) + count - before.get(key, 0)
-        return refs
 
     def compare(self, states: States, lookup: References) -> list[str]:
         """devstack.compare's differences between the states, with the demo's mappings."""
@@ -294,6 +310,7 @@ class Demo:
             self.change_accounts,
             self.fail_validation,
             self.fix_and_replay,
+            self.quote_to_cash,
             self.show_request_log,
         )
         for step in steps:
@@ -393,10 +410,265 @@ class Demo:
         self.sfls("dlq", "replay", "--key", self.ids["Globex"])
         return self.converged("replay", ["Globex"], done=lambda: self.in_logisense("Globex"))
 
+    def quote_to_cash(self) -> bool:
+        """Win opportunities in Salesforce; the syncer prices them in the account's LogiSense price plan."""
+        self.step(
+            "9. Quote to cash: a sales rep wins two deals with Acme Holdings; the syncer prices them in LogiSense"
+        )
+        books = self.sf.query(format_soql("SELECT Id FROM Pricebook2 WHERE Name = {}", PRICE_BOOK))["records"]
+        products = self.logisense_products(str(books[0]["Id"])) if books else []
+        if len(products) < 2:
+            self.console.print(f"[red]{PRICE_BOOK!r} has fewer than two active LogiSense products[/]")
+            return False
+        book_id, listed, discounted = str(books[0]["Id"]), products[0], products[1]
+        self.discounted_product = str(discounted["Product2Id"])
+        self.console.print(
+            f"  the opportunity setting of the listener and the syncer: SFLS_OPPORTUNITY__AUTO_PUSH="
+            f"{self.env['SFLS_OPPORTUNITY__AUTO_PUSH']} (they follow Opportunity and OpportunityLineItem changes)"
+        )
+        first = self.win_deal(
+            "Acme Holdings: network rollout",
+            book_id,
+            [(listed, float(listed["UnitPrice"])), (discounted, round(float(discounted["UnitPrice"]) * DISCOUNT, 2))],
+        )
+        if not self.wait_pushed(first):
+            return False
+        self.show_deal(first)
+        self.sfls("opportunity", "status", first)
+        before = self.account_plans()
+        second = self.win_deal("Acme Holdings: expansion", book_id, [(discounted, float(discounted["UnitPrice"]))])
+        if not self.wait_pushed(second):
+            return False
+        self.show_deal(second)
+        plans, ids = self.account_plans(), {self.opportunity(o)["LogiSense_Price_Plan_Id__c"] for o in self.deals}
+        entries_before = sum(len(plan["entries"]) for plan in before)
+        entries_now = sum(len(plan["entries"]) for plan in plans)
+        self.console.print(
+            f"  both opportunities name price plan {', '.join(sorted(map(str, ids)))}; Acme Holdings has "
+            f"{len(plans)} price plan(s) in LogiSense, {entries_before} -> {entries_now} entries"
+        )
+        return True
+
+    def logisense_products(self, book_id: str) -> list[Row]:
+        """Active entries of the book in USD whose product is a LogiSense package frequency (list price above 0),
+        one per product, by product name."""
+        soql = (
+            "SELECT Id, UnitPrice, Product2Id, Product2.Name, Product2.ProductCode, Product2.LogiSense_Id__c "
+            "FROM PricebookEntry WHERE Pricebook2Id = {} AND IsActive = true"
+        )
+        fields = {f["name"] for f in self.sobject("PricebookEntry").describe()["fields"]}
+        if "CurrencyIsoCode" in fields:  # a multi-currency org; a single-currency org's currency is USD here
+            soql += " AND CurrencyIsoCode = 'USD'"
+        rows = self.sf.query_all(format_soql(soql, book_id))["records"]
+        usable = [
+            r
+            for r in rows
+            if (r.get("Product2") or {}).get("LogiSense_Id__c") and r["Product2"].get("ProductCode") and r["UnitPrice"]
+        ]
+        by_product = {str(r["Product2Id"]): r for r in sorted(usable, key=lambda r: str(r["Product2"]["Name"]))}
+        return sorted(by_product.values(), key=lambda r: str(r["Product2"]["Name"]))
+
+    def win_deal(self, name: str, book_id: str, lines: list[tuple[Row, float]]) -> str:
+        """A sales rep builds the opportunity on the book, adds its lines, then closes it won; its Id."""
+        dropped = self.listener_dropped()
+        body = {
+            "Name": name,
+            "AccountId": self.ids["Acme Holdings"],
+            "StageName": "Prospecting",
+            "CloseDate": time.strftime("%Y-%m-%d"),
+            "Pricebook2Id": book_id,
+        }
+        opportunity_id = str(self.sobject("Opportunity").create(body)["id"])
+        self.deals.append(opportunity_id)
+        self.console.print(f"  {name} ({opportunity_id}) on {PRICE_BOOK!r}, stage Prospecting")
+        for entry, price in lines:
+            line = {"OpportunityId": opportunity_id, "PricebookEntryId": entry["Id"], "Quantity": 1, "UnitPrice": price}
+            self.sobject("OpportunityLineItem").create(line)
+            list_price = float(entry["UnitPrice"])
+            pricing = "list price" if price == list_price else f"{price / list_price:.0%} of list price"
+            self.console.print(
+                f"    + {entry['Product2']['Name']} ({entry['Product2']['ProductCode']}, LogiSense package "
+                f"frequency {entry['Product2']['LogiSense_Id__c']}): {price:.2f} ({pricing} {list_price:.2f})"
+            )
+        self.sobject("Opportunity").update(opportunity_id, {"StageName": "Closed Won"})
+        self.console.print(f"  {name}: stage Prospecting -> Closed Won")
+        self.show_events(self.published_events(), dropped)
+        return opportunity_id
+
+    def wait_pushed(self, opportunity_id: str) -> bool:
+        """Wait until the syncer pushed the opportunity (or refused it); True when it is Pushed."""
+        record: Row = {}
+
+        def settled() -> bool:
+            record.update(self.opportunity(opportunity_id))
+            return record.get("LogiSense_Push_Status__c") in ("Pushed", "Failed")
+
+        with self.console.status(
+            f"waiting for the syncer to push {opportunity_id} (batches every {SYNC_INTERVAL_SECONDS}s)"
+        ):
+            self.wait_for(settled, CONVERGE_SECONDS)
+        self.calls = self.show_logisense_calls(self.calls)
+        if record.get("LogiSense_Push_Status__c") != "Pushed":
+            self.console.print(
+                f"  [red]✗[/] {opportunity_id}: LogiSense_Push_Status__c {record.get('LogiSense_Push_Status__c')!r}"
+                f" after {CONVERGE_SECONDS}s: {record.get('LogiSense_Push_Reason__c') or ''}"
+            )
+            return False
+        return True
+
+    def opportunity(self, opportunity_id: str) -> Row:
+        soql = (
+            "SELECT Id, Name, StageName, IsWon, Amount, LogiSense_Push_Status__c, LogiSense_Price_Plan_Id__c, "
+            "LogiSense_Push_Reason__c FROM Opportunity WHERE Id = {}"
+        )
+        return cast(Row, self.sf.query(format_soql(soql, opportunity_id))["records"][0])
+
+    def opportunity_lines(self, opportunity_id: str) -> list[Row]:
+        soql = (
+            "SELECT Id, Product2Id, Product2.Name, Product2.LogiSense_Id__c, UnitPrice, ListPrice, "
+            "Account_Product_Code_Name__c FROM OpportunityLineItem WHERE OpportunityId = {}"
+        )
+        return sorted(self.sf.query(format_soql(soql, opportunity_id))["records"], key=lambda r: str(r["Id"]))
+
+    def account_plans(self) -> list[Row]:
+        """The LogiSense price plans of Acme Holdings (linked by sfdcid), from the emulator's admin API."""
+        account = self.ids["Acme Holdings"][:15]
+        plans = cast(list[Row], self.admin("logisense", "GET", "price_plans"))
+        return [plan for plan in plans if str(plan.get("sfdcid") or "")[:15] == account]
+
+    def show_deal(self, opportunity_id: str) -> None:
+        """The opportunity and its lines in Salesforce next to the price plan LogiSense now holds."""
+        opportunity, lines, plans = (
+            self.opportunity(opportunity_id),
+            self.opportunity_lines(opportunity_id),
+            self.account_plans(),
+        )
+        plan = next((p for p in plans if str(p["identity"]) == str(opportunity["LogiSense_Price_Plan_Id__c"])), None)
+        table = Table(title="Salesforce opportunity | LogiSense price plan", title_justify="left")
+        for column in ("opportunity", "stage", "Amount", "LogiSense_Push_Status__c", "LogiSense_Price_Plan_Id__c"):
+            table.add_column(column)
+        table.add_column("| LogiSense plan (account, sfdcid)")
+        plan_text = (
+            f"| {plan['name']} #{plan['identity']} (account {plan['accountId']}, {plan['sfdcid']}), "
+            f"{len(plan['entries'])} entries"
+            if plan
+            else "| -"
+        )
+        table.add_row(
+            str(opportunity["Name"]),
+            str(opportunity["StageName"]),
+            f"{opportunity['Amount']:.2f}",
+            str(opportunity["LogiSense_Push_Status__c"]),
+            str(opportunity["LogiSense_Price_Plan_Id__c"]),
+            plan_text,
+        )
+        self.console.print(table)
+        table = Table(title="Salesforce lines | LogiSense price plan entries", title_justify="left")
+        for column in ("product", "UnitPrice", "ListPrice", "Account_Product_Code_Name__c"):
+            table.add_column(column, justify="right" if "Price" in column else "left")
+        for column in ("| productCode", "packageServiceId", "serviceId", "currency", "recurring", "one-time"):
+            table.add_column(column, justify="right" if column in ("recurring", "one-time") else "left")
+        entries = plan["entries"] if plan else []
+        for line in lines:
+            code = line["Account_Product_Code_Name__c"]
+            sf_cells = [
+                str(line["Product2"]["Name"]),
+                f"{line['UnitPrice']:.2f}",
+                f"{line['ListPrice']:.2f}",
+                str(code or ""),
+            ]
+            mine = [e for e in entries if e["productCode"] == code] or [None]
+            for index, entry in enumerate(mine):
+                cells = sf_cells if index == 0 else ["", "", "", ""]
+                if entry is None:
+                    table.add_row(*cells, "| -", "", "", "", "", "")
+                    continue
+                table.add_row(
+                    *cells,
+                    f"| {entry['productCode']}",
+                    str(entry["packageServiceId"]),
+                    str(entry["serviceId"]),
+                    str(entry["currencyCode"]),
+                    f"{entry['recurringAmount']:.2f}",
+                    f"{entry['oneTimeAmount']:.2f}",
+                )
+        self.console.print(table)
+
+    def package_services(self, frequencies: set[int]) -> dict[int, int]:
+        """Per LogiSense package frequency, how many services its package has (one plan entry each)."""
+        before = self._logisense_requests()
+
+        async def read() -> dict[int, int]:
+            counted: dict[int, int] = {}
+            async with LogisenseClient(self.logisense_settings()) as client:
+                for frequency in sorted(frequencies):
+                    package = (await client.get("Package/Frequency", frequency))["packageId"]
+                    services = await client.search("Package/Service", [("packageId", "eq", package)])
+                    counted[frequency] = len(services)
+            return counted
+
+        counted = asyncio.run(read())
+        self._count_own_requests(before)
+        return counted
+
+    def quote_checks(self) -> list[tuple[bool, str]]:
+        """The verdict's quote-to-cash checks: (passed, what was checked)."""
+        if len(self.deals) < 2:
+            return [(False, "quote to cash: the two opportunities were not created")]
+        plans = self.account_plans()
+        plan: Row = plans[0] if len(plans) == 1 else {"identity": None, "entries": []}
+        deals = [self.opportunity(o) for o in self.deals]
+        lines = {o: self.opportunity_lines(o) for o in self.deals}
+        every_line = [line for of_deal in lines.values() for line in of_deal]
+        services = self.package_services({int(line["Product2"]["LogiSense_Id__c"]) for line in every_line})
+        expected = sum(services[int(line["Product2"]["LogiSense_Id__c"])] for line in every_line)
+        codes = {e["productCode"] for e in plan["entries"]}
+        named = {str(d["LogiSense_Price_Plan_Id__c"]) for d in deals}
+        checks = [
+            (len(plans) == 1, f"Acme Holdings has one LogiSense price plan ({len(plans)} found)"),
+            (
+                all(d["LogiSense_Push_Status__c"] == "Pushed" for d in deals) and named == {str(plan["identity"])},
+                f"both opportunities are Pushed and name the same plan ({', '.join(sorted(named))})",
+            ),
+            (
+                len(plan["entries"]) == expected
+                and all(line["Account_Product_Code_Name__c"] in codes for line in every_line),
+                f"the plan holds {len(plan['entries'])} entries, one per service of each line's package "
+                f"({expected} expected), every line's product code among them",
+            ),
+        ]
+        first, second = lines[self.deals[0]], lines[self.deals[1]]
+        discounted = next((line for line in first if line["Product2Id"] == self.discounted_product), None)
+        at_list = next((line for line in second if line["Product2Id"] == self.discounted_product), None)
+        pairs: list[tuple[float, float]] = []
+        if discounted is not None and at_list is not None:
+            by_service = {
+                e["packageServiceId"]: float(e["recurringAmount"])
+                for e in plan["entries"]
+                if e["productCode"] == discounted["Account_Product_Code_Name__c"]
+            }
+            pairs = [
+                (by_service[e["packageServiceId"]], float(e["recurringAmount"]))
+                for e in plan["entries"]
+                if e["productCode"] == at_list["Account_Product_Code_Name__c"]
+                and e["recurringAmount"]
+                and e["packageServiceId"] in by_service
+            ]
+        shown = ", ".join(f"{low:.2f} < {high:.2f}" for low, high in pairs) or "no recurring entries to compare"
+        checks.append(
+            (
+                bool(pairs) and all(low < high for low, high in pairs),
+                f"the discount shows: recurring amount of the discounted line against the list-price line, "
+                f"same product and service ({shown})",
+            )
+        )
+        return checks
+
     def show_request_log(self) -> None:
         """Show the request log and the metrics."""
-        self.step("9. The request log (sfls requests) and the metrics that moved")
+        self.step("10. The request log (sfls requests) and the metrics that moved")
         self.sfls("requests", "--kind", "account_sync", "--limit", "10")
+        self.sfls("requests", "--kind", "opportunity_push", "--limit", "5")
         self.show_metric_deltas(self.metrics_before)
 
     def converged(self, what: str, names: list[str], done: Callable[[], bool] | None = None) -> bool:
@@ -411,15 +683,23 @@ class Demo:
         self.step("Verdict")
         self.final = self.states()
         diffs = self.compare(self.final, self.lookup())
+        checks = self.quote_checks()
+        for passed, what in checks:
+            self.console.print(f"  {'[green]✓[/]' if passed else '[red]✗[/]'} {what}")
+        failed = [what for passed, what in checks if not passed]
         if diffs:
             for line in diffs[:20]:
                 self.console.print(f"  [red]✗[/] {line}")
             self.console.print(f"[bold red]NOT IN SYNC: {len(diffs)} difference(s) after {elapsed:.0f}s[/]")
             return False
+        if failed:
+            self.console.print(f"[bold red]QUOTE TO CASH FAILED: {len(failed)} check(s) after {elapsed:.0f}s[/]")
+            return False
         accounts = len([a for a in self.final[0] if not a.get("IsDeleted")])
         self.console.print(
             f"[bold green]ALL IN SYNC: {accounts} Salesforce accounts and their contacts match "
-            f"LogiSense, no duplicates ({elapsed:.0f}s)[/]"
+            f"LogiSense, no duplicates; {len(self.deals)} won opportunities priced in one LogiSense "
+            f"price plan ({elapsed:.0f}s)[/]"
         )
         return True
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 
 import pytest
@@ -77,3 +78,21 @@ def test_request_record_round_trip() -> None:
         reason="HTTP 400",
     )
     assert RequestRecord.from_bytes(record.to_bytes()) == record
+
+
+def test_opportunity_id_is_absent_from_the_json_of_other_events() -> None:
+    """Account and contact events read as before the field existed; opportunity events carry it and round-trip."""
+    base = {
+        "event_id": "e1",
+        "change_type": ChangeType.UPDATE,
+        "account_id": "001000000000001AAA",
+        "commit_timestamp": datetime(2026, 1, 1, tzinfo=UTC),
+    }
+    account = ChangeEvent(entity=Entity.ACCOUNT, record_id="001000000000001AAA", **base)
+    assert "opportunity_id" not in json.loads(account.to_bytes())
+    opportunity = ChangeEvent(
+        entity=Entity.OPPORTUNITY_LINE, record_id="00k000000000001AAA", opportunity_id="006000000000001AAA", **base
+    )
+    assert json.loads(opportunity.to_bytes())["opportunity_id"] == "006000000000001AAA"
+    assert ChangeEvent.from_bytes(opportunity.to_bytes()) == opportunity
+    assert ChangeEvent.from_bytes(account.to_bytes()).opportunity_id is None

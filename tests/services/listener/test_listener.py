@@ -13,10 +13,11 @@ from services.listener.publisher import BackfillProgress
 from shared import kafka
 from shared.deadletter import ERROR_CLASS
 from shared.events import ChangeType, Entity, Source
-from shared.settings import KafkaSettings
+from shared.settings import KafkaSettings, OpportunitySettings
 from tests.services.listener.conftest import (
     ListenerThread,
     events_after_sync,
+    listener_settings,
     state_of,
     wait_checkpointed,
     wait_until,
@@ -27,6 +28,8 @@ pytestmark = pytest.mark.integration
 
 ACCOUNTS = "/data/AccountChangeEvent"
 CONTACTS = "/data/ContactChangeEvent"
+OPPORTUNITIES = "/data/OpportunityChangeEvent"
+LINES = "/data/OpportunityLineItemChangeEvent"
 
 
 @pytest.fixture
@@ -215,3 +218,60 @@ def test_silently_dropped_resubscription_is_caught_by_the_watchdog(
     events = events_after_sync(emulator, kafka_settings, ACCOUNTS)
     assert [e.fields["Name"] for e in events if e.source is Source.CDC] == ["seen", "after watchdog"]
     assert {e.record_id for e in events if e.source is Source.BACKFILL} == set(accounts)
+
+
+def test_opportunity_and_line_changes_are_keyed_by_the_account_when_followed(
+    emulator: Any, api: SalesforceApi, kafka_settings: KafkaSettings, run_listener_thread: Callable[..., ListenerThread]
+) -> None:
+    """With opportunity.watch on, Opportunity and OpportunityLineItem changes become events keyed by the
+    opportunity's AccountId and naming the opportunity, also when the payload lacks AccountId/OpportunityId;
+    an Opportunity update of a non-trigger field gives no event."""
+    (account,) = _accounts(emulator, 1)
+    book = api.create("Pricebook2", {"Name": "LogiSense Price Book", "IsActive": True})
+    product = api.create("Product2", {"Name": "Fibre", "ProductCode": "FIB", "IsActive": True, "LogiSense_Id__c": "7"})
+    [standard] = api.call("GET", "/query?q=SELECT+Id+FROM+Pricebook2+WHERE+IsStandard+=+true")["records"]
+    entry = {"Product2Id": product, "UnitPrice": 100, "IsActive": True}
+    api.create("PricebookEntry", {**entry, "Pricebook2Id": standard["Id"]})
+    book_entry = api.create("PricebookEntry", {**entry, "Pricebook2Id": book})
+    settings = listener_settings(emulator, kafka_settings)
+    run_listener_thread(settings.model_copy(update={"opportunity": OpportunitySettings(watch=True)}))
+
+    deal = {"Name": "Deal", "AccountId": account, "StageName": "Prospecting", "CloseDate": "2026-11-30"}
+    opportunity = api.create("Opportunity", {**deal, "Pricebook2Id": book})
+    line = api.create(
+        "OpportunityLineItem",
+        {"OpportunityId": opportunity, "PricebookEntryId": book_entry, "Quantity": 1, "UnitPrice": 90},
+    )
+    api.update("OpportunityLineItem", line, {"UnitPrice": 80})
+    api.update("Opportunity", opportunity, {"Description": "not a trigger field"})
+    api.update("Opportunity", opportunity, {"StageName": "Closed Won"})
+    api.delete("OpportunityLineItem", line)
+
+    events = events_after_sync(emulator, kafka_settings, OPPORTUNITIES, LINES)
+    assert events, "no opportunity events"
+    assert {(e.key, e.opportunity_id) for e in events} == {(account.encode(), opportunity)}
+    kinds = {(e.entity, e.change_type, e.record_id) for e in events}
+    assert {
+        (Entity.OPPORTUNITY, ChangeType.CREATE, opportunity),
+        (Entity.OPPORTUNITY_LINE, ChangeType.CREATE, line),
+        (Entity.OPPORTUNITY_LINE, ChangeType.UPDATE, line),
+        (Entity.OPPORTUNITY_LINE, ChangeType.DELETE, line),
+    } <= kinds
+    stage = [e for e in events if e.entity is Entity.OPPORTUNITY and "StageName" in e.changed_fields]
+    assert len(stage) == 1
+    assert "AccountId" not in stage[0].fields
+    assert not [e for e in events if e.changed_fields == ("Description",)]
+
+
+def test_opportunity_changes_are_not_followed_by_default(
+    emulator: Any, api: SalesforceApi, kafka_settings: KafkaSettings, run_listener_thread: Callable[..., ListenerThread]
+) -> None:
+    """With opportunity.watch and auto_push off, an opportunity change gives no event and no subscription."""
+    (account,) = _accounts(emulator, 1)
+    run_listener_thread()
+    api.create(
+        "Opportunity", {"Name": "Deal", "AccountId": account, "StageName": "Prospecting", "CloseDate": "2026-11-30"}
+    )
+    api.update("Account", account, {"Name": "Renamed"})
+    events = events_after_sync(emulator, kafka_settings, ACCOUNTS)
+    assert [(e.entity, e.record_id) for e in events] == [(Entity.ACCOUNT, account)]

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from services.listener.filters import Filters
+from services.listener.filters import Filters, channels
 from services.listener.normalize import (
     DROP_ECHO,
     DROP_NO_ACCOUNT,
@@ -246,3 +246,52 @@ def test_position_survives_a_malformed_body() -> None:
     with pytest.raises(MalformedCdcError) as garbage:
         parse(b"garbage")
     assert garbage.value.position is None
+
+
+OPPORTUNITY = "006000000000001AAA"
+LINE = "00k000000000001AAA"
+
+
+def test_an_opportunity_event_is_keyed_by_its_account_and_names_itself(filters: Filters) -> None:
+    """A StageName update without AccountId takes the account from the lookup and names the opportunity."""
+    message = parse(
+        cdc_message("Opportunity", "UPDATE", [OPPORTUNITY], changed=["StageName"], fields={"StageName": "Won"})
+    )
+    assert records_to_resolve(message, filters) == [(Entity.OPPORTUNITY, OPPORTUNITY)]
+    [event] = normalize(message, filters, {OPPORTUNITY: ACCOUNT_A}).events
+    assert (event.key, event.record_id, event.opportunity_id) == (ACCOUNT_A.encode(), OPPORTUNITY, OPPORTUNITY)
+
+
+def test_a_line_event_is_keyed_by_its_opportunitys_account(filters: Filters) -> None:
+    """A line CREATE names its opportunity, whose account is looked up; an UPDATE without it is looked up whole."""
+    created = parse(
+        cdc_message("OpportunityLineItem", "CREATE", [LINE], fields={"OpportunityId": OPPORTUNITY, "Quantity": 1})
+    )
+    assert records_to_resolve(created, filters) == [(Entity.OPPORTUNITY, OPPORTUNITY)]
+    [event] = normalize(created, filters, {OPPORTUNITY: ACCOUNT_A}).events
+    assert (event.entity, event.key, event.opportunity_id) == (Entity.OPPORTUNITY_LINE, ACCOUNT_A.encode(), OPPORTUNITY)
+    updated = parse(
+        cdc_message("OpportunityLineItem", "UPDATE", [LINE], changed=["UnitPrice"], fields={"UnitPrice": 5})
+    )
+    assert records_to_resolve(updated, filters) == [(Entity.OPPORTUNITY_LINE, LINE)]
+    [event] = normalize(updated, filters, {OPPORTUNITY: ACCOUNT_A}, {LINE: OPPORTUNITY}).events
+    assert (event.key, event.record_id, event.opportunity_id) == (ACCOUNT_A.encode(), LINE, OPPORTUNITY)
+    unknown = normalize(updated, filters, {}, {})
+    assert (unknown.events, unknown.dropped[DROP_NO_ACCOUNT]) == ([], 1)
+
+
+def test_opportunity_updates_of_other_fields_are_dropped(filters: Filters) -> None:
+    """Only the fields that change a push pass (shared/mapping.py); our write-back fields are not among them."""
+    for changed in (["Description"], ["LogiSense_Push_Status__c"]):
+        message = parse(cdc_message("Opportunity", "UPDATE", [OPPORTUNITY], changed=changed, fields={changed[0]: "x"}))
+        outcome = normalize(message, filters, {OPPORTUNITY: ACCOUNT_A})
+        assert (outcome.events, outcome.dropped[DROP_NOT_TRIGGER]) == ([], 1)
+
+
+def test_opportunity_channels_are_subscribed_only_when_followed() -> None:
+    """Default: Account and Contact only; watch or auto_push adds Opportunity, and the line channel from API 60.0."""
+    assert channels(Settings()) == ("/data/AccountChangeEvent", "/data/ContactChangeEvent")
+    followed = channels(Settings(opportunity={"auto_push": True}))
+    assert followed[2:] == ("/data/OpportunityChangeEvent", "/data/OpportunityLineItemChangeEvent")
+    old = channels(Settings(opportunity={"watch": True}, salesforce={"api_version": "59.0"}))
+    assert old[2:] == ("/data/OpportunityChangeEvent",)

@@ -293,3 +293,51 @@ def test_a_dry_run_refusal_writes_nothing(world: World) -> None:
     assert result.exit_code == 1, result.output
     assert "error: not_won:" in result.output
     assert world.sf.Opportunity.get(opportunity_id)["LogiSense_Push_Status__c"] in (None, "")
+
+
+def test_refused_no_lines(world: World) -> None:
+    """no_lines: a won opportunity on the book without products is refused."""
+    _refused(world, world.opportunity(), "no_lines")
+
+
+def test_unpush_removes_the_entries_and_codes_no_account_package_uses(world: World) -> None:
+    """`unpush` deletes the opportunity's entries and codes, keeps a code an account package uses (and its
+    entries), leaves the plan and other opportunities' entries, and marks the opportunity Withdrawn."""
+    assert world.package is not None
+    entry = world.product(world.package.frequency, "FIB")
+    other = world.push(world.opportunity((entry, 100.0)))
+    opportunity_id = world.opportunity((entry, 90.0), (entry, 80.0))
+    world.push(opportunity_id)
+    lines = world.lines(opportunity_id)
+    used = int(lines[1]["LogiSense_Product_Code_Id__c"])
+    order = {"accountId": world.logisense_account, "packageId": world.package.identity, "accountProductCodeId": used}
+    asyncio.run(ls_create(world.ls, "Account/Package", order))
+
+    dry = world.run("unpush", opportunity_id, "--dry-run")
+    assert dry.exit_code == 0, dry.output
+    assert f"keep Account/ProductCode/{used}: an account package uses it" in dry.output
+    assert len(plan_entries(world.ls)) == 6
+
+    result = world.run("unpush", opportunity_id, "--json")
+    assert result.exit_code == 0, result.output
+    answer = json.loads(result.stdout)
+    assert answer["outcome"] == "unpushed"
+    assert answer["removed_codes"] == [int(lines[0]["LogiSense_Product_Code_Id__c"])]
+    assert answer["kept_codes"] == [used]
+    assert plan_entries(world.ls) == expected_entries(world.package, "FIB-1", 1.0) | expected_entries(
+        world.package, "FIB-3", 0.8
+    )
+    [plan] = world.ls.price_plans()
+    assert plan["identity"] == other["price_plan_id"]
+    opportunity = world.sf.Opportunity.get(opportunity_id)
+    assert opportunity["LogiSense_Push_Status__c"] == "Withdrawn"
+    assert opportunity["LogiSense_Push_Reason__c"].startswith("unpushed: 2 entries and 1 product code(s) removed")
+    assert opportunity["LogiSense_Product_Codes__c"] == str(used)
+    after = world.lines(opportunity_id)
+    assert (after[0]["Account_Product_Code_Name__c"], after[0]["LogiSense_Product_Code_Id__c"]) == (None, None)
+    assert after[1]["LogiSense_Product_Code_Id__c"] == str(used)
+    records = [
+        RequestRecord.from_bytes(m.value() or b"")
+        for m in read_topic(world.kafka, Topics(world.kafka.topic_prefix).requests)
+    ]
+    assert [r.kind for r in records].count("opportunity_unpush") == 1

@@ -9,7 +9,13 @@ from shared.events import ChangeEvent, ChangeType, Entity
 
 
 def record(
-    offset: int, account: str, *, entity: Entity = Entity.ACCOUNT, change: ChangeType = ChangeType.UPDATE, rec: str = ""
+    offset: int,
+    account: str,
+    *,
+    entity: Entity = Entity.ACCOUNT,
+    change: ChangeType = ChangeType.UPDATE,
+    rec: str = "",
+    opportunity: str | None = None,
 ) -> Received:
     event = ChangeEvent(
         event_id=f"e{offset}",
@@ -18,6 +24,7 @@ def record(
         record_id=rec or account,
         account_id=account,
         commit_timestamp=datetime(2026, 1, 1, tzinfo=UTC),
+        opportunity_id=opportunity,
     )
     return Received("t", 0, offset, event.key, event.to_bytes(), event.headers(), EventRef.of(event))
 
@@ -62,3 +69,28 @@ def test_malformed_records_are_kept_apart() -> None:
     assert batch.malformed == [bad]
     assert batch.size == 2
     assert list(batch.accounts) == [A]
+
+
+O1 = "006000000000001AAA"
+L1 = "00k000000000001AAA"
+
+
+def test_opportunity_events_stay_with_their_account_grouped_per_opportunity() -> None:
+    """An Opportunity and a line event of one opportunity are one opportunity of account A's work; A alone
+    has only opportunity events (synced only when LogiSense lacks it), B has an account change too."""
+    batch = coalesce(
+        [
+            record(0, A, entity=Entity.OPPORTUNITY, rec=O1, opportunity=O1),
+            record(1, A, entity=Entity.OPPORTUNITY_LINE, rec=L1, opportunity=O1),
+            record(2, B, entity=Entity.OPPORTUNITY, rec=O1[:15], opportunity=O1[:15]),
+            record(3, B),
+        ]
+    )
+    work = batch.accounts[A]
+    assert list(work.opportunities) == [O1[:15]]
+    assert [r.offset for r in work.opportunities[O1[:15]]] == [0, 1]
+    assert [r.offset for r in work.records] == [0, 1]  # an account failure dead-letters them with it
+    assert work.only_opportunities
+    assert (work.account_events, work.contact_events) == (0, 0)
+    assert not batch.accounts[B].only_opportunities
+    assert list(batch.accounts[B].opportunities) == [O1[:15]]
