@@ -421,6 +421,7 @@ class Demo:
             self.console.print(f"[red]{PRICE_BOOK!r} has fewer than two active LogiSense products[/]")
             return False
         book_id, listed, discounted = str(books[0]["Id"]), products[0], products[1]
+        self.published_events()  # what earlier steps left on the topic is not this step's story
         self.discounted_product = str(discounted["Product2Id"])
         self.console.print(
             f"  the opportunity setting of the listener and the syncer: SFLS_OPPORTUNITY__AUTO_PUSH="
@@ -525,8 +526,8 @@ class Demo:
 
     def opportunity_lines(self, opportunity_id: str) -> list[Row]:
         soql = (
-            "SELECT Id, Product2Id, Product2.Name, Product2.LogiSense_Id__c, UnitPrice, ListPrice, "
-            "Account_Product_Code_Name__c FROM OpportunityLineItem WHERE OpportunityId = {}"
+            "SELECT Id, Product2Id, Product2.Name, Product2.ProductCode, Product2.LogiSense_Id__c, UnitPrice, "
+            "ListPrice, Account_Product_Code_Name__c FROM OpportunityLineItem WHERE OpportunityId = {}"
         )
         return sorted(self.sf.query(format_soql(soql, opportunity_id))["records"], key=lambda r: str(r["Id"]))
 
@@ -563,16 +564,18 @@ class Demo:
             plan_text,
         )
         self.console.print(table)
-        table = Table(title="Salesforce lines | LogiSense price plan entries", title_justify="left")
-        for column in ("product", "UnitPrice", "ListPrice", "Account_Product_Code_Name__c"):
-            table.add_column(column, justify="right" if "Price" in column else "left")
-        for column in ("| productCode", "packageServiceId", "serviceId", "currency", "recurring", "one-time"):
-            table.add_column(column, justify="right" if column in ("recurring", "one-time") else "left")
         entries = plan["entries"] if plan else []
+        currencies = ", ".join(sorted({str(e["currencyCode"]) for e in entries})) or "-"
+        title = f"Salesforce lines | LogiSense price plan entries (amounts in {currencies})"
+        table = Table(title=title, title_justify="left")
+        for column in ("product (code)", "UnitPrice", "ListPrice", "Account_Product_Code_Name__c"):
+            table.add_column(column, justify="right" if "Price" in column else "left")
+        for column in ("| productCode", "package service", "service", "recurring", "one-time"):
+            table.add_column(column, justify="right" if column in ("recurring", "one-time") else "left")
         for line in lines:
             code = line["Account_Product_Code_Name__c"]
             sf_cells = [
-                str(line["Product2"]["Name"]),
+                f"{line['Product2']['Name']} ({line['Product2']['ProductCode']})",
                 f"{line['UnitPrice']:.2f}",
                 f"{line['ListPrice']:.2f}",
                 str(code or ""),
@@ -581,14 +584,13 @@ class Demo:
             for index, entry in enumerate(mine):
                 cells = sf_cells if index == 0 else ["", "", "", ""]
                 if entry is None:
-                    table.add_row(*cells, "| -", "", "", "", "", "")
+                    table.add_row(*cells, "| -", "", "", "", "")
                     continue
                 table.add_row(
                     *cells,
                     f"| {entry['productCode']}",
                     str(entry["packageServiceId"]),
                     str(entry["serviceId"]),
-                    str(entry["currencyCode"]),
                     f"{entry['recurringAmount']:.2f}",
                     f"{entry['oneTimeAmount']:.2f}",
                 )

@@ -35,6 +35,7 @@ from services.opportunity.plan import (
     PushCache,
     PushPlan,
     entry_changes,
+    plan_key,
     plan_push,
     push_hash,
 )
@@ -131,6 +132,7 @@ async def _apply(
     *,
     names: CodeNames,
     result: PushResult,
+    cache: PushCache | None,
 ) -> int:
     """Steps 2-5 of the module docstring; returns the plan id and counts LogiSense writes in `result`."""
     account_id = int(push.account["identity"])
@@ -146,6 +148,8 @@ async def _apply(
             }
             plan = await client.create(PLAN, body)
             result.logisense_writes += 1
+            if cache is not None:
+                cache.remember(plan_key(push.account), [plan])  # the account's next opportunity finds it
         plan_id = int(plan["identity"])
         changes = [change for _, change in entry_changes(push, code_ids)]
         if changes:
@@ -251,7 +255,7 @@ async def push_read(
         elif dry_run:
             result.calls = await describe_plan(client, push, settings, opp, names)
         else:
-            result.plan_id = await _apply(client, rest, settings, opp, push, names=names, result=result)
+            result.plan_id = await _apply(client, rest, settings, opp, push, names=names, result=result, cache=cache)
     except PushRefusedError as exc:
         result.outcome, result.reason, result.message, result.error = "refused", exc.reason.value, str(exc), exc
         if not dry_run:

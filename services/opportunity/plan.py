@@ -20,10 +20,10 @@ import asyncio
 import hashlib
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from services.opportunity.opportunities import Line, Opportunity
 from services.opportunity.refusals import PushRefusedError, Reason
@@ -31,6 +31,7 @@ from shared.errors import PermanentError
 from shared.logisense import LogisenseClient
 from shared.logisense_wire import package_not_on_sale
 
+T = TypeVar("T")
 ENTRY = "Package/Service/PricePlan"
 PACKAGE = "Account/Package"
 CODE = "Account/ProductCode"
@@ -74,10 +75,25 @@ class PushPlan:
 
 @dataclass
 class PushCache:
-    """What one batch (or one command) has read of LogiSense's catalogue: currencies and catalogues."""
+    """What one batch (or one command) has read of LogiSense: currencies, catalogues, accounts and their plans.
 
-    currencies: dict[int, str] | None = None
-    catalogues: dict[tuple[int, int], Catalogue] = field(default_factory=dict)
+    Each read is made once per key, also when concurrent pushes (of several accounts) ask at the same time:
+    the first asks, the others wait for its answer (or its error)."""
+
+    _reads: dict[tuple[Any, ...], asyncio.Future[Any]] = field(default_factory=dict)
+
+    async def once(self, key: tuple[Any, ...], read: Callable[[], Awaitable[T]]) -> T:
+        found = self._reads.get(key)
+        if found is None:
+            found = self._reads[key] = asyncio.ensure_future(read())
+        result: T = await asyncio.shield(found)
+        return result
+
+    def remember(self, key: tuple[Any, ...], value: Any) -> None:
+        """What a push wrote (the plan it created) replaces what was read."""
+        done: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        done.set_result(value)
+        self._reads[key] = done
 
 
 class CodeNames:
@@ -140,12 +156,9 @@ async def _catalogue(
     client: LogisenseClient, line: Line, currency_id: int, currency: str, cache: PushCache
 ) -> Catalogue:
     assert line.frequency_id is not None
-    found = cache.catalogues.get((line.frequency_id, currency_id))
-    if found is None:
-        found = cache.catalogues[(line.frequency_id, currency_id)] = await _read_catalogue(
-            client, line, currency_id, currency
-        )
-    return found
+    return await cache.once(
+        ("catalogue", line.frequency_id, currency_id), lambda: _read_catalogue(client, line, currency_id, currency)
+    )
 
 
 async def _read_catalogue(client: LogisenseClient, line: Line, currency_id: int, currency: str) -> Catalogue:
@@ -211,18 +224,19 @@ async def plan_push(
 ) -> PushPlan:
     """Everything the push will write, from reads only (a refusal raises PushRefusedError)."""
     cache = cache or PushCache()
-    account = await find_account(client, link_field, opportunity.account_id)
-    if cache.currencies is None:
-        cache.currencies = {c["identity"]: str(c["code"]) for c in await client.list("Currency")}
+    account = await cache.once(
+        ("account", opportunity.account_id[:15]), lambda: find_account(client, link_field, opportunity.account_id)
+    )
+    currencies = await cache.once(("currencies",), lambda: _currencies(client))
     currency_id = int(account.get("currencyId") or 0)
-    currency = cache.currencies.get(currency_id, "")
+    currency = currencies.get(currency_id, "")
     if opportunity.currency is not None and opportunity.currency != currency:
         raise PushRefusedError(
             Reason.CURRENCY_MISMATCH,
             f"{opportunity.id} is in {opportunity.currency}, "
             f"LogiSense account {account['identity']} bills in {currency}",
         )
-    plans = await client.search(PLAN, [("accountId", "eq", account["identity"])])
+    plans = await cache.once(plan_key(account), lambda: client.search(PLAN, [("accountId", "eq", account["identity"])]))
     lines: list[LinePlan] = []
     for line in opportunity.lines:
         catalogue = await _catalogue(client, line, currency_id, currency, cache)
@@ -247,6 +261,15 @@ async def plan_push(
     await removals(client, push, [code for code in opportunity.pushed_codes if code not in held])
     push.push_hash = push_hash(push)
     return push
+
+
+def plan_key(account: dict[str, Any]) -> tuple[Any, ...]:
+    """The PushCache key of an account's price plans (a list: one, or none yet)."""
+    return ("plans", account["identity"])
+
+
+async def _currencies(client: LogisenseClient) -> dict[int, str]:
+    return {c["identity"]: str(c["code"]) for c in await client.list("Currency")}
 
 
 async def removals(client: LogisenseClient, push: PushPlan, codes: Sequence[int]) -> None:

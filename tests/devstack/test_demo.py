@@ -26,6 +26,7 @@ def test_demo_ends_all_in_sync(tmp_path: Path) -> None:
     text = output.getvalue()
     assert ok, text[-4000:]
     assert "ALL IN SYNC" in text
+    assert "2 won opportunities priced in one LogiSense price plan" in text  # the quote-to-cash checks passed
     _sf_accounts, sf_contacts, ls_accounts = demo.final
     by_name = {a["name"]: a for a in ls_accounts}
     assert set(by_name) == {"Northwind Traders", "Contoso Ltd", "Acme Holdings", "Acme East", "Acme West", "Globex"}
