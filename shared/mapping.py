@@ -21,6 +21,15 @@ from shared.settings import Settings, check_column_name
 CURRENCY_FIELD = "CurrencyIsoCode"  # on Account in a multi-currency org only
 
 
+def org_currencies(describe: Mapping[str, Any]) -> list[str] | None:
+    """The active ISO codes of an object's CurrencyIsoCode picklist, from its describe; None when the object has
+    no CurrencyIsoCode (a single-currency org). The one test of "is this org multi-currency"."""
+    found = next((f for f in describe.get("fields") or [] if f.get("name") == CURRENCY_FIELD), None)
+    if found is None:
+        return None
+    return [str(v["value"]) for v in found.get("picklistValues") or [] if v.get("active", True)]
+
+
 def synced_account_fields(settings: Settings) -> list[str]:
     """The Account fields that are synced: the trigger fields of the original package plus mapped ones."""
     f = settings.salesforce.fields

@@ -49,12 +49,12 @@ from services.importer.model import ImportEntity
 from services.importer.transform import Key, Prepared, content_hash
 from shared.errors import ConfigError, SflsError
 from shared.logisense_wire import package_not_on_sale
+from shared.mapping import CURRENCY_FIELD, org_currencies
 from shared.settings import Settings
 
 log = structlog.get_logger(__name__)
 
 KEY_FIELD = "LogiSense_Key__c"
-CURRENCY_FIELD = "CurrencyIsoCode"
 IMMUTABLE = ("Pricebook2Id", "Product2Id", CURRENCY_FIELD)  # set on create, refused on update
 BOOK = ImportEntity(PRICE_BOOK_NAMES[0], "catalogue", "", "Pricebook2", (), label="Price Book")
 ENTRY = ImportEntity(PRICE_BOOK_NAMES[1], "catalogue", "", "PricebookEntry", (), label="Price Book Entry")
@@ -184,12 +184,10 @@ class PriceBook:
 
     def currencies(self) -> tuple[bool, set[str]]:
         """(multi-currency org?, the ISO codes its price book entries may have)."""
-        fields = self._sf.describe("PricebookEntry").get("fields") or []
-        currency = next((f for f in fields if f.get("name") == CURRENCY_FIELD), None)
-        if currency is None:
+        codes = org_currencies(self._sf.describe("PricebookEntry"))
+        if codes is None:
             return False, {self._cfg.org_currency}
-        values = {str(v["value"]) for v in currency.get("picklistValues") or [] if v.get("active", True)}
-        return True, values
+        return True, set(codes)
 
     # ---- the entries -------------------------------------------------------------------------
     def plan(self, entries: Iterable[Entry]) -> Plan:

@@ -11,6 +11,7 @@ Per opportunity (`opportunity.auto_push` on: push; only `opportunity.watch` on: 
 - not won: `Withdrawn` (with the not_won reason) when it was pushed, nothing deleted in LogiSense; a `Ready`
   or `Stale` mark is cleared; otherwise skipped;
 - won, but not on the LogiSense price book: skipped (the org sells other things too); a mark is cleared;
+- won on the book without lines yet: skipped (the events of the lines added next bring it back);
 - won on the book: pushed exactly as `sfls opportunity push` does (services/opportunity/app.py); a refusal is
   written to the opportunity (`Failed` and the reason) and returned as the opportunity's failure, which the
   syncer dead-letters. Marking only: `Ready`, or `Stale` when it was pushed and its lines changed since;
@@ -131,18 +132,24 @@ class AutomaticPush:
         if opp is None:
             return PushResult(opportunity_id, "skipped", reason="deleted")
         if not opp.is_won:
-            if opp.written.get("LogiSense_Price_Plan_Id__c") and opp.status != "Withdrawn":
-                refusal = PushRefusedError(Reason.NOT_WON, f"{opp.id} is at stage {opp.stage!r}, not a won stage")
-                await self._write(sf.write_refused, self._rest, opp, refusal)
-                return PushResult(opp.id, "withdrawn", reason=Reason.NOT_WON.value, message=str(refusal))
-            return await self._skip(opp, Reason.NOT_WON)
+            return await self._not_won(opp)
         if book_id is None or opp.book_id != book_id:
             return await self._skip(opp, Reason.NOT_LOGISENSE_PRICE_BOOK)
+        if not opp.lines:  # being built: its lines' own events bring it back
+            return await self._skip(opp, Reason.NO_LINES)
         if self._settings.opportunity.auto_push:
             return await push_read(
                 self._settings, self._rest, self._client, opp, book_id, dry_run=False, names=self._names, cache=cache
             )
         return await self._mark(opp, book_id, cache)
+
+    async def _not_won(self, opp: sf.Opportunity) -> PushResult:
+        """Withdrawn when it was pushed (nothing in LogiSense is deleted), else skipped."""
+        if opp.written.get("LogiSense_Price_Plan_Id__c") and opp.status != "Withdrawn":
+            refusal = PushRefusedError(Reason.NOT_WON, f"{opp.id} is at stage {opp.stage!r}, not a won stage")
+            await self._write(sf.write_refused, self._rest, opp, refusal)
+            return PushResult(opp.id, "withdrawn", reason=Reason.NOT_WON.value, message=str(refusal))
+        return await self._skip(opp, Reason.NOT_WON)
 
     async def _skip(self, opp: sf.Opportunity, reason: Reason) -> PushResult:
         if opp.status in MARKS:

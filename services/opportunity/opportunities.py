@@ -20,6 +20,7 @@ from simple_salesforce.format import format_soql
 
 from services.opportunity.refusals import PushRefusedError, Reason
 from shared.errors import ConfigError, PermanentError
+from shared.mapping import CURRENCY_FIELD, org_currencies
 from shared.salesforce import SalesforceRest
 from shared.settings import Settings
 
@@ -149,7 +150,7 @@ def _check_fields(rest: SalesforceRest) -> list[str]:
             f"Salesforce has no field {', '.join(missing)}: deploy the fields `sfls import schema` lists "
             "(see the README's quote to cash)"
         )
-    currency = ["CurrencyIsoCode"] if "CurrencyIsoCode" in opportunity else []
+    currency = [CURRENCY_FIELD] if org_currencies(rest.describe("Opportunity")) is not None else []
     return [*OPPORTUNITY_FIELDS, *currency, *WRITE_BACK]
 
 
@@ -183,7 +184,7 @@ def read_opportunities(
                 stage=str(row.get("StageName") or ""),
                 close_date=row.get("CloseDate"),
                 book_id=row.get("Pricebook2Id"),
-                currency=row.get("CurrencyIsoCode") if "CurrencyIsoCode" in fields else single_currency,
+                currency=row.get(CURRENCY_FIELD) if CURRENCY_FIELD in fields else single_currency,
                 written={name: row.get(name) for name in WRITE_BACK},
                 lines=tuple(sorted(lines.get(opportunity_id[:15], []), key=lambda line: line.id)),
             )

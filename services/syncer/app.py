@@ -26,7 +26,7 @@ from services.syncer.references import References
 from shared import acls, kafka
 from shared.errors import ConfigError, MappingError
 from shared.logisense import LogisenseClient, RequestOutcome
-from shared.mapping import CURRENCY_FIELD, check_mappings
+from shared.mapping import check_mappings, org_currencies
 from shared.observability import Health, start_observability
 from shared.requests import RequestLog
 from shared.retry import RetryPolicy
@@ -51,10 +51,9 @@ async def validate(settings: Settings, client: LogisenseClient, salesforce: Sale
     await refs.load(client)
     account = await asyncio.to_thread(salesforce.describe, "Account")
     contact = await asyncio.to_thread(salesforce.describe, "Contact")
-    currency = next((f for f in account.get("fields", []) if f["name"] == CURRENCY_FIELD), None)
-    refs.multi_currency = currency is not None
-    if currency is not None:
-        codes = [str(v["value"]) for v in currency.get("picklistValues", []) if v.get("active", True)]
+    codes = org_currencies(account)
+    refs.multi_currency = codes is not None
+    if codes is not None:
         unknown = refs.unknown_currencies(codes)
         if unknown:
             log.warning(

@@ -235,8 +235,8 @@ async def test_opportunities_that_cannot_be_pushed_are_dead_lettered_with_their_
     world: World, producer_factory: Callable[..., Producer]
 ) -> None:
     """Every refusal reason of the automatic path is a dead letter of that opportunity's records, naming the
-    reason and its fix; not won and other price books are skipped, not dead-lettered; the rest of the batch
-    (a good opportunity of the same account) is pushed."""
+    reason and its fix; not won, other price books and no lines yet are skipped, not dead-lettered; the rest
+    of the batch (a good opportunity of the same account) is pushed."""
     assert world.package is not None
     fibre = world.product(world.package.frequency, "FIB")
     inactive = await make_package(world.ls)
@@ -245,7 +245,6 @@ async def test_opportunities_that_cannot_be_pushed_are_dead_lettered_with_their_
     stranger = await ls_create(world.ls, "Account", {**ACCOUNT, "name": "Stranger"})
     await ls_create(world.ls, "Account/ProductCode", {"name": "TAKEN-1", "accountId": stranger["identity"]})
     cases: dict[str, str] = {
-        "no_lines": world.opportunity(),
         "product_not_from_logisense": world.opportunity((world.product(None, "HOMEMADE"), 100.0)),
         "package_not_active": world.opportunity((world.product(inactive.frequency, "OLD"), 100.0)),
         "package_currency_missing": world.opportunity((world.product(canadian.frequency, "CANUCK"), 100.0)),
@@ -262,12 +261,13 @@ async def test_opportunities_that_cannot_be_pushed_are_dead_lettered_with_their_
     world.account_id = good_account
     good = world.opportunity((fibre, 100.0))
     open_one = world.opportunity((fibre, 100.0), stage="Prospecting")
+    empty = world.opportunity()
     other = await make_package(world.ls)
     world.book_id = str(world.sf.Pricebook2.create({"Name": "Other", "IsActive": True})["id"])
     elsewhere = world.opportunity((world.product(other.frequency, "ELSE"), 100.0))
     account_of = {o: (maple if reason == "currency_mismatch" else good_account) for reason, o in cases.items()}
     events = [opportunity_event(account_of[o], o) for o in cases.values()]
-    events += [opportunity_event(good_account, o) for o in (good, open_one, elsewhere)]
+    events += [opportunity_event(good_account, o) for o in (good, open_one, empty, elsewhere)]
 
     settings = await sync(world, producer_factory(), events)
 
@@ -283,9 +283,9 @@ async def test_opportunities_that_cannot_be_pushed_are_dead_lettered_with_their_
         assert opportunity["LogiSense_Push_Reason__c"].startswith(f"{reason}:")
     assert "'amount' of at least 0" in by_opportunity[cases["logisense_rejected"]].message
     assert world.sf.Opportunity.get(good)["LogiSense_Push_Status__c"] == "Pushed"
-    for skipped in (open_one, elsewhere):
+    for skipped in (open_one, empty, elsewhere):
         assert world.sf.Opportunity.get(skipped)["LogiSense_Push_Status__c"] in (None, "")
-    for reason in ("not_won", "not_logisense_price_book"):
+    for reason in ("not_won", "not_logisense_price_book", "no_lines"):
         assert _metric("sfls_opportunity_pushes_total", outcome="skipped", reason=reason, trigger="automatic") >= 1
 
 
