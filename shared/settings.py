@@ -303,6 +303,9 @@ class OpportunitySettings(_Section):
     price_plan_name: str = Field(default="Salesforce", min_length=1)  # name of the plan created for an account
     watch: bool = False
     auto_push: bool = False
+    # A won opportunity on another price book: skipped (the org sells other things too), or, when every won
+    # opportunity should be LogiSense's, refused (Failed, and dead-lettered by auto_push).
+    other_price_books: Literal["skip", "refuse"] = "skip"
 
     @property
     def watched(self) -> bool:

@@ -21,14 +21,15 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from services.listener.backfill import run_backfill
-from services.listener.filters import Filters, channels
+from services.listener.filters import LINE_CHANNEL, OPPORTUNITY_CHANNELS, Filters, channels
 from services.listener.pipeline import Pipeline
-from services.listener.publisher import ProducerFencedError, TransactionalPublisher
+from services.listener.publisher import BackfillProgress, ProducerFencedError, TransactionalPublisher
 from services.listener.resolve import AccountResolver
 from services.listener.stream import CheckpointReplay, Message, RebuildError, StreamSupervisor, rebuild_backoff
 from shared import acls, kafka
 from shared.acls import own_topics
 from shared.errors import AuthorizationError
+from shared.events import Entity
 from shared.observability import Health
 from shared.settings import Settings
 
@@ -38,10 +39,16 @@ if TYPE_CHECKING:
 log = structlog.get_logger(__name__)
 
 RESYNC_NAME = "resync"
+OPPORTUNITY_RESYNC_NAME = "resync-opportunities"
+RESYNCS = (RESYNC_NAME, OPPORTUNITY_RESYNC_NAME)
 
 
 class Resync:
-    """The listener's full resync (a backfill of every account), one at a time, in a thread."""
+    """The listener's full resyncs (a backfill of every account; of every won opportunity when opportunities are
+    followed), one at a time, in a thread, with one transactional producer.
+
+    An expired replay id of an opportunity channel resyncs the opportunities, of any other channel the
+    accounts; a resync asked for while one runs waits for it (the same one twice runs again after)."""
 
     def __init__(self, settings: Settings, source: RecordReader) -> None:
         self._settings = settings
@@ -49,7 +56,7 @@ class Resync:
         self._publisher: TransactionalPublisher | None = None
         self._task: asyncio.Task[None] | None = None
         self._stop = threading.Event()
-        self._again = False
+        self._queue: list[tuple[str, bool]] = []  # (resync name, resume) in the order asked
         self.completed = 0
 
     @property
@@ -57,7 +64,7 @@ class Resync:
         return self._task is not None and not self._task.done()
 
     async def trigger(self, channel: str) -> None:
-        """A replay id expired: resync everything (again, after a running resync ends)."""
+        """A replay id expired: resync the channel's entity (again, after a running resync ends)."""
         if not self._settings.listener.resync_on_expired_replay:
             log.error(
                 "replay_id_expired",
@@ -66,20 +73,29 @@ class Resync:
                 consequence="changes made while the listener was away may be lost",
             )
             return
-        if self.running:
-            self._again = True
-            return
-        self._task = asyncio.create_task(self._run(resume=False))
+        opportunities = channel in (*OPPORTUNITY_CHANNELS, LINE_CHANNEL)
+        self._ask(OPPORTUNITY_RESYNC_NAME if opportunities else RESYNC_NAME, resume=False)
 
-    async def resume(self) -> None:
-        self._task = asyncio.create_task(self._run(resume=True))
+    def unfinished(self, backfills: dict[str, BackfillProgress]) -> list[BackfillProgress]:
+        """The resyncs an earlier listener left unfinished (resumed by `resume`)."""
+        return [p for name in RESYNCS if (p := backfills.get(name)) is not None and not p.done]
 
-    async def _run(self, *, resume: bool) -> None:
+    async def resume(self, names: list[str] | None = None) -> None:
+        for name in names or [RESYNC_NAME]:
+            self._ask(name, resume=True)
+
+    def _ask(self, name: str, *, resume: bool) -> None:
+        if (name, False) not in self._queue[1:] or resume:
+            self._queue.append((name, resume))
+        if not self.running:
+            self._task = asyncio.create_task(self._run())
+
+    async def _run(self) -> None:
         backoff, failures = rebuild_backoff(self._settings.listener), 0
-        while True:
-            self._again = False
+        while self._queue:
+            name, resume = self._queue[0]
             try:
-                progress = await asyncio.to_thread(self._backfill, resume)
+                progress = await asyncio.to_thread(self._backfill, name, resume)
             except ProducerFencedError:
                 log.exception("resync_fenced")
                 return
@@ -91,16 +107,14 @@ class Resync:
                 pause = backoff.delay(failures)
                 log.exception("resync_failed", retry_in_seconds=pause)
                 await asyncio.sleep(pause)
-                resume = True
+                self._queue[0] = (name, True)
                 continue
             failures = 0
             if not progress.done:  # stopped
                 return
             self.completed += 1
-            log.warning("resync_finished", published=progress.published, run_id=progress.run_id)
-            if not self._again:
-                return
-            resume = False
+            log.warning("resync_finished", name=name, published=progress.published, run_id=progress.run_id)
+            self._queue.pop(0)
 
     def prepare(self) -> TransactionalPublisher:
         """Start the resync's own transactional producer now, so a refused transactional id ends the start."""
@@ -114,15 +128,16 @@ class Resync:
             self._publisher = publisher
         return self._publisher
 
-    def _backfill(self, resume: bool) -> Any:
+    def _backfill(self, name: str, resume: bool) -> Any:
         return run_backfill(
             self._source,
             self.prepare(),
-            name=RESYNC_NAME,
+            name=name,
             resume=resume,
             batch_size=self._settings.listener.backfill_batch_size,
             reason="replay_expired",
             stop=self._stop,
+            entity=Entity.OPPORTUNITY if name == OPPORTUNITY_RESYNC_NAME else Entity.ACCOUNT,
         )
 
     async def close(self) -> None:
@@ -183,10 +198,11 @@ async def run_listener(settings: Settings, stop: asyncio.Event, health: Health |
     )
     resync = Resync(settings, rest)
     await asyncio.to_thread(resync.prepare)
-    unfinished = state.backfills.get(RESYNC_NAME)
-    if unfinished is not None and not unfinished.done:
-        log.warning("resync_resumed", run_id=unfinished.run_id, after=unfinished.last_id)
-        await resync.resume()
+    unfinished = resync.unfinished(state.backfills)
+    for progress in unfinished:
+        log.warning("resync_resumed", name=progress.name, run_id=progress.run_id, after=progress.last_id)
+    if unfinished:
+        await resync.resume([p.name for p in unfinished])
 
     async def handle(batch: list[Message]) -> None:
         try:

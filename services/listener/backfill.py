@@ -6,10 +6,14 @@ one Kafka transaction commits their RESYNC events together with the progress rec
 `backfill:<name>` in the checkpoint topic: run id, filter, last Id published, count, done).
 A crash loses nothing and duplicates nothing: the uncommitted batch is aborted and a resumed
 run starts after the last committed Id with the same run id, so event ids stay stable per run
-(`make_event_id("backfill:<run id>", account id)`).
+(`make_event_id("backfill:<run id>", record id)`).
 
-The listener runs the same code under the name `resync` when Salesforce no longer retains its
-replay id, and resumes an unfinished one when it restarts.
+With `entity=Entity.OPPORTUNITY` the same loop publishes a RESYNC event for every won Opportunity
+(`IsWon = true`, keyed by its AccountId, naming itself), so the syncer pushes (or marks) each again;
+unchanged ones write nothing.
+
+The listener runs the same code under the name `resync` (`resync-opportunities` for opportunities) when
+Salesforce no longer retains its replay id, and resumes an unfinished one when it restarts.
 """
 
 from __future__ import annotations
@@ -35,15 +39,16 @@ log = structlog.get_logger(__name__)
 Progress = Callable[[BackfillProgress], None]
 
 
-def account_query(where: str, after_id: str) -> str:
-    """The SOQL of a backfill: optional filter, resume point, Id order."""
-    conditions = []
+def backfill_query(where: str, after_id: str, entity: Entity = Entity.ACCOUNT) -> str:
+    """The SOQL of a backfill: optional filter, resume point, Id order (opportunities: won ones, with AccountId)."""
+    conditions = ["IsWon = true"] if entity is Entity.OPPORTUNITY else []
     if where.strip():
         conditions.append(f"({where.strip()})")
     if after_id:
         conditions.append(f"Id > '{after_id}'")
     clause = f" WHERE {' AND '.join(conditions)}" if conditions else ""
-    return f"SELECT Id FROM Account{clause} ORDER BY Id"  # noqa: S608 - the filter is the operator's own SOQL
+    fields = "Id" if entity is Entity.ACCOUNT else "Id, AccountId"
+    return f"SELECT {fields} FROM {entity.value}{clause} ORDER BY Id"  # noqa: S608 - the filter is the operator's own SOQL
 
 
 def check_where(where: str) -> str:
@@ -66,8 +71,9 @@ def run_backfill(
     reason: str = "backfill",
     on_progress: Progress | None = None,
     stop: threading.Event | None = None,
+    entity: Entity = Entity.ACCOUNT,
 ) -> BackfillProgress:
-    """Publish a RESYNC event for every matching Account; return the final progress record.
+    """Publish a RESYNC event for every matching Account (or won Opportunity); return the final progress record.
 
     With `resume`, an unfinished run of the same name continues after its last committed Id
     (with its own filter and run id); a finished or absent one starts a new run.
@@ -80,18 +86,22 @@ def run_backfill(
         progress = BackfillProgress(name=name, run_id=uuid.uuid4().hex[:16], where=check_where(where), reason=reason)
         log.info("backfill_started", name=name, run_id=progress.run_id, where=progress.where)
     started = datetime.now(UTC)
-    batch: list[str] = []
-    for row in source.query_all_iter(account_query(progress.where, progress.last_id)):
-        batch.append(str(row["Id"]))
+    batch: list[tuple[str, str]] = []  # (record id, account id)
+    last = progress.last_id
+    for row in source.query_all_iter(backfill_query(progress.where, progress.last_id, entity)):
+        last = str(row["Id"])
+        account = last if entity is Entity.ACCOUNT else row.get("AccountId")
+        if isinstance(account, str) and account:  # an opportunity without an account has nothing to push
+            batch.append((last, account))
         if len(batch) >= batch_size:
-            progress = _commit(publisher, progress, batch, started, done=False)
+            progress = _commit(publisher, progress, batch, started, done=False, entity=entity, last=last)
             batch = []
             if on_progress is not None:
                 on_progress(progress)
             if stop is not None and stop.is_set():
                 log.info("backfill_paused", name=name, run_id=progress.run_id, published=progress.published)
                 return progress
-    progress = _commit(publisher, progress, batch, started, done=True)
+    progress = _commit(publisher, progress, batch, started, done=True, entity=entity, last=last)
     if on_progress is not None:
         on_progress(progress)
     log.info("backfill_finished", name=name, run_id=progress.run_id, published=progress.published)
@@ -99,24 +109,32 @@ def run_backfill(
 
 
 def _commit(
-    publisher: TransactionalPublisher, progress: BackfillProgress, ids: list[str], started: datetime, *, done: bool
+    publisher: TransactionalPublisher,
+    progress: BackfillProgress,
+    ids: list[tuple[str, str]],
+    started: datetime,
+    *,
+    done: bool,
+    entity: Entity,
+    last: str,
 ) -> BackfillProgress:
     records: list[Record] = []
-    for account_id in ids:
+    for record_id, account_id in ids:
         event = resync_event(
-            Entity.ACCOUNT,
-            account_id,
+            entity,
+            record_id,
             account_id,
             Source.BACKFILL,
             origin=f"backfill:{progress.run_id}",
             committed_at=started,
+            opportunity_id=record_id if entity is Entity.OPPORTUNITY else None,
         )
         records.append(event_record(publisher.topics, event))
     updated = BackfillProgress(
         name=progress.name,
         run_id=progress.run_id,
         where=progress.where,
-        last_id=ids[-1] if ids else progress.last_id,
+        last_id=last,
         published=progress.published + len(ids),
         done=done,
         reason=progress.reason,

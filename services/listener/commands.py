@@ -24,9 +24,19 @@ def listener(ctx: typer.Context) -> None:
 
 def backfill(
     ctx: typer.Context,
-    where: Annotated[str, typer.Option("--where", help="SOQL condition on Account, e.g. \"Type = 'Customer'\".")] = "",
+    where: Annotated[
+        str, typer.Option("--where", help="SOQL condition on Account (or Opportunity), e.g. \"Type = 'Customer'\".")
+    ] = "",
     resume: Annotated[
         bool, typer.Option("--resume", help="Continue the last unfinished backfill after its last committed Id.")
+    ] = False,
+    opportunities: Annotated[
+        bool,
+        typer.Option(
+            "--opportunities",
+            help="Publish a RESYNC event for every won Opportunity instead, so the syncer pushes (or marks) each "
+            "again (needs opportunity.watch or auto_push on the syncer; unchanged ones write nothing).",
+        ),
     ] = False,
 ) -> None:
     """Start Data Sync: publish a RESYNC event for every Account (and so its Contacts)."""
@@ -34,5 +44,6 @@ def backfill(
     from services.listener.backfill_cli import backfill_command
 
     settings = settings_of(ctx)
-    progress = run_guarded(lambda: backfill_command(settings, where=where, resume=resume))
-    out.print(f"backfill {progress.run_id}: {progress.published} accounts published (resync events)")
+    progress = run_guarded(lambda: backfill_command(settings, where=where, resume=resume, opportunities=opportunities))
+    what = "won opportunities" if opportunities else "accounts"
+    out.print(f"backfill {progress.run_id}: {progress.published} {what} published (resync events)")

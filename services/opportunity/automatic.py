@@ -10,7 +10,8 @@ Per opportunity (`opportunity.auto_push` on: push; only `opportunity.watch` on: 
 - deleted: skipped;
 - not won: `Withdrawn` (with the not_won reason) when it was pushed, nothing deleted in LogiSense; a `Ready`
   or `Stale` mark is cleared; otherwise skipped;
-- won, but not on the LogiSense price book: skipped (the org sells other things too); a mark is cleared;
+- won, but not on the LogiSense price book: skipped (the org sells other things too), a mark cleared; with
+  `opportunity.other_price_books: refuse`, refused like any other reason (not_logisense_price_book);
 - won on the book without lines yet: skipped (the events of the lines added next bring it back);
 - won on the book: pushed exactly as `sfls opportunity push` does (services/opportunity/app.py); a refusal is
   written to the opportunity (`Failed` and the reason) and returned as the opportunity's failure, which the
@@ -133,7 +134,7 @@ class AutomaticPush:
             return PushResult(opportunity_id, "skipped", reason="deleted")
         if not opp.is_won:
             return await self._not_won(opp)
-        if book_id is None or opp.book_id != book_id:
+        if (book_id is None or opp.book_id != book_id) and self._settings.opportunity.other_price_books == "skip":
             return await self._skip(opp, Reason.NOT_LOGISENSE_PRICE_BOOK)
         if not opp.lines:  # being built: its lines' own events bring it back
             return await self._skip(opp, Reason.NO_LINES)
@@ -156,7 +157,7 @@ class AutomaticPush:
             await self._write(sf.write_status, self._rest, opp.id, None, None)
         return PushResult(opp.id, "skipped", reason=reason.value)
 
-    async def _mark(self, opp: sf.Opportunity, book_id: str, cache: PushCache) -> PushResult:
+    async def _mark(self, opp: sf.Opportunity, book_id: str | None, cache: PushCache) -> PushResult:
         """`opportunity.watch` without auto_push: Ready, Stale, or Failed with the reason; no LogiSense write."""
         try:
             sf.check_qualifies(opp, book_id, sf.price_book_name(self._settings))

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from services.listener.app import RESYNC_NAME
+from services.listener.app import OPPORTUNITY_RESYNC_NAME, RESYNC_NAME
 from services.listener.publisher import BackfillProgress
 from shared import kafka
 from shared.deadletter import ERROR_CLASS
@@ -22,7 +22,7 @@ from tests.services.listener.conftest import (
     wait_checkpointed,
     wait_until,
 )
-from tests.services.listener.support import SalesforceApi, cdc_message, read_committed
+from tests.services.listener.support import SalesforceApi, cdc_message, change_events, read_committed
 
 pytestmark = pytest.mark.integration
 
@@ -275,3 +275,36 @@ def test_opportunity_changes_are_not_followed_by_default(
     api.update("Account", account, {"Name": "Renamed"})
     events = events_after_sync(emulator, kafka_settings, ACCOUNTS)
     assert [(e.entity, e.record_id) for e in events] == [(Entity.ACCOUNT, account)]
+
+
+def test_an_expired_opportunity_checkpoint_resyncs_the_won_opportunities(
+    emulator: Any, api: SalesforceApi, kafka_settings: KafkaSettings, run_listener_thread: Callable[..., ListenerThread]
+) -> None:
+    """Opportunities followed, their checkpoint past retention: every won opportunity (only those) gets a RESYNC
+    event keyed by its account, so the syncer pushes what changed while the listener was away."""
+    accounts = _accounts(emulator, 2)
+    deal = {"CloseDate": "2026-11-30", "AccountId": accounts[0]}
+    settings = listener_settings(emulator, kafka_settings).model_copy(
+        update={"opportunity": OpportunitySettings(watch=True)}
+    )
+    first = run_listener_thread(settings)
+    api.create("Opportunity", {**deal, "Name": "seen", "StageName": "Prospecting"})
+    wait_checkpointed(emulator, kafka_settings, OPPORTUNITIES)
+    first.stop()
+    won = api.create("Opportunity", {**deal, "Name": "won while away", "StageName": "Closed Won"})
+    also_won = api.create(
+        "Opportunity", {**deal, "AccountId": accounts[1], "Name": "won too", "StageName": "Closed Won"}
+    )
+    last = emulator.admin("GET", "/cdc/events")["last"]
+    emulator.admin("POST", "/retention", {"oldest_replay_id": last + 1})
+    run_listener_thread(settings)
+    wait_until(
+        lambda: state_of(kafka_settings).backfills.get(OPPORTUNITY_RESYNC_NAME), what="opportunity resync", until=_done
+    )
+    events = [
+        e for e in change_events(kafka_settings) if e.source is Source.BACKFILL and e.entity is Entity.OPPORTUNITY
+    ]
+    assert {(e.record_id, e.key, e.opportunity_id) for e in events} == {
+        (won, accounts[0].encode(), won),
+        (also_won, accounts[1].encode(), also_won),
+    }

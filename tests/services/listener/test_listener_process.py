@@ -142,3 +142,36 @@ def test_backfill_publishes_every_matching_account_and_resumes(
     assert sorted(e.record_id for e in events) == sorted(customers)
     assert all(e.source is Source.BACKFILL and e.change_type is ChangeType.RESYNC for e in events)
     assert len({e.event_id for e in events}) == len(customers)
+
+
+def test_backfill_of_opportunities_publishes_every_won_one(
+    emulator: Any, kafka_settings: KafkaSettings, tmp_path: Path
+) -> None:
+    """`sfls backfill --opportunities --where ...`: one RESYNC event per matching won opportunity, keyed by its
+    account and naming itself; open ones and those without an account are left out."""
+    accounts = emulator.seed("Account", [{"Name": f"A{i}"} for i in range(3)])
+    api = SalesforceApi(emulator.settings())
+    try:
+        deal = {"CloseDate": "2026-11-30", "StageName": "Closed Won"}
+        won = [api.create("Opportunity", {**deal, "Name": f"W{i}", "AccountId": a}) for i, a in enumerate(accounts)]
+        api.create("Opportunity", {**deal, "Name": "open", "AccountId": accounts[0], "StageName": "Prospecting"})
+        api.create("Opportunity", {**deal, "Name": "W orphan"})  # matches the filter, has no account
+        api.create("Opportunity", {**deal, "Name": "X other", "AccountId": accounts[0]})
+    finally:
+        api.close()
+    env = _env(emulator, kafka_settings, tmp_path, SFLS_LISTENER__TRANSACTIONAL_ID=f"tx-{uuid.uuid4().hex[:8]}")
+    done = subprocess.run(
+        [*sfls_command(), "backfill", "--opportunities", "--where", "Name LIKE 'W%'"],
+        env=env,
+        capture_output=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout.decode() + done.stderr.decode()
+    assert b"3 won opportunities published" in done.stdout
+    events = change_events(kafka_settings)
+    assert {(e.record_id, e.key, e.opportunity_id) for e in events} == {
+        (o, a.encode(), o) for o, a in zip(won, accounts, strict=True)
+    }
+    assert all(e.source is Source.BACKFILL and e.change_type is ChangeType.RESYNC for e in events)
+    assert state_of(kafka_settings).backfills["backfill-opportunities"].done

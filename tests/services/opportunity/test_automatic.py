@@ -305,3 +305,21 @@ async def test_a_failed_account_dead_letters_its_opportunity_with_the_account_er
     assert "No Such Type" in letter.message
     assert ChangeEvent.from_bytes(letter.value or b"").opportunity_id == opportunity_id
     assert world.ls.price_plans() == []
+
+
+async def test_other_price_books_refuse_dead_letters_a_won_opportunity_on_another_book(
+    world: World, producer_factory: Callable[..., Producer]
+) -> None:
+    """`opportunity.other_price_books: refuse`: a won opportunity on another book is Failed and dead-lettered as
+    not_logisense_price_book (the default skips it)."""
+    assert world.package is not None
+    world.book_id = str(world.sf.Pricebook2.create({"Name": "Other", "IsActive": True})["id"])
+    opportunity_id = world.opportunity((world.product(world.package.frequency, "ELSE"), 100.0))
+
+    settings = await sync(
+        world, producer_factory(), [opportunity_event(world.account_id, opportunity_id)], other_price_books="refuse"
+    )
+
+    [letter] = wait_until(lambda: letters(settings), 15, "the dead letter", until=lambda seen: len(seen) >= 1)
+    assert letter.message.startswith("not_logisense_price_book:")
+    assert world.sf.Opportunity.get(opportunity_id)["LogiSense_Push_Status__c"] == "Failed"
