@@ -276,15 +276,16 @@ def request_record(
     result: PushResult, started_at: datetime, seconds: float, *, service: Literal["opportunity", "syncer"]
 ) -> RequestRecord:
     """The request-log line of one push (shared/requests.py)."""
+    failed = result.outcome in ("refused", "failed")
     return RequestRecord(
         request_id=uuid.uuid4().hex,
         service=service,
         kind="opportunity_push",
-        status=RequestStatus.FAILED if result.outcome == "refused" else RequestStatus.SUCCESS,
+        status=RequestStatus.FAILED if failed else RequestStatus.SUCCESS,
         key=result.opportunity_id,
         started_at=started_at,
         duration_seconds=max(0.0, seconds),
-        reason=result.message if result.outcome == "refused" else result.outcome,
+        reason=result.message[:2000] if failed else result.outcome,
         counts={"logisense_writes": result.logisense_writes},
     )
 
