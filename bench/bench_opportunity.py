@@ -29,12 +29,10 @@ from __future__ import annotations
 
 import asyncio
 import json
-import multiprocessing
 import os
 import tempfile
 import time
 import uuid
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -43,7 +41,7 @@ from typing import Any
 import httpx
 
 from bench.bench_syncer import CONCURRENCY, LATENCY_MS, LS, POINTS, SF, _admin, _broker, _LogisenseThread
-from bench.common import Stopwatch, row
+from bench.common import LOGISENSE_API, Stopwatch, in_own_process, logisense_http, row
 from devstack.process import ServiceProcess
 from devstack.salesforce.app import BackgroundEmulator
 from devstack.salesforce.config import Config
@@ -67,8 +65,6 @@ RECURRING, ONE_TIME = 40.0, 10.0  # USD per service, the catalogue's pricing rul
 LIST_PRICE, SALES_PRICE = 100.0, 80.0
 USD = 1
 BOOK = "LogiSense Price Book"
-API = "ResourceServer/api/v10"
-LOGIN_PATH = "AuthorizationServer/api/v10/Access/Login"
 
 
 @dataclass(frozen=True)
@@ -340,10 +336,8 @@ def _measure(
         raise RuntimeError(f"the syncer made LogiSense writes the floor does not know: {by_kind}")
 
     # Floor: the same writes, made directly, in a process of its own (not sharing this one's GIL with the emulator).
-    spawn = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(1, mp_context=spawn) as pool:
-        job = FloorJob(ls_url, str(ca.ca_file), floor_accounts, packages, opportunities_n, code_creates, patches)
-        floor_wall, floor_writes = pool.submit(_floor_process, job).result()
+    job = FloorJob(ls_url, str(ca.ca_file), floor_accounts, packages, opportunities_n, code_creates, patches)
+    floor_wall, floor_writes = in_own_process(_floor_process, job)
     if floor_writes != writes_n:
         raise RuntimeError(f"the floor made {floor_writes} writes, the syncer {writes_n}")
 
@@ -450,28 +444,11 @@ async def _floor(job: FloorJob) -> tuple[float, int]:
         by_account.setdefault(job.accounts[n % len(job.accounts)], []).append(n)
     semaphore = asyncio.Semaphore(CONCURRENCY)
     writes = 0
-    async with httpx.AsyncClient(
-        base_url=job.ls_url,
-        verify=job.ca_file,
-        trust_env=False,
-        timeout=60,
-        limits=httpx.Limits(max_connections=32, max_keepalive_connections=32),
-    ) as http:
-        login = await http.post(
-            f"/{LOGIN_PATH}",
-            data={
-                "grant_type": "password",
-                "client_id": LS["client_id"],
-                "username": LS["username"],
-                "password": LS["password"],
-            },
-        )
-        login.raise_for_status()
-        headers = {"Authorization": f"Bearer {login.json()['access_token']}", "Accept": "application/json"}
+    async with logisense_http(job.ls_url, job.ca_file, LS) as (http, headers):
 
         async def write(method: str, path: str, body: dict[str, Any]) -> dict[str, Any]:
             nonlocal writes
-            response = await http.request(method, f"/{API}/{path}", json=body, headers=headers)
+            response = await http.request(method, f"/{LOGISENSE_API}/{path}", json=body, headers=headers)
             response.raise_for_status()
             writes += 1
             return first_instance(response.json())

@@ -1,56 +1,83 @@
-"""Syncer throughput: change events over accounts through one `sfls syncer` process.
+"""Syncer throughput: change events over accounts through one `sfls syncer` process, against its floors.
 
 Default scale: 100,000 change events over 10,000 accounts (10 changes each, shuffled), produced to
-`sfls.changes` before the syncer starts; the LogiSense emulator adds 20 ms to every request. The
-syncer runs as its own process (`sfls syncer`, one batch: interval 0.1 min, max batch 100,000) and
-the clock stops when its consumer group has committed every event.
+`sfls.changes` (12 partitions, the default) before the syncer starts; the LogiSense emulator adds 20 ms
+to every request. The syncer runs as its own process (`sfls syncer`) with default settings except one:
+SFLS_SYNC_INTERVAL_MINUTES=0.1, since a batch closes `interval` after its first event unless it fills up
+(sync.max_batch_events, default 50,000) first, and the default 15 minutes would hold the last partial
+batch that long. The clock stops when its consumer group has committed every event.
 
-Reported: wall time, events/s, LogiSense calls per distinct account (goal 1.0: one create each; the
-searches are amortised over chunks of 100), SOQL queries per batch, the syncer's peak RSS. Baseline:
-a naive syncer that makes one search plus one write per event (no batching, no coalescing), run on
-a sample with the same concurrency and latency; its events/s and calls per account are the
-comparison.
+Reported: wall time, events/s, LogiSense calls and account writes per distinct account (goal 1.0: one
+create each; the searches are amortised over chunks of 100), Salesforce SOQL queries and all API calls
+per 10,000 changes (emulator counters), batches, the syncer's CPU seconds (user + system from
+/proc/<pid>/stat, read just before it is stopped) per 10,000 events and its peak RSS.
+
+Floors, same run, same emulators:
+- Bare LogiSense writer (the wall time's baseline): the LogiSense emulator's counters after the syncer
+  run give its calls per (resource, operation); the emulator is reset, the same latency re-applied, and
+  a separate process makes as many calls of each kind with plain httpx (password-grant login, no sfls
+  code) at the syncer's concurrency (16): the reference-table lists, the `in` searches of SEARCH_CHUNK
+  values, then the Account creates, then any Account updates. A kind it cannot replay is an error, so
+  the floor never does less.
+- Bare Kafka consume: a plain confluent-kafka consumer, in a separate process, reading every record of
+  the change topic once (all partitions assigned from the beginning, until the high watermarks).
+- Naive syncer (events/s and calls per account): one search plus one write per event (no batching, no
+  coalescing), run on a sample with the same concurrency and latency.
+- Salesforce calls: the lower bound ceil(accounts/200) + ceil(contacts/200) (sync.soql_chunk_size ids per
+  query); the bench's accounts have no contacts.
 
 Smaller runs: `SFLS_BENCH_SYNCER_EVENTS=10000 python -m bench.bench_syncer` (accounts = events / 10).
 Kafka: KAFKA_BOOTSTRAP_SERVERS when set, otherwise a broker started for the run; the emulators run
-in this process (threads), the syncer in its own.
+in this process (threads), the syncer and the floors in their own.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import math
 import os
 import random
 import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Coroutine, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from bench.common import CACHE_DIR, Stopwatch, peak_rss_mib, row
+from bench.common import (
+    CACHE_DIR,
+    LOGISENSE_API,
+    Stopwatch,
+    cpu_seconds,
+    in_own_process,
+    logisense_http,
+    peak_rss_mib,
+    row,
+)
 from devstack.kafka import LocalBroker, fetch_jars, free_port
 from devstack.logisense.app import Emulator, EmulatorConfig, EmulatorServer
 from devstack.process import ServiceProcess
 from devstack.salesforce.app import BackgroundEmulator
 from devstack.salesforce.config import Config
 from devstack.tls import LocalCA, ensure_ca
+from services.syncer.lookups import SEARCH_CHUNK, SEARCH_TOP
 from shared import kafka
 from shared.events import ChangeEvent, ChangeType, Entity, make_event_id
 from shared.kafka_reader import committed_records
 from shared.logisense import LogisenseClient
 from shared.retry import RetryPolicy
-from shared.settings import KafkaSettings, LogisenseSettings
+from shared.settings import KafkaSettings, LogisenseSettings, SyncSettings
 
 NAME = "syncer"
 LATENCY_MS = 20
-CONCURRENCY = 16
+CONCURRENCY = SyncSettings().concurrency  # the default, which the syncer runs with
 SF: dict[str, Any] = {
     "client_id": "bench-key",
     "client_secret": "bench-secret",
@@ -63,6 +90,21 @@ LS: dict[str, Any] = {
     "password": "bench-password",
 }
 POINTS = {"email": "Email", "phone": "Phone", "address": "MailingAddress", "sfdcid": "Id"}
+LOGIN_RESOURCE = "Access/Login"  # the emulator's counter label of the token endpoint
+DEFAULT_MAX_BATCH = SyncSettings().max_batch_events
+SOQL_CHUNK = SyncSettings().soql_chunk_size  # Salesforce ids per SOQL query (the default)
+# The one non-default setting: a batch closes `interval` after its first event unless it is full first, and
+# the default (15 minutes) would hold the last, partial batch that long.
+INTERVAL_MINUTES = 0.1
+SETTINGS_NOTE = (
+    f"default settings but SFLS_SYNC_INTERVAL_MINUTES={INTERVAL_MINUTES:g}: a batch not full at "
+    f"{DEFAULT_MAX_BATCH:,} events closes {INTERVAL_MINUTES * 60:g} s after its first, not 15 min"
+)
+# What the bare writer can replay: a list (GET R, the reference tables) of any resource, searches by the field the
+# syncer searches that resource by, Account creates and updates.
+SEARCH_FIELDS = {"Account": "sfdcid", "Contact": "accountId", "Contact/Point": "contactId"}
+REPLAYABLE = {(resource, "search") for resource in SEARCH_FIELDS} | {("Account", "create"), ("Account", "update")}
+ACCOUNT_BODY = {"accountTypeId": 1, "accountStatusTypeId": 1, "billGroupId": 1, "currencyId": 1}  # minimal valid
 
 
 class _LogisenseThread:
@@ -218,7 +260,7 @@ def _measure(
     _admin(http, ls_url, "DELETE", "counters")
 
     prefix = f"bench{uuid.uuid4().hex[:8]}"
-    kafka_settings = KafkaSettings(bootstrap_servers=bootstrap, topic_prefix=prefix, partitions=12)
+    kafka_settings = KafkaSettings(bootstrap_servers=bootstrap, topic_prefix=prefix)  # default partitions (12)
     topics = kafka.Topics(prefix)
     kafka.ensure_topics(
         kafka_settings,
@@ -229,8 +271,115 @@ def _measure(
     kafka.produce_and_flush(
         producer, topics.changes, ((e.key, e.to_bytes(), list(e.headers())) for e in events), timeout=120
     )
-    sf_queries_before = _soql_count(http, sf_url)
+    sf_before = _sf_counters(http, sf_url)
 
+    watch = Stopwatch()
+    group = f"{prefix}.syncer"
+    rss = 0.0
+    env = _syncer_env(state=state, ca=ca, sf_url=sf_url, ls_url=ls_url, bootstrap=bootstrap, prefix=prefix)
+    with ServiceProcess.sfls("syncer", env=env, log=state / "syncer.log") as syncer:  # SIGTERM at the end
+        deadline = time.monotonic() + 900
+        while committed_records(kafka_settings, group, topics.changes) < total_events:
+            syncer.check_alive()
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the syncer did not finish within 15 minutes; see {syncer.log}")
+            rss = max(rss, peak_rss_mib(syncer.pid))
+            time.sleep(0.5)
+        wall = watch.seconds
+        rss = max(rss, peak_rss_mib(syncer.pid))
+        cpu = cpu_seconds(syncer.pid)  # just before it is stopped: start-up and every batch
+        batches = syncer.metric("sfls_syncer_batches_total", {"outcome": "committed"}) or 1.0
+
+    sf_after = _sf_counters(http, sf_url)
+    counters = _admin(http, ls_url, "GET", "counters")
+    (state / "logisense-counters.json").write_text(json.dumps(counters, indent=1))  # the breakdown, for a look
+    requests = [r for r in counters["requests"] if r["resource"] != LOGIN_RESOURCE]
+    calls = sum(r["count"] for r in requests)
+    failed = sum(r["count"] for r in requests if int(r["status"]) >= 400)
+    account_writes = sum(
+        r["count"] for r in requests if r["resource"] == "Account" and r["operation"] in ("create", "update")
+    )
+    by_kind: dict[tuple[str, str], int] = {}
+    for r in requests:
+        by_kind[(r["resource"], r["operation"])] = by_kind.get((r["resource"], r["operation"]), 0) + r["count"]
+
+    # Floor 1: the same LogiSense calls, made directly, on a fresh emulator with the same latency.
+    _admin(http, ls_url, "POST", "reset", {"seed": 1, "catalogue_size": 50})
+    _admin(http, ls_url, "POST", "faults", {"latency_ms": LATENCY_MS})
+    job = WriterJob(ls_url, str(ca.ca_file), sorted(by_kind.items()), ids)
+    writer_seconds, writer_calls = in_own_process(_writer_process, job)
+    if writer_calls != dict(by_kind):
+        raise RuntimeError(f"the bare writer made {writer_calls}, the syncer {by_kind}")
+    # Floor 2: every record of the change topic read once by a plain consumer.
+    consume_seconds, consumed = in_own_process(_consume_process, ConsumeJob(bootstrap, topics.changes))
+    if consumed != total_events:
+        raise RuntimeError(f"the bare consumer read {consumed} records of {topics.changes}, expected {total_events}")
+
+    per_10k = 10_000 / total_events
+    soql = (sf_after["query"] - sf_before["query"]) * per_10k
+    sf_calls = (sf_after["total"] - sf_before["total"]) * per_10k
+    contacts_n = 0  # the bench's Salesforce accounts have no contacts
+    bound = (math.ceil(accounts_n / SOQL_CHUNK) + math.ceil(contacts_n / SOQL_CHUNK)) * per_10k
+    bound_text = f"lower bound: ceil(accounts/{SOQL_CHUNK}) + ceil(contacts/{SOQL_CHUNK})"
+    label = f"{total_events:,} events / {accounts_n:,} accounts, {LATENCY_MS} ms LogiSense latency"
+    naive = "naive: 1 search + 1 write per event"
+    writer = f"bare LogiSense writer: the same calls by kind, plain httpx, concurrency {CONCURRENCY}"
+    result = [
+        row(
+            NAME,
+            f"wall time ({label}; {SETTINGS_NOTE})",
+            wall,
+            "s",
+            baseline=writer,
+            baseline_value=writer_seconds,
+            higher_is_better=False,
+        ),
+        row(
+            NAME,
+            f"bare Kafka consume of the change topic ({total_events:,} records, plain confluent-kafka)",
+            consume_seconds,
+            "s",
+        ),
+        row(NAME, "events per second", total_events / wall, "events/s", baseline=naive, baseline_value=naive_rate),
+        row(
+            NAME,
+            "LogiSense calls per distinct account",
+            calls / accounts_n,
+            "calls",
+            baseline=naive,
+            baseline_value=naive_calls_per_account,
+            higher_is_better=False,
+        ),
+        row(NAME, "LogiSense account writes per distinct account", account_writes / accounts_n, "writes"),
+        row(
+            NAME,
+            "Salesforce SOQL queries per 10,000 changes (no contacts in this bench)",
+            soql,
+            "queries",
+            baseline=bound_text,
+            baseline_value=bound,
+            higher_is_better=False,
+        ),
+        row(
+            NAME,
+            "Salesforce API calls per 10,000 changes, all kinds (no contacts in this bench)",
+            sf_calls,
+            "calls",
+            baseline=bound_text,
+            baseline_value=bound,
+            higher_is_better=False,
+        ),
+        row(NAME, f"batches (max_batch_events {DEFAULT_MAX_BATCH:,}, the default)", batches, "batches"),
+        row(NAME, "syncer CPU seconds (user + system) per 10,000 events", cpu * per_10k, "s"),
+        row(NAME, "syncer peak RSS", rss, "MiB"),
+    ]
+    if failed:
+        result.append(row(NAME, "LogiSense calls answered with an error", failed, "calls"))
+    return result
+
+
+def _syncer_env(*, state: Path, ca: LocalCA, sf_url: str, ls_url: str, bootstrap: str, prefix: str) -> dict[str, str]:
+    """Default settings but the stack's addresses and the one named in SETTINGS_NOTE."""
     config = state / "sfls.yaml"
     contact_points = {t: dict(POINTS) for t in ("Billing", "Shipping", "Technical", "Other")}
     config.write_text(json.dumps({"mappings": {"contact_points": contact_points}}))
@@ -248,68 +397,133 @@ def _measure(
             "SFLS_LOGISENSE__CA_FILE": str(ca.ca_file),
             "SFLS_LOGISENSE__USERNAME": LS["username"],
             "SFLS_LOGISENSE__PASSWORD": LS["password"],
-            "SFLS_LOGISENSE__TIMEOUT_SECONDS": "60",
             "SFLS_KAFKA__BOOTSTRAP_SERVERS": bootstrap,
             "SFLS_KAFKA__TOPIC_PREFIX": prefix,
-            "SFLS_SYNC_INTERVAL_MINUTES": "0.1",
-            "SFLS_SYNC__MAX_BATCH_EVENTS": str(max(total_events, 1)),
-            "SFLS_SYNC__CONCURRENCY": str(CONCURRENCY),
+            "SFLS_SYNC_INTERVAL_MINUTES": str(INTERVAL_MINUTES),
             "SFLS_OBSERVABILITY__LOG_LEVEL": "WARNING",
         }
     )
-    watch = Stopwatch()
-    group = f"{prefix}.syncer"
-    rss = 0.0
-    with ServiceProcess.sfls("syncer", env=env, log=state / "syncer.log") as syncer:  # SIGTERM at the end
-        deadline = time.monotonic() + 900
-        while committed_records(kafka_settings, group, topics.changes) < total_events:
-            syncer.check_alive()
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"the syncer did not finish within 15 minutes; see {syncer.log}")
-            rss = max(rss, peak_rss_mib(syncer.pid))
-            time.sleep(0.5)
-        wall = watch.seconds
-        rss = max(rss, peak_rss_mib(syncer.pid))
-        batches = syncer.metric("sfls_syncer_batches_total", {"outcome": "committed"}) or 1.0
+    return env
 
-    counters = _admin(http, ls_url, "GET", "counters")
-    calls = sum(r["count"] for r in counters["requests"] if r["resource"] != "Access/Login")
-    account_writes = sum(
-        r["count"]
-        for r in counters["requests"]
-        if r["resource"] == "Account" and r["operation"] in ("create", "update")
+
+@dataclass(frozen=True)
+class WriterJob:
+    """What the bare writer process needs (pickled to it)."""
+
+    ls_url: str
+    ca_file: str
+    calls: list[tuple[tuple[str, str], int]]  # ((resource, operation), count), as the emulator counted them
+    sf_ids: list[str]  # the bench's Salesforce account ids: the creates' and searches' values
+
+
+def _writer_process(job: WriterJob) -> tuple[float, dict[tuple[str, str], int]]:
+    return asyncio.run(_writer(job))
+
+
+async def _writer(job: WriterJob) -> tuple[float, dict[tuple[str, str], int]]:
+    """The syncer's LogiSense calls, as many of each (resource, operation), with plain httpx at CONCURRENCY:
+    the lists (reference tables), the searches (`in` over SEARCH_CHUNK values), then the creates, then the
+    updates of what was created.
+    Raises on a kind it cannot replay, so the floor never silently does less. (seconds, calls by kind)."""
+    unknown = [kind for kind, _ in job.calls if kind not in REPLAYABLE and kind[1] != "list"]
+    if unknown:
+        raise RuntimeError(f"the bare writer cannot replay {unknown} (the syncer's calls: {job.calls})")
+    wanted = dict(job.calls)
+    made: dict[tuple[str, str], int] = {}
+    created: list[int] = []
+    semaphore = asyncio.Semaphore(CONCURRENCY)
+    ids = job.sf_ids
+
+    async with logisense_http(job.ls_url, job.ca_file, LS) as (http, headers):
+
+        async def call(kind: tuple[str, str], method: str, path: str, body: dict[str, Any] | None) -> dict[str, Any]:
+            async with semaphore:
+                response = await http.request(method, f"/{LOGISENSE_API}/{path}", json=body, headers=headers)
+            response.raise_for_status()
+            made[kind] = made.get(kind, 0) + 1
+            answer: dict[str, Any] = response.json()
+            return answer
+
+        def search(resource: str, n: int) -> Coroutine[Any, Any, dict[str, Any]]:
+            field = SEARCH_FIELDS[resource]
+            start = n * SEARCH_CHUNK % max(1, len(ids))
+            values: list[Any] = (
+                [ids[(start + k) % len(ids)] for k in range(SEARCH_CHUNK)]
+                if field == "sfdcid"
+                else list(range(n * SEARCH_CHUNK + 1, (n + 1) * SEARCH_CHUNK + 1))
+            )
+            query = {"search": [{"name": field, "operator": "in", "value": values}], "top": SEARCH_TOP}
+            return call((resource, "search"), "POST", f"{resource}/Search", {"query": query})
+
+        async def create(n: int) -> None:
+            body = {**ACCOUNT_BODY, "name": f"Bare writer {n:06d}", "sfdcid": ids[n % len(ids)]}
+            answer = await call(("Account", "create"), "POST", "Account", body)
+            created.append(int(answer["results"]["items"][0]["identity"]))
+
+        async def update(n: int) -> None:
+            if not created:
+                raise RuntimeError("the bare writer replays Account updates on accounts it created, and made none")
+            identity = created[n % len(created)]
+            await call(("Account", "update"), "PUT", f"Account/{identity}", {"name": f"Bare writer {n:06d} v2"})
+
+        watch = Stopwatch()
+        lists = [call((r, op), "GET", r, None) for (r, op), count in job.calls if op == "list" for _ in range(count)]
+        await asyncio.gather(*lists)
+        searches = [search(r, n) for (r, op), count in job.calls if op == "search" for n in range(count)]
+        await asyncio.gather(*searches)
+        await asyncio.gather(*(create(n) for n in range(wanted.get(("Account", "create"), 0))))
+        await asyncio.gather(*(update(n) for n in range(wanted.get(("Account", "update"), 0))))
+        return watch.seconds, made
+
+
+@dataclass(frozen=True)
+class ConsumeJob:
+    bootstrap: str
+    topic: str
+
+
+def _consume_process(job: ConsumeJob) -> tuple[float, int]:
+    """Every record of the topic once, by a plain confluent-kafka consumer (no sfls code): all partitions
+    assigned from the beginning, read until each reaches its high watermark; (seconds, records)."""
+    from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
+
+    consumer = Consumer(
+        {
+            "bootstrap.servers": job.bootstrap,
+            "group.id": f"bare-{uuid.uuid4().hex[:8]}",  # required by librdkafka; nothing is committed
+            "enable.auto.commit": False,
+            "enable.partition.eof": True,
+            "isolation.level": "read_committed",
+        }
     )
-    soql = _soql_count(http, sf_url) - sf_queries_before
-    events_per_second = total_events / wall
-    label = f"{total_events:,} events / {accounts_n:,} accounts, {LATENCY_MS} ms LogiSense latency"
-    return [
-        row(NAME, f"wall time ({label})", wall, "s"),
-        row(
-            NAME,
-            "events per second",
-            events_per_second,
-            "events/s",
-            baseline="naive: 1 search + 1 write per event",
-            baseline_value=naive_rate,
-        ),
-        row(
-            NAME,
-            "LogiSense calls per distinct account",
-            calls / accounts_n,
-            "calls",
-            baseline="naive: 1 search + 1 write per event",
-            baseline_value=naive_calls_per_account,
-            higher_is_better=False,
-        ),
-        row(NAME, "LogiSense account writes per distinct account", account_writes / accounts_n, "writes"),
-        row(NAME, "SOQL queries per batch", soql / batches, "queries"),
-        row(NAME, "batches", batches, "batches"),
-        row(NAME, "syncer peak RSS", rss, "MiB"),
-    ]
+    try:
+        partitions = sorted(consumer.list_topics(job.topic, timeout=30).topics[job.topic].partitions)
+        high = {p: consumer.get_watermark_offsets(TopicPartition(job.topic, p), timeout=30)[1] for p in partitions}
+        pending = {p for p in partitions if high[p] > 0}
+        watch = Stopwatch()
+        consumer.assign([TopicPartition(job.topic, p, OFFSET_BEGINNING) for p in pending])
+        records = 0
+        while pending:
+            for message in consumer.consume(10_000, 1.0):
+                error = message.error()
+                if error is None:
+                    records += 1
+                    offset = message.offset()
+                    if offset is not None and offset + 1 >= high[message.partition()]:
+                        pending.discard(message.partition())
+                elif error.code() == KafkaError._PARTITION_EOF:
+                    pending.discard(message.partition())
+                else:
+                    raise RuntimeError(f"bare consumer: {error}")
+        return watch.seconds, records
+    finally:
+        consumer.close()
 
 
-def _soql_count(http: httpx.Client, sf_url: str) -> int:
-    return int(_admin(http, sf_url, "GET", "counters")["query"])
+def _sf_counters(http: httpx.Client, sf_url: str) -> dict[str, Any]:
+    """The Salesforce emulator's API call counters (`total`: REST calls, token requests and CometD not counted)."""
+    counters: dict[str, Any] = _admin(http, sf_url, "GET", "counters")
+    return counters
 
 
 if __name__ == "__main__":

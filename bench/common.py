@@ -6,22 +6,31 @@ Services run as devstack.process.ServiceProcess children (the tests' and the dem
 from __future__ import annotations
 
 import contextlib
+import multiprocessing
 import os
 import platform
 import resource
 import tempfile
 import time
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+import httpx
 
 from devstack.kafka import default_cache_dir, free_port
 from devstack.process import ServiceProcess
 from devstack.stack import Stack
 
 CACHE_DIR = default_cache_dir()
+LOGISENSE_API = "ResourceServer/api/v10"
+LOGISENSE_LOGIN_PATH = "AuthorizationServer/api/v10/Access/Login"
+
+_Job = TypeVar("_Job")
+_Result = TypeVar("_Result")
 
 
 @dataclass(frozen=True)
@@ -103,6 +112,47 @@ def peak_rss_mib(pid: int | None = None) -> float:
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) / 1024
     return 0.0
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system, all threads) a live process has used so far, from /proc/<pid>/stat."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    fields = stat.rsplit(")", 1)[1].split()  # after the command name, which may hold spaces; fields[0] is field 3
+    utime, stime = int(fields[11]), int(fields[12])  # fields 14 and 15 of proc(5), in clock ticks
+    return (utime + stime) / os.sysconf("SC_CLK_TCK")
+
+
+def in_own_process(function: Callable[[_Job], _Result], job: _Job) -> _Result:
+    """`function(job)` in a fresh (spawned) process, so a floor does not share this one's GIL with the
+    emulators' threads; `function` must be a module-level function and `job` picklable."""
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return pool.submit(function, job).result()
+
+
+@asynccontextmanager
+async def logisense_http(
+    base_url: str, ca_file: str, credentials: Mapping[str, str], *, connections: int = 32
+) -> AsyncIterator[tuple[httpx.AsyncClient, dict[str, str]]]:
+    """A plain httpx client on a LogiSense (no sfls code), logged in with the OAuth password grant, and
+    the headers every Resource Server call needs; paths are relative to the server's root."""
+    async with httpx.AsyncClient(
+        base_url=base_url,
+        verify=ca_file,
+        trust_env=False,
+        timeout=60,
+        limits=httpx.Limits(max_connections=connections, max_keepalive_connections=connections),
+    ) as http:
+        login = await http.post(
+            f"/{LOGISENSE_LOGIN_PATH}",
+            data={
+                "grant_type": "password",
+                "client_id": credentials["client_id"],
+                "username": credentials["username"],
+                "password": credentials["password"],
+            },
+        )
+        login.raise_for_status()
+        yield http, {"Authorization": f"Bearer {login.json()['access_token']}", "Accept": "application/json"}
 
 
 def run_measured(command: Sequence[str], env: Mapping[str, str], log: Path) -> tuple[float, float, int]:

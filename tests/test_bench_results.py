@@ -32,3 +32,29 @@ def test_subset_rows_replace_their_benchmark_and_keep_the_others() -> None:
         "| syncer | rate | 2.00 | ev/s |  |  |  |",
         "| scaleout | speed-up | 3.50 | x |  |  |  |",
     ]
+
+
+def test_more_rows_than_before_stay_together_and_a_longer_label_is_another_benchmark() -> None:
+    previous = [
+        TABLE_HEADER,
+        "|---|---|---:|---|---|---:|---:|",
+        "| listener | rate | 1.00 | msg/s |  |  |  |",
+        "| syncer | wall time | 9.00 | s |  |  |  |",
+        "| importer | wall time | 9.00 | s |  |  |  |",
+        "| syncer scale-out (12 partitions) | 1 syncer process | 7.00 | events/s |  |  |  |",
+    ]
+    rows: list[dict[str, Any]] = [
+        {"benchmark": "syncer", "metric": "wall time", "value": 3.0, "unit": "s"},
+        {"benchmark": "syncer", "metric": "cpu", "value": 1.0, "unit": "s"},
+        {"benchmark": "listener", "metric": "rate", "value": 2.0, "unit": "msg/s"},
+        {"benchmark": "listener", "metric": "cpu", "value": 0.5, "unit": "s"},
+    ]
+    _head, table = _merged(previous, rows, [_table_row(r) for r in rows])
+    assert table == [
+        "| listener | rate | 2.00 | msg/s |  |  |  |",
+        "| listener | cpu | 0.50 | s |  |  |  |",
+        "| syncer | wall time | 3.00 | s |  |  |  |",
+        "| syncer | cpu | 1.00 | s |  |  |  |",
+        "| importer | wall time | 9.00 | s |  |  |  |",
+        "| syncer scale-out (12 partitions) | 1 syncer process | 7.00 | events/s |  |  |  |",
+    ]
