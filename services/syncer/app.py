@@ -126,7 +126,11 @@ class SyncerService:
             LogisenseClient(
                 settings.logisense, retry=policy, on_request=on_request, max_connections=connections
             ) as client,
-            LogisenseClient(settings.logisense, retry=single, on_request=on_request, max_connections=4) as once,
+            # Creates go through `once` (a failed create is searched before it is tried again), so it needs as
+            # many connections as the writes in flight: with fewer, sync.concurrency is not what LogiSense sees.
+            LogisenseClient(
+                settings.logisense, retry=single, on_request=on_request, max_connections=connections
+            ) as once,
         ):
             # Kafka first: no request-log record is written before the topics and the permissions are known.
             if settings.kafka.create_topics:

@@ -71,7 +71,7 @@ class Deliverer:
         self._refs = references
         self._link = settings.logisense.link_field
         # Process-wide, never per batch: whether LogiSense knows the `in` operator, the retry policy.
-        self._lookups = Lookups(client, once, references, self._link)
+        self._lookups = Lookups(client, once, references, self._link, concurrency=settings.sync.concurrency)
         create_once = CreateOnce(policy, on_retry)
         self._accounts = AccountWriter(
             client, once, settings, references, lookups=self._lookups, create_once=create_once

@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -100,12 +101,15 @@ def _chunks(values: Sequence[Any], size: int = SEARCH_CHUNK) -> Iterable[list[An
 class Lookups:
     """Bulk LogiSense reads by Salesforce id; one per process (it remembers whether `in` works)."""
 
-    def __init__(self, client: LogisenseApi, once: LogisenseApi, references: References, link: str) -> None:
+    def __init__(
+        self, client: LogisenseApi, once: LogisenseApi, references: References, link: str, *, concurrency: int = 1
+    ) -> None:
         self._client = client  # retries every call itself
         self._once = once  # single attempts: the search between two tries of a create
         self._refs = references
         self._link = link
         self._in_supported = True
+        self._concurrency = max(1, concurrency)  # bulk searches in flight at once (sync.concurrency)
 
     def link_value(self, contact: LsContact) -> str | None:
         """The Salesforce id in the contact's link point, if it has one."""
@@ -171,24 +175,38 @@ class Lookups:
         return found[0] if found else None
 
     async def search_in(self, resource: str, name: str, values: Sequence[Any]) -> list[dict[str, Any]]:
-        """Every record whose `name` is one of `values`: bulk `in` searches, or one `eq` per value."""
-        results: list[dict[str, Any]] = []
-        for part in _chunks(list(values)):
-            if self._in_supported:
-                try:
-                    results += await self._client.search(
-                        resource, [{"name": name, "operator": "in", "value": part}], top=SEARCH_TOP
-                    )
-                    continue
-                except PermanentError as exc:  # a LogiSense without the `in` operator answers 400
-                    if exc.status != 400:
-                        raise
-                    log.warning("search_in_unsupported", resource=resource, error=str(exc))
-                    self._in_supported = False
-            for value in part:
-                results += await self._client.search(
-                    resource, [{"name": name, "operator": "eq", "value": value}], top=SEARCH_TOP
+        """Every record whose `name` is one of `values`: bulk `in` searches (the first alone, to learn whether
+        LogiSense knows `in`; the rest `concurrency` at a time), or one `eq` per value."""
+        parts = list(_chunks(list(values)))
+        if not parts:
+            return []
+        results = await self._search_part(resource, name, parts[0])
+        semaphore = asyncio.Semaphore(self._concurrency)
+
+        async def bounded(part: list[Any]) -> list[dict[str, Any]]:
+            async with semaphore:
+                return await self._search_part(resource, name, part)
+
+        for found in await asyncio.gather(*(bounded(part) for part in parts[1:])):
+            results += found
+        return results
+
+    async def _search_part(self, resource: str, name: str, part: list[Any]) -> list[dict[str, Any]]:
+        if self._in_supported:
+            try:
+                return await self._client.search(
+                    resource, [{"name": name, "operator": "in", "value": part}], top=SEARCH_TOP
                 )
+            except PermanentError as exc:  # a LogiSense without the `in` operator answers 400
+                if exc.status != 400:
+                    raise
+                log.warning("search_in_unsupported", resource=resource, error=str(exc))
+                self._in_supported = False
+        results: list[dict[str, Any]] = []
+        for value in part:
+            results += await self._client.search(
+                resource, [{"name": name, "operator": "eq", "value": value}], top=SEARCH_TOP
+            )
         return results
 
 
