@@ -263,8 +263,8 @@ class ListenerSettings(_Section):
     reconnect_cap_seconds: float = Field(default=60.0, gt=0)
     watchdog_seconds: float = Field(default=150.0, gt=0)  # no /meta/connect reply for this long: rebuild
     connection_timeout_seconds: float = Field(default=10.0, ge=0)
-    max_batch_messages: int = Field(default=200, ge=1, le=10_000)  # CDC messages per Kafka transaction
-    max_pending_messages: int = Field(default=1000, ge=1)
+    max_batch_messages: int = Field(default=2000, ge=1, le=10_000)  # CDC messages per Kafka transaction
+    max_pending_messages: int = Field(default=5000, ge=1)
     account_cache_size: int = Field(default=100_000, ge=0)
     transaction_timeout_seconds: float = Field(default=60.0, gt=0)
     backfill_batch_size: int = Field(default=1000, ge=1)  # RESYNC events per backfill transaction
