@@ -186,6 +186,9 @@ class ConsumeLoop:
                     await asyncio.sleep(0)
                 elif self._uncommitted and not self._stop:
                     self._commit_late()
+                # Let go of this batch before the next is collected: otherwise two batches live at once and
+                # memory is twice what sync.max_batch_events says.
+                records = []
         finally:
             if self._uncommitted:  # delivered: safe to commit on the way out
                 self._commit_late()
@@ -276,7 +279,7 @@ class ConsumeLoop:
                             failure,
                             service=SERVICE,
                             origin=Origin(record.topic, record.partition, record.offset),
-                            original=record.headers,
+                            original=record.original_headers,
                         )
                     ),
                 )

@@ -94,3 +94,48 @@ def test_opportunity_events_stay_with_their_account_grouped_per_opportunity() ->
     assert (work.account_events, work.contact_events) == (0, 0)
     assert not batch.accounts[B].only_opportunities
     assert list(batch.accounts[B].opportunities) == [O1[:15]]
+
+
+class _Message:
+    """The part of a confluent-kafka Message that Received reads."""
+
+    def __init__(self, value: bytes, headers: list[tuple[str, bytes]]) -> None:
+        self._value, self._headers = value, headers
+
+    def headers(self) -> list[tuple[str, bytes]]:
+        return self._headers
+
+    def value(self) -> bytes:
+        return self._value
+
+    def key(self) -> bytes:
+        return A.encode()
+
+    def topic(self) -> str:
+        return "sfls.changes"
+
+    def partition(self) -> int:
+        return 3
+
+    def offset(self) -> int:
+        return 7
+
+
+def test_standard_headers_are_not_kept_but_rebuilt_exactly_and_others_are_kept() -> None:
+    """A record whose headers are the ones its event implies keeps none (memory) and gives them back equal for a
+    dead letter; extra headers (a replay's) are kept as they came."""
+    event = ChangeEvent(
+        event_id="e1",
+        entity=Entity.CONTACT,
+        change_type=ChangeType.DELETE,
+        record_id=C1,
+        account_id=A,
+        commit_timestamp=datetime(2026, 1, 1, tzinfo=UTC),
+    )
+    plain = Received.from_message(_Message(event.to_bytes(), event.headers()))  # type: ignore[arg-type]
+    assert plain.headers is None
+    assert plain.original_headers == event.headers()
+    replayed = [*event.headers(), ("sfls.replayed_at", b"2026-01-02T00:00:00Z")]
+    kept = Received.from_message(_Message(event.to_bytes(), replayed))  # type: ignore[arg-type]
+    assert kept.original_headers == replayed
+    assert (kept.topic, kept.partition, kept.offset) == ("sfls.changes", 3, 7)
