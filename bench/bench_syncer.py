@@ -76,6 +76,9 @@ from shared.retry import RetryPolicy
 from shared.settings import KafkaSettings, LogisenseSettings, SyncSettings
 
 NAME = "syncer"
+GROWTH = "syncer growth (default settings, 20 ms LogiSense latency)"
+# Sizes beside the main one (accounts = events / 10): wall time per event and peak RSS as the total grows.
+GROWTH_SIZES = tuple(int(n) for n in os.environ.get("SFLS_BENCH_SYNCER_GROWTH", "10000,1000000").split(",") if n)
 LATENCY_MS = 20
 CONCURRENCY = SyncSettings().concurrency  # the default, which the syncer runs with
 SF: dict[str, Any] = {
@@ -195,20 +198,51 @@ def run() -> list[dict[str, Any]]:
     http = httpx.Client(verify=ca.client_context(), trust_env=False)
     try:
         with _broker(state) as bootstrap:
-            return _measure(
-                total_events=total_events,
-                accounts_n=accounts_n,
-                state=state,
-                ca=ca,
-                sf_url=sf_server.url,
-                ls_url=ls_url,
-                bootstrap=bootstrap,
-                http=http,
-            )
+
+            def measure(size: int, where: Path, *, growth_only: bool = False) -> list[dict[str, Any]]:
+                return _measure(
+                    total_events=size,
+                    accounts_n=max(1, size // 10),
+                    state=where,
+                    ca=ca,
+                    sf_url=sf_server.url,
+                    ls_url=ls_url,
+                    bootstrap=bootstrap,
+                    http=http,
+                    growth_only=growth_only,
+                )
+
+            rows = measure(total_events, state)
+            main = next(r for r in rows if r["metric"].startswith("wall time"))
+            grown = [
+                row(
+                    GROWTH,
+                    f"wall time per 10,000 events at {total_events:,} events / {accounts_n:,} accounts",
+                    main["value"] * 10_000 / total_events,
+                    "s",
+                ),
+                row(
+                    GROWTH,
+                    f"syncer peak RSS at {total_events:,} events "
+                    f"({next(r['value'] for r in rows if r['metric'].startswith('batches')):.0f} batches)",
+                    next(r["value"] for r in rows if r["metric"] == "syncer peak RSS"),
+                    "MiB",
+                ),
+            ]
+            for size in GROWTH_SIZES:
+                (state / str(size)).mkdir()
+                grown += measure(size, state / str(size), growth_only=True)
+            return rows + sorted(grown, key=_size_of)
     finally:
         http.close()
         ls_thread.stop()
         sf_server.stop()
+
+
+def _size_of(item: dict[str, Any]) -> tuple[int, str]:
+    """Growth rows in order of size (RSS before wall time)."""
+    size = int(item["metric"].split(" at ")[1].split(" ")[0].replace(",", ""))
+    return size, item["metric"]
 
 
 def _measure(
@@ -221,6 +255,7 @@ def _measure(
     ls_url: str,
     bootstrap: str,
     http: httpx.Client,
+    growth_only: bool = False,
 ) -> list[dict[str, Any]]:
     rng = random.Random(1)
     records = [
@@ -233,10 +268,16 @@ def _measure(
         }
         for i in range(accounts_n)
     ]
-    ids = _admin(http, sf_url, "POST", "records", {"sobject": "Account", "records": records})["ids"]
+    ids: list[str] = []
+    for start in range(0, accounts_n, 50_000):  # the admin API takes the records in parts
+        part = {"sobject": "Account", "records": records[start : start + 50_000]}
+        ids += _admin(http, sf_url, "POST", "records", part)["ids"]
     names = {i: r["Name"] for i, r in zip(ids, records, strict=True)}
-    events = [
-        ChangeEvent(
+    order = list(range(total_events))
+    rng.shuffle(order)
+
+    def event(n: int) -> ChangeEvent:
+        return ChangeEvent(
             event_id=make_event_id(f"bench:{n}", ids[n % accounts_n]),
             entity=Entity.ACCOUNT,
             change_type=ChangeType.UPDATE,
@@ -245,16 +286,16 @@ def _measure(
             changed_fields=("Name",),
             commit_timestamp=datetime.now(UTC),
         )
-        for n in range(total_events)
-    ]
-    rng.shuffle(events)
 
-    # Baseline: naive one-request-per-event on a sample, same latency and concurrency.
-    ls_settings = LogisenseSettings(base_url=ls_url, ca_file=str(ca.ca_file), timeout_seconds=60, **LS)
-    _admin(http, ls_url, "POST", "faults", {"latency_ms": LATENCY_MS})
-    sample = [e for e in events if e.account_id in set(ids[: max(1, accounts_n // 20)])]
-    naive_rate = asyncio.run(_naive(ls_settings, sample, names))
+    naive_rate = 0.0
     naive_calls_per_account = 2 * total_events / accounts_n  # one search + one write per event
+    ls_settings = LogisenseSettings(base_url=ls_url, ca_file=str(ca.ca_file), timeout_seconds=60, **LS)
+    if not growth_only:
+        # Baseline: naive one-request-per-event on a sample, same latency and concurrency.
+        _admin(http, ls_url, "POST", "faults", {"latency_ms": LATENCY_MS})
+        sampled = max(1, accounts_n // 20)
+        sample = [event(n) for n in order if n % accounts_n < sampled]
+        naive_rate = asyncio.run(_naive(ls_settings, sample, names))
     _admin(http, ls_url, "POST", "reset", {"seed": 1, "catalogue_size": 50})
     _admin(http, ls_url, "POST", "faults", {"latency_ms": LATENCY_MS})
     _admin(http, ls_url, "DELETE", "counters")
@@ -268,8 +309,9 @@ def _measure(
     )
     tuning: dict[str, Any] = {"linger.ms": 50, "batch.size": 1_000_000}
     producer = kafka.producer(kafka_settings, **tuning)
+    made = (event(n) for n in order)
     kafka.produce_and_flush(
-        producer, topics.changes, ((e.key, e.to_bytes(), list(e.headers())) for e in events), timeout=120
+        producer, topics.changes, ((e.key, e.to_bytes(), list(e.headers())) for e in made), timeout=600
     )
     sf_before = _sf_counters(http, sf_url)
 
@@ -303,6 +345,17 @@ def _measure(
     for r in requests:
         by_kind[(r["resource"], r["operation"])] = by_kind.get((r["resource"], r["operation"]), 0) + r["count"]
 
+    if growth_only:
+        return [
+            row(
+                GROWTH,
+                f"wall time per 10,000 events at {total_events:,} events / {accounts_n:,} accounts"
+                + (" (one batch not full: it waits the 6 s interval)" if total_events < DEFAULT_MAX_BATCH else ""),
+                wall * 10_000 / total_events,
+                "s",
+            ),
+            row(GROWTH, f"syncer peak RSS at {total_events:,} events ({batches:.0f} batches)", rss, "MiB"),
+        ]
     # Floor 1: the same LogiSense calls, made directly, on a fresh emulator with the same latency.
     _admin(http, ls_url, "POST", "reset", {"seed": 1, "catalogue_size": 50})
     _admin(http, ls_url, "POST", "faults", {"latency_ms": LATENCY_MS})
