@@ -40,7 +40,7 @@ from typing import Any
 
 import httpx
 
-from bench.bench_syncer import CONCURRENCY, LATENCY_MS, LS, POINTS, SF, _admin, _broker, _LogisenseThread
+from bench.bench_syncer import CONCURRENCY, LATENCY_MS, LS, SF, _admin, _broker, _LogisenseThread, syncer_env
 from bench.common import LOGISENSE_API, Stopwatch, in_own_process, logisense_http, row
 from devstack.process import ServiceProcess
 from devstack.salesforce.app import BackgroundEmulator
@@ -304,8 +304,16 @@ def _measure(
     _admin(http, ls_url, "POST", "faults", {"latency_ms": LATENCY_MS})
     _admin(http, ls_url, "DELETE", "counters")
     sf_before = _sf_calls(http, sf_url)
-    env = _syncer_env(
-        state=state, ca=ca, sf_url=sf_url, ls_url=ls_url, bootstrap=bootstrap, prefix=prefix, events=len(events)
+    env = syncer_env(
+        state=state,
+        ca=ca,
+        sf_url=sf_url,
+        ls_url=ls_url,
+        bootstrap=bootstrap,
+        prefix=prefix,
+        SFLS_LOGISENSE__TIMEOUT_SECONDS="60",
+        SFLS_SYNC__MAX_BATCH_EVENTS=str(max(len(events), 1)),  # the batch closes as soon as it holds them all
+        SFLS_OPPORTUNITY__AUTO_PUSH="true",
     )
     watch = Stopwatch()
     group = f"{prefix}.syncer"
@@ -371,38 +379,6 @@ def _measure(
     if failed:
         result.append(row(NAME, "LogiSense calls answered with an error", failed, "calls"))
     return result
-
-
-def _syncer_env(
-    *, state: Path, ca: LocalCA, sf_url: str, ls_url: str, bootstrap: str, prefix: str, events: int
-) -> dict[str, str]:
-    config = state / "sfls.yaml"
-    contact_points = {t: dict(POINTS) for t in ("Billing", "Shipping", "Technical", "Other")}
-    config.write_text(json.dumps({"mappings": {"contact_points": contact_points}}))
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SFLS_")}
-    env.update(
-        {
-            "SFLS_CONFIG": str(config),
-            "SFLS_SALESFORCE__INSTANCE_URL": sf_url,
-            "SFLS_SALESFORCE__CA_FILE": str(ca.ca_file),
-            "SFLS_SALESFORCE__CLIENT_ID": SF["client_id"],
-            "SFLS_SALESFORCE__CLIENT_SECRET": SF["client_secret"],
-            "SFLS_SALESFORCE__USERNAME": SF["username"],
-            "SFLS_SALESFORCE__PASSWORD": SF["password"],
-            "SFLS_LOGISENSE__BASE_URL": ls_url,
-            "SFLS_LOGISENSE__CA_FILE": str(ca.ca_file),
-            "SFLS_LOGISENSE__USERNAME": LS["username"],
-            "SFLS_LOGISENSE__PASSWORD": LS["password"],
-            "SFLS_LOGISENSE__TIMEOUT_SECONDS": "60",
-            "SFLS_KAFKA__BOOTSTRAP_SERVERS": bootstrap,
-            "SFLS_KAFKA__TOPIC_PREFIX": prefix,
-            "SFLS_SYNC_INTERVAL_MINUTES": "0.1",
-            "SFLS_SYNC__MAX_BATCH_EVENTS": str(max(events, 1)),  # the batch closes as soon as it holds them all
-            "SFLS_OPPORTUNITY__AUTO_PUSH": "true",
-            "SFLS_OBSERVABILITY__LOG_LEVEL": "WARNING",
-        }
-    )
-    return env
 
 
 def _sf_calls(http: httpx.Client, sf_url: str) -> int:

@@ -318,7 +318,7 @@ def _measure(
     watch = Stopwatch()
     group = f"{prefix}.syncer"
     rss = 0.0
-    env = _syncer_env(state=state, ca=ca, sf_url=sf_url, ls_url=ls_url, bootstrap=bootstrap, prefix=prefix)
+    env = syncer_env(state=state, ca=ca, sf_url=sf_url, ls_url=ls_url, bootstrap=bootstrap, prefix=prefix)
     with ServiceProcess.sfls("syncer", env=env, log=state / "syncer.log") as syncer:  # SIGTERM at the end
         deadline = time.monotonic() + 900
         while committed_records(kafka_settings, group, topics.changes) < total_events:
@@ -431,8 +431,10 @@ def _measure(
     return result
 
 
-def _syncer_env(*, state: Path, ca: LocalCA, sf_url: str, ls_url: str, bootstrap: str, prefix: str) -> dict[str, str]:
-    """Default settings but the stack's addresses and the one named in SETTINGS_NOTE."""
+def syncer_env(
+    *, state: Path, ca: LocalCA, sf_url: str, ls_url: str, bootstrap: str, prefix: str, **extra: str
+) -> dict[str, str]:
+    """Default settings but the stack's addresses, the one named in SETTINGS_NOTE, and a caller's `extra`."""
     config = state / "sfls.yaml"
     contact_points = {t: dict(POINTS) for t in ("Billing", "Shipping", "Technical", "Other")}
     config.write_text(json.dumps({"mappings": {"contact_points": contact_points}}))
@@ -454,6 +456,7 @@ def _syncer_env(*, state: Path, ca: LocalCA, sf_url: str, ls_url: str, bootstrap
             "SFLS_KAFKA__TOPIC_PREFIX": prefix,
             "SFLS_SYNC_INTERVAL_MINUTES": str(INTERVAL_MINUTES),
             "SFLS_OBSERVABILITY__LOG_LEVEL": "WARNING",
+            **extra,
         }
     )
     return env

@@ -34,6 +34,7 @@ from services.opportunity.plan import (
     CodeNames,
     PushCache,
     PushPlan,
+    delete_codes,
     entry_changes,
     plan_key,
     plan_push,
@@ -155,15 +156,7 @@ async def _apply(
         if changes:
             await client.patch(PLAN, plan_id, {"packageServicePricePlan": changes})
             result.logisense_writes += 1
-        for code in push.removed:
-            try:
-                await client.delete(CODE, code)
-                result.logisense_writes += 1
-            except PermanentError as exc:
-                if exc.status == 409:  # used by something we cannot see: keep it, say so
-                    push.kept.append(code)
-                elif exc.status != 404:  # 404: a crashed push deleted it already
-                    raise
+        result.logisense_writes += await delete_codes(client, push)
     except RejectedError as exc:
         raise _rejected(exc) from None
     push.push_hash = push_hash(push)  # names chosen in step 2 are part of it

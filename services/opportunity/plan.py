@@ -263,6 +263,22 @@ async def plan_push(
     return push
 
 
+async def delete_codes(client: LogisenseClient, push: PushPlan) -> int:
+    """Delete the removed codes; one LogiSense refuses as in use (409) moves to `kept`, one already gone (404: a
+    crashed push deleted it) is passed over. Returns the deletes made."""
+    made = 0
+    for code in push.removed:
+        try:
+            await client.delete(CODE, code)
+            made += 1
+        except PermanentError as exc:
+            if exc.status == 409:  # used by something we cannot see: keep it, say so
+                push.kept.append(code)
+            elif exc.status != 404:
+                raise
+    return made
+
+
 def plan_key(account: dict[str, Any]) -> tuple[Any, ...]:
     """The PushCache key of an account's price plans (a list: one, or none yet)."""
     return ("plans", account["identity"])

@@ -14,8 +14,7 @@ import asyncio
 
 from services.opportunity import opportunities as sf
 from services.opportunity.app import PushResult, kept_reason
-from services.opportunity.plan import CODE, ENTRY, PLAN, PushPlan, removals
-from shared.errors import PermanentError
+from services.opportunity.plan import CODE, ENTRY, PLAN, PushPlan, delete_codes, removals
 from shared.logisense import LogisenseClient
 from shared.salesforce import SalesforceRest
 from shared.settings import Settings
@@ -54,15 +53,7 @@ async def unpush_opportunity(
         deletes = [{"identity": e["identity"], "delete": True} for e in entries]
         await client.patch(PLAN, plan, {"packageServicePricePlan": deletes})
         result.logisense_writes += 1
-    for code in push.removed:
-        try:
-            await client.delete(CODE, code)
-            result.logisense_writes += 1
-        except PermanentError as exc:
-            if exc.status == 409:
-                push.kept.append(code)
-            elif exc.status != 404:
-                raise
+    result.logisense_writes += await delete_codes(client, push)
     result.removed_codes = [c for c in push.removed if c not in push.kept]
     result.kept_codes = list(push.kept)
     reason = (
