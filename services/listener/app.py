@@ -80,8 +80,9 @@ class Resync:
         """The resyncs an earlier listener left unfinished (resumed by `resume`)."""
         return [p for name in RESYNCS if (p := backfills.get(name)) is not None and not p.done]
 
-    async def resume(self, names: list[str] | None = None) -> None:
-        for name in names or [RESYNC_NAME]:
+    async def resume(self, names: list[str]) -> None:
+        """Continue the unfinished resyncs `names`, in that order."""
+        for name in names:
             self._ask(name, resume=True)
 
     def _ask(self, name: str, *, resume: bool) -> None:

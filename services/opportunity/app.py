@@ -156,7 +156,7 @@ async def _apply(
         if changes:
             await client.patch(PLAN, plan_id, {"packageServicePricePlan": changes})
             result.logisense_writes += 1
-        result.logisense_writes += await delete_codes(client, push)
+        result.logisense_writes += await delete_codes(client, push.removed, push.kept)
     except RejectedError as exc:
         raise _rejected(exc) from None
     push.push_hash = push_hash(push)  # names chosen in step 2 are part of it

@@ -258,22 +258,22 @@ async def plan_push(
         existing = [e async for e in client.search_paged(ENTRY, [("accountPricePlanId", "eq", plans[0]["identity"])])]
     push = PushPlan(account, currency, plans[0] if plans else None, lines, existing)
     held = {p.code_id for p in lines if p.code_id is not None}
-    await removals(client, push, [code for code in opportunity.pushed_codes if code not in held])
+    push.removed, push.kept = await removals(client, [code for code in opportunity.pushed_codes if code not in held])
     push.push_hash = push_hash(push)
     return push
 
 
-async def delete_codes(client: LogisenseClient, push: PushPlan) -> int:
-    """Delete the removed codes; one LogiSense refuses as in use (409) moves to `kept`, one already gone (404: a
+async def delete_codes(client: LogisenseClient, codes: Sequence[int], kept: list[int]) -> int:
+    """Delete the codes; one LogiSense refuses as in use (409) is added to `kept`, one already gone (404: a
     crashed push deleted it) is passed over. Returns the deletes made."""
     made = 0
-    for code in push.removed:
+    for code in codes:
         try:
             await client.delete(CODE, code)
             made += 1
         except PermanentError as exc:
             if exc.status == 409:  # used by something we cannot see: keep it, say so
-                push.kept.append(code)
+                kept.append(code)
             elif exc.status != 404:
                 raise
     return made
@@ -288,11 +288,14 @@ async def _currencies(client: LogisenseClient) -> dict[int, str]:
     return {c["identity"]: str(c["code"]) for c in await client.list("Currency")}
 
 
-async def removals(client: LogisenseClient, push: PushPlan, codes: Sequence[int]) -> None:
-    """Sort codes to remove into `removed` and, when an account package uses them, `kept`."""
+async def removals(client: LogisenseClient, codes: Sequence[int]) -> tuple[list[int], list[int]]:
+    """(to remove, to keep): codes an account package uses are kept."""
+    removed: list[int] = []
+    kept: list[int] = []
     for code in codes:
         used = await client.search(PACKAGE, [("accountProductCodeId", "eq", code)])
-        (push.kept if used else push.removed).append(code)
+        (kept if used else removed).append(code)
+    return removed, kept
 
 
 def push_hash(push: PushPlan) -> str:

@@ -14,7 +14,7 @@ import asyncio
 
 from services.opportunity import opportunities as sf
 from services.opportunity.app import PushResult, kept_reason
-from services.opportunity.plan import CODE, ENTRY, PLAN, PushPlan, delete_codes, removals
+from services.opportunity.plan import CODE, ENTRY, PLAN, delete_codes, removals
 from shared.logisense import LogisenseClient
 from shared.salesforce import SalesforceRest
 from shared.settings import Settings
@@ -30,36 +30,33 @@ async def unpush_opportunity(
     result = PushResult(opp.id, "unpushed")
     plan_id = opp.written.get("LogiSense_Price_Plan_Id__c")
     plan = result.plan_id = int(plan_id) if plan_id and str(plan_id).isdigit() else None
-    push = PushPlan(account={}, currency="", plan=None, lines=[])
-    await removals(client, push, codes)
+    removed, kept = await removals(client, codes)
     entries = []
-    if result.plan_id is not None and push.removed:
+    if plan is not None and removed:
         entries = [
             e
-            async for e in client.search_paged(ENTRY, [("accountPricePlanId", "eq", result.plan_id)])
-            if e.get("accountProductCodeId") in push.removed
+            async for e in client.search_paged(ENTRY, [("accountPricePlanId", "eq", plan)])
+            if e.get("accountProductCodeId") in removed
         ]
     if dry_run:
         if entries:
-            result.calls.append(
-                f"LogiSense PATCH {PLAN}/{result.plan_id} packageServicePricePlan: {len(entries)} delete"
-            )
-        result.calls += [f"LogiSense DELETE {CODE}/{code}" for code in push.removed]
-        result.calls += [f"keep {CODE}/{code}: an account package uses it" for code in push.kept]
+            result.calls.append(f"LogiSense PATCH {PLAN}/{plan} packageServicePricePlan: {len(entries)} delete")
+        result.calls += [f"LogiSense DELETE {CODE}/{code}" for code in removed]
+        result.calls += [f"keep {CODE}/{code}: an account package uses it" for code in kept]
         result.calls.append(f"Salesforce PATCH Opportunity/{opp.id} LogiSense_Push_Status__c=Withdrawn")
-        result.removed_codes, result.kept_codes = list(push.removed), list(push.kept)
+        result.removed_codes, result.kept_codes = removed, kept
         return result
     if entries and plan is not None:
         deletes = [{"identity": e["identity"], "delete": True} for e in entries]
         await client.patch(PLAN, plan, {"packageServicePricePlan": deletes})
         result.logisense_writes += 1
-    result.logisense_writes += await delete_codes(client, push)
-    result.removed_codes = [c for c in push.removed if c not in push.kept]
-    result.kept_codes = list(push.kept)
+    result.logisense_writes += await delete_codes(client, removed, kept)
+    result.removed_codes = [c for c in removed if c not in kept]
+    result.kept_codes = kept
     reason = (
         f"unpushed: {len(entries)} entries and {len(result.removed_codes)} product code(s) removed from LogiSense"
-        + (f"; {kept_reason(push.kept)}" if push.kept else "")
+        + (f"; {kept_reason(kept)}" if kept else "")
     )
     result.message = reason
-    await asyncio.to_thread(sf.write_unpushed, rest, opp, result.removed_codes, push.kept, reason)
+    await asyncio.to_thread(sf.write_unpushed, rest, opp, result.removed_codes, kept, reason)
     return result

@@ -56,13 +56,13 @@ class BatchProcessor:
         started_at = datetime.now(UTC)
         started = time.monotonic()
         watched = self._opportunities is not None
-        ensure = [a for a, work in batch.accounts.items() if work.only_opportunities]
+        ensure = {a for a, work in batch.accounts.items() if work.only_opportunities}
         skipped = 0
         if not watched:
             skipped = sum(len(r) for w in batch.accounts.values() for r in w.opportunities.values())
             if skipped:
                 log.warning("opportunity_events_skipped", events=skipped, why="opportunity.watch and auto_push are off")
-        ids = [a for a in batch.accounts if watched or a not in set(ensure)]
+        ids = [a for a in batch.accounts if watched or a not in ensure]
         snapshot = await read_snapshot_async(self._sf, self._settings, ids, multi_currency=self._multi_currency)
         extra_queries = 0
 
