@@ -30,7 +30,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import tempfile
 import time
 import uuid
 from dataclasses import dataclass
@@ -40,13 +39,11 @@ from typing import Any
 
 import httpx
 
-from bench.bench_syncer import CONCURRENCY, LATENCY_MS, LS, SF, _admin, _broker, _LogisenseThread, syncer_env
+from bench.bench_syncer import CONCURRENCY, LATENCY_MS, LS, _admin, emulator_stack, syncer_env
 from bench.common import LOGISENSE_API, Stopwatch, in_own_process, logisense_http, row
 from devstack.process import ServiceProcess
-from devstack.salesforce.app import BackgroundEmulator
-from devstack.salesforce.config import Config
 from devstack.salesforce.sales import STANDARD_BOOK_ID
-from devstack.tls import LocalCA, ensure_ca
+from devstack.tls import LocalCA
 from shared import kafka
 from shared.events import ChangeEvent, ChangeType, Entity, make_event_id
 from shared.kafka_reader import committed_records
@@ -233,29 +230,17 @@ def _seed_salesforce(
 
 def run() -> list[dict[str, Any]]:
     opportunities_n, accounts_n = _sizes()
-    state = Path(tempfile.mkdtemp(prefix="sfls-bench-opportunity-"))
-    ca = ensure_ca(state / "ca")
-    sf_server = BackgroundEmulator(Config(**SF), ca.server_context())
-    sf_server.start()
-    ls_thread = _LogisenseThread(ca)
-    ls_url = ls_thread.start()
-    http = httpx.Client(verify=ca.client_context(), trust_env=False)
-    try:
-        with _broker(state) as bootstrap:
-            return _measure(
-                opportunities_n=opportunities_n,
-                accounts_n=accounts_n,
-                state=state,
-                ca=ca,
-                sf_url=sf_server.url,
-                ls_url=ls_url,
-                bootstrap=bootstrap,
-                http=http,
-            )
-    finally:
-        http.close()
-        ls_thread.stop()
-        sf_server.stop()
+    with emulator_stack("sfls-bench-opportunity-") as stack:
+        return _measure(
+            opportunities_n=opportunities_n,
+            accounts_n=accounts_n,
+            state=stack.state,
+            ca=stack.ca,
+            sf_url=stack.sf_url,
+            ls_url=stack.ls_url,
+            bootstrap=stack.bootstrap,
+            http=stack.http,
+        )
 
 
 def _measure(
@@ -311,7 +296,6 @@ def _measure(
         ls_url=ls_url,
         bootstrap=bootstrap,
         prefix=prefix,
-        SFLS_LOGISENSE__TIMEOUT_SECONDS="60",
         SFLS_SYNC__MAX_BATCH_EVENTS=str(max(len(events), 1)),  # the batch closes as soon as it holds them all
         SFLS_OPPORTUNITY__AUTO_PUSH="true",
     )
@@ -351,7 +335,9 @@ def _measure(
 
     label = (
         f"{opportunities_n:,} won opportunities x {LINES} lines / {accounts_n:,} accounts, "
-        f"{LATENCY_MS} ms LogiSense latency"
+        f"{LATENCY_MS} ms LogiSense latency; default settings but SFLS_OPPORTUNITY__AUTO_PUSH=true, the path "
+        "measured, and SFLS_SYNC__MAX_BATCH_EVENTS = the event count with SFLS_SYNC_INTERVAL_MINUTES=0.1: one batch, "
+        "closed as soon as it holds every event"
     )
     floor = f"direct httpx writes, concurrency {CONCURRENCY}"
     result = [

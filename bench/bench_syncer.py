@@ -149,6 +149,37 @@ def _broker(state: Path) -> Iterator[str]:
         broker.stop()
 
 
+@dataclass(frozen=True)
+class Stack:
+    """Both emulators in this process, a broker, and an HTTPS client trusting the run's CA."""
+
+    state: Path
+    ca: LocalCA
+    sf_url: str
+    ls_url: str
+    bootstrap: str
+    http: httpx.Client
+
+
+@contextmanager
+def emulator_stack(prefix: str) -> Iterator[Stack]:
+    """The stack the syncer-driven benchmarks run against (this one and bench_opportunity.py), stopped after."""
+    state = Path(tempfile.mkdtemp(prefix=prefix))
+    ca = ensure_ca(state / "ca")
+    sf_server = BackgroundEmulator(Config(**SF), ca.server_context())
+    sf_server.start()
+    ls_thread = _LogisenseThread(ca)
+    ls_url = ls_thread.start()
+    http = httpx.Client(verify=ca.client_context(), trust_env=False)
+    try:
+        with _broker(state) as bootstrap:
+            yield Stack(state, ca, sf_server.url, ls_url, bootstrap, http)
+    finally:
+        http.close()
+        ls_thread.stop()
+        sf_server.stop()
+
+
 def _admin(http: httpx.Client, base: str, method: str, path: str, body: Any = None) -> Any:
     response = http.request(method, f"{base}/__admin/{path}", json=body, timeout=120)
     response.raise_for_status()
@@ -189,54 +220,42 @@ async def _naive(settings: LogisenseSettings, events: list[ChangeEvent], names: 
 def run() -> list[dict[str, Any]]:
     total_events = int(os.environ.get("SFLS_BENCH_SYNCER_EVENTS", "100000"))
     accounts_n = max(1, total_events // 10)
-    state = Path(tempfile.mkdtemp(prefix="sfls-bench-syncer-"))
-    ca = ensure_ca(state / "ca")
-    sf_server = BackgroundEmulator(Config(**SF), ca.server_context())
-    sf_server.start()
-    ls_thread = _LogisenseThread(ca)
-    ls_url = ls_thread.start()
-    http = httpx.Client(verify=ca.client_context(), trust_env=False)
-    try:
-        with _broker(state) as bootstrap:
+    with emulator_stack("sfls-bench-syncer-") as stack:
 
-            def measure(size: int, where: Path, *, growth_only: bool = False) -> list[dict[str, Any]]:
-                return _measure(
-                    total_events=size,
-                    accounts_n=max(1, size // 10),
-                    state=where,
-                    ca=ca,
-                    sf_url=sf_server.url,
-                    ls_url=ls_url,
-                    bootstrap=bootstrap,
-                    http=http,
-                    growth_only=growth_only,
-                )
+        def measure(size: int, where: Path, *, growth_only: bool = False) -> list[dict[str, Any]]:
+            return _measure(
+                total_events=size,
+                accounts_n=max(1, size // 10),
+                state=where,
+                ca=stack.ca,
+                sf_url=stack.sf_url,
+                ls_url=stack.ls_url,
+                bootstrap=stack.bootstrap,
+                http=stack.http,
+                growth_only=growth_only,
+            )
 
-            rows = measure(total_events, state)
-            main = next(r for r in rows if r["metric"].startswith("wall time"))
-            grown = [
-                row(
-                    GROWTH,
-                    f"wall time per 10,000 events at {total_events:,} events / {accounts_n:,} accounts",
-                    main["value"] * 10_000 / total_events,
-                    "s",
-                ),
-                row(
-                    GROWTH,
-                    f"syncer peak RSS at {total_events:,} events "
-                    f"({next(r['value'] for r in rows if r['metric'].startswith('batches')):.0f} batches)",
-                    next(r["value"] for r in rows if r["metric"] == "syncer peak RSS"),
-                    "MiB",
-                ),
-            ]
-            for size in GROWTH_SIZES:
-                (state / str(size)).mkdir()
-                grown += measure(size, state / str(size), growth_only=True)
-            return rows + sorted(grown, key=_size_of)
-    finally:
-        http.close()
-        ls_thread.stop()
-        sf_server.stop()
+        rows = measure(total_events, stack.state)
+        main = next(r for r in rows if r["metric"].startswith("wall time"))
+        grown = [
+            row(
+                GROWTH,
+                f"wall time per 10,000 events at {total_events:,} events / {accounts_n:,} accounts",
+                main["value"] * 10_000 / total_events,
+                "s",
+            ),
+            row(
+                GROWTH,
+                f"syncer peak RSS at {total_events:,} events "
+                f"({next(r['value'] for r in rows if r['metric'].startswith('batches')):.0f} batches)",
+                next(r["value"] for r in rows if r["metric"] == "syncer peak RSS"),
+                "MiB",
+            ),
+        ]
+        for size in GROWTH_SIZES:
+            (stack.state / str(size)).mkdir()
+            grown += measure(size, stack.state / str(size), growth_only=True)
+        return rows + sorted(grown, key=_size_of)
 
 
 def _size_of(item: dict[str, Any]) -> tuple[int, str]:
