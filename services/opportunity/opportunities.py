@@ -139,7 +139,7 @@ def _line(row: dict[str, Any]) -> Line:
     )
 
 
-def _check_fields(rest: SalesforceRest) -> list[str]:
+def check_fields(rest: SalesforceRest) -> list[str]:
     """The Opportunity fields to select; a ConfigError naming the write-back fields the org lacks."""
     opportunity = {f["name"] for f in rest.describe("Opportunity")["fields"]}
     line = {f["name"] for f in rest.describe("OpportunityLineItem")["fields"]}
@@ -163,7 +163,7 @@ def read_opportunities(
     ids = list(dict.fromkeys(check_id(i) for i in opportunity_ids))
     if not ids:
         return {}
-    fields = _check_fields(rest)
+    fields = check_fields(rest)
     found: dict[str, Opportunity] = {}
     for start in range(0, len(ids), CHUNK):
         chunk = ids[start : start + CHUNK]

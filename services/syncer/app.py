@@ -3,7 +3,8 @@
 Start-up order: logs and the health server; Kafka (its own topics, waiting for a broker that is not up
 yet, then the ACL preflight of shared/acls.py); LogiSense reference data and the Salesforce describes
 (an Account describe with CurrencyIsoCode makes this a multi-currency org: accounts are read and created
-with their currency, services/syncer/accounts.py); the mapping check (a bad mapping ends the process with
+with their currency, services/syncer/accounts.py; with opportunities followed, the Opportunity and line
+write-back fields must exist); the mapping check (a bad mapping ends the process with
 exit code 2 and one line per problem); then the consume loop (services/syncer/consume.py, batches
 processed by services/syncer/process.py) until SIGTERM/SIGINT.
 """
@@ -18,6 +19,7 @@ from collections.abc import Callable
 import structlog
 
 from services.opportunity.automatic import AutomaticPush
+from services.opportunity.opportunities import check_fields
 from services.syncer.consume import SERVICE, ConsumeLoop
 from services.syncer.deliver import Deliverer, current_account
 from services.syncer.metrics import RETRIES, BatchMetrics
@@ -67,6 +69,8 @@ async def validate(settings: Settings, client: LogisenseClient, salesforce: Sale
         account_fields=[f["name"] for f in account.get("fields", [])],
         contact_fields=[f["name"] for f in contact.get("fields", [])],
     )
+    if settings.opportunity.watched:  # the write-back fields must exist before any opportunity is handled
+        await asyncio.to_thread(check_fields, salesforce)
     if settings.sync.on_account_delete == "close":
         try:
             refs("account_status_type", settings.sync.closed_status_name)
