@@ -55,7 +55,13 @@ def _stack() -> Iterator[tuple[dict[str, Any], Path]]:
             yield fresh.description, fresh.stack.state_dir
         return
     state_dir = Path(tempfile.mkdtemp(prefix="sfls-bench-importer-"))
-    stack = Stack(state_dir=state_dir, cache_dir=CACHE_DIR, salesforce_port=free_port(), logisense_port=free_port())
+    stack = Stack(
+        state_dir=state_dir,
+        cache_dir=CACHE_DIR,
+        salesforce_port=free_port(),
+        salesforce_pubsub_port=free_port(),
+        logisense_port=free_port(),
+    )
     ca = ensure_ca(state_dir)
     try:
         stack.salesforce().start(ca.ca_file)

@@ -21,6 +21,13 @@ subscribe to the Account channel with replay -2, then /meta/connect long polls u
 of the backlog arrived, the events thrown away; messages per second from the first received reply.
 Second baseline: a raw confluent-kafka idempotent producer sending the very same record bytes (the
 committed change events, read back) to a fresh topic and flushing, the broker's limit.
+
+The Pub/Sub API (SFLS_SALESFORCE__TRANSPORT=pubsub) drains the same backlog from the same emulator process
+(its gRPC endpoint), the listener's only changed settings being the transport and initial_replay -2, with a
+fresh topic prefix and transactional id. Its floor, same run: a bare gRPC drain in a separate process,
+grpc.aio with the contract's message classes only (no sfls code): OAuth password grant, Subscribe to the
+Account topic with EARLIEST, 100 events requested and topped up at half like the listener, until every event
+of the backlog arrived, the payloads thrown away undecoded. CPU seconds per 10,000 messages for each transport.
 """
 
 from __future__ import annotations
@@ -54,15 +61,17 @@ CHANNEL = "/data/AccountChangeEvent"
 CREDENTIALS = {"client_id": "bench-key", "client_secret": "bench-secret", "username": "bench@sfls", "password": "pw"}
 
 
-def _emulator(state_dir: Path) -> tuple[EmulatorProcess, str]:
-    """The Salesforce emulator as its own process (as `sfls devstack up` runs it), answering; and its CA file."""
+def _emulator(state_dir: Path) -> tuple[EmulatorProcess, str, int]:
+    """The Salesforce emulator as its own process (as `sfls devstack up` runs it), answering; its CA file and
+    Pub/Sub port."""
     ca = ensure_ca(state_dir)
-    args = ["--cometd-timeout-ms", "2000", "--log-level", "WARNING"]
+    pubsub_port = free_port()
+    args = ["--cometd-timeout-ms", "2000", "--log-level", "WARNING", "--pubsub-port", str(pubsub_port)]
     for key, value in CREDENTIALS.items():
         args += [f"--{key.replace('_', '-')}", value]
-    emulator = EmulatorProcess("salesforce", free_port(), state_dir, tuple(args))
+    emulator = EmulatorProcess("salesforce", free_port(), state_dir, tuple(args), (pubsub_port,))
     emulator.start(ca.ca_file)
-    return emulator, str(ca.ca_file)
+    return emulator, str(ca.ca_file), pubsub_port
 
 
 def _load_backlog(url: str, ca_file: str, api_version: str) -> tuple[int, int]:
@@ -104,6 +113,9 @@ def _listener(settings: Settings, last_replay: int) -> tuple[float, int, float]:
     """Run the listener until it checkpointed `last_replay`: (seconds, messages) after its first commit, and
     the CPU seconds of this process over the whole run (start-up included)."""
     from services.listener.app import run_listener
+    from services.listener.metrics import CHECKPOINT_REPLAY_ID
+
+    CHECKPOINT_REPLAY_ID.labels(channel=CHANNEL).set(0)  # an earlier run in this process left its own
 
     cpu_started = time.process_time()
     loop = asyncio.new_event_loop()
@@ -193,6 +205,57 @@ async def _drain(job: DrainJob) -> tuple[float, int]:
     return seconds, received - first_reply
 
 
+@dataclass(frozen=True)
+class GrpcDrainJob:
+    """What the bare gRPC drain needs (pickled to its process)."""
+
+    url: str
+    endpoint: str
+    ca_file: str
+    messages: int  # the backlog on CHANNEL
+
+
+def _grpc_drain_process(job: GrpcDrainJob) -> tuple[float, int]:
+    return asyncio.run(_grpc_drain(job, Path(job.ca_file).read_bytes()))
+
+
+async def _grpc_drain(job: GrpcDrainJob, ca: bytes) -> tuple[float, int]:
+    """Bare Pub/Sub Subscribe (grpc.aio and the contract's messages, no sfls code) from EARLIEST with 100 events
+    outstanding, until the whole backlog arrived, payloads thrown away; (seconds, events) from the first batch."""
+    import grpc
+
+    from services.listener.pubsub import pubsub_api_pb2 as pb
+
+    async with httpx.AsyncClient(base_url=job.url, verify=job.ca_file, trust_env=False, timeout=60) as http:
+        form = {"grant_type": "password", **CREDENTIALS}
+        grant = (await http.post("/services/oauth2/token", data=form)).raise_for_status().json()
+    org_id = grant["id"].rstrip("/").split("/")[-2]
+    metadata = (("accesstoken", grant["access_token"]), ("instanceurl", job.url), ("tenantid", org_id))
+    credentials = grpc.ssl_channel_credentials(root_certificates=ca)
+    async with grpc.aio.secure_channel(job.endpoint, credentials) as channel:
+        subscribe = channel.stream_stream(
+            "/eventbus.v1.PubSub/Subscribe",
+            request_serializer=pb.FetchRequest.SerializeToString,
+            response_deserializer=pb.FetchResponse.FromString,
+        )
+        call = subscribe(None, metadata=metadata)
+        await call.write(pb.FetchRequest(topic_name=CHANNEL, replay_preset=pb.EARLIEST, num_requested=100))
+        received, first_batch, started = 0, 0, 0.0
+        while received < job.messages:
+            response: Any = await call.read()
+            events = len(response.events)
+            if events and not received:
+                first_batch, started = events, time.perf_counter()
+            received += events
+            if response.pending_num_requested <= 50:
+                await call.write(pb.FetchRequest(num_requested=100 - response.pending_num_requested))
+        seconds = time.perf_counter() - started
+        call.cancel()
+    if received != job.messages:
+        raise RuntimeError(f"bare gRPC drain: {received} events, the backlog holds {job.messages}")
+    return seconds, received - first_batch
+
+
 def _raw_producer(settings: KafkaSettings, values: list[tuple[bytes | None, bytes | None]]) -> float:
     topic = f"{settings.topic_prefix}.raw"
     kafka.ensure_topics(settings, [kafka.TopicSpec(topic, settings.partitions)])
@@ -236,32 +299,45 @@ def run() -> list[dict[str, Any]]:
         if not bootstrap:
             bootstrap = stack.enter_context(bench_stack()).bootstrap_servers
         state_dir = Path(tempfile.mkdtemp(prefix="sfls-bench-listener-"))
-        emulator, ca_file = _emulator(state_dir)
+        emulator, ca_file, pubsub_port = _emulator(state_dir)
         stack.callback(emulator.stop)
         url = emulator.url
-        salesforce = SalesforceSettings(instance_url=url, ca_file=ca_file, **CREDENTIALS)  # default channels
+        salesforce = SalesforceSettings(
+            instance_url=url, ca_file=ca_file, pubsub_endpoint=f"localhost:{pubsub_port}", **CREDENTIALS
+        )  # default channels, default transport (CometD)
         kafka_settings = KafkaSettings(
             bootstrap_servers=bootstrap, topic_prefix=f"bench{uuid.uuid4().hex[:8]}"
         )  # default partitions (12)
         last_replay, backlog = _load_backlog(url, ca_file, salesforce.api_version)
-        settings = Settings(
-            kafka=kafka_settings,
-            salesforce=salesforce,
-            listener=ListenerSettings(transactional_id=f"bench-{uuid.uuid4().hex[:8]}", initial_replay=-2),
-            observability=ObservabilitySettings(log_level="WARNING"),
-        )
+
+        def settings(**changed: Any) -> Settings:
+            return Settings(
+                kafka=kafka_settings.model_copy(update={"topic_prefix": f"bench{uuid.uuid4().hex[:8]}"}),
+                salesforce=salesforce.model_copy(update=changed),
+                listener=ListenerSettings(transactional_id=f"bench-{uuid.uuid4().hex[:8]}", initial_replay=-2),
+                observability=ObservabilitySettings(log_level="WARNING"),
+            )
+
+        cometd = settings()
         sf_before = _sf_calls(url, ca_file)
-        seconds, messages, cpu = _listener(settings, last_replay)
+        seconds, messages, cpu = _listener(cometd, last_replay)
         sf_calls = _sf_calls(url, ca_file) - sf_before
         listener_rate = messages / seconds
         drain_seconds, drained = in_own_process(_drain_process, DrainJob(url, ca_file, salesforce.api_version, backlog))
         drain_rate = drained / drain_seconds
-        values = _committed_values(kafka_settings)
-        raw_seconds = _raw_producer(kafka_settings, values)
+        values = _committed_values(cometd.kafka)
+        raw_seconds = _raw_producer(cometd.kafka, values)
         raw_rate = len(values) / raw_seconds
+        pubsub_seconds, pubsub_messages, pubsub_cpu = _listener(settings(transport="pubsub"), last_replay)
+        pubsub_rate = pubsub_messages / pubsub_seconds
+        grpc_job = GrpcDrainJob(url, salesforce.pubsub_endpoint, ca_file, backlog)
+        grpc_seconds, grpc_drained = in_own_process(_grpc_drain_process, grpc_job)
+        grpc_rate = grpc_drained / grpc_seconds
     print(f"listener: {messages} CDC messages in {seconds:.2f}s = {listener_rate:,.0f}/s, {cpu:.2f} CPU s")
     print(f"bare CometD drain: {drained} messages in {drain_seconds:.2f}s = {drain_rate:,.0f}/s")
     print(f"raw producer: {len(values)} records in {raw_seconds:.2f}s = {raw_rate:,.0f}/s")
+    print(f"Pub/Sub: {pubsub_messages} in {pubsub_seconds:.2f}s = {pubsub_rate:,.0f}/s, {pubsub_cpu:.2f} CPU s")
+    print(f"bare gRPC drain: {grpc_drained} events in {grpc_seconds:.2f}s = {grpc_rate:,.0f}/s")
     metric = (
         f"CDC messages to committed Kafka records ({backlog:,}-message backlog drain, 1 record each; "
         f"default settings but initial_replay -2, {kafka_settings.partitions} partitions)"
@@ -299,6 +375,21 @@ def run() -> list[dict[str, Any]]:
             baseline="lower bound: Account updates need no contact resolution",
             baseline_value=0,
             higher_is_better=False,
+        ),
+        row(
+            "listener",
+            f"Pub/Sub: CDC messages to committed Kafka records (the same {backlog:,}-message backlog; default "
+            "settings but transport pubsub and initial_replay -2)",
+            pubsub_rate,
+            "msg/s",
+            baseline="bare gRPC drain: grpc.aio Subscribe, 100 outstanding, same emulator and backlog",
+            baseline_value=grpc_rate,
+        ),
+        row(
+            "listener",
+            "Pub/Sub: listener CPU seconds per 10,000 messages (bench process time, gRPC threads included)",
+            pubsub_cpu * per_10k,
+            "s",
         ),
     ]
 

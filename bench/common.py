@@ -62,6 +62,7 @@ def bench_stack(**stack_args: Any) -> Iterator[BenchStack]:
         kafka_port=free_port(),
         kafka_controller_port=free_port(),
         salesforce_port=free_port(),
+        salesforce_pubsub_port=free_port(),
         logisense_port=free_port(),
         **stack_args,
     )

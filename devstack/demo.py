@@ -72,6 +72,7 @@ class Demo:
             kafka_port=free_port(),
             kafka_controller_port=free_port(),
             salesforce_port=free_port(),
+            salesforce_pubsub_port=free_port(),
             logisense_port=free_port(),
         )
         self.services: list[ServiceProcess] = []

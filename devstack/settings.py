@@ -29,6 +29,7 @@ class DevstackSettings(BaseSettings):
     kafka_controller_port: int = Field(default=9093, ge=1, le=65535)
     salesforce_port: int = Field(default=8443, ge=1, le=65535)
     logisense_port: int = Field(default=8444, ge=1, le=65535)
+    salesforce_pubsub_port: int = Field(default=7443, ge=1, le=65535)  # the emulator's Pub/Sub API (gRPC)
     java: str = "java"
 
 

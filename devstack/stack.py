@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from devstack.kafka import DevstackError, LocalBroker, fetch_jars, jar_dir, port_in_use
+from devstack.salesforce.store import ORG_ID
 from devstack.settings import DevstackSettings
 from devstack.tls import ensure_ca
 from shared.config_sources import STACK_FILE_ENV
@@ -48,6 +49,7 @@ class EmulatorProcess:
     port: int
     state_dir: Path
     args: tuple[str, ...] = ()
+    extra_ports: tuple[int, ...] = ()  # further ports it listens on (the Salesforce emulator's Pub/Sub API)
 
     @property
     def pid_file(self) -> Path:
@@ -73,8 +75,9 @@ class EmulatorProcess:
     def start(self, ca_file: Path, timeout: float = 30.0) -> None:
         if self.pid() is not None:
             return
-        if port_in_use(self.port):
-            raise DevstackError(f"port {self.port} on 127.0.0.1 is already in use; choose another {self.name} port")
+        for port in (self.port, *self.extra_ports):
+            if port_in_use(port):
+                raise DevstackError(f"port {port} on 127.0.0.1 is already in use; choose another {self.name} port")
         command = [
             sys.executable,
             "-m",
@@ -136,6 +139,7 @@ class Stack:
     kafka_controller_port: int = 9093
     salesforce_port: int = 8443
     logisense_port: int = 8444
+    salesforce_pubsub_port: int = 7443
     java: str = "java"
 
     @classmethod
@@ -147,6 +151,7 @@ class Stack:
             kafka_controller_port=settings.kafka_controller_port,
             salesforce_port=settings.salesforce_port,
             logisense_port=settings.logisense_port,
+            salesforce_pubsub_port=settings.salesforce_pubsub_port,
             java=settings.java,
         )
 
@@ -183,7 +188,10 @@ class Stack:
                 creds["username"],
                 "--password",
                 creds["password"],
+                "--pubsub-port",
+                str(self.salesforce_pubsub_port),
             ),
+            (self.salesforce_pubsub_port,),
         )
 
     def logisense(self) -> EmulatorProcess:
@@ -214,6 +222,8 @@ class Stack:
                 "ca_file": ca_file,
                 **SALESFORCE_CREDENTIALS,
                 "admin_url": f"{sf.url}/__admin",
+                "pubsub_endpoint": f"localhost:{self.salesforce_pubsub_port}",
+                "org_id": ORG_ID,
             },
             "logisense": {
                 "base_url": ls.url,

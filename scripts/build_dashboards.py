@@ -251,6 +251,19 @@ def overview() -> dict[str, Any]:
         (f"sum by (outcome) (rate(sfls_listener_transactions_total{{{NS}}}[{RATE}]))", "{{outcome}}"),
         width=8,
     )
+    b.series(
+        "Transport",
+        "short",
+        "The transport change events arrive over (1 = in use: cometd or pubsub); Pub/Sub API errors by gRPC status "
+        "and Salesforce error code; Pub/Sub keepalives (empty responses) by topic.",
+        (f"max by (transport) (sfls_listener_transport{{{NS}}})", "transport: {{transport}}"),
+        (
+            f"sum by (status, error_code) (increase(sfls_listener_pubsub_errors_total{{{NS}}}[{RATE}]))",
+            "error: {{status}} {{error_code}}",
+        ),
+        (f"sum by (topic) (increase(sfls_listener_pubsub_keepalives_total{{{NS}}}[{RATE}]))", "keepalive: {{topic}}"),
+        width=24,
+    )
 
     b.row("Syncer")
     b.series(

@@ -58,7 +58,7 @@ class ChangeEvent(BaseModel):
     change_type: ChangeType
     record_id: str = Field(min_length=15, max_length=18)
     account_id: str = Field(min_length=15, max_length=18)
-    changed_fields: tuple[str, ...] = ()
+    changed_fields: tuple[str, ...] = ()  # sObject field names, in name order
     fields: dict[str, Any] = Field(default_factory=dict)
     commit_timestamp: datetime
     transaction_key: str = ""

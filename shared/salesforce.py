@@ -22,7 +22,6 @@ REST (`SalesforceRest`, synchronous; async callers use `asyncio.to_thread`):
 from __future__ import annotations
 
 import re
-import ssl
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
@@ -43,6 +42,7 @@ from simple_salesforce.exceptions import (
 )
 
 from shared.errors import ConfigError, PermanentError, RejectedError, SflsError, TransientError
+from shared.salesforce_auth import Credentials, org_of, token_form
 from shared.salesforce_bulk import upsert_job
 from shared.settings import SalesforceSettings
 
@@ -59,21 +59,6 @@ _AUTH_HINT = (
 
 class RecordNotFoundError(PermanentError):
     """The record does not exist (or was deleted): Salesforce answered 404 NOT_FOUND."""
-
-
-def ssl_context(settings: SalesforceSettings) -> ssl.SSLContext:
-    """Verification that trusts `ca_file` when set, the system store otherwise; never disabled."""
-    return ssl.create_default_context(cafile=settings.ca_file) if settings.ca_file else ssl.create_default_context()
-
-
-def token_form(settings: SalesforceSettings) -> dict[str, str]:
-    form = {"client_id": settings.client_id, "client_secret": settings.client_secret.get_secret_value()}
-    if settings.auth == "refresh_token":
-        form.update(grant_type="refresh_token", refresh_token=settings.refresh_token.get_secret_value())
-    else:
-        password = settings.password.get_secret_value() + settings.security_token.get_secret_value()
-        form.update(grant_type="password", username=settings.username, password=password)
-    return form
 
 
 def _error_summary(content: Any) -> tuple[str, str]:
@@ -173,6 +158,7 @@ class SalesforceRest:
             self.session.trust_env = False
         self.session.headers["Sforce-Call-Options"] = f"client={settings.client_tag}"
         self._sf: Salesforce | None = None
+        self._identity = ""  # the token response's `id`: {instance}/id/<orgId>/<userId>
         self._lock = threading.Lock()
         self._counts: Counter[str] = Counter()
         self._describes: dict[str, dict[str, Any]] = {}
@@ -215,7 +201,24 @@ class SalesforceRest:
         )
         with self._lock:
             self._sf = sf
+            self._identity = str(body.get("id") or "")
         return sf
+
+    def credentials(self, *, fresh: bool = False) -> Credentials:
+        """The access token, instance URL and org id of the current session (a new login when `fresh`).
+
+        The org id is `settings.org_id` when set, otherwise the one the token response's identity URL names.
+        """
+        sf = self.login() if fresh else self.sf
+        with self._lock:
+            identity = self._identity
+        org_id = self.settings.org_id or org_of(identity)
+        if not org_id:
+            raise ConfigError(
+                "the Salesforce token response names no org id (its `id` URL); set SFLS_SALESFORCE__ORG_ID "
+                "to the org id (Setup > Company Information)"
+            )
+        return Credentials(access_token=str(sf.session_id), instance_url=f"https://{sf.sf_instance}", org_id=org_id)
 
     @property
     def sf(self) -> Salesforce:

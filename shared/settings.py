@@ -116,10 +116,15 @@ class SalesforceFields(_Section):
 
 
 class SalesforceSettings(_Section):
-    """Connection to Salesforce (REST and the Streaming API)."""
+    """Connection to Salesforce (REST, and the change events over CometD or the Pub/Sub API)."""
 
     instance_url: str = "https://login.salesforce.com"
     api_version: str = "62.0"
+    # How the listener receives change events: CometD (the Streaming API, aiosfstream-ng) or the Pub/Sub API
+    # (gRPC, services/listener/pubsub/). Switching is a full resync (services/listener/app.py).
+    transport: Literal["cometd", "pubsub"] = "cometd"
+    pubsub_endpoint: str = "api.pubsub.salesforce.com:7443"  # host:port of the Pub/Sub API (TLS)
+    org_id: str = ""  # the Pub/Sub tenant id; empty: read from the token response's identity URL
     auth: Literal["password", "refresh_token"] = "password"
     client_id: str = ""
     client_secret: SecretStr = SecretStr("")
@@ -140,6 +145,20 @@ class SalesforceSettings(_Section):
     def _version_shape(cls, value: str) -> str:
         if not re.fullmatch(r"\d{2,3}\.0", value):
             raise ValueError("write the API version as e.g. 62.0")
+        return value
+
+    @field_validator("pubsub_endpoint")
+    @classmethod
+    def _endpoint_shape(cls, value: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9.\-]+:\d{1,5}", value):
+            raise ValueError("write the Pub/Sub endpoint as host:port, e.g. api.pubsub.salesforce.com:7443")
+        return value
+
+    @field_validator("org_id")
+    @classmethod
+    def _org_id_shape(cls, value: str) -> str:
+        if value and not re.fullmatch(r"00D[A-Za-z0-9]{12}(?:[A-Za-z0-9]{3})?", value):
+            raise ValueError("the org id is the 15 or 18 character id starting 00D (Setup > Company Information)")
         return value
 
     @field_validator("instance_url")
@@ -268,6 +287,10 @@ class ListenerSettings(_Section):
     account_cache_size: int = Field(default=100_000, ge=0)
     transaction_timeout_seconds: float = Field(default=60.0, gt=0)
     backfill_batch_size: int = Field(default=1000, ge=1)  # RESYNC events per backfill transaction
+    # Pub/Sub flow control: events asked for per FetchRequest (the server allows 100 outstanding per stream).
+    pubsub_batch_size: int = Field(default=100, ge=1, le=100)
+    # Pub/Sub: no event and no keepalive for this long (the server sends one within 270 s): resubscribe.
+    pubsub_watchdog_seconds: float = Field(default=300.0, gt=0)
 
 
 class ImportTarget(_Section):

@@ -12,7 +12,17 @@ from typing import Any
 
 from pydantic import SecretStr
 
-SALESFORCE = ("instance_url", "ca_file", "client_id", "client_secret", "username", "password")
+SALESFORCE = (
+    "instance_url",
+    "ca_file",
+    "client_id",
+    "client_secret",
+    "username",
+    "password",
+    "pubsub_endpoint",
+    "org_id",
+    "transport",
+)
 LOGISENSE = ("base_url", "ca_file", "client_id", "username", "password")
 KAFKA = ("bootstrap_servers", "topic_prefix", "partitions")
 

@@ -1,4 +1,4 @@
-"""`python -m devstack.salesforce`: serve the emulator over HTTPS on localhost until SIGTERM."""
+"""`python -m devstack.salesforce`: serve the emulator over HTTPS, and the Pub/Sub API over gRPC, until SIGTERM."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import signal
 import sys
 from pathlib import Path
 
+from devstack.salesforce.admin import PUBSUB
 from devstack.salesforce.app import serve
 from devstack.salesforce.config import Config, Tunables
 from devstack.tls import ensure_ca
@@ -18,10 +19,14 @@ from devstack.tls import ensure_ca
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m devstack.salesforce",
-        description="Salesforce emulator: OAuth, REST (SOQL, sObjects, composite), CDC over CometD, /__admin/ API.",
+        description=(
+            "Salesforce emulator: OAuth, REST (SOQL, sObjects, composite), CDC over CometD and over the Pub/Sub API "
+            "(gRPC with TLS on --pubsub-port, eventbus.v1.PubSub), /__admin/ API."
+        ),
     )
     parser.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8443, help="HTTPS port (default 8443)")
+    parser.add_argument("--pubsub-port", type=int, default=7443, help="Pub/Sub API (gRPC, TLS) port (default 7443)")
     parser.add_argument("--state-dir", type=Path, default=Path(".devstack"), help="holds the local CA (ca.pem)")
     parser.add_argument("--client-id", required=True, help="connected app consumer key")
     parser.add_argument("--client-secret", required=True, help="connected app consumer secret")
@@ -33,6 +38,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--cometd-timeout-ms", type=int, default=110_000, help="long-poll hold (advice.timeout)")
     parser.add_argument("--session-idle-seconds", type=float, default=40.0, help="CometD session reconnect timeout")
     parser.add_argument("--retention-hours", type=float, default=72.0, help="CDC event retention window")
+    parser.add_argument(
+        "--pubsub-keepalive-seconds", type=float, default=270.0, help="Pub/Sub keepalive interval while pending"
+    )
+    parser.add_argument(
+        "--pubsub-idle-close-seconds", type=float, default=60.0, help="Pub/Sub: end a stream idle this long"
+    )
     parser.add_argument("--long-text-diff", action="store_true", help="send long text updates as {'diff': ...}")
     parser.add_argument("--multi-currency", action="store_true", help="a multi-currency org (CurrencyIsoCode fields)")
     parser.add_argument(
@@ -60,14 +71,20 @@ async def _main(args: argparse.Namespace) -> None:
             retention_seconds=args.retention_hours * 3600,
             long_text_diff=args.long_text_diff,
             multi_currency=args.multi_currency,
+            pubsub_keepalive_seconds=args.pubsub_keepalive_seconds,
+            pubsub_idle_close_seconds=args.pubsub_idle_close_seconds,
         ),
     )
-    runner = await serve(config, args.host, args.port, ca.server_context())
+    runner = await serve(config, args.host, args.port, ca.server_context(), tls=ca, pubsub_port=args.pubsub_port)
     # Fewer, cheaper collections keep the latency tail short: what exists at start never needs scanning.
     gc.freeze()
     gc.set_threshold(50_000, 50, 100)
     logging.getLogger("devstack.salesforce").info(
-        "Salesforce emulator on https://localhost:%s (bound to %s); CA %s", args.port, args.host, ca.ca_file
+        "Salesforce emulator on https://localhost:%s, Pub/Sub API on localhost:%s (bound to %s); CA %s",
+        args.port,
+        runner.app[PUBSUB].port,
+        args.host,
+        ca.ca_file,
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -10,13 +10,16 @@ POST /__admin/cdc/gap                     {"entity", "changeType": "GAP_UPDATE",
 POST /__admin/cdc/overflow                {"entity"} -> {"replayId"} (recordIds ["000000000000000AAA"])
 GET  /__admin/cdc/events                  {"events": [{"replayId", "channels", "data"}...], "oldest_valid", "last"}
 POST /__admin/sessions/expire             {"cometd": true, "tokens": true} (both by default)
-POST /__admin/connections/drop            abort every held CometD long poll -> {"dropped": n}
+POST /__admin/connections/drop            abort every held CometD long poll and Pub/Sub Subscribe stream
+                                          (UNAVAILABLE "RST_STREAM closed stream") -> {"dropped", "pubsub_streams"}
 POST /__admin/retention                   {"oldest_replay_id": N}: older ids become invalid
 GET  /__admin/counters                    API calls by kind (shape in state.py)
 POST /__admin/latency                     {"ms": 200}: added to every non-admin request
 POST /__admin/settings                    any of the tunables in config.py, e.g. {"long_text_diff": true},
                                           {"multi_currency": true} (CurrencyIsoCode appears in describe)
 POST /__admin/schema                      custom objects and fields (shape in schema.py)
+POST /__admin/pubsub/faults               {"keepalives": false}, {"fail_next": {"status", "error_code", "details"}},
+                                          {"fail_streams": {...}}, {"reset": true} (pubsub.py)
 """
 
 from __future__ import annotations
@@ -30,10 +33,12 @@ from aiohttp import web
 from devstack.salesforce.base import ApiError
 from devstack.salesforce.cdc import OVERFLOW_RECORD_ID
 from devstack.salesforce.cometd import CometD
+from devstack.salesforce.pubsub import PubSub
 from devstack.salesforce.rest import EMULATOR, emulator, json_response, read_json
 from devstack.salesforce.schema import SchemaError
 
 COMETD: web.AppKey[CometD] = web.AppKey("cometd", CometD)
+PUBSUB: web.AppKey[PubSub] = web.AppKey("pubsub", PubSub)
 GAP_TYPES = {"GAP_CREATE", "GAP_UPDATE", "GAP_DELETE", "GAP_UNDELETE"}
 
 
@@ -66,6 +71,7 @@ async def health(request: web.Request) -> web.Response:
 
 async def reset(request: web.Request) -> web.Response:
     request.app[COMETD].reset()
+    request.app[PUBSUB].reset()
     emulator(request).reset()
     return json_response({"reset": True})
 
@@ -160,7 +166,16 @@ async def expire_sessions(request: web.Request) -> web.Response:
 
 
 async def drop_connections(request: web.Request) -> web.Response:
-    return json_response({"dropped": request.app[COMETD].drop_connections()})
+    dropped = request.app[COMETD].drop_connections()
+    return json_response({"dropped": dropped, "pubsub_streams": request.app[PUBSUB].drop_connections()})
+
+
+async def pubsub_faults(request: web.Request) -> web.Response:
+    body = await _body(request)
+    try:
+        return json_response(request.app[PUBSUB].set_faults(body))
+    except (TypeError, ValueError) as error:
+        raise AdminError(str(error)) from None
 
 
 async def retention(request: web.Request) -> web.Response:
@@ -234,3 +249,4 @@ def routes(app: web.Application) -> None:
     app.router.add_post(prefix + "/latency", latency)
     app.router.add_post(prefix + "/settings", settings)
     app.router.add_post(prefix + "/schema", schema)
+    app.router.add_post(prefix + "/pubsub/faults", pubsub_faults)

@@ -1,7 +1,9 @@
 """The aiohttp application: routes, the error and latency middleware, and two ways to run it.
 
 `serve()` runs the emulator in the current event loop (the `python -m devstack.salesforce`
-process); `BackgroundEmulator` runs it in a thread with its own loop (the test fixture).
+process); `BackgroundEmulator` runs it in a thread with its own loop (the test fixture). Given the local CA
+(`tls`), both also serve the Pub/Sub API (`pubsub.py`, gRPC) in the same loop on `pubsub_port` (0: a free
+port), with the same certificate; `app[PUBSUB].port` is the port it got.
 
 The middleware guarantees that no request ever gets a Python traceback: Salesforce errors are
 rendered in the REST shape, unknown routes and methods become NOT_FOUND/METHOD_NOT_ALLOWED, and
@@ -24,12 +26,14 @@ from aiohttp.web_request import BaseRequest
 from aiohttp.web_response import StreamResponse
 
 from devstack.salesforce import admin, bulk, rest
-from devstack.salesforce.admin import COMETD, AdminError
+from devstack.salesforce.admin import COMETD, PUBSUB, AdminError
 from devstack.salesforce.base import ApiError
 from devstack.salesforce.cometd import CometD
 from devstack.salesforce.config import Config
+from devstack.salesforce.pubsub import PubSub
 from devstack.salesforce.rest import EMULATOR, json_response
 from devstack.salesforce.state import Emulator
+from devstack.tls import LocalCA
 
 LOG = logging.getLogger("devstack.salesforce")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -108,8 +112,10 @@ def build_app(config: Config) -> web.Application:
     app = web.Application(middlewares=[middleware], client_max_size=64 * 1024 * 1024)
     state = Emulator(config)
     cometd = CometD(state)
+    pubsub = PubSub(state)
     app[EMULATOR] = state
     app[COMETD] = cometd
+    app[PUBSUB] = pubsub
     rest.routes(app)
     bulk.routes(app)
     admin.routes(app)
@@ -119,17 +125,28 @@ def build_app(config: Config) -> web.Application:
 
     async def on_shutdown(app: web.Application) -> None:
         cometd.drop_connections()
+        await pubsub.stop()
 
     app.on_shutdown.append(on_shutdown)
     return app
 
 
 async def serve(
-    config: Config, host: str, port: int, ssl_context: ssl.SSLContext, *, access_log: bool = True
+    config: Config,
+    host: str,
+    port: int,
+    ssl_context: ssl.SSLContext,
+    *,
+    access_log: bool = True,
+    tls: LocalCA | None = None,
+    pubsub_port: int = 0,
 ) -> web.AppRunner:
-    """Start serving in the running loop; the caller keeps the runner and cleans it up."""
+    """Start serving in the running loop (and Pub/Sub given `tls`); the caller keeps the runner and cleans it up."""
+    app = build_app(config)
+    if tls is not None:
+        await app[PUBSUB].start(host, pubsub_port, tls.key_file.read_bytes(), tls.cert_file.read_bytes())
     runner = web.AppRunner(
-        build_app(config),
+        app,
         access_log_class=AccessLogger,
         access_log=LOG if access_log else None,
         shutdown_timeout=2.0,
@@ -141,13 +158,29 @@ async def serve(
 
 
 class BackgroundEmulator:
-    """The emulator in a daemon thread with its own event loop, on a free port unless one is given."""
+    """The emulator in a daemon thread with its own event loop, on free ports unless given.
 
-    def __init__(self, config: Config, ssl_context: ssl.SSLContext, host: str = "127.0.0.1", port: int = 0) -> None:
+    With `tls` (the local CA whose certificate `ssl_context` serves) it serves the Pub/Sub API too:
+    `pubsub_endpoint` is then "localhost:<port>".
+    """
+
+    def __init__(
+        self,
+        config: Config,
+        ssl_context: ssl.SSLContext,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        tls: LocalCA | None = None,
+        pubsub_port: int = 0,
+    ) -> None:
         self.config = config
         self.ssl_context = ssl_context
         self.host = host
         self.port = port
+        self.tls = tls
+        self.pubsub_port = pubsub_port
+        self.org_id = ""
         self._loop: asyncio.AbstractEventLoop | None = None
         self._runner: web.AppRunner | None = None
         self._thread: threading.Thread | None = None
@@ -157,6 +190,12 @@ class BackgroundEmulator:
     @property
     def url(self) -> str:
         return f"https://localhost:{self.port}"
+
+    @property
+    def pubsub_endpoint(self) -> str:
+        if self.tls is None:
+            raise RuntimeError("this emulator serves no Pub/Sub API (start it with tls=)")
+        return f"localhost:{self.pubsub_port}"
 
     def start(self, timeout: float = 10.0) -> None:
         self._thread = threading.Thread(target=self._run, name="salesforce-emulator", daemon=True)
@@ -171,10 +210,21 @@ class BackgroundEmulator:
         self._loop = loop
         try:
             self._runner = loop.run_until_complete(
-                serve(self.config, self.host, self.port, self.ssl_context, access_log=False)
+                serve(
+                    self.config,
+                    self.host,
+                    self.port,
+                    self.ssl_context,
+                    access_log=False,
+                    tls=self.tls,
+                    pubsub_port=self.pubsub_port,
+                )
             )
             address = self._runner.addresses[0]
             self.port = int(address[1])
+            pubsub = self._runner.app[PUBSUB]
+            self.pubsub_port = pubsub.port
+            self.org_id = pubsub.org_id
         except Exception as exc:  # noqa: BLE001 - handed to the starting thread, which raises it
             self._error = exc
             self._ready.set()

@@ -107,6 +107,24 @@ class EventLog:
         start = 0 if replay_id < 0 else bisect.bisect_right(self._ids, replay_id)
         return [e for e in self.events[start:] if channel in e.channels]
 
+    def scan(self, channel: str, replay_id: int, limit: int) -> tuple[list[StoredEvent], int]:
+        """Up to `limit` retained events on `channel` after `replay_id`, and the id the scan reached
+        (the next scan may start after it: no event of the channel lies between)."""
+        self.prune()
+        found: list[StoredEvent] = []
+        reached = replay_id
+        events = self.events
+        for index in range(bisect.bisect_right(self._ids, replay_id), len(events)):
+            event = events[index]
+            if channel in event.channels:
+                found.append(event)
+            reached = event.replay_id
+            if len(found) >= limit:
+                break
+        else:
+            reached = max(reached, self.last_id)
+        return found, reached
+
 
 def schema_id(obj: ObjectDef) -> str:
     """A stable 22-character id that changes whenever the object's fields change, like Salesforce's."""

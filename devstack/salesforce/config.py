@@ -24,6 +24,8 @@ class Tunables:
     query_batch_size: int = 2000
     bulk_chunk_delay_ms: float = 0.0  # pause between Bulk API 2.0 chunks of 200 rows
     multi_currency: bool = False  # CurrencyIsoCode on Account, Opportunity, Product2, price book entries, lines
+    pubsub_keepalive_seconds: float = 270.0  # Pub/Sub: an empty FetchResponse this often while events are pending
+    pubsub_idle_close_seconds: float = 60.0  # Pub/Sub: end a stream with nothing pending and no request this long
 
     def copy(self) -> Tunables:
         return replace(self)

@@ -16,7 +16,9 @@ Counters (`GET /__admin/counters`) count API calls by kind:
      "composite": n,                  # composite sObject Collections and /composite requests
      "bulk": n,                       # Bulk API 2.0 requests (rows written count in sobject_write)
      "cometd": {"handshake": n, "connect": n, "subscribe": n, "unsubscribe": n, "disconnect": n},
-     "errors": {"INVALID_FIELD": n}}  # error responses by errorCode
+     "errors": {"INVALID_FIELD": n},  # error responses by errorCode
+     "pubsub": {"GetTopic": n, "GetSchema": n, "Subscribe": n},  # Pub/Sub API RPCs by method
+     "pubsub_events": n}              # change events delivered over Pub/Sub (all streams)
 """
 
 from __future__ import annotations
@@ -57,6 +59,8 @@ class Counters:
         self.describe: Counter[str] = Counter()
         self.cometd: Counter[str] = Counter()
         self.errors: Counter[str] = Counter()
+        self.pubsub: Counter[str] = Counter()
+        self.pubsub_events = 0
 
     def snapshot(self) -> dict[str, Any]:
         return {
@@ -70,6 +74,8 @@ class Counters:
             "bulk": self.bulk,
             "cometd": dict(self.cometd),
             "errors": dict(self.errors),
+            "pubsub": dict(self.pubsub),
+            "pubsub_events": self.pubsub_events,
         }
 
 

@@ -59,6 +59,9 @@ def _unique_key(value: Any) -> Any:
     return value.lower() if isinstance(value, str) else value
 
 
+ORG_ID = to18("00D5g0000000001")  # the org's id (the Pub/Sub tenant id), the same in every emulator
+
+
 class Store:
     """All records, indexed by id and by unique fields; the org's single integration user."""
 
@@ -67,7 +70,7 @@ class Store:
         self.records: dict[str, dict[str, dict[str, Any]]] = {name: {} for name in schema.objects}
         self.unique: dict[tuple[str, str], dict[Any, str]] = {}
         self.user_id = to18("0055g0000000001")
-        self.org_id = to18("00D5g0000000001")
+        self.org_id = ORG_ID
         self.on_commit: Callable[[Transaction], None] = lambda transaction: None
         stamp = format_datetime(now_ms())
         self.records["User"][self.user_id] = {

@@ -16,24 +16,31 @@ import asyncio
 import contextlib
 import signal
 import threading
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import structlog
 
 from services.listener.backfill import run_backfill
 from services.listener.filters import LINE_CHANNEL, OPPORTUNITY_CHANNELS, Filters, channels
+from services.listener.metrics import RESYNCS as RESYNCS_STARTED
+from services.listener.metrics import TRANSPORT
 from services.listener.pipeline import Pipeline
-from services.listener.publisher import BackfillProgress, ProducerFencedError, TransactionalPublisher
+from services.listener.publisher import BackfillProgress, Checkpoint, ProducerFencedError, TransactionalPublisher
 from services.listener.resolve import AccountResolver
-from services.listener.stream import CheckpointReplay, Message, RebuildError, StreamSupervisor, rebuild_backoff
+from services.listener.stream import CheckpointReplay, StreamSupervisor
+from services.listener.supervisor import RebuildError, Supervisor, rebuild_backoff
 from shared import acls, kafka
 from shared.acls import own_topics
 from shared.errors import AuthorizationError
 from shared.events import Entity
 from shared.observability import Health
+from shared.salesforce import SalesforceRest
+from shared.salesforce_auth import Credentials
 from shared.settings import Settings
 
 if TYPE_CHECKING:
+    from services.listener.pubsub.client import PubSubClient
     from shared.salesforce import RecordReader
 
 log = structlog.get_logger(__name__)
@@ -168,10 +175,43 @@ def streaming_client_factory(settings: Settings) -> Any:
     return build
 
 
+def pubsub_client_factory(settings: Settings, rest: SalesforceRest) -> Callable[[], PubSubClient]:
+    """Build Pub/Sub clients on the REST client's OAuth session; the schema cache outlives each client."""
+    from services.listener.pubsub.client import PubSubClient
+
+    schemas: dict[str, Any] = {}
+
+    async def credentials(fresh: bool) -> Credentials:
+        return await asyncio.to_thread(rest.credentials, fresh=fresh)
+
+    return lambda: PubSubClient(settings.salesforce, credentials, schemas)
+
+
+async def switched_transport(settings: Settings, replay: CheckpointReplay, resync: Resync) -> None:
+    """A channel checkpointed by the other transport: its replay id means nothing here, so resync, loudly.
+
+    The channel subscribes from new events and a full resync of its entity starts (as for an expired replay id);
+    the first committed batch of the configured transport replaces the checkpoint.
+    """
+    transport = settings.salesforce.transport
+    for channel in channels(settings):
+        checkpoint = replay.checkpoints.get(channel)
+        if checkpoint is None or checkpoint.transport == transport:
+            continue
+        RESYNCS_STARTED.labels(reason="transport_switch").inc()
+        log.error(
+            "transport switched: the checkpoint's replay id is the other transport's; subscribing from new events "
+            "and starting a full resync",
+            channel=channel,
+            checkpoint_transport=checkpoint.transport,
+            transport=transport,
+        )
+        replay.overrides[channel] = -1
+        await resync.trigger(channel)
+
+
 async def run_listener(settings: Settings, stop: asyncio.Event, health: Health | None = None) -> None:
     """Stream CDC into Kafka until `stop` is set."""
-    from shared.salesforce import SalesforceRest
-
     if settings.kafka.create_topics:
         on_wait = health.tick if health is not None else (lambda: None)
         await kafka.ensure_topics_waiting(settings.kafka, own_topics("listener", settings), on_wait=on_wait)
@@ -205,24 +245,42 @@ async def run_listener(settings: Settings, stop: asyncio.Event, health: Health |
     if unfinished:
         await resync.resume([p.name for p in unfinished])
 
-    async def handle(batch: list[Message]) -> None:
+    async def handle(batch: list[Any], positions: dict[str, Checkpoint] | None = None) -> None:
         try:
-            await asyncio.to_thread(pipeline.handle, batch)
+            await asyncio.to_thread(pipeline.handle, batch, positions)
         except (ProducerFencedError, AuthorizationError):
             raise
         except Exception as exc:
             log.exception("batch_failed")
             raise RebuildError("handler_error", str(exc)) from exc
 
-    supervisor = StreamSupervisor(
-        settings.listener,
-        channels=channels(settings),
-        replay=replay,
-        client_factory=streaming_client_factory(settings),
-        handle=handle,
-        on_expired=resync.trigger,
-        health=health,
-    )
+    transport = settings.salesforce.transport
+    for name in ("cometd", "pubsub"):
+        TRANSPORT.labels(transport=name).set(1 if name == transport else 0)
+    await switched_transport(settings, replay, resync)
+    supervisor: Supervisor
+    if transport == "pubsub":
+        from services.listener.pubsub.supervisor import PubSubSupervisor
+
+        supervisor = PubSubSupervisor(
+            settings.listener,
+            topics=channels(settings),
+            replay=replay,
+            client_factory=pubsub_client_factory(settings, rest),
+            handle=handle,
+            on_expired=resync.trigger,
+            health=health,
+        )
+    else:
+        supervisor = StreamSupervisor(
+            settings.listener,
+            channels=channels(settings),
+            replay=replay,
+            client_factory=streaming_client_factory(settings),
+            handle=handle,
+            on_expired=resync.trigger,
+            health=health,
+        )
     try:
         await supervisor.run(stop)
     finally:

@@ -32,3 +32,16 @@ TRANSACTIONS = Counter(
     "sfls_listener_transactions_total", "Kafka transactions, by outcome (committed, aborted).", ["outcome"]
 )
 BACKFILL_RECORDS = Counter("sfls_listener_backfill_records_total", "RESYNC events published by backfills.")
+PUBSUB_ERRORS = Counter(
+    "sfls_listener_pubsub_errors_total",
+    "Pub/Sub API calls that ended in an error, by gRPC status and Salesforce error-code trailer.",
+    ["status", "error_code"],
+)
+PUBSUB_KEEPALIVES = Counter(
+    "sfls_listener_pubsub_keepalives_total",
+    "Empty Pub/Sub fetch responses (the server's keepalive), by topic.",
+    ["topic"],
+)
+TRANSPORT = Gauge(
+    "sfls_listener_transport", "1 for the transport the listener receives change events over.", ["transport"]
+)

@@ -36,16 +36,14 @@ import re
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any, TypeVar
 
 from services.listener.filters import Filters
+from services.listener.message import HEADER, CdcMessage, Decodable, MalformedCdcError
 from shared.compound import component_name, flat_field_name, is_nested, names_any
-from shared.errors import MalformedMessageError
 from shared.events import ChangeEvent, ChangeType, Entity, Source, epoch_ms_to_datetime, make_event_id, resync_event
 
 T = TypeVar("T")
-HEADER = "ChangeEventHeader"
 OVERFLOW_RECORD_ID = "000000000000000AAA"
 PLAIN_TYPES = {"CREATE": ChangeType.CREATE, "UPDATE": ChangeType.UPDATE, "DELETE": ChangeType.DELETE}
 PLAIN_TYPES["UNDELETE"] = ChangeType.UNDELETE
@@ -58,39 +56,6 @@ _RECORD_ID = re.compile(r"^[A-Za-z0-9]{15}(?:[A-Za-z0-9]{3})?$")
 DROP_ECHO = "echo"
 DROP_NOT_TRIGGER = "not_trigger"
 DROP_NO_ACCOUNT = "no_account"
-
-
-class MalformedCdcError(MalformedMessageError):
-    """A CDC message that does not have the expected shape; `reason` is a short label.
-
-    `position` is the message's channel and replay id when they could be read despite the defect.
-    """
-
-    def __init__(self, reason: str, detail: str, position: tuple[str, int] | None = None) -> None:
-        super().__init__(f"{reason}: {detail}")
-        self.reason = reason
-        self.position = position
-
-
-@dataclass(frozen=True)
-class CdcMessage:
-    """A CDC message whose shape has been checked."""
-
-    channel: str
-    replay_id: int
-    entity: Entity
-    change_type: str  # the raw CDC changeType, GAP_* included
-    record_ids: tuple[str, ...]
-    commit_timestamp: int  # epoch milliseconds
-    transaction_key: str = ""
-    sequence_number: int = 0
-    change_origin: str = ""
-    changed_fields: tuple[str, ...] = ()
-    body: Mapping[str, Any] = field(default_factory=dict)
-
-    @property
-    def committed_at(self) -> datetime:
-        return epoch_ms_to_datetime(self.commit_timestamp)
 
 
 @dataclass(frozen=True)
@@ -144,6 +109,8 @@ def parse(message: Any) -> CdcMessage:
 
     A malformed message raises MalformedCdcError carrying its position when that could be read.
     """
+    if isinstance(message, Decodable):  # a Pub/Sub event (services/listener/pubsub/events.py)
+        message = message.to_message()
     if isinstance(message, bytes | str):
         try:
             message = json.loads(message)
@@ -157,8 +124,14 @@ def parse(message: Any) -> CdcMessage:
     try:
         return _checked(message, found)
     except MalformedCdcError as exc:
-        exc.position = found
+        exc.position, exc.opaque_replay_id = found, _opaque(message)
         raise
+
+
+def _opaque(message: Mapping[str, Any]) -> str | None:
+    """The Pub/Sub replay id (base64) of a message services/listener/pubsub/events.py built; None from CometD."""
+    value = message["data"]["event"].get("pubsubReplayId")
+    return value if isinstance(value, str) else None
 
 
 def _checked(message: Mapping[str, Any], found: tuple[str, int]) -> CdcMessage:
@@ -188,6 +161,7 @@ def _checked(message: Mapping[str, Any], found: tuple[str, int]) -> CdcMessage:
         change_origin=_typed(header, "changeOrigin", str, ""),
         changed_fields=_field_list(header),
         body=body,
+        opaque_replay_id=_opaque(message),
     )
 
 
@@ -349,8 +323,8 @@ def normalize(
         outcome.dropped[DROP_NOT_TRIGGER] += len(message.record_ids)
         return outcome
     fields, diffed = flatten(message.entity, message.body)
-    changed = [flat_field_name(message.entity, name) for name in message.changed_fields]
-    changed += [name for name in diffed if name not in changed]
+    # In name order: the transports list changed fields in different orders (CometD as written, Pub/Sub by position).
+    changed = sorted({flat_field_name(message.entity, name) for name in message.changed_fields} | set(diffed))
     for record_id in message.record_ids:
         account_id, opportunity_id = _owner_of(message, record_id, accounts, lines)
         if account_id is None:

@@ -21,13 +21,14 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import structlog
 
 from services.listener.filters import Filters
+from services.listener.message import CdcMessage, Decodable, MalformedCdcError
 from services.listener.metrics import (
     CDC_MESSAGES,
     CHANGES_DROPPED,
@@ -37,8 +38,6 @@ from services.listener.metrics import (
     RESYNCS,
 )
 from services.listener.normalize import (
-    CdcMessage,
-    MalformedCdcError,
     OverflowRequest,
     normalize,
     parse,
@@ -94,8 +93,12 @@ class Pipeline:
         self.source = source
         self.filters = filters
 
-    def handle(self, messages: list[dict[str, Any]]) -> PublishedBatch:
-        """Publish one batch atomically; raise (checkpoint unchanged) if anything fails."""
+    def handle(self, messages: list[Any], positions: Mapping[str, Checkpoint] | None = None) -> PublishedBatch:
+        """Publish one batch atomically; raise (checkpoint unchanged) if anything fails.
+
+        `positions`: checkpoints the transport reported past the batch's messages (a Pub/Sub keepalive's
+        `latest_replay_id`, once every event before it is in this batch or committed), committed with it.
+        """
         result = PublishedBatch()
         checkpoints: dict[str, Checkpoint] = {}
         parsed: list[CdcMessage] = []
@@ -104,21 +107,24 @@ class Pipeline:
             try:
                 message = parse(raw)
             except MalformedCdcError as exc:
-                if self._replayed(exc.position, result):
+                if exc.opaque_replay_id is None and self._replayed(exc.position, result):
                     continue
                 records.append(self._dead_letter(raw, exc, exc.position, result))
                 if exc.position:  # the checkpoint moves past it: it would fail the same way on every replay
                     channel, replay_id = exc.position
                     previous = checkpoints.get(channel) or self.replay.checkpoints.get(channel)
-                    checkpoints[channel] = Checkpoint(
-                        channel, replay_id, previous.commit_timestamp if previous else None
+                    checkpoints[channel] = Checkpoint.at(
+                        channel, replay_id, previous.commit_timestamp if previous else None, exc.opaque_replay_id
                     )
                 continue
-            if self._replayed((message.channel, message.replay_id), result):
-                continue
+            if message.opaque_replay_id is None and self._replayed((message.channel, message.replay_id), result):
+                continue  # (a Pub/Sub resubscribe starts after the committed id: nothing is replayed)
             parsed.append(message)
             result.messages[(message.channel, message.change_type)] += 1
-            checkpoints[message.channel] = Checkpoint(message.channel, message.replay_id, message.commit_timestamp)
+            checkpoints[message.channel] = Checkpoint.at(
+                message.channel, message.replay_id, message.commit_timestamp, message.opaque_replay_id
+            )
+        checkpoints.update(positions or {})
         wanted = [pair for message in parsed for pair in records_to_resolve(message, self.filters)]
         resolved = self.resolver.resolve(wanted) if wanted else Resolved()
         overflows: list[OverflowRequest] = []
@@ -189,7 +195,9 @@ class Pipeline:
         failure = Failure(error_class=f"MalformedCdcMessage.{exc.reason}", message=str(exc)[:2000])
         result.dead_letters.append(failure)
         body = (
-            raw
+            raw.raw
+            if isinstance(raw, Decodable)
+            else raw
             if isinstance(raw, bytes)
             else raw.encode(errors="surrogatepass")
             if isinstance(raw, str)

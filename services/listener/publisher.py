@@ -64,11 +64,25 @@ class ProducerFencedError(SflsError):
 
 @dataclass(frozen=True)
 class Checkpoint:
-    """The last replay id of a channel whose events are committed."""
+    """The last replay id of a channel (a CometD channel or a Pub/Sub topic) whose events are committed.
+
+    A Pub/Sub checkpoint holds the opaque replay id itself (`pubsub_replay_id`, base64), which a resubscribe
+    sends back unchanged; its `replay_id` is only a number for metrics. A checkpoint of the other transport
+    means nothing to the configured one (services/listener/app.py resyncs instead).
+    """
 
     channel: str
     replay_id: int
     commit_timestamp: int | None = None  # epoch ms of that CDC message
+    transport: str = "cometd"
+    pubsub_replay_id: str | None = None
+
+    @classmethod
+    def at(cls, channel: str, replay_id: int, commit_timestamp: int | None, opaque: str | None) -> Checkpoint:
+        """The checkpoint of a message: a Pub/Sub one when it carries an opaque replay id."""
+        if opaque is None:
+            return cls(channel, replay_id, commit_timestamp)
+        return cls(channel, replay_id, commit_timestamp, transport="pubsub", pubsub_replay_id=opaque)
 
     def to_bytes(self) -> bytes:
         return json.dumps(asdict(self)).encode()

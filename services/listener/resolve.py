@@ -18,7 +18,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from services.listener.normalize import CdcMessage
+from services.listener.message import CdcMessage
 from shared.events import Entity
 
 if TYPE_CHECKING:

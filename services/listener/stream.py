@@ -33,7 +33,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
-import sys
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
@@ -43,11 +42,13 @@ import structlog
 from aiosfstream_ng.exceptions import AiosfstreamException, AuthenticationError, ServerError, TransportError
 from aiosfstream_ng.replay import ReplayMarker, ReplayMarkerStorage
 
-from services.listener.metrics import CONNECTED, RECONNECTS, RESYNCS
+from services.listener.metrics import RESYNCS
 from services.listener.publisher import Checkpoint
+from services.listener.supervisor import RebuildError, Supervisor, rebuild_backoff
 from shared.observability import Health
-from shared.retry import RetryPolicy
 from shared.settings import ListenerSettings
+
+__all__ = ["CheckpointReplay", "Message", "RebuildError", "StreamSupervisor", "is_replay_rejected", "rebuild_backoff"]
 
 log = structlog.get_logger(__name__)
 
@@ -57,14 +58,6 @@ _REPLAY_REJECTED = re.compile(r"replayId \{.*\} you provided was invalid", re.IG
 
 Message = dict[str, Any]
 ClientFactory = Callable[["CheckpointReplay"], Any]
-
-
-class RebuildError(Exception):
-    """The watchdog (or the handler) asks for a fresh client; `reason` labels the metric."""
-
-    def __init__(self, reason: str, detail: str = "") -> None:
-        super().__init__(detail or reason)
-        self.reason = reason
 
 
 class CheckpointReplay(ReplayMarkerStorage):
@@ -118,15 +111,6 @@ def is_replay_rejected(exc: BaseException) -> bool:
     return isinstance(exc, ServerError) and bool(_REPLAY_REJECTED.search(str(exc.error or "")))
 
 
-def rebuild_backoff(settings: ListenerSettings) -> RetryPolicy:
-    """Delays between client rebuilds (and resync retries): shared/retry.py's full jitter, never giving up."""
-    return RetryPolicy(
-        max_attempts=sys.maxsize,
-        base_seconds=settings.reconnect_base_seconds,
-        cap_seconds=settings.reconnect_cap_seconds,
-    )
-
-
 def reason_of(exc: BaseException) -> str:
     """The metric label of why the client is rebuilt."""
     if isinstance(exc, RebuildError):
@@ -142,8 +126,10 @@ def reason_of(exc: BaseException) -> str:
     return "error"
 
 
-class StreamSupervisor:
-    """Runs one streaming client at a time; hands each batch of messages to `handle`."""
+class StreamSupervisor(Supervisor):
+    """Runs one aiosfstream-ng client at a time; hands each batch of messages to `handle`."""
+
+    failures = (TimeoutError, AiosfstreamException, RebuildError, aiohttp.ClientError, OSError)
 
     def __init__(
         self,
@@ -157,39 +143,17 @@ class StreamSupervisor:
         health: Health | None = None,
         check_interval: float = 1.0,
     ) -> None:
-        self.settings = settings
+        super().__init__(settings, health)
         self.channels = tuple(channels)
         self.replay = replay
         self._factory = client_factory
         self._handle = handle
         self._on_expired = on_expired
-        self._health = health
         self._check_interval = check_interval
         self._last_progress = time.monotonic()
-        self.subscribed = asyncio.Event()
-        self.rebuilds = 0
-        self._backoff = rebuild_backoff(settings)
 
-    async def run(self, stop: asyncio.Event) -> None:
-        """Keep a subscribed client until `stop` is set; rebuild it on every failure, forever."""
-        attempt = 0
-        while not stop.is_set():
-            try:
-                await self._session(stop)
-            except (TimeoutError, AiosfstreamException, RebuildError, aiohttp.ClientError, OSError) as exc:
-                reason, error = reason_of(exc), str(exc)[:500]
-            else:
-                return
-            if self.subscribed.is_set():
-                attempt = 0  # the last client got as far as subscribing: start the backoff over
-            self.subscribed.clear()
-            attempt += 1
-            delay = self._backoff.delay(attempt)
-            self.rebuilds += 1
-            RECONNECTS.labels(reason=reason).inc()
-            log.warning("streaming_client_rebuilt", reason=reason, error=error, delay_seconds=round(delay, 2))
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), delay)
+    def reason(self, exc: BaseException) -> str:
+        return reason_of(exc)
 
     async def _session(self, stop: asyncio.Event) -> None:
         client = self._factory(self.replay)
@@ -210,8 +174,7 @@ class StreamSupervisor:
                 done, _ = await asyncio.wait(
                     {receive, stopping}, timeout=self._check_interval, return_when=asyncio.FIRST_COMPLETED
                 )
-                if self._health is not None:
-                    self._health.tick()
+                self._tick()
                 if receive in done:
                     first, receive = receive.result(), None
                     batch = [first]
@@ -261,10 +224,3 @@ class StreamSupervisor:
             self.replay.overrides[channel] = -1
             await client.subscribe(channel)
             await self._on_expired(channel)
-
-    def _mark_subscribed(self, subscribed: bool) -> None:
-        CONNECTED.set(1 if subscribed else 0)
-        if subscribed:
-            self.subscribed.set()
-        if self._health is not None:
-            self._health.set_ready(subscribed, "subscribed" if subscribed else "not subscribed")

@@ -17,7 +17,7 @@ from aiosfstream_ng.auth import AuthenticatorBase
 from aiosfstream_ng.client import Client, ReplayMarkerStoragePolicy
 from aiosfstream_ng.replay import ReplayOption
 
-from shared.salesforce import ssl_context, token_form
+from shared.salesforce_auth import ssl_context, token_form
 from shared.settings import SalesforceSettings
 
 

@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from prometheus_client import REGISTRY
 
 from services.listener.app import run_listener
 from services.listener.publisher import ListenerState, parse_state_record
@@ -21,6 +22,30 @@ from tests.services.listener.support import change_events, read_committed
 
 # Long polls cycle every 2 s in these tests (Salesforce holds them 110 s), so the watchdog can be short.
 COMETD_TIMEOUT_MS = 2000
+# Pub/Sub keepalives every second (Salesforce: within 270 s), so its watchdog can be short too.
+PUBSUB_KEEPALIVE_SECONDS = 1.0
+TRANSPORTS = ("cometd", "pubsub")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Every test on the `emulator` fixture runs on both transports, or on those `@pytest.mark.transports` names."""
+    if "transport" in metafunc.fixturenames:
+        marker = metafunc.definition.get_closest_marker("transports")
+        metafunc.parametrize("transport", marker.args if marker is not None else TRANSPORTS)
+
+
+class OnTransport:
+    """The Salesforce emulator fixture whose `settings()` name the transport the test runs the listener on."""
+
+    def __init__(self, emulator: Any, transport: str) -> None:
+        self._emulator = emulator
+        self.transport = transport
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._emulator, name)
+
+    def settings(self, **overrides: Any) -> Any:
+        return self._emulator.settings(**{"transport": self.transport, **overrides})
 
 
 def listener_settings(emulator: Any, kafka_settings: KafkaSettings, **listener: Any) -> Settings:
@@ -32,6 +57,7 @@ def listener_settings(emulator: Any, kafka_settings: KafkaSettings, **listener: 
         "watchdog_seconds": 8.0,
         "connection_timeout_seconds": 5.0,
         "backfill_batch_size": 50,
+        "pubsub_watchdog_seconds": 8.0,
         **listener,
     }
     return Settings(
@@ -86,6 +112,9 @@ class ListenerThread:
         )
         if self.error is not None:
             raise self.error
+        transport = self.settings.salesforce.transport
+        running = REGISTRY.get_sample_value("sfls_listener_transport", {"transport": transport})
+        assert running == 1, f"the listener is not on {transport} (sfls_listener_transport: {running})"
 
     def stop(self, timeout: float = 30.0) -> None:
         if self._stop is not None and self._thread.is_alive():
@@ -101,10 +130,14 @@ class ListenerThread:
 
 
 @pytest.fixture
-def emulator(salesforce_emulator: Any) -> Any:
-    """The Salesforce emulator with short long polls."""
-    salesforce_emulator.admin("POST", "/settings", {"cometd_timeout_ms": COMETD_TIMEOUT_MS})
-    return salesforce_emulator
+def emulator(salesforce_emulator: Any, transport: str) -> Any:
+    """The Salesforce emulator with short long polls and keepalives, for a listener on `transport`."""
+    salesforce_emulator.admin(
+        "POST",
+        "/settings",
+        {"cometd_timeout_ms": COMETD_TIMEOUT_MS, "pubsub_keepalive_seconds": PUBSUB_KEEPALIVE_SECONDS},
+    )
+    return OnTransport(salesforce_emulator, transport)
 
 
 @pytest.fixture

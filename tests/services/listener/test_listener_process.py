@@ -107,6 +107,7 @@ def test_kill_9_between_events_loses_and_duplicates_nothing(
     assert b"listener_stopped" in (tmp_path / "listener.log").read_bytes()
 
 
+@pytest.mark.transports("cometd")  # a backfill reads REST only: the transport changes nothing
 def test_backfill_publishes_every_matching_account_and_resumes(
     emulator: Any, kafka_settings: KafkaSettings, tmp_path: Path
 ) -> None:
@@ -144,6 +145,7 @@ def test_backfill_publishes_every_matching_account_and_resumes(
     assert len({e.event_id for e in events}) == len(customers)
 
 
+@pytest.mark.transports("cometd")  # a backfill reads REST only: the transport changes nothing
 def test_backfill_of_opportunities_publishes_every_won_one(
     emulator: Any, kafka_settings: KafkaSettings, tmp_path: Path
 ) -> None:

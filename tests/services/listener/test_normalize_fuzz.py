@@ -18,7 +18,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from services.listener.filters import Filters
-from services.listener.normalize import MalformedCdcError, normalize, parse
+from services.listener.message import MalformedCdcError
+from services.listener.normalize import normalize, parse
 from shared.deadletter import ERROR_CLASS, ERROR_MESSAGE, ERROR_SERVICE
 from shared.errors import MalformedMessageError, PermanentError
 from shared.events import ChangeEvent

@@ -1,6 +1,6 @@
 {{/*
 sfls.networkPolicyPeers: the `to` peers of one egress target of networkPolicy.egress (dns, kafka, salesforce,
-logisense, pushgateway): its peers plus an ipBlock per CIDR. Kafka defaults to the Strimzi cluster's pods
+pubsub, logisense, pushgateway): its peers plus an ipBlock per CIDR. Kafka defaults to the Strimzi cluster's pods
 (label strimzi.io/cluster, in strimzi.namespace when set) when strimzi.cluster is set and nothing else is.
 An empty list would let the pod reach every address, so a target with no peers fails the render instead.
 Call with (dict "root" $ "target" "kafka").
@@ -24,6 +24,7 @@ Call with (dict "root" $ "target" "kafka").
   "dns" "name the cluster DNS pods in peers (kube-system/kube-dns by default) or its address in cidrs"
   "kafka" "name the brokers' pods in peers, their addresses in cidrs, or set strimzi.cluster for the Strimzi cluster's pods"
   "salesforce" "NetworkPolicy cannot match host names: list Salesforce's published IP ranges in cidrs (or 0.0.0.0/0 for any address on these ports)"
+  "pubsub" "config.salesforce.transport is pubsub and NetworkPolicy cannot match host names: list Salesforce's published IP ranges in cidrs (or 0.0.0.0/0 for any address on these ports)"
   "logisense" "NetworkPolicy cannot match host names: list your LogiSense tenant's IP ranges in cidrs (or 0.0.0.0/0 for any address on these ports)"
   "pushgateway" "config.importer.pushgateway_url is set: name the Pushgateway's pods in peers or its address in cidrs" }}
 {{- fail (printf "networkPolicy.egress.%s: no peers and no cidrs; %s" .target (get $hints .target)) }}
