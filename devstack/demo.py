@@ -101,6 +101,9 @@ class Demo:
                 # Quote to cash's automatic path (README "Quote to cash"): the listener also follows
                 # Opportunity and OpportunityLineItem changes, the syncer pushes won opportunities.
                 "SFLS_OPPORTUNITY__AUTO_PUSH": "true",
+                # The listener's transport: CometD unless the caller asks for the Pub/Sub API
+                # (`SFLS_SALESFORCE__TRANSPORT=pubsub make demo`).
+                "SFLS_SALESFORCE__TRANSPORT": os.environ.get("SFLS_SALESFORCE__TRANSPORT", "cometd"),
             }
         )
         return env
@@ -356,6 +359,9 @@ class Demo:
         ]
         for service in self.services:
             service.wait_ready(60)
+        transport = self.env["SFLS_SALESFORCE__TRANSPORT"]
+        how = "the Pub/Sub API (gRPC, Avro)" if transport == "pubsub" else "CometD (the Streaming API)"
+        self.console.print(f"The listener receives change events over {how}: SFLS_SALESFORCE__TRANSPORT={transport}")
         self.metrics_before = {s.name: metrics(s) for s in self.services}
         self.calls = self._logisense_writes()
         self.sfls("backfill")
