@@ -41,3 +41,26 @@ def test_each_message_is_decoded_once_replayed_and_malformed_ones_included(monke
     topics = [record[0] for record in publisher.committed]
     assert topics.count(publisher.topics.changes) == 1
     assert pipeline.replay.checkpoints["/data/AccountChangeEvent"].replay_id == 102
+
+
+def test_a_checkpoint_of_the_other_transport_drops_nothing_as_replayed() -> None:
+    """After a switch from Pub/Sub, CometD's replay ids are not compared with the Pub/Sub checkpoint's number; the
+    first committed CometD batch replaces that checkpoint with its own."""
+    pipeline, _ = offline_pipeline(Filters.from_settings(Settings()))
+    opaque = Checkpoint.at("/data/AccountChangeEvent", 10**12, None, "AAAAAAAAAAEAAA==")
+    pipeline.replay.committed(opaque)
+    result = pipeline.handle([cdc_message(replay_id=5, changed=["Name"], fields={"Name": "Acme"})])
+    assert result.dropped["replayed"] == 0
+    assert sum(result.events.values()) == 1
+    after = pipeline.replay.checkpoints["/data/AccountChangeEvent"]
+    assert (after.transport, after.replay_id, after.pubsub_replay_id) == ("cometd", 5, None)
+
+
+def test_keepalive_positions_move_the_checkpoint_without_events() -> None:
+    """A Pub/Sub keepalive's position commits on its own (a checkpoint record, no event)."""
+    pipeline, publisher = offline_pipeline(Filters.from_settings(Settings()))
+    position = Checkpoint.at("/data/AccountChangeEvent", 42, None, "AAAAAAAAACoAAA==")
+    result = pipeline.handle([], {"/data/AccountChangeEvent": position})
+    assert sum(result.events.values()) == 0
+    assert [record[0] for record in publisher.committed] == [publisher.topics.listener_checkpoints]
+    assert pipeline.replay.checkpoints["/data/AccountChangeEvent"] == position
