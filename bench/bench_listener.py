@@ -46,7 +46,6 @@ from typing import Any
 
 import httpx
 import requests
-from prometheus_client import REGISTRY
 
 from bench.common import Stopwatch, bench_stack, in_own_process, row
 from devstack.kafka import free_port
@@ -132,7 +131,13 @@ def _listener(settings: Settings, last_replay: int) -> tuple[float, int, float]:
     thread.start()
 
     def checkpoint() -> float:
-        return REGISTRY.get_sample_value("sfls_listener_checkpoint_replay_id", {"channel": CHANNEL}) or 0.0
+        """The gauge alone: REGISTRY.get_sample_value would collect every metric (the process collector reads
+        /proc) on each poll, taking the GIL from the listener it measures."""
+        for metric in CHECKPOINT_REPLAY_ID.collect():
+            for sample in metric.samples:
+                if sample.labels == {"channel": CHANNEL}:
+                    return float(sample.value)
+        return 0.0
 
     first_seen = 0.0
     started = 0.0
@@ -143,7 +148,7 @@ def _listener(settings: Settings, last_replay: int) -> tuple[float, int, float]:
             first_seen, started = current, time.perf_counter()
         if current >= last_replay:
             break
-        time.sleep(0.005)
+        time.sleep(0.01)
     elapsed = time.perf_counter() - started
     loop.call_soon_threadsafe(stop.set)
     thread.join(30)

@@ -174,6 +174,9 @@ async def subscribe(
     except PubSubError as failure:
         await service.fail(context, failure)
     service.streams.add(stream)
+    # The response headers go out once the subscription is registered (its LATEST cursor taken): a client that
+    # awaits them knows no event published afterwards can be missed.
+    await context.send_initial_metadata(())
     reader = asyncio.create_task(stream.read(requests))
     try:
         async for response in stream.responses():

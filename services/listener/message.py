@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 from shared.errors import MalformedMessageError
 from shared.events import Entity, epoch_ms_to_datetime
@@ -37,14 +37,21 @@ class MalformedCdcError(MalformedMessageError):
         self.opaque_replay_id = opaque_replay_id
 
 
-@runtime_checkable
-class Decodable(Protocol):
-    """A received event that is not yet a CDC message (a Pub/Sub event: Avro payload and its schema)."""
+class Decodable:
+    """A received event that is not yet a CDC message (a Pub/Sub event: Avro payload and its schema).
+
+    A base class rather than a Protocol: `parse` asks `isinstance` of every message, and a runtime-checkable
+    Protocol costs a scan of its attributes each time.
+    """
+
+    __slots__ = ()
 
     @property
-    def raw(self) -> bytes: ...
+    def raw(self) -> bytes:
+        raise NotImplementedError
 
-    def to_message(self) -> Mapping[str, Any]: ...
+    def to_message(self) -> Mapping[str, Any]:
+        raise NotImplementedError
 
 
 @dataclass(frozen=True)

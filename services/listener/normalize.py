@@ -109,8 +109,10 @@ def parse(message: Any) -> CdcMessage:
 
     A malformed message raises MalformedCdcError carrying its position when that could be read.
     """
+    check_text = True
     if isinstance(message, Decodable):  # a Pub/Sub event (services/listener/pubsub/events.py)
         message = message.to_message()
+        check_text = False  # Avro strings are valid UTF-8 by the format (fastavro refuses others)
     if isinstance(message, bytes | str):
         try:
             message = json.loads(message)
@@ -122,7 +124,7 @@ def parse(message: Any) -> CdcMessage:
     if found is None:
         raise MalformedCdcError("missing_replay_id", "no channel or no integer data.event.replayId")
     try:
-        return _checked(message, found)
+        return _checked(message, found, check_text=check_text)
     except MalformedCdcError as exc:
         exc.position, exc.opaque_replay_id = found, _opaque(message)
         raise
@@ -134,7 +136,7 @@ def _opaque(message: Mapping[str, Any]) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def _checked(message: Mapping[str, Any], found: tuple[str, int]) -> CdcMessage:
+def _checked(message: Mapping[str, Any], found: tuple[str, int], *, check_text: bool = True) -> CdcMessage:
     channel, replay_id = found
     payload = message["data"].get("payload")
     if not isinstance(payload, Mapping):
@@ -148,7 +150,8 @@ def _checked(message: Mapping[str, Any], found: tuple[str, int]) -> CdcMessage:
     parent_id = body.get(parent)
     if entity is not Entity.ACCOUNT and parent_id not in (None, "") and not _is_record_id(parent_id):
         raise MalformedCdcError("bad_field", f"{parent} {parent_id!r} is not an id")
-    _check_text(payload)
+    if check_text:
+        _check_text(payload)
     return CdcMessage(
         channel=channel,
         replay_id=replay_id,
@@ -209,13 +212,32 @@ def _commit_timestamp(header: Mapping[str, Any]) -> int:
 
 
 def _check_text(body: Mapping[str, Any]) -> None:
-    """Field names and values must be valid Unicode (a lone surrogate cannot be written as UTF-8)."""
+    """Field names and values must be valid Unicode (a lone surrogate cannot be written as UTF-8).
+
+    ASCII text (most of it) is passed by `str.isascii`; anything else is written as JSON and encoded once."""
+    if _plain_ascii(body):
+        return
     try:
         json.dumps(body, ensure_ascii=False).encode()
     except UnicodeEncodeError as exc:
         raise MalformedCdcError("bad_field", f"a field name or value is not valid Unicode ({exc.reason})") from None
     except (TypeError, ValueError, RecursionError) as exc:
         raise MalformedCdcError("bad_field", f"the payload cannot be stored as JSON ({exc})") from None
+
+
+def _plain_ascii(value: Any, depth: int = 0) -> bool:
+    """True for JSON-shaped data whose strings are all ASCII (then it is valid UTF-8 and can be stored)."""
+    if isinstance(value, str):
+        return value.isascii()
+    if value is None or isinstance(value, bool | int | float):
+        return True
+    if depth > 20:
+        return False
+    if isinstance(value, Mapping):
+        return all(isinstance(k, str) and k.isascii() and _plain_ascii(v, depth + 1) for k, v in value.items())
+    if isinstance(value, list):
+        return all(_plain_ascii(v, depth + 1) for v in value)
+    return False
 
 
 def _field_list(header: Mapping[str, Any]) -> tuple[str, ...]:
@@ -277,7 +299,7 @@ def _passes(message: CdcMessage, filters: Filters) -> bool:
         return True
     changed = message.changed_fields or tuple(k for k in message.body if k != "LastModifiedDate")
     triggers = filters.triggers[message.entity]
-    return any(names_any(name, triggers) for name in changed)
+    return not triggers.isdisjoint(changed) or any(names_any(name, triggers) for name in changed if "." in name)
 
 
 def normalize(

@@ -25,7 +25,7 @@ from typing import Any
 
 import fastavro
 
-from services.listener.message import MalformedCdcError
+from services.listener.message import Decodable, MalformedCdcError
 from services.listener.pubsub.bitmap import HEADER, BitmapError, Layout, decode
 
 _NOT_IN_HEADER = ("nulledFields", "diffFields")
@@ -94,7 +94,7 @@ def _datetime(value: Any) -> Any:
 
 
 @dataclass(frozen=True)
-class PubSubEvent:
+class PubSubEvent(Decodable):
     """One received event: where it is in its topic, and its undecoded payload (decoded in the pipeline's thread)."""
 
     topic: str

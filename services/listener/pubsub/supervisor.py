@@ -3,7 +3,8 @@
 Per topic (every configured channel name is a Pub/Sub topic name):
 - GetTopic first (the topic exists and this user may subscribe), then Subscribe from the committed checkpoint:
   CUSTOM with the stored opaque replay id (delivery starts after it), LATEST after an expired id or a switch of
-  transport, and with no checkpoint `listener.initial_replay` (-1 LATEST, -2 EARLIEST).
+  transport, and with no checkpoint `listener.initial_replay` (-1 LATEST, -2 EARLIEST). The listener is ready
+  once every topic's Subscribe got its response headers (the server holds the subscription).
 - Flow control: ask for `listener.pubsub_batch_size` (≤ 100) events and top up to it whenever the server's
   `pending_num_requested` falls to half, so a request is always outstanding and the server's 60-second idle
   close never applies. Events wait in one bounded queue (`listener.max_pending_messages`); while it is full
@@ -79,6 +80,7 @@ class PubSubSupervisor(Supervisor):
         self._check_interval = check_interval
         self._fresh_login = False
         self._seen: dict[str, float] = {}
+        self._opened: set[str] = set()  # topics whose Subscribe the server answered (response headers)
 
     def reason(self, exc: BaseException) -> str:
         if isinstance(exc, PubSubError | RebuildError):
@@ -92,7 +94,9 @@ class PubSubSupervisor(Supervisor):
 
     async def _session(self, stop: asyncio.Event) -> None:
         client = self._factory()
-        queue: asyncio.Queue[PubSubEvent | Keepalive] = asyncio.Queue(self.settings.max_pending_messages)
+        # Responses (up to pubsub_batch_size events each) wait here: at most max_pending_messages events.
+        responses = max(1, self.settings.max_pending_messages // self.settings.pubsub_batch_size)
+        queue: asyncio.Queue[list[PubSubEvent] | Keepalive] = asyncio.Queue(responses)
         tasks: list[asyncio.Task[Any]] = []
         try:
             await client.connect(fresh=self._fresh_login)
@@ -100,12 +104,11 @@ class PubSubSupervisor(Supervisor):
             for topic in self.topics:
                 await client.topic(topic)
             self._seen = dict.fromkeys(self.topics, time.monotonic())
+            self._opened = set()
             readers = [asyncio.create_task(self._read(client, topic, queue)) for topic in self.topics]
             stopping = asyncio.create_task(stop.wait())
             tasks += [*readers, stopping]
-            self._mark_subscribed(True)
-            log.info("subscribed", transport="pubsub", topics=list(self.topics))
-            getter: asyncio.Task[PubSubEvent | Keepalive] | None = None
+            getter: asyncio.Task[list[PubSubEvent] | Keepalive] | None = None
             while not stop.is_set():
                 if getter is None:
                     getter = asyncio.create_task(queue.get())
@@ -121,8 +124,10 @@ class PubSubSupervisor(Supervisor):
                 if getter in done:
                     items = [getter.result()]
                     getter = None
-                    while len(items) < self.settings.max_batch_messages and not queue.empty():
+                    size = _size(items[0])
+                    while size < self.settings.max_batch_messages and not queue.empty():
                         items.append(queue.get_nowait())
+                        size += _size(items[-1])
                     await self._deliver(items)
                     continue
                 self._watchdog()
@@ -136,13 +141,14 @@ class PubSubSupervisor(Supervisor):
             with contextlib.suppress(Exception):
                 await client.close()
 
-    async def _deliver(self, items: list[PubSubEvent | Keepalive]) -> None:
+    async def _deliver(self, items: list[list[PubSubEvent] | Keepalive]) -> None:
         events: list[PubSubEvent] = []
         positions: dict[str, Checkpoint] = {}
         for item in items:
-            if isinstance(item, PubSubEvent):
-                events.append(item)
-                positions.pop(item.topic, None)  # an event after the keepalive: its own checkpoint is newer
+            if isinstance(item, list):
+                events.extend(item)
+                for event in item[:1]:
+                    positions.pop(event.topic, None)  # events after the keepalive: their own checkpoint is newer
                 continue
             committed = self.replay.checkpoints.get(item.topic)
             if committed is not None and committed.pubsub_replay_id == token(item.replay_id):
@@ -152,7 +158,7 @@ class PubSubSupervisor(Supervisor):
                 item.topic, replay_number(item.replay_id), stamp, token(item.replay_id)
             )
         if events or positions:
-            await self._handle(list(events), positions)
+            await self._handle(events, positions)
 
     def _start(self, topic: str) -> tuple[int, bytes]:
         """Where a topic's subscription starts: (replay preset, replay id)."""
@@ -165,7 +171,9 @@ class PubSubSupervisor(Supervisor):
             return pb.EARLIEST, b""
         return pb.LATEST, b""
 
-    async def _read(self, client: PubSubClient, topic: str, queue: asyncio.Queue[PubSubEvent | Keepalive]) -> None:
+    async def _read(
+        self, client: PubSubClient, topic: str, queue: asyncio.Queue[list[PubSubEvent] | Keepalive]
+    ) -> None:
         """Subscribe to `topic` and queue what arrives, until an error (raised) or the server ends the stream."""
         while True:
             preset, replay_id = self._start(topic)
@@ -191,7 +199,7 @@ class PubSubSupervisor(Supervisor):
         topic: str,
         preset: int,
         replay_id: bytes,
-        queue: asyncio.Queue[PubSubEvent | Keepalive],
+        queue: asyncio.Queue[list[PubSubEvent] | Keepalive],
     ) -> None:
         batch = self.settings.pubsub_batch_size
         call = client.subscribe()
@@ -199,17 +207,27 @@ class PubSubSupervisor(Supervisor):
             await call.write(
                 pb.FetchRequest(topic_name=topic, replay_preset=preset, replay_id=replay_id, num_requested=batch)  # type: ignore[arg-type]
             )
+            await call.initial_metadata()  # the server has the subscription (or its error is next)
+            self._opened.add(topic)
+            if not self.subscribed.is_set() and self._opened.issuperset(self.topics):
+                self._mark_subscribed(True)
+                log.info("subscribed", transport="pubsub", topics=list(self.topics))
             while True:
                 read = await call.read()
                 if read is grpc.aio.EOF:  # type: ignore[attr-defined]  # (missing from grpc-stubs)
                     return
                 response = cast(pb.FetchResponse, read)
                 self._seen[topic] = time.monotonic()
-                for received in response.events:
-                    event = received.event
-                    schema = await client.schema(event.schema_id)
-                    await queue.put(PubSubEvent(topic, received.replay_id, event.schema_id, event.payload, schema))
-                if not response.events:
+                if response.events:
+                    batch_events = []
+                    for received in response.events:
+                        event = received.event
+                        schema = await client.schema(event.schema_id)
+                        batch_events.append(
+                            PubSubEvent(topic, received.replay_id, event.schema_id, event.payload, schema)
+                        )
+                    await queue.put(batch_events)
+                else:
                     PUBSUB_KEEPALIVES.labels(topic=topic).inc()
                     if response.latest_replay_id:
                         await queue.put(Keepalive(topic, response.latest_replay_id))
@@ -230,3 +248,7 @@ class PubSubSupervisor(Supervisor):
                     "stream_stalled",
                     f"no event and no keepalive on {topic} for {self.settings.pubsub_watchdog_seconds:g}s",
                 )
+
+
+def _size(item: list[PubSubEvent] | Keepalive) -> int:
+    return len(item) if isinstance(item, list) else 0
