@@ -15,6 +15,9 @@ emulator and the broker in other processes); Salesforce REST API calls per 10,00
 (emulator counters; token requests and CometD not counted) beside the lower bound, 0 (Account
 updates need no contact resolution).
 
+Growth: after those rows, 180,000 more updates make a 200,000-message backlog (`BENCH_LISTENER_LARGE_MESSAGES`)
+that a fresh default listener (CometD) drains; its rate and CPU per 10,000 are set against the 20,000 drain.
+
 Floor (the main ratio), same run, same emulator process and backlog: a bare CometD drain in a
 separate process, plain httpx (no sfls code, no aiosfstream): OAuth password grant, handshake,
 subscribe to the Account channel with replay -2, then /meta/connect long polls until every message
@@ -55,6 +58,8 @@ from shared import kafka
 from shared.settings import KafkaSettings, ListenerSettings, ObservabilitySettings, SalesforceSettings, Settings
 
 MESSAGES = int(os.environ.get("BENCH_LISTENER_MESSAGES", "20000"))
+# The growth row: the same listener (defaults, CometD) drains a backlog this large, after the rows above.
+LARGE = int(os.environ.get("BENCH_LISTENER_LARGE_MESSAGES", "200000"))
 ACCOUNTS = 200
 CHANNEL = "/data/AccountChangeEvent"
 CREDENTIALS = {"client_id": "bench-key", "client_secret": "bench-secret", "username": "bench@sfls", "password": "pw"}
@@ -73,23 +78,40 @@ def _emulator(state_dir: Path) -> tuple[EmulatorProcess, str, int]:
     return emulator, str(ca.ca_file), pubsub_port
 
 
-def _load_backlog(url: str, ca_file: str, api_version: str) -> tuple[int, int]:
+def _load_backlog(url: str, ca_file: str, api_version: str) -> tuple[int, int, list[str]]:
     """Create ACCOUNTS accounts, then update them in collections until MESSAGES CDC messages exist;
-    (the last replay id, the messages retained on CHANNEL)."""
+    (the last replay id, the messages retained on CHANNEL, the account ids)."""
     http = requests.Session()
     http.verify, http.trust_env = ca_file, False
-    ids = http.post(
+    ids: list[str] = http.post(
         f"{url}/__admin/records",
         json={"sobject": "Account", "records": [{"Name": f"Bench {i}"} for i in range(ACCOUNTS)]},
         timeout=60,
     ).json()["ids"]
+    _update_rounds(http, url, api_version, ids, MESSAGES, first_round=0)
+    events = http.get(f"{url}/__admin/cdc/events", timeout=60).json()
+    http.close()
+    return int(events["last"]), sum(1 for e in events["events"] if CHANNEL in e["channels"]), ids
+
+
+def _more_backlog(url: str, ca_file: str, api_version: str, ids: list[str], messages: int) -> int:
+    """`messages` more Account updates (one CDC message each, rounds numbered after the first load's)."""
+    with requests.Session() as http:
+        http.verify, http.trust_env = ca_file, False
+        _update_rounds(http, url, api_version, ids, messages, first_round=10**6)
+    return messages
+
+
+def _update_rounds(
+    http: requests.Session, url: str, api_version: str, ids: list[str], messages: int, *, first_round: int
+) -> None:
     form = {"grant_type": "password", **CREDENTIALS}
     token = http.post(f"{url}/services/oauth2/token", data=form, timeout=30).json()["access_token"]
     headers = {"Authorization": f"Bearer {token}"}
     made = 0
-    round_no = 0
-    while made < MESSAGES:
-        size = min(ACCOUNTS, MESSAGES - made)
+    round_no = first_round
+    while made < messages:
+        size = min(ACCOUNTS, messages - made)
         records = [
             {"attributes": {"type": "Account"}, "Id": ids[i], "Name": f"Bench {i} round {round_no}"}
             for i in range(size)
@@ -103,9 +125,6 @@ def _load_backlog(url: str, ca_file: str, api_version: str) -> tuple[int, int]:
         answer.raise_for_status()
         made += size
         round_no += 1
-    events = http.get(f"{url}/__admin/cdc/events", timeout=60).json()
-    http.close()
-    return int(events["last"]), sum(1 for e in events["events"] if CHANNEL in e["channels"])
 
 
 def _listener(settings: Settings, last_replay: int) -> tuple[float, int, float]:
@@ -313,7 +332,7 @@ def run() -> list[dict[str, Any]]:
         kafka_settings = KafkaSettings(
             bootstrap_servers=bootstrap, topic_prefix=f"bench{uuid.uuid4().hex[:8]}"
         )  # default partitions (12)
-        last_replay, backlog = _load_backlog(url, ca_file, salesforce.api_version)
+        last_replay, backlog, account_ids = _load_backlog(url, ca_file, salesforce.api_version)
 
         def settings(**changed: Any) -> Settings:
             return Settings(
@@ -338,11 +357,17 @@ def run() -> list[dict[str, Any]]:
         grpc_job = GrpcDrainJob(url, salesforce.pubsub_endpoint, ca_file, backlog)
         grpc_seconds, grpc_drained = in_own_process(_grpc_drain_process, grpc_job)
         grpc_rate = grpc_drained / grpc_seconds
+        # Growth: the same default listener (CometD) drains LARGE retained messages (the first backlog included).
+        large = backlog + _more_backlog(url, ca_file, salesforce.api_version, account_ids, LARGE - backlog)
+        large_last = last_replay + (LARGE - backlog)
+        large_seconds, large_messages, large_cpu = _listener(settings(), large_last)
+        large_rate = large_messages / large_seconds
     print(f"listener: {messages} CDC messages in {seconds:.2f}s = {listener_rate:,.0f}/s, {cpu:.2f} CPU s")
     print(f"bare CometD drain: {drained} messages in {drain_seconds:.2f}s = {drain_rate:,.0f}/s")
     print(f"raw producer: {len(values)} records in {raw_seconds:.2f}s = {raw_rate:,.0f}/s")
     print(f"Pub/Sub: {pubsub_messages} in {pubsub_seconds:.2f}s = {pubsub_rate:,.0f}/s, {pubsub_cpu:.2f} CPU s")
     print(f"bare gRPC drain: {grpc_drained} events in {grpc_seconds:.2f}s = {grpc_rate:,.0f}/s")
+    print(f"listener, {large:,} backlog: {large_messages} in {large_seconds:.2f}s = {large_rate:,.0f}/s")
     metric = (
         f"CDC messages to committed Kafka records ({backlog:,}-message backlog drain, 1 record each; "
         f"default settings but initial_replay -2, {kafka_settings.partitions} partitions)"
@@ -395,6 +420,24 @@ def run() -> list[dict[str, Any]]:
             "Pub/Sub: listener CPU seconds per 10,000 messages (bench process time, gRPC threads included)",
             pubsub_cpu * per_10k,
             "s",
+        ),
+        row(
+            "listener",
+            f"growth: CDC messages to committed Kafka records, {large:,}-message backlog (default settings but "
+            "initial_replay -2)",
+            large_rate,
+            "msg/s",
+            baseline=f"the {backlog:,}-message drain of the same run",
+            baseline_value=listener_rate,
+        ),
+        row(
+            "listener",
+            f"growth: listener CPU seconds per 10,000 messages at {large:,}",
+            large_cpu * 10_000 / large,
+            "s",
+            baseline=f"at {backlog:,}, same run",
+            baseline_value=cpu * per_10k,
+            higher_is_better=False,
         ),
     ]
 
