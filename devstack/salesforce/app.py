@@ -25,7 +25,7 @@ from aiohttp.abc import AbstractAccessLogger
 from aiohttp.web_request import BaseRequest
 from aiohttp.web_response import StreamResponse
 
-from devstack.salesforce import admin, bulk, rest
+from devstack.salesforce import admin, bulk, bulk_query, rest
 from devstack.salesforce.admin import COMETD, PUBSUB, AdminError
 from devstack.salesforce.base import ApiError
 from devstack.salesforce.cometd import CometD
@@ -118,6 +118,7 @@ def build_app(config: Config) -> web.Application:
     app[PUBSUB] = pubsub
     rest.routes(app)
     bulk.routes(app)
+    bulk_query.routes(app)
     admin.routes(app)
     app.router.add_post("/cometd", cometd.handle)
     app.router.add_post("/cometd/", cometd.handle)

@@ -23,6 +23,8 @@ class Tunables:
     long_text_diff: bool = False
     query_batch_size: int = 2000
     bulk_chunk_delay_ms: float = 0.0  # pause between Bulk API 2.0 chunks of 200 rows
+    bulk_query_delay_ms: float = 0.0  # how long a Bulk API 2.0 query job stays InProgress
+    bulk_query_page_size: int = 50_000  # rows of a query job's results page when the call gives no maxRecords
     multi_currency: bool = False  # CurrencyIsoCode on Account, Opportunity, Product2, price book entries, lines
     pubsub_keepalive_seconds: float = 270.0  # Pub/Sub: an empty FetchResponse this often while events are pending
     pubsub_idle_close_seconds: float = 60.0  # Pub/Sub: end a stream with nothing pending and no request this long

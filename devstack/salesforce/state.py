@@ -14,7 +14,8 @@ Counters (`GET /__admin/counters`) count API calls by kind:
      "sobject_write": {"Account": n}, # POST/PATCH/DELETE of one record, upsert
      "describe": {"Account": n},      # describe and sObject listing ("*" for GET /sobjects)
      "composite": n,                  # composite sObject Collections and /composite requests
-     "bulk": n,                       # Bulk API 2.0 requests (rows written count in sobject_write)
+     "bulk": n,                       # Bulk API 2.0 ingest requests (rows written count in sobject_write)
+     "bulk_query": n,                 # Bulk API 2.0 query job requests (create, poll, results pages, list...)
      "cometd": {"handshake": n, "connect": n, "subscribe": n, "unsubscribe": n, "disconnect": n},
      "errors": {"INVALID_FIELD": n},  # error responses by errorCode
      "pubsub": {"GetTopic": n, "GetSchema": n, "Subscribe": n},  # Pub/Sub API RPCs by method
@@ -41,6 +42,7 @@ from devstack.salesforce.store import Store
 
 if TYPE_CHECKING:
     from devstack.salesforce.bulk import IngestJob
+    from devstack.salesforce.bulk_query import QueryJob
 
 MAX_CURSORS = 500
 
@@ -54,6 +56,7 @@ class Counters:
         self.query = 0
         self.composite = 0
         self.bulk = 0
+        self.bulk_query = 0
         self.sobject_read: Counter[str] = Counter()
         self.sobject_write: Counter[str] = Counter()
         self.describe: Counter[str] = Counter()
@@ -72,6 +75,7 @@ class Counters:
             "describe": dict(self.describe),
             "composite": self.composite,
             "bulk": self.bulk,
+            "bulk_query": self.bulk_query,
             "cometd": dict(self.cometd),
             "errors": dict(self.errors),
             "pubsub": dict(self.pubsub),
@@ -146,10 +150,13 @@ class Emulator:
         self.cursors: OrderedDict[str, Cursor] = OrderedDict()
         self.counters = Counters()
         self.jobs: dict[str, IngestJob] = {}
+        self.query_jobs: dict[str, QueryJob] = {}
 
     def reset(self) -> None:
         for job in self.jobs.values():
             job.cancel()
+        for query_job in self.query_jobs.values():
+            query_job.cancel()
         fresh = self.config.tunables.copy()
         for name in vars(fresh):
             setattr(self.tunables, name, getattr(fresh, name))
