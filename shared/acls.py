@@ -47,7 +47,7 @@ SERVICES: dict[str, str] = {
     "listener": "sfls listener",
     "syncer": "sfls syncer",
     "importer": "sfls import ...",
-    "backfill": "sfls backfill",
+    "backfill": "sfls backfill, sfls reconcile --repair",
     "dlq": "sfls dlq list|show|replay",
     "requests": "sfls requests",
     "opportunity": "sfls opportunity push",

@@ -45,6 +45,7 @@ class Source(StrEnum):
     OVERFLOW = "overflow"
     BACKFILL = "backfill"
     REPLAY = "replay"
+    RECONCILE = "reconcile"  # `sfls reconcile --repair`: an account found drifted is resynced
 
 
 class ChangeEvent(BaseModel):

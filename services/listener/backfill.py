@@ -20,9 +20,9 @@ from __future__ import annotations
 
 import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
@@ -72,11 +72,15 @@ def run_backfill(
     on_progress: Progress | None = None,
     stop: threading.Event | None = None,
     entity: Entity = Entity.ACCOUNT,
+    rows: Iterable[Mapping[str, Any]] | None = None,
+    source_label: Source = Source.BACKFILL,
 ) -> BackfillProgress:
     """Publish a RESYNC event for every matching Account (or won Opportunity); return the final progress record.
 
     With `resume`, an unfinished run of the same name continues after its last committed Id
-    (with its own filter and run id); a finished or absent one starts a new run.
+    (with its own filter and run id); a finished or absent one starts a new run. `rows` (records with `Id`,
+    and `AccountId` for opportunities, in Id order) replaces the query: `sfls reconcile --repair` resyncs the
+    accounts it found drifted, with `source_label` RECONCILE.
     """
     previous = publisher.load_state().backfills.get(name)
     if resume and previous is not None and not previous.done:
@@ -88,20 +92,25 @@ def run_backfill(
     started = datetime.now(UTC)
     batch: list[tuple[str, str]] = []  # (record id, account id)
     last = progress.last_id
-    for row in source.query_all_iter(backfill_query(progress.where, progress.last_id, entity)):
+    found = (
+        rows if rows is not None else source.query_all_iter(backfill_query(progress.where, progress.last_id, entity))
+    )
+    for row in found:
         last = str(row["Id"])
         account = last if entity is Entity.ACCOUNT else row.get("AccountId")
         if isinstance(account, str) and account:  # an opportunity without an account has nothing to push
             batch.append((last, account))
         if len(batch) >= batch_size:
-            progress = _commit(publisher, progress, batch, started, done=False, entity=entity, last=last)
+            progress = _commit(
+                publisher, progress, batch, started, done=False, entity=entity, last=last, label=source_label
+            )
             batch = []
             if on_progress is not None:
                 on_progress(progress)
             if stop is not None and stop.is_set():
                 log.info("backfill_paused", name=name, run_id=progress.run_id, published=progress.published)
                 return progress
-    progress = _commit(publisher, progress, batch, started, done=True, entity=entity, last=last)
+    progress = _commit(publisher, progress, batch, started, done=True, entity=entity, last=last, label=source_label)
     if on_progress is not None:
         on_progress(progress)
     log.info("backfill_finished", name=name, run_id=progress.run_id, published=progress.published)
@@ -117,6 +126,7 @@ def _commit(
     done: bool,
     entity: Entity,
     last: str,
+    label: Source = Source.BACKFILL,
 ) -> BackfillProgress:
     records: list[Record] = []
     for record_id, account_id in ids:
@@ -124,8 +134,8 @@ def _commit(
             entity,
             record_id,
             account_id,
-            Source.BACKFILL,
-            origin=f"backfill:{progress.run_id}",
+            label,
+            origin=f"{label.value}:{progress.run_id}",
             committed_at=started,
             opportunity_id=record_id if entity is Entity.OPPORTUNITY else None,
         )

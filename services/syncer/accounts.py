@@ -16,7 +16,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from services.syncer.context import BatchContext, DeliveryReport
@@ -30,6 +30,7 @@ from shared.errors import (
     RetriesExhaustedError,
 )
 from shared.mapping import MappedAccount, map_account
+from shared.settings import Settings
 
 
 def sf_id(sid: str, snapshot: Snapshot) -> str:
@@ -73,6 +74,22 @@ def _role(mapped: MappedAccount, dep: str) -> str:
         r for r, d in (("parent", mapped.parent_sfdc_id), ("invoice recipient", mapped.invoicer_sfdc_id)) if d == dep
     ]
     return " and ".join(roles)
+
+
+def account_body(
+    mapped: MappedAccount, sid: str, deps: Mapping[str, int], existing: Mapping[str, Any] | None, settings: Settings
+) -> dict[str, Any]:
+    """What the LogiSense account of `mapped` holds once synced: the syncer writes the difference, `sfls reconcile`
+    reports it. `deps`: LogiSense ids of the accounts it references, by 15-character Salesforce id."""
+    body = dict(mapped.body)
+    body["parentAccountId"] = deps.get(id15(mapped.parent_sfdc_id)) if mapped.parent_sfdc_id else None
+    invoicer = deps.get(id15(mapped.invoicer_sfdc_id)) if mapped.invoicer_sfdc_id else None
+    if mapped.invoicer_sfdc_id and id15(mapped.invoicer_sfdc_id) == sid and existing is not None:
+        invoicer = int(existing["identity"])
+    body["invoicerAccountId"] = body["usageInvoicerAccountId"] = invoicer
+    if settings.sync.on_account_delete == "flag" and existing and existing.get(settings.sync.deleted_flag_field):
+        body[settings.sync.deleted_flag_field] = False
+    return body
 
 
 class AccountWriter(Writer):
@@ -188,18 +205,8 @@ class AccountWriter(Writer):
         report: DeliveryReport,
     ) -> int:
         """Update the differing fields of the LogiSense account, or create it; its LogiSense id."""
-        body = dict(mapped.body)
-        body["parentAccountId"] = deps.get(id15(mapped.parent_sfdc_id)) if mapped.parent_sfdc_id else None
-        invoicer = deps.get(id15(mapped.invoicer_sfdc_id)) if mapped.invoicer_sfdc_id else None
-        if mapped.invoicer_sfdc_id and id15(mapped.invoicer_sfdc_id) == sid and existing is not None:
-            invoicer = int(existing["identity"])
-        body["invoicerAccountId"] = body["usageInvoicerAccountId"] = invoicer
-        if (
-            self._settings.sync.on_account_delete == "flag"
-            and existing
-            and existing.get(self._settings.sync.deleted_flag_field)
-        ):
-            body[self._settings.sync.deleted_flag_field] = False
+        body = account_body(mapped, sid, deps, existing, self._settings)
+        invoicer = body["invoicerAccountId"]
         if existing is not None:
             changes = diff(existing, body)
             if changes:

@@ -114,7 +114,8 @@ def _mutate(draw: st.DrawFn, message: dict[str, Any]) -> Any:
         elif kind == "body" and isinstance(payload, dict):
             payload[draw(st.sampled_from([*BODY_FIELDS, "Weird Name", ""]) | unicode_text)] = draw(odd_values)
         elif kind == "payload" and isinstance(data, dict):
-            data["payload"] = draw(odd_values | st.just({"ChangeEventHeader": DIFF}))
+            # (copied: a later "header" mutation would otherwise write into the shared DIFF constant)
+            data["payload"] = draw(odd_values | st.just({"ChangeEventHeader": DIFF}).map(copy.deepcopy))
         elif kind == "data":
             message["data"] = draw(odd_values)
         elif kind == "event" and isinstance(data, dict):

@@ -1,0 +1,141 @@
+"""`sfls reconcile` end to end: drift injected into the emulators is found exactly once, repaired through the
+syncer where repair applies, and reported otherwise (services/reconcile/)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from confluent_kafka import Producer
+
+from devstack.process import sfls_command
+from shared.events import ChangeType
+from shared.salesforce import SalesforceRest
+from shared.settings import KafkaSettings, Settings
+from tests.fixtures.logisense import LogisenseEmulator
+from tests.fixtures.salesforce import SalesforceEmulator
+from tests.services.syncer.e2e import committed, run_syncer, seed_accounts, subprocess_env, syncer_settings
+from tests.services.syncer.support import change, create_syncer_topics, publish
+
+pytestmark = pytest.mark.integration
+
+UNKNOWN = "001000000000XYZAAA"
+
+
+def reconcile(settings: Settings, *args: str) -> tuple[int, list[dict[str, Any]], dict[str, Any]]:
+    """Run `sfls reconcile --format json ARGS` as a process: (exit code, drift lines, summary)."""
+    done = subprocess.run(
+        [*sfls_command(), "reconcile", "--format", "json", *args],
+        env=subprocess_env(settings),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode in (0, 1), f"exit {done.returncode}:\n{done.stdout}\n{done.stderr}"
+    lines = [json.loads(line) for line in done.stdout.splitlines() if line.strip()]
+    assert lines, f"no output:\n{done.stderr}"
+    assert "summary" in lines[-1], lines[-1]
+    return done.returncode, lines[:-1], lines[-1]["summary"]
+
+
+def kinds(drifts: list[dict[str, Any]]) -> list[tuple[str, str, str]]:
+    return sorted((d["kind"], d.get("salesforce_id", ""), d.get("field", "")) for d in drifts)
+
+
+async def _synced(settings: Settings, producer: Producer, accounts: list[str]) -> None:
+    topics = create_syncer_topics(settings.kafka)
+    before = committed(settings)
+    publish(producer, topics.changes, [change(a, change_type=ChangeType.RESYNC) for a in accounts])
+    await run_syncer(settings, lambda: committed(settings) >= before + len(accounts))
+
+
+async def test_every_injected_drift_is_found_once_and_the_repairable_ones_are_repaired_through_the_syncer(
+    kafka_settings: KafkaSettings,
+    salesforce_emulator: SalesforceEmulator,
+    logisense_emulator: LogisenseEmulator,
+    producer_factory: Callable[..., Producer],
+) -> None:
+    settings = syncer_settings(kafka_settings, salesforce_emulator, logisense_emulator)
+    accounts = seed_accounts(salesforce_emulator, 6)
+    await _synced(settings, producer_factory(), accounts[:5])  # accounts[5] never reaches LogiSense
+    code, drifts, summary = reconcile(settings)
+    assert (code, kinds(drifts), summary["drift"]) == (
+        1,
+        [("account_missing", accounts[5], "")],
+        {"account_missing": 1},
+    )
+
+    by_link = {a["sfdcid"][:15]: a for a in logisense_emulator.accounts()}
+    edited, duplicated = by_link[accounts[0][:15]], by_link[accounts[1][:15]]
+    async with logisense_emulator.client() as client:
+        await client.update("Account", int(edited["identity"]), {"name": "Edited by hand"})
+        await client.create("Account", {"name": "Nobody's", "sfdcid": UNKNOWN})
+        await client.create("Account", {"name": "Second link", "sfdcid": accounts[1]})
+    rest = SalesforceRest(salesforce_emulator.settings())
+    rest.delete("Account", accounts[2])  # deleted in Salesforce; its LogiSense account stays open
+    rest.close()
+
+    code, drifts, summary = reconcile(settings)
+    assert code == 1
+    assert kinds(drifts) == sorted(
+        [
+            ("account_missing", accounts[5], ""),
+            ("account_field_mismatch", accounts[0], "name"),
+            ("account_duplicate_link", accounts[1], ""),
+            ("account_orphan", accounts[2], ""),
+            ("account_orphan", UNKNOWN, ""),
+        ]
+    ), drifts
+    mismatch = next(d for d in drifts if d["kind"] == "account_field_mismatch")
+    assert (mismatch["logisense"], mismatch["salesforce"]) == ("Edited by hand", "Acct 0000")
+    assert mismatch["logisense_id"] == int(edited["identity"])
+    duplicate = next(d for d in drifts if d["kind"] == "account_duplicate_link")
+    assert str(duplicated["identity"]) in duplicate["detail"]
+    assert summary["records"] == {"logisense": 7, "salesforce": 6}
+
+    code, drifts, summary = reconcile(settings, "--repair")
+    assert (code, summary["repaired"]) == (1, 2)  # the missing and the mismatched account, through the syncer
+    before = committed(settings)
+    await run_syncer(settings, lambda: committed(settings) >= before + 2)
+
+    code, drifts, summary = reconcile(settings)
+    assert code == 1  # orphans and duplicates are left for a person
+    assert kinds(drifts) == sorted(
+        [
+            ("account_duplicate_link", accounts[1], ""),
+            ("account_orphan", accounts[2], ""),
+            ("account_orphan", UNKNOWN, ""),
+        ]
+    ), drifts
+
+
+async def test_a_synced_org_is_in_sync_and_exits_0(
+    kafka_settings: KafkaSettings,
+    salesforce_emulator: SalesforceEmulator,
+    logisense_emulator: LogisenseEmulator,
+    producer_factory: Callable[..., Producer],
+) -> None:
+    settings = syncer_settings(kafka_settings, salesforce_emulator, logisense_emulator)
+    accounts = seed_accounts(salesforce_emulator, 4)
+    await _synced(settings, producer_factory(), accounts)
+    code, drifts, summary = reconcile(settings)
+    assert (code, drifts, summary["in_sync"], summary["records"]) == (0, [], True, {"logisense": 4, "salesforce": 4})
+    code, drifts, _ = reconcile(settings, "--where", f"Id = '{accounts[0]}'")
+    assert (code, drifts) == (0, [])
+
+
+def test_a_bad_where_exits_2_naming_the_option(salesforce_emulator: SalesforceEmulator) -> None:
+    done = subprocess.run(
+        [*sfls_command(), "reconcile", "--where", "Name = 'x' ORDER BY Name"],
+        env=subprocess_env(Settings(salesforce=salesforce_emulator.settings())),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2, done.stderr
+    assert "--where" in done.stderr
