@@ -100,7 +100,7 @@ async def _with_progress(settings: Settings, where: str) -> tuple[Report, Salesf
         return await reconcile_accounts(settings, where=where)
     columns = (SpinnerColumn(), TextColumn("{task.description}: {task.completed:,} read"), TimeElapsedColumn())
     with Progress(*columns) as bar:
-        tasks = {name: bar.add_task(name, total=None) for name in ("logisense", "salesforce")}
+        tasks = {name: bar.add_task(name, total=None) for name in ("logisense", "salesforce", "salesforce contacts")}
         return await reconcile_accounts(
             settings, where=where, on_progress=lambda system, n: bar.update(tasks[system], completed=n)
         )
@@ -116,11 +116,11 @@ def _write(report: Report, output_format: Format, stream: TextIO) -> None:
     from rich.table import Table
 
     console = Console(file=stream, width=160)
-    records = ", ".join(f"{n:,} {system}" for system, n in sorted(report.records.items()))
+    records = ", ".join(f"{n:,} {system.replace('_', ' ')}" for system, n in sorted(report.records.items()))
     if report.in_sync:
-        console.print(f"IN SYNC: no drift ({records} accounts compared)")
+        console.print(f"IN SYNC: no drift ({records} compared)")
         return
-    table = Table(title=f"Drift ({records} accounts compared)", title_justify="left")
+    table = Table(title=f"Drift ({records} compared)", title_justify="left")
     for column in ("kind", "count", "examples"):
         table.add_column(column)
     for kind, count in report.counts().items():

@@ -10,6 +10,14 @@ sends is never drift). The kinds:
 - `account_orphan`: a LogiSense account whose link names no Salesforce account, or a deleted one it was not
   closed or flagged for (`sync.on_account_delete`); reported, never deleted;
 - `account_duplicate_link`: two or more LogiSense accounts linked to one Salesforce id; reported.
+Contacts (of the accounts linked in LogiSense; services/syncer/contacts.py decides what the syncer writes):
+- `contact_missing`: a Salesforce contact with no LogiSense contact linked to it (its link point);
+- `contact_field_mismatch` and `contact_point_mismatch` (the point's name as the field; a point to create, change
+  or delete): one drift per difference the syncer would write;
+- `contact_orphan`: a LogiSense contact whose link names no Salesforce contact, or a deleted one;
+- `contact_unmappable`: the syncer could not map it;
+all repaired by a resync of the Salesforce account they belong to (the syncer creates, updates and deletes an
+account's contacts), except an orphan under a LogiSense account linked to no Salesforce account.
 """
 
 from __future__ import annotations
@@ -20,11 +28,12 @@ from enum import StrEnum
 from typing import Any
 
 from services.syncer.accounts import account_body
-from services.syncer.lookups import diff
+from services.syncer.contacts import plan_points
+from services.syncer.lookups import LsContact, diff, link_value
 from services.syncer.references import References
 from services.syncer.snapshot import id15
 from shared.errors import MappingError
-from shared.mapping import map_account
+from shared.mapping import map_account, map_contact
 from shared.settings import Settings
 
 
@@ -34,9 +43,24 @@ class Kind(StrEnum):
     ACCOUNT_UNMAPPABLE = "account_unmappable"
     ACCOUNT_ORPHAN = "account_orphan"
     ACCOUNT_DUPLICATE_LINK = "account_duplicate_link"
+    CONTACT_MISSING = "contact_missing"
+    CONTACT_FIELD_MISMATCH = "contact_field_mismatch"
+    CONTACT_POINT_MISMATCH = "contact_point_mismatch"
+    CONTACT_ORPHAN = "contact_orphan"
+    CONTACT_UNMAPPABLE = "contact_unmappable"
 
 
-REPAIRABLE = frozenset({Kind.ACCOUNT_MISSING, Kind.ACCOUNT_FIELD_MISMATCH})
+REPAIRABLE = frozenset(
+    {
+        Kind.ACCOUNT_MISSING,
+        Kind.ACCOUNT_FIELD_MISMATCH,
+        Kind.CONTACT_MISSING,
+        Kind.CONTACT_FIELD_MISMATCH,
+        Kind.CONTACT_POINT_MISMATCH,
+        Kind.CONTACT_ORPHAN,
+    }
+)
+_VALUES = frozenset({Kind.ACCOUNT_FIELD_MISMATCH, Kind.CONTACT_FIELD_MISMATCH, Kind.CONTACT_POINT_MISMATCH})
 
 
 @dataclass(frozen=True)
@@ -50,14 +74,22 @@ class Drift:
     salesforce: Any = None  # the value the syncer would write
     logisense: Any = None  # the value LogiSense holds
     detail: str = ""
+    account_id: str | None = None  # the Salesforce account a repair resyncs (a contact's)
+
+    @property
+    def repair_account(self) -> str | None:
+        """The Salesforce account whose resync repairs this drift, or None when a person must."""
+        if self.kind not in REPAIRABLE:
+            return None
+        return self.account_id if self.kind.value.startswith("contact_") else self.salesforce_id
 
     def to_json(self) -> dict[str, Any]:
         """The drift as one JSON object (`--format json`); values only for a field mismatch."""
         item: dict[str, Any] = {"kind": self.kind.value}
-        for name in ("salesforce_id", "logisense_id", "field"):
+        for name in ("salesforce_id", "logisense_id", "field", "account_id"):
             if getattr(self, name) is not None:
                 item[name] = getattr(self, name)
-        if self.kind is Kind.ACCOUNT_FIELD_MISMATCH:
+        if self.kind in _VALUES:
             item["salesforce"], item["logisense"] = self.salesforce, self.logisense
         if self.detail:
             item["detail"] = self.detail
@@ -168,3 +200,83 @@ def _duplicate(link: str, linked: list[dict[str, Any]]) -> Drift:
 
 def _closing(settings: Settings) -> str:
     return "flagged" if settings.sync.on_account_delete == "flag" else "closed"
+
+
+def compare_contacts(
+    salesforce: Iterable[Mapping[str, Any]],
+    logisense: Iterable[LsContact],
+    accounts: Mapping[str, list[dict[str, Any]]],
+    settings: Settings,
+    refs: References,
+    *,
+    complete: bool = True,
+) -> Iterator[Drift]:
+    """Every drift between Salesforce contacts (with `IsDeleted`) and LogiSense contacts, under linked accounts.
+
+    `accounts`: LogiSense accounts by 15-character link (as for `compare_accounts`). A contact of an account missing
+    in LogiSense is that account's drift, not its own.
+    """
+    link = settings.logisense.link_field
+    owner = {int(r["identity"]): str(r.get(link) or "") for linked in accounts.values() for r in linked}
+    by_link: dict[str, list[LsContact]] = {}
+    for contact in logisense:
+        if value := link_value(contact, refs, link):
+            by_link.setdefault(id15(value), []).append(contact)
+    seen: set[str] = set()
+    for record in salesforce:
+        contact_id, account = str(record["Id"]), str(record.get("AccountId") or "")
+        seen.add(id15(contact_id))
+        linked = by_link.get(id15(contact_id), [])
+        if record.get("IsDeleted"):
+            yield from (_contact_orphan(c, contact_id, owner, "deleted in Salesforce") for c in linked)
+            continue
+        ls_account = accounts.get(id15(account)) if account else None
+        if not ls_account:
+            continue
+        if not linked:
+            yield Drift(Kind.CONTACT_MISSING, contact_id, account_id=account, detail=_name(record))
+            continue
+        identity = int(ls_account[0]["identity"])
+        yield from _contact_fields(record, linked[0], identity, account, settings=settings, refs=refs)
+    if complete:
+        for sid, contacts in by_link.items():
+            if sid not in seen:
+                yield from (_contact_orphan(c, sid, owner, "its link names no Salesforce contact") for c in contacts)
+
+
+def _contact_fields(
+    record: Mapping[str, Any], existing: LsContact, identity: int, account: str, *, settings: Settings, refs: References
+) -> Iterator[Drift]:
+    contact_id, link = str(record["Id"]), settings.logisense.link_field
+    try:
+        mapped = map_contact(record, settings, refs, default_contact_type=settings.sync.default_contact_type)
+        plan = plan_points(existing.points, mapped, refs, link)
+    except MappingError as exc:
+        yield Drift(Kind.CONTACT_UNMAPPABLE, contact_id, existing.identity, account_id=account, detail=str(exc))
+        return
+
+    def drift(kind: Kind, field: str | None, salesforce: Any = None, logisense: Any = None) -> Drift:
+        return Drift(kind, contact_id, existing.identity, field, salesforce, logisense, account_id=account)
+
+    for name, value in sorted(diff(existing.record, {**mapped.body, "accountId": identity}).items()):
+        yield drift(Kind.CONTACT_FIELD_MISMATCH, name, value, existing.record.get(name))
+    for type_id, wanted in plan.creates:
+        yield drift(Kind.CONTACT_POINT_MISMATCH, refs.point_names.get(type_id), wanted)
+    for current, changes in plan.updates:
+        held = {key: current.get(key) for key in changes}
+        yield drift(
+            Kind.CONTACT_POINT_MISMATCH, refs.point_names.get(int(current["contactPointTypeId"])), changes, held
+        )
+    for point in plan.deletes:
+        held = {key: value for key, value in point.items() if key not in ("identity", "contactId")}
+        yield drift(Kind.CONTACT_POINT_MISMATCH, refs.point_names.get(int(point["contactPointTypeId"])), None, held)
+
+
+def _contact_orphan(contact: LsContact, link: str, owner: Mapping[int, str], why: str) -> Drift:
+    account = owner.get(int(contact.record.get("accountId") or 0)) or None
+    detail = why if account else f"{why}; its LogiSense account is linked to no Salesforce account"
+    return Drift(Kind.CONTACT_ORPHAN, link, contact.identity, account_id=account, detail=detail)
+
+
+def _name(record: Mapping[str, Any]) -> str:
+    return " ".join(str(record.get(k) or "") for k in ("FirstName", "LastName")).strip()

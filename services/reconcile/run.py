@@ -2,10 +2,12 @@
 
 - Salesforce: every Account (deleted ones included, `queryAll`), only the fields the mapping reads, in Id order,
   paged by the REST client; `--where` narrows it (then LogiSense accounts outside it are not called orphans).
-- LogiSense: every Account through paged search, grouped by the link field (`logisense.link_field`).
+- LogiSense: every Account through paged search, grouped by the link field (`logisense.link_field`); every
+  Contact and contact point, the contacts found by their link point.
+- Salesforce contacts: every Contact (deleted ones included) with the fields the contact mapping reads.
 - The reference data (types, statuses, bill groups, AR terms, currencies) is LogiSense's own, loaded like the
   syncer loads it, and a multi-currency org is recognised from the Account describe, as the syncer does.
-- `--repair` publishes a RESYNC event (source `reconcile`) for every missing or mismatched account through the
+- `--repair` publishes a RESYNC event (source `reconcile`) for the account of every repairable drift through the
   backfill's transactional path (services/listener/backfill.py, progress key `backfill:reconcile`), so the
   syncer stays the only writer to LogiSense; orphans, duplicates and unmappable accounts are left for a person.
 Both sides are held in memory for the comparison (a known limit: the streamed merge of the issue is next).
@@ -22,11 +24,12 @@ from typing import Any
 
 import structlog
 
-from services.reconcile.drift import REPAIRABLE, Drift, compare_accounts
+from services.reconcile.drift import Drift, compare_accounts, compare_contacts
+from services.syncer.lookups import LsContact
 from services.syncer.references import References
 from services.syncer.snapshot import id15
 from shared.logisense import LogisenseClient
-from shared.mapping import account_query_fields, org_currencies
+from shared.mapping import account_query_fields, contact_query_fields, org_currencies
 from shared.retry import RetryPolicy
 from shared.salesforce import SalesforceRest
 from shared.settings import Settings
@@ -93,32 +96,55 @@ async def reconcile_accounts(
                 logisense.setdefault(id15(str(value)), []).append(record)
             if on_progress is not None and report.records["logisense"] % 500 == 0:
                 on_progress("logisense", report.records["logisense"])
+        contacts = await _logisense_contacts(client)
+    report.records["logisense_contacts"] = len(contacts)
     soql = salesforce_query(settings, where, multi_currency=refs.multi_currency)
+    contact_fields = ", ".join(dict.fromkeys([*contact_query_fields(settings), "IsDeleted"]))
+    contact_soql = f"SELECT {contact_fields} FROM Contact ORDER BY Id"  # noqa: S608 - our own field list
 
-    def read_salesforce() -> list[dict[str, Any]]:
+    def read_salesforce(query: str, system: str) -> list[dict[str, Any]]:
         rows = []
-        for row in rest.query_all_iter(soql, include_deleted=True):
+        for row in rest.query_all_iter(query, include_deleted=True):
             rows.append(row)
             if on_progress is not None and len(rows) % 500 == 0:
-                on_progress("salesforce", len(rows))
+                on_progress(system, len(rows))
         return rows
 
-    accounts = await asyncio.to_thread(read_salesforce)
+    accounts = await asyncio.to_thread(read_salesforce, soql, "salesforce")
+    sf_contacts = await asyncio.to_thread(read_salesforce, contact_soql, "salesforce contacts")
+    if where:  # only the contacts of the accounts read
+        matched = {id15(str(a["Id"])) for a in accounts}
+        sf_contacts = [c for c in sf_contacts if id15(str(c.get("AccountId") or "")) in matched]
     report.records["salesforce"] = len(accounts)
-    report.drifts = list(compare_accounts(accounts, logisense, settings, refs, complete=not where))
+    report.records["salesforce_contacts"] = len(sf_contacts)
+    complete = not where
+    report.drifts = list(compare_accounts(accounts, logisense, settings, refs, complete=complete))
+    report.drifts += compare_contacts(sf_contacts, contacts, logisense, settings, refs, complete=complete)
     report.seconds = time.monotonic() - started
     log.info("reconcile_compared", **report.summary()["summary"])
     return report, rest
 
 
+async def _logisense_contacts(client: LogisenseClient) -> list[LsContact]:
+    """Every LogiSense contact with its points (both paged)."""
+    contacts: dict[int, LsContact] = {}
+    async for record in client.search_paged("Contact"):
+        contacts[int(record["identity"])] = LsContact(record=record)
+    async for point in client.search_paged("Contact/Point"):
+        owner = contacts.get(int(point.get("contactId") or 0))
+        if owner is not None:
+            owner.points.append(point)
+    return list(contacts.values())
+
+
 def repair(settings: Settings, rest: SalesforceRest, report: Report) -> int:
-    """Publish a RESYNC event (source `reconcile`) for every repairable drift's account; how many."""
+    """Publish a RESYNC event (source `reconcile`) for the account of every repairable drift; how many."""
     from services.listener.backfill import run_backfill
     from services.listener.publisher import TransactionalPublisher
     from shared import acls, kafka
     from shared.events import Source
 
-    ids = sorted({d.salesforce_id for d in report.drifts if d.kind in REPAIRABLE and d.salesforce_id})
+    ids = sorted({account for d in report.drifts if (account := d.repair_account)})
     if not ids:
         return 0
     if settings.kafka.create_topics:

@@ -13,10 +13,12 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
 from services.syncer.context import BatchContext, DeliveryReport
 from services.syncer.lookups import LsContact, Writer, diff
+from services.syncer.references import References
 from services.syncer.snapshot import id15
 from shared.errors import MappingError
 from shared.mapping import MappedContact, map_contact
@@ -105,34 +107,59 @@ class ContactWriter(Writer):
             report.count("point_creates", len(points))
 
     def _point_bodies(self, mapped: MappedContact) -> list[tuple[int, dict[str, Any]]]:
-        """(contact point type id, fields) of each mapped point, the link point first."""
-        result = []
-        for name, wanted in sorted(mapped.points.items(), key=lambda item: item[0] != self._link):
-            type_id = self._refs.point_type(mapped.contact_type_id, name)
-            if type_id is None:
-                raise MappingError(
-                    f"LogiSense contact type {mapped.contact_type_id} has no contact point {name!r}; "
-                    "fix mappings.contact_points"
-                )
-            result.append((type_id, wanted))
-        return result
+        return point_bodies(mapped, self._refs, self._link)
 
     async def _sync_points(self, contact: LsContact, mapped: MappedContact, report: DeliveryReport) -> None:
-        by_type = {int(p["contactPointTypeId"]): p for p in contact.points}
-        keep: set[int] = set()
-        for type_id, wanted in self._point_bodies(mapped):
-            keep.add(type_id)
-            current = by_type.get(type_id)
-            if current is None:
-                body = {"contactId": contact.identity, "contactPointTypeId": type_id, **wanted}
-                await self._client.create("Contact/Point", body)
-                report.count("point_creates")
-            else:
-                changes = diff(current, wanted)
-                if changes:
-                    await self._client.update("Contact/Point", int(current["identity"]), changes)
-                    report.count("point_updates")
-        for type_id, point in by_type.items():
-            if type_id not in keep:
-                await self._client.delete("Contact/Point", int(point["identity"]))
-                report.count("point_deletes")
+        plan = plan_points(contact.points, mapped, self._refs, self._link)
+        for type_id, wanted in plan.creates:
+            body = {"contactId": contact.identity, "contactPointTypeId": type_id, **wanted}
+            await self._client.create("Contact/Point", body)
+            report.count("point_creates")
+        for current, changes in plan.updates:
+            await self._client.update("Contact/Point", int(current["identity"]), changes)
+            report.count("point_updates")
+        for point in plan.deletes:
+            await self._client.delete("Contact/Point", int(point["identity"]))
+            report.count("point_deletes")
+
+
+def point_bodies(mapped: MappedContact, refs: References, link: str) -> list[tuple[int, dict[str, Any]]]:
+    """(contact point type id, fields) of each mapped point, the link point first."""
+    result = []
+    for name, wanted in sorted(mapped.points.items(), key=lambda item: item[0] != link):
+        type_id = refs.point_type(mapped.contact_type_id, name)
+        if type_id is None:
+            raise MappingError(
+                f"LogiSense contact type {mapped.contact_type_id} has no contact point {name!r}; "
+                "fix mappings.contact_points"
+            )
+        result.append((type_id, wanted))
+    return result
+
+
+@dataclass
+class PointPlan:
+    """What makes a LogiSense contact's points the mapped ones: the syncer writes it, `sfls reconcile` reports it."""
+
+    creates: list[tuple[int, dict[str, Any]]] = field(default_factory=list)  # (point type id, fields)
+    updates: list[tuple[dict[str, Any], dict[str, Any]]] = field(default_factory=list)  # (point, changed fields)
+    deletes: list[dict[str, Any]] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.creates or self.updates or self.deletes)
+
+
+def plan_points(points: list[dict[str, Any]], mapped: MappedContact, refs: References, link: str) -> PointPlan:
+    """The point writes that make `points` (a LogiSense contact's) what `mapped` maps from Salesforce."""
+    by_type = {int(p["contactPointTypeId"]): p for p in points}
+    plan = PointPlan()
+    keep: set[int] = set()
+    for type_id, wanted in point_bodies(mapped, refs, link):
+        keep.add(type_id)
+        current = by_type.get(type_id)
+        if current is None:
+            plan.creates.append((type_id, wanted))
+        elif changes := diff(current, wanted):
+            plan.updates.append((current, changes))
+    plan.deletes.extend(point for type_id, point in by_type.items() if type_id not in keep)
+    return plan

@@ -98,6 +98,14 @@ def _chunks(values: Sequence[Any], size: int = SEARCH_CHUNK) -> Iterable[list[An
         yield list(values[start : start + size])
 
 
+def link_value(contact: LsContact, refs: References, link: str) -> str | None:
+    """The Salesforce id in a LogiSense contact's link point (the point type named `link`), if it has one."""
+    for point in contact.points:
+        if refs.point_names.get(int(point["contactPointTypeId"])) == link and point.get("value"):
+            return str(point["value"])
+    return None
+
+
 class Lookups:
     """Bulk LogiSense reads by Salesforce id; one per process (it remembers whether `in` works)."""
 
@@ -113,10 +121,7 @@ class Lookups:
 
     def link_value(self, contact: LsContact) -> str | None:
         """The Salesforce id in the contact's link point, if it has one."""
-        for point in contact.points:
-            if self._refs.point_names.get(int(point["contactPointTypeId"])) == self._link and point.get("value"):
-                return str(point["value"])
-        return None
+        return link_value(contact, self._refs, self._link)
 
     async def prefetch_contacts(
         self, snapshot: Snapshot, mapped: dict[str, MappedAccount], known: dict[str, dict[str, Any]]

@@ -17,7 +17,15 @@ from shared.salesforce import SalesforceRest
 from shared.settings import KafkaSettings, Settings
 from tests.fixtures.logisense import LogisenseEmulator
 from tests.fixtures.salesforce import SalesforceEmulator
-from tests.services.syncer.e2e import committed, run_syncer, seed_accounts, subprocess_env, syncer_settings
+from tests.services.syncer.e2e import (
+    CONTACT_POINTS,
+    committed,
+    run_syncer,
+    seed_accounts,
+    seed_contacts,
+    subprocess_env,
+    syncer_settings,
+)
 from tests.services.syncer.support import change, create_syncer_topics, publish
 
 pytestmark = pytest.mark.integration
@@ -29,7 +37,8 @@ def reconcile(settings: Settings, *args: str) -> tuple[int, list[dict[str, Any]]
     """Run `sfls reconcile --format json ARGS` as a process: (exit code, drift lines, summary)."""
     done = subprocess.run(
         [*sfls_command(), "reconcile", "--format", "json", *args],
-        env=subprocess_env(settings),
+        # The syncer's own mapping (tests/services/syncer/e2e.py): reconcile compares through it.
+        env=subprocess_env(settings, SFLS_MAPPINGS__CONTACT_POINTS=json.dumps(CONTACT_POINTS)),
         capture_output=True,
         text=True,
         timeout=120,
@@ -95,7 +104,7 @@ async def test_every_injected_drift_is_found_once_and_the_repairable_ones_are_re
     assert mismatch["logisense_id"] == int(edited["identity"])
     duplicate = next(d for d in drifts if d["kind"] == "account_duplicate_link")
     assert str(duplicated["identity"]) in duplicate["detail"]
-    assert summary["records"] == {"logisense": 7, "salesforce": 6}
+    assert summary["records"] == {"logisense": 7, "logisense_contacts": 0, "salesforce": 6, "salesforce_contacts": 0}
 
     code, drifts, summary = reconcile(settings, "--repair")
     assert (code, summary["repaired"]) == (1, 2)  # the missing and the mismatched account, through the syncer
@@ -121,9 +130,11 @@ async def test_a_synced_org_is_in_sync_and_exits_0(
 ) -> None:
     settings = syncer_settings(kafka_settings, salesforce_emulator, logisense_emulator)
     accounts = seed_accounts(salesforce_emulator, 4)
+    seed_contacts(salesforce_emulator, accounts)
     await _synced(settings, producer_factory(), accounts)
     code, drifts, summary = reconcile(settings)
-    assert (code, drifts, summary["in_sync"], summary["records"]) == (0, [], True, {"logisense": 4, "salesforce": 4})
+    assert (code, drifts, summary["in_sync"]) == (0, [], True), drifts
+    assert summary["records"] == {"logisense": 4, "logisense_contacts": 4, "salesforce": 4, "salesforce_contacts": 4}
     code, drifts, _ = reconcile(settings, "--where", f"Id = '{accounts[0]}'")
     assert (code, drifts) == (0, [])
 
@@ -139,3 +150,49 @@ def test_a_bad_where_exits_2_naming_the_option(salesforce_emulator: SalesforceEm
     )
     assert done.returncode == 2, done.stderr
     assert "--where" in done.stderr
+
+
+async def test_contacts_edited_or_deleted_by_hand_in_logisense_are_found_and_repaired(
+    kafka_settings: KafkaSettings,
+    salesforce_emulator: SalesforceEmulator,
+    logisense_emulator: LogisenseEmulator,
+    producer_factory: Callable[..., Producer],
+) -> None:
+    """A contact renamed by hand, one deleted there and one whose email was changed there: each found once,
+    keyed to its account; `--repair` resyncs those accounts and the syncer puts the contacts back."""
+    settings = syncer_settings(kafka_settings, salesforce_emulator, logisense_emulator)
+    accounts = seed_accounts(salesforce_emulator, 3)
+    contacts = seed_contacts(salesforce_emulator, accounts)
+    await _synced(settings, producer_factory(), accounts)
+    assert reconcile(settings)[0] == 0
+
+    async with logisense_emulator.client() as client:
+        found = [c async for c in client.search_paged("Contact")]
+        points = [p async for p in client.search_paged("Contact/Point")]
+        links = {p["contactId"]: p["value"] for p in points if str(p.get("value", "")).startswith("003")}
+        by_sf = {links[c["identity"]][:15]: c for c in found if c["identity"] in links}
+        renamed, deleted, emailed = (by_sf[c[:15]] for c in contacts)
+        await client.update("Contact", int(renamed["identity"]), {"lastName": "Renamed by hand"})
+        await client.delete("Contact", int(deleted["identity"]))
+        email = next(p for p in points if p["contactId"] == emailed["identity"] and "@" in str(p.get("value", "")))
+        await client.update("Contact/Point", int(email["identity"]), {"value": "typo@example.com"})
+
+    code, drifts, _ = reconcile(settings)
+    assert code == 1
+    assert kinds(drifts) == sorted(
+        [
+            ("contact_field_mismatch", contacts[0], "lastName"),
+            ("contact_missing", contacts[1], ""),
+            ("contact_point_mismatch", contacts[2], "email"),
+        ]
+    ), drifts
+    assert {d["account_id"] for d in drifts} == set(accounts)
+    point = next(d for d in drifts if d["kind"] == "contact_point_mismatch")
+    assert point["logisense"] == {"value": "typo@example.com"}
+
+    code, _, summary = reconcile(settings, "--repair")
+    assert (code, summary["repaired"]) == (1, 3)
+    before = committed(settings)
+    await run_syncer(settings, lambda: committed(settings) >= before + 3)
+    code, drifts, summary = reconcile(settings)
+    assert (code, drifts, summary["in_sync"]) == (0, [], True)
