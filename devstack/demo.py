@@ -7,8 +7,9 @@ starts the listener and the syncer, then plays a scripted scenario as a Salesfor
 contacts, a trigger-field change, a non-trigger change, a contact deletion, an account LogiSense
 cannot take, its fix and its replay from the dead-letter topic; then quote to cash: a sales rep wins
 two opportunities on the LogiSense price book and the syncer (`opportunity.auto_push`) prices them in the
-account's LogiSense price plan. It ends with a one-line verdict and exits 1 if the final states differ
-or a quote-to-cash check fails. Everything it started is stopped, also on Ctrl-C.
+account's LogiSense price plan; then a billing admin edits LogiSense by hand, `sfls reconcile` finds both
+drifts and `--repair` has the syncer put them right. It ends with a one-line verdict and exits 1 if the
+final states differ or a quote-to-cash check fails. Everything it started is stopped, also on Ctrl-C.
 """
 
 from __future__ import annotations
@@ -108,7 +109,8 @@ class Demo:
         )
         return env
 
-    def sfls(self, *args: str, show: bool = True) -> subprocess.CompletedProcess[str]:
+    def sfls(self, *args: str, show: bool = True, ok: tuple[int, ...] = (0,)) -> subprocess.CompletedProcess[str]:
+        """Run `sfls ARGS`; its output when `show`, its last error lines when it exits with a code not in `ok`."""
         result = subprocess.run(
             [*sfls_command(), *args],
             env={**self.env, "COLUMNS": "140"},
@@ -121,7 +123,7 @@ class Demo:
             self.console.print(f"[dim]$ sfls {' '.join(args)}[/]")
             for line in result.stdout.rstrip().splitlines():
                 self.console.print(f"  {line}", highlight=False, markup=False, soft_wrap=True)
-        if result.returncode != 0:
+        if result.returncode not in ok:
             for line in result.stderr.rstrip().splitlines()[-8:]:
                 self.console.print(f"  [red]{line}[/]", highlight=False)
         return result
@@ -315,6 +317,7 @@ class Demo:
             self.fail_validation,
             self.fix_and_replay,
             self.quote_to_cash,
+            self.reconcile,
             self.show_request_log,
         )
         for step in steps:
@@ -673,9 +676,40 @@ class Demo:
         )
         return checks
 
+    def reconcile(self) -> bool:
+        """Drift made by hand in LogiSense, found by sfls reconcile and repaired through the syncer."""
+        self.step("10. A billing admin edits LogiSense by hand; sfls reconcile finds it, --repair fixes it")
+        if self.sfls("reconcile").returncode != 0:
+            self.console.print("[red]sfls reconcile found drift before any was made[/]")
+            return False
+        asyncio.run(self.edit_logisense_by_hand())
+        self.console.print("  in LogiSense: Acme East renamed 'Acme East (by hand)'; Cy Oh's contact deleted")
+        if self.sfls("reconcile", ok=(1,)).returncode != 1:
+            self.console.print("[red]sfls reconcile did not report the drift[/]")
+            return False
+        self.sfls("reconcile", "--repair", ok=(1,))  # drift remains until the syncer caught up
+
+        def caught_up() -> bool:
+            return self.sfls("reconcile", "--format", "json", show=False, ok=(0, 1)).returncode == 0
+
+        if not self.wait_for(caught_up, 60):
+            self.console.print("[red]the syncer did not repair the drift within 60 s[/]")
+            return False
+        return self.sfls("reconcile").returncode == 0
+
+    async def edit_logisense_by_hand(self) -> None:
+        """What a billing admin might do in LogiSense's own UI: rename an account, delete a synced contact."""
+        async with LogisenseClient(self.logisense_settings()) as client:
+            by_name = {a["name"]: a for a in self.admin("logisense", "GET", "accounts")["items"]}
+            await client.update("Account", int(by_name["Acme East"]["identity"]), {"name": "Acme East (by hand)"})
+            contact_id = self.ids["contact:Cy Oh"]
+            links = await client.search("Contact/Point", [{"name": "value", "operator": "eq", "value": contact_id}])
+            for point in links:
+                await client.delete("Contact", int(point["contactId"]))
+
     def show_request_log(self) -> None:
         """Show the request log and the metrics."""
-        self.step("10. The request log (sfls requests) and the metrics that moved")
+        self.step("11. The request log (sfls requests) and the metrics that moved")
         self.sfls("requests", "--kind", "account_sync", "--limit", "10")
         self.sfls("requests", "--kind", "opportunity_push", "--limit", "5")
         self.show_metric_deltas(self.metrics_before)
