@@ -216,3 +216,16 @@ def start_observability(service: str, settings: Settings) -> tuple[Health, Healt
     health = Health(settings.observability.liveness_seconds)
     server = HealthServer(health, settings.observability.metrics_host, settings.observability.metrics_port).start()
     return health, server
+
+
+def push_metrics(url: str | None, job: str) -> None:
+    """Push this process's metrics to a Prometheus Pushgateway (the Jobs: `sfls import`, `sfls reconcile`), when
+    `url` is set; a gateway that cannot be reached is a warning, never the run's failure."""
+    if not url:
+        return
+    from prometheus_client import REGISTRY, push_to_gateway
+
+    try:
+        push_to_gateway(url, job=job, registry=REGISTRY)
+    except OSError as exc:
+        structlog.get_logger(__name__).warning("metrics_push_failed", job=job, error=str(exc))

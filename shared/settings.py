@@ -315,6 +315,12 @@ class ImportSettings(_Section):
     org_currency: str = Field(default="USD", pattern=r"^[A-Z]{3}$")  # a single-currency org's currency (ISO code)
 
 
+class ReconcileSettings(_Section):
+    """`sfls reconcile`: where its run's metrics go (its CronJob pushes them like the importer's)."""
+
+    pushgateway_url: str | None = None  # a Prometheus Pushgateway for the run's metrics
+
+
 class OpportunitySettings(_Section):
     """Quote to cash: the account price plan a won opportunity's lines are priced in, and the automatic path.
 
@@ -357,6 +363,7 @@ class Settings(BaseSettings):
     listener: ListenerSettings = ListenerSettings()
     importer: ImportSettings = ImportSettings()
     opportunity: OpportunitySettings = OpportunitySettings()
+    reconcile: ReconcileSettings = ReconcileSettings()
 
     @classmethod
     def settings_customise_sources(

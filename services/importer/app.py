@@ -9,7 +9,6 @@ from collections.abc import Sequence
 from typing import Any
 
 import structlog
-from prometheus_client import REGISTRY, push_to_gateway
 from rich.console import Console
 
 from services.importer.entities import BY_NAME
@@ -19,7 +18,7 @@ from services.importer.run import AccountLinks, Importer, Progress, RunReport, s
 from services.importer.targets import check_targets
 from shared import acls, kafka
 from shared.errors import ConfigError
-from shared.observability import configure_logging, secret_values
+from shared.observability import configure_logging, push_metrics, secret_values
 from shared.retry import RetryPolicy
 from shared.settings import Settings
 
@@ -114,9 +113,5 @@ def import_command(settings: Settings, names: Sequence[str], *, dry_run: bool, a
     for line in failure_lines(report):
         console.print(f"[red]failed:[/] {line}", highlight=False, soft_wrap=True)
     log.info("import_summary", **summary_dict(report))
-    if settings.importer.pushgateway_url:
-        try:
-            push_to_gateway(settings.importer.pushgateway_url, job="sfls-importer", registry=REGISTRY)
-        except OSError as exc:
-            log.warning("metrics_push_failed", error=str(exc))
+    push_metrics(settings.importer.pushgateway_url, "sfls-importer")
     return 0 if report.ok else 1

@@ -82,6 +82,11 @@ def reconcile(  # noqa: PLR0917 - one parameter per option, as typer reads them
         return report
 
     report = run_guarded(body)
+    from services.reconcile.metrics import record
+    from shared.observability import push_metrics
+
+    record(report.counts(), dict(report.records), report.repaired, report.seconds)
+    push_metrics(settings.reconcile.pushgateway_url, "sfls-reconcile")
     if output is not None:
         with output.open("w", encoding="utf-8") as handle:
             _write(report, output_format, handle)
