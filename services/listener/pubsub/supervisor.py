@@ -38,6 +38,7 @@ from services.listener.pubsub.client import REPLAY_ERRORS, PubSubClient, PubSubE
 from services.listener.pubsub.events import PubSubEvent, from_token, replay_number, token
 from services.listener.stream import CheckpointReplay
 from services.listener.supervisor import RebuildError, Supervisor
+from shared.errors import TransientError
 from shared.observability import Health
 from shared.settings import ListenerSettings
 
@@ -57,7 +58,8 @@ class Keepalive:
 class PubSubSupervisor(Supervisor):
     """Runs one Pub/Sub session (a channel and a stream per topic) at a time; hands batches to `handle`."""
 
-    failures = (PubSubError, RebuildError, grpc.aio.AioRpcError, OSError, TimeoutError)
+    # TransientError: the REST login the metadata comes from failed for now (Salesforce unreachable or 5xx).
+    failures = (PubSubError, RebuildError, grpc.aio.AioRpcError, TransientError, OSError, TimeoutError)
 
     def __init__(
         self,
@@ -87,6 +89,8 @@ class PubSubSupervisor(Supervisor):
             return exc.reason
         if isinstance(exc, grpc.aio.AioRpcError):
             return PubSubError.of(exc, "call").reason
+        if isinstance(exc, TransientError):
+            return "login"
         return "network"
 
     def rebuilt(self, reason: str) -> None:

@@ -337,3 +337,33 @@ def test_a_silently_stalled_pubsub_stream_is_resubscribed_by_the_watchdog(
     api.update("Account", accounts[1], {"Name": "after the stall"})
     events = events_after_sync(emulator, kafka_settings, ACCOUNTS)
     assert [e.fields["Name"] for e in events if e.source is Source.CDC] == ["before the stall", "after the stall"]
+
+
+@pytest.mark.transports("cometd")
+def test_a_switch_of_transport_is_a_full_resync_never_a_silent_gap(
+    emulator: Any, api: SalesforceApi, kafka_settings: KafkaSettings, run_listener_thread: Callable[..., ListenerThread]
+) -> None:
+    """A checkpoint written over CometD means nothing to Pub/Sub: the restarted listener counts a transport_switch
+    resync, resyncs every account, subscribes from new events, and its first commit replaces the checkpoint."""
+    from prometheus_client import REGISTRY
+
+    def switches() -> float:
+        return REGISTRY.get_sample_value("sfls_listener_resyncs_total", {"reason": "transport_switch"}) or 0.0
+
+    accounts = _accounts(emulator, 3)
+    first = run_listener_thread()
+    api.update("Account", accounts[0], {"Name": "over CometD"})
+    wait_checkpointed(emulator, kafka_settings, ACCOUNTS)
+    first.stop()
+    assert state_of(kafka_settings).checkpoints[ACCOUNTS].transport == "cometd"
+    before = switches()
+    salesforce = first.settings.salesforce.model_copy(update={"transport": "pubsub"})
+    run_listener_thread(first.settings.model_copy(update={"salesforce": salesforce}))
+    assert switches() >= before + 1
+    wait_until(lambda: state_of(kafka_settings).backfills.get(RESYNC_NAME), what="full resync", until=_done)
+    api.update("Account", accounts[1], {"Name": "over Pub/Sub"})
+    events = events_after_sync(emulator, kafka_settings, ACCOUNTS)
+    assert {e.record_id for e in events if e.source is Source.BACKFILL} == set(accounts)
+    assert [e.fields["Name"] for e in events if e.source is Source.CDC] == ["over CometD", "over Pub/Sub"]
+    checkpoint = state_of(kafka_settings).checkpoints[ACCOUNTS]
+    assert (checkpoint.transport, bool(checkpoint.pubsub_replay_id)) == ("pubsub", True)
