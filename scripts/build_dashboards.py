@@ -353,6 +353,31 @@ def overview() -> dict[str, Any]:
         width=6,
     )
 
+    b.row("Reconcile")
+    b.series(
+        "Drift found by the last run",
+        "short",
+        "Differences `sfls reconcile` found between Salesforce and LogiSense, by kind (pushed by its runs).",
+        (f"max by (kind) (sfls_reconcile_drift{{{NS}}})", "{{kind}}"),
+        width=8,
+    )
+    b.series(
+        "Records compared",
+        "short",
+        "What the last reconcile run read from each system; accounts resynced by --repair.",
+        (f"max by (system) (sfls_reconcile_records{{{NS}}})", "{{system}}"),
+        (f"max(sfls_reconcile_repaired_accounts{{{NS}}})", "repaired"),
+        width=8,
+    )
+    b.series(
+        "Since the last run",
+        "s",
+        "Time since the last reconcile run finished, and how long it took.",
+        (f"time() - max(sfls_reconcile_last_run_timestamp_seconds{{{NS}}})", "since the last run"),
+        (f"max(sfls_reconcile_run_duration_seconds{{{NS}}})", "run duration"),
+        width=8,
+    )
+
     b.row("Processes")
     b.series(
         "Resident memory",

@@ -185,6 +185,16 @@ def test_every_dashboard_and_alert_query_returns_series(
     )
     assert importer.returncode == 1, f"the rejected package must fail the run:\n{importer.stdout}\n{importer.stderr}"
     assert "STRING_TOO_LONG" in importer.stdout
+    # A reconcile run pushes its gauges like the importer (the dead-lettered account is drift: exit 1).
+    reconciled = subprocess.run(
+        [*sfls_command(), "reconcile", "--format", "json"],
+        env={**env, "SFLS_RECONCILE__PUSHGATEWAY_URL": f"127.0.0.1:{pushgateway}"},
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    assert reconciled.returncode in (0, 1), reconciled.stderr
 
     api_client = metrics
     dashboards = [e for e in expressions if not e.is_alert]
