@@ -69,7 +69,7 @@ def test_one_policy_per_workload_selecting_exactly_its_pods(render: Render) -> N
     """Each workload's policy selects its own pods (Job and CronJob pods for the importer) and no other's."""
     docs = render(LOCKED_DOWN)
     found = policies(docs)
-    assert set(found) == {"listener", "syncer", "importer"}
+    assert set(found) == {"listener", "syncer", "importer", "reconcile"}
     pods = pod_labels(docs)
     assert {name for name, _ in pods} == set(found)
     for name, policy in found.items():
@@ -92,7 +92,7 @@ def test_ingress_is_the_metrics_port_from_prometheus_only(render: Render, tmp_pa
     ]
     for name in ("listener", "syncer"):
         assert found[name]["spec"]["ingress"] == [{"from": prometheus, "ports": [{"port": 9100, "protocol": "TCP"}]}]
-    assert found["importer"]["spec"]["ingress"] == []
+    assert found["importer"]["spec"]["ingress"] == found["reconcile"]["spec"]["ingress"] == []
     no_peers = tmp_path / "no-peers.yaml"
     no_peers.write_text("networkPolicy:\n  ingress:\n    from: []\n")
     nobody = policies(render(no_peers, *ON))
@@ -113,6 +113,7 @@ def test_egress_goes_only_to_the_targets_each_workload_needs(render: Render) -> 
     assert found["listener"]["spec"]["egress"] == [dns, kafka, salesforce]
     assert found["syncer"]["spec"]["egress"] == [dns, kafka, salesforce, logisense]
     assert found["importer"]["spec"]["egress"] == [dns, kafka, salesforce, logisense, pushgateway]
+    assert found["reconcile"]["spec"]["egress"] == [dns, kafka, salesforce, logisense, pushgateway]
     for policy in found.values():
         for rule in policy["spec"]["egress"]:
             assert rule["to"], "an empty `to` would allow every address"
@@ -160,7 +161,7 @@ def test_extra_egress_rules_reach_every_workload(render: Render) -> None:
         ((*ON, "networkPolicy.egress.dns.peers=[]"), "networkPolicy.egress.dns: no peers and no cidrs"),
         (
             (*ON, "config.importer.pushgateway_url=http://pushgateway:9091"),
-            "networkPolicy.egress.pushgateway: no peers and no cidrs; config.importer.pushgateway_url is set",
+            "networkPolicy.egress.pushgateway: no peers and no cidrs; config.importer.pushgateway_url or",
         ),
     ],
     ids=["kafka", "salesforce", "logisense", "dns", "pushgateway"],

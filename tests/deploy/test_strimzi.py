@@ -350,7 +350,7 @@ def test_each_pod_uses_its_own_scram_principal(render: Render) -> None:
     seen = set()
     for name, spec in pods(docs):
         env = env_of(spec)
-        user = f"demo-sfls-{name}"
+        user = f"demo-sfls-{'ops' if name == 'reconcile' else name}"  # the reconcile CronJob runs as ops
         assert user in users
         assert env["SFLS_KAFKA__SASL_USERNAME"]["value"] == user
         assert env["SFLS_KAFKA__SASL_PASSWORD"]["valueFrom"]["secretKeyRef"] == {"name": user, "key": "password"}
@@ -360,7 +360,7 @@ def test_each_pod_uses_its_own_scram_principal(render: Render) -> None:
         assert ca == ("events-cluster-ca-cert-copy", "ca.crt")
         assert "SFLS_KAFKA__SSL_KEY_LOCATION" not in env
         seen.add(name)
-    assert seen == set(WORKLOADS)
+    assert seen == {*WORKLOADS, "reconcile"}
     default_ca = render(None, *STRIMZI_ON)
     for _, spec in pods(default_ca):
         assert mounted_file(spec, env_of(spec)["SFLS_KAFKA__SSL_CA_LOCATION"]["value"]) == (

@@ -206,7 +206,7 @@ Call with (dict "root" $ "name" "syncer" "values" .Values.syncer "probes" true).
   args:
     {{- toYaml .values.args | nindent 4 }}
   env:
-    {{- include "sfls.env" (dict "root" .root "extra" .values.extraEnv "component" .name) | nindent 4 }}
+    {{- include "sfls.env" (dict "root" .root "extra" .values.extraEnv "component" (.principal | default .name)) | nindent 4 }}
   {{- with .root.Values.extraEnvFrom }}
   envFrom:
     {{- toYaml . | nindent 4 }}
@@ -250,7 +250,8 @@ Call with (dict "root" $ "name" "syncer" "values" .Values.syncer "probes" true).
 
 {{/*
 sfls.podSpec renders the pod spec shared by every component (without restartPolicy).
-Call with (dict "root" $ "name" "syncer" "values" .Values.syncer "probes" true).
+Call with (dict "root" $ "name" "syncer" "values" .Values.syncer "probes" true); "principal" names another
+component's Kafka principal (the reconcile CronJob runs as ops).
 */}}
 {{- define "sfls.podSpec" -}}
 serviceAccountName: {{ include "sfls.serviceAccountName" .root }}
@@ -278,7 +279,7 @@ volumes:
   - name: tmp
     emptyDir:
       sizeLimit: 64Mi
-  {{- with include "sfls.kafkaVolumes" (dict "root" .root "principal" .name) }}
+  {{- with include "sfls.kafkaVolumes" (dict "root" .root "principal" (.principal | default .name)) }}
   {{- . | trim | nindent 2 }}
   {{- end }}
 {{- with (.values.nodeSelector | default .root.Values.nodeSelector) }}

@@ -26,7 +26,7 @@ Call with (dict "root" $ "target" "kafka").
   "salesforce" "NetworkPolicy cannot match host names: list Salesforce's published IP ranges in cidrs (or 0.0.0.0/0 for any address on these ports)"
   "pubsub" "config.salesforce.transport is pubsub and NetworkPolicy cannot match host names: list Salesforce's published IP ranges in cidrs (or 0.0.0.0/0 for any address on these ports)"
   "logisense" "NetworkPolicy cannot match host names: list your LogiSense tenant's IP ranges in cidrs (or 0.0.0.0/0 for any address on these ports)"
-  "pushgateway" "config.importer.pushgateway_url is set: name the Pushgateway's pods in peers or its address in cidrs" }}
+  "pushgateway" "config.importer.pushgateway_url or config.reconcile.pushgateway_url is set: name the Pushgateway's pods in peers or its address in cidrs" }}
 {{- fail (printf "networkPolicy.egress.%s: no peers and no cidrs; %s" .target (get $hints .target)) }}
 {{- end }}
 {{- toYaml $to }}
