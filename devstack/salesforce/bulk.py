@@ -46,8 +46,25 @@ RUNNING = ("UploadComplete", "InProgress")
 FINISHED = ("JobComplete", "Failed", "Aborted")
 
 
+class BulkJob:
+    """What ingest and query jobs share: a state with its modstamp, and the background task that runs them."""
+
+    state: str
+    modstamp: str
+    task: asyncio.Task[None] | None
+
+    def touch(self, state: str | None = None) -> None:
+        if state is not None:
+            self.state = state
+        self.modstamp = format_datetime(now_ms())
+
+    def cancel(self) -> None:
+        if self.task is not None and not self.task.done():
+            self.task.cancel()
+
+
 @dataclass
-class IngestJob:
+class IngestJob(BulkJob):
     """One ingest job: its definition, the uploaded rows, and per-row results once processed."""
 
     id: str
@@ -70,15 +87,6 @@ class IngestJob:
     error_message: str = ""
     processing_ms: int = 0
     task: asyncio.Task[None] | None = None
-
-    def touch(self, state: str | None = None) -> None:
-        if state is not None:
-            self.state = state
-        self.modstamp = format_datetime(now_ms())
-
-    def cancel(self) -> None:
-        if self.task is not None and not self.task.done():
-            self.task.cancel()
 
     def info(self, *, detail: bool) -> dict[str, Any]:
         """Job info as Salesforce returns it: the short form on create and state changes, the long one on GET."""

@@ -35,7 +35,7 @@ from aiohttp import web
 
 from devstack.salesforce import soql
 from devstack.salesforce.base import ApiError, format_datetime, new_id, not_found, now_ms
-from devstack.salesforce.bulk import DELIMITERS, JOB_KEY_PREFIX, LINE_ENDINGS
+from devstack.salesforce.bulk import DELIMITERS, JOB_KEY_PREFIX, LINE_ENDINGS, BulkJob
 from devstack.salesforce.rest import BASE, add_route, emulator, json_response, read_object, version_of
 from devstack.salesforce.state import Emulator
 
@@ -49,7 +49,7 @@ NOT_COMPLETE = "can only download query results of successfully completed bulk j
 
 
 @dataclass
-class QueryJob:
+class QueryJob(BulkJob):
     """One query job: its SOQL, parsed once, and the result rows rendered once as CSV lines."""
 
     id: str
@@ -67,15 +67,6 @@ class QueryJob:
     error_message: str = ""
     processing_ms: int = 0
     task: asyncio.Task[None] | None = None
-
-    def touch(self, state: str | None = None) -> None:
-        if state is not None:
-            self.state = state
-        self.modstamp = format_datetime(now_ms())
-
-    def cancel(self) -> None:
-        if self.task is not None and not self.task.done():
-            self.task.cancel()
 
     def info(self, *, detail: bool = False, listing: bool = False) -> dict[str, Any]:
         """Job info as Salesforce returns it: short on create and abort, with jobType in lists, full on GET."""
