@@ -22,7 +22,7 @@ import csv
 import io
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
@@ -49,8 +49,10 @@ FINISHED = ("JobComplete", "Failed", "Aborted")
 class BulkJob:
     """What ingest and query jobs share: a state with its modstamp, and the background task that runs them."""
 
+    id: str
     state: str
     modstamp: str
+    error_message: str
     task: asyncio.Task[None] | None
 
     def touch(self, state: str | None = None) -> None:
@@ -58,9 +60,38 @@ class BulkJob:
             self.state = state
         self.modstamp = format_datetime(now_ms())
 
+    def fail(self, message: str) -> None:
+        self.error_message = message
+        self.touch("Failed")
+
+    def start(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run `work` in the background; an unexpected error fails the job (logged here) instead of leaving it
+        InProgress: the client polls the job, so it must end, with the stack in our log, never in the answer."""
+
+        async def guarded() -> None:
+            try:
+                await work
+            except Exception:
+                LOG.exception("bulk job %s failed unexpectedly", self.id)
+                self.fail("UNKNOWN_EXCEPTION: An unexpected error occurred; see the emulator log")
+
+        self.task = asyncio.get_running_loop().create_task(guarded())
+
     def cancel(self) -> None:
         if self.task is not None and not self.task.done():
             self.task.cancel()
+
+
+def csv_format(body: dict[str, Any]) -> tuple[str, str]:
+    """The CSV column delimiter and line ending a job creation asks for (an INVALIDJOB error when unknown)."""
+    if body.get("contentType", "CSV") != "CSV":
+        raise _invalid_job("contentType: only CSV is supported")
+    delimiter, ending = body.get("columnDelimiter", "COMMA"), body.get("lineEnding", "LF")
+    if delimiter not in DELIMITERS:
+        raise _invalid_job(f"columnDelimiter: use one of {', '.join(DELIMITERS)}")
+    if ending not in LINE_ENDINGS:
+        raise _invalid_job(f"lineEnding: use one of {', '.join(LINE_ENDINGS)}")
+    return str(delimiter), str(ending)
 
 
 @dataclass
@@ -232,24 +263,13 @@ def error_text(error: ApiError) -> str:
     return f"{error.code}:{error.message}:{','.join(error.fields)} --"
 
 
-async def process(state: Emulator, job: IngestJob) -> None:
-    """Run a closed job; an unexpected error fails the job (logged here) instead of leaving it InProgress."""
-    try:
-        await _process(state, job)
-    except Exception:  # the client polls the job: it must end, with the stack in our log, never in the answer
-        LOG.exception("bulk job %s failed unexpectedly", job.id)
-        job.error_message = "UNKNOWN_EXCEPTION: An unexpected error occurred; see the emulator log"
-        job.touch("Failed")
-
-
 async def _process(state: Emulator, job: IngestJob) -> None:
     """Run a closed job in chunks of 200 rows, one transaction per chunk, until done or aborted."""
     started = time.perf_counter()
     job.touch("InProgress")
     problem = header_problem(job)
     if problem:
-        job.error_message = problem
-        job.touch("Failed")
+        job.fail(problem)
         return
     lowered = [column.lower() for column in job.header]
     id_column = lowered.index("id") if "id" in lowered else None
@@ -285,13 +305,7 @@ async def create_job(request: web.Request) -> web.Response:
     obj = state.store.schema.get(str(body.get("object", "")))
     if obj is None:
         raise _invalid_job(f"Entity '{body.get('object')}' is not supported by the Bulk API.")
-    if body.get("contentType", "CSV") != "CSV":
-        raise _invalid_job("contentType: only CSV is supported")
-    delimiter, ending = body.get("columnDelimiter", "COMMA"), body.get("lineEnding", "LF")
-    if delimiter not in DELIMITERS:
-        raise _invalid_job(f"columnDelimiter: use one of {', '.join(DELIMITERS)}")
-    if ending not in LINE_ENDINGS:
-        raise _invalid_job(f"lineEnding: use one of {', '.join(LINE_ENDINGS)}")
+    delimiter, ending = csv_format(body)
     external = body.get("externalIdFieldName")
     if operation == "upsert":
         definition = obj.field(str(external or ""))
@@ -355,7 +369,7 @@ async def job_info(request: web.Request) -> web.Response:
         if job.state != "Open":
             raise ApiError(400, "INVALIDJOBSTATE", f"Job {job.id} is {job.state}, not Open")
         job.touch("UploadComplete")
-        job.task = asyncio.get_running_loop().create_task(process(state, job))
+        job.start(_process(state, job))
     elif wanted == "Aborted":
         if job.state in FINISHED:
             raise ApiError(400, "INVALIDJOBSTATE", f"Job {job.id} is already {job.state}")

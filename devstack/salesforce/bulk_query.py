@@ -26,7 +26,6 @@ import asyncio
 import base64
 import binascii
 import json
-import logging
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -35,11 +34,10 @@ from aiohttp import web
 
 from devstack.salesforce import soql
 from devstack.salesforce.base import ApiError, format_datetime, new_id, not_found, now_ms
-from devstack.salesforce.bulk import DELIMITERS, JOB_KEY_PREFIX, LINE_ENDINGS, BulkJob
+from devstack.salesforce.bulk import DELIMITERS, JOB_KEY_PREFIX, LINE_ENDINGS, BulkJob, csv_format
 from devstack.salesforce.rest import BASE, add_route, emulator, json_response, read_object, version_of
 from devstack.salesforce.state import Emulator
 
-LOG = logging.getLogger("devstack.salesforce")
 OPERATIONS = ("query", "queryAll")
 MIN_VERSION = 47.0
 RUNNING = ("UploadComplete", "InProgress")
@@ -166,16 +164,6 @@ def _query_call(request: web.Request) -> Emulator:
 
 
 # ---- running a job ---------------------------------------------------------------------------------------
-async def process(state: Emulator, job: QueryJob) -> None:
-    """Run the job; an unexpected error fails it (logged here) instead of leaving it InProgress."""
-    try:
-        await _process(state, job)
-    except Exception:  # the client polls the job: it must end, with the stack in our log, never in the answer
-        LOG.exception("bulk query job %s failed unexpectedly", job.id)
-        job.error_message = "UNKNOWN_EXCEPTION: An unexpected error occurred; see the emulator log"
-        job.touch("Failed")
-
-
 async def _process(state: Emulator, job: QueryJob) -> None:
     if job.state != "UploadComplete":
         return
@@ -185,8 +173,7 @@ async def _process(state: Emulator, job: QueryJob) -> None:
     if job.state != "InProgress":  # aborted meanwhile
         return
     if any(path.field.type in COMPOUND_TYPES for path in job.query.paths or []):
-        job.error_message = "FUNCTIONALITY_NOT_ENABLED: Selecting compound data not supported in Bulk Query"
-        job.touch("Failed")
+        job.fail("FUNCTIONALITY_NOT_ENABLED: Selecting compound data not supported in Bulk Query")
         return
     include_deleted = job.operation == "queryAll"
     _, records = soql.execute(state.store, job.query, include_deleted=include_deleted, version=job.version)
@@ -203,13 +190,7 @@ async def create_job(request: web.Request) -> web.Response:
     operation = body.get("operation")
     if operation not in OPERATIONS:
         raise ApiError(400, "INVALIDJOB", f"Invalid operation: {operation!r}; use one of {', '.join(OPERATIONS)}")
-    delimiter, ending = body.get("columnDelimiter", "COMMA"), body.get("lineEnding", "LF")
-    if delimiter not in DELIMITERS:
-        raise ApiError(400, "INVALIDJOB", f"columnDelimiter: use one of {', '.join(DELIMITERS)}")
-    if ending not in LINE_ENDINGS:
-        raise ApiError(400, "INVALIDJOB", f"lineEnding: use one of {', '.join(LINE_ENDINGS)}")
-    if body.get("contentType", "CSV") != "CSV":
-        raise ApiError(400, "INVALIDJOB", "contentType: only CSV is supported")
+    delimiter, ending = csv_format(body)
     query, columns = _parse(body.get("query"), state)
     stamp = format_datetime(now_ms())
     job = QueryJob(
@@ -225,7 +206,7 @@ async def create_job(request: web.Request) -> web.Response:
         modstamp=stamp,
     )
     state.query_jobs[job.id] = job
-    job.task = asyncio.get_running_loop().create_task(process(state, job))
+    job.start(_process(state, job))
     return json_response(job.info())
 
 
