@@ -107,7 +107,7 @@ class Pipeline:
             try:
                 message = parse(raw)
             except MalformedCdcError as exc:
-                if exc.opaque_replay_id is None and self._replayed(exc.position, result):
+                if self._replayed(exc.position, exc.opaque_replay_id, result):
                     continue
                 records.append(self._dead_letter(raw, exc, exc.position, result))
                 if exc.position:  # the checkpoint moves past it: it would fail the same way on every replay
@@ -117,8 +117,8 @@ class Pipeline:
                         channel, replay_id, previous.commit_timestamp if previous else None, exc.opaque_replay_id
                     )
                 continue
-            if message.opaque_replay_id is None and self._replayed((message.channel, message.replay_id), result):
-                continue  # (a Pub/Sub resubscribe starts after the committed id: nothing is replayed)
+            if self._replayed((message.channel, message.replay_id), message.opaque_replay_id, result):
+                continue
             parsed.append(message)
             result.messages[(message.channel, message.change_type)] += 1
             checkpoints[message.channel] = Checkpoint.at(
@@ -153,11 +153,15 @@ class Pipeline:
         self._account(result, checkpoints)
         return result
 
-    def _replayed(self, found: tuple[str, int] | None, result: PublishedBatch) -> bool:
-        """True (and counted) when a message is at or below its channel's committed replay id."""
+    def _replayed(self, found: tuple[str, int] | None, opaque: str | None, result: PublishedBatch) -> bool:
+        """True (and counted) when a CometD message is at or below its channel's committed CometD replay id.
+
+        Only CometD replays what was committed (a re-subscribe after a re-handshake); a Pub/Sub resubscribe
+        starts after the committed id, and the two transports number their ids differently (after a switch)."""
         committed = self.replay.checkpoints.get(found[0]) if found else None
-        # (a checkpoint of the Pub/Sub transport numbers its ids otherwise: nothing to compare after a switch)
-        if found and committed and committed.transport == "cometd" and found[1] <= committed.replay_id:
+        if opaque is not None or not found or not committed or committed.transport != "cometd":
+            return False
+        if found[1] <= committed.replay_id:
             result.dropped[DROP_REPLAYED] += 1
             return True
         return False
