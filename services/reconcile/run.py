@@ -25,7 +25,7 @@ from typing import Any
 import structlog
 
 from services.reconcile.drift import Drift, compare_accounts, compare_contacts
-from services.syncer.lookups import LsContact
+from services.syncer.lookups import LsContact, with_points
 from services.syncer.references import References
 from services.syncer.snapshot import id15
 from shared.logisense import LogisenseClient
@@ -127,14 +127,8 @@ async def reconcile_accounts(
 
 async def _logisense_contacts(client: LogisenseClient) -> list[LsContact]:
     """Every LogiSense contact with its points (both paged)."""
-    contacts: dict[int, LsContact] = {}
-    async for record in client.search_paged("Contact"):
-        contacts[int(record["identity"])] = LsContact(record=record)
-    async for point in client.search_paged("Contact/Point"):
-        owner = contacts.get(int(point.get("contactId") or 0))
-        if owner is not None:
-            owner.points.append(point)
-    return list(contacts.values())
+    records = [record async for record in client.search_paged("Contact")]
+    return with_points(records, [point async for point in client.search_paged("Contact/Point")])
 
 
 def repair(settings: Settings, rest: SalesforceRest, report: Report) -> int:

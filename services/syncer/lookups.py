@@ -98,6 +98,16 @@ def _chunks(values: Sequence[Any], size: int = SEARCH_CHUNK) -> Iterable[list[An
         yield list(values[start : start + size])
 
 
+def with_points(records: Iterable[dict[str, Any]], points: Iterable[dict[str, Any]]) -> list[LsContact]:
+    """LogiSense contact records with their contact points (points of other contacts are left out)."""
+    contacts = {int(r["identity"]): LsContact(record=r) for r in records}
+    for point in points:
+        contact = contacts.get(int(point.get("contactId") or 0))
+        if contact is not None:
+            contact.points.append(point)
+    return list(contacts.values())
+
+
 def link_value(contact: LsContact, refs: References, link: str) -> str | None:
     """The Salesforce id in a LogiSense contact's link point (the point type named `link`), if it has one."""
     for point in contact.points:
@@ -154,12 +164,8 @@ class Lookups:
         return await self._with_points(records)
 
     async def _with_points(self, records: list[dict[str, Any]]) -> list[LsContact]:
-        contacts = {int(r["identity"]): LsContact(record=r) for r in records}
-        for point in await self._points_of(sorted(contacts)):
-            contact = contacts.get(int(point["contactId"]))
-            if contact is not None:
-                contact.points.append(point)
-        return list(contacts.values())
+        identities = sorted({int(r["identity"]) for r in records})
+        return with_points(records, await self._points_of(identities))
 
     async def _points_of(self, contact_identities: list[int]) -> list[dict[str, Any]]:
         return await self.search_in("Contact/Point", "contactId", contact_identities)
