@@ -378,6 +378,55 @@ def overview() -> dict[str, Any]:
         width=8,
     )
 
+    b.row("API budgets")
+    b.series(
+        "Salesforce allocations left",
+        "percentunit",
+        "What the org has left of each allocation in its rolling 24-hour window (Sforce-Limit-Info and /limits, "
+        "read by every sfls process), and the reserve sfls's bulk work leaves to the org's other integrations.",
+        (
+            f"min by (limit) (sfls_salesforce_limit_remaining{{{NS}}} / sfls_salesforce_limit_max{{{NS}}})",
+            "{{limit}} left",
+        ),
+        (
+            f"max by (limit) (sfls_salesforce_limit_reserve{{{NS}}} / sfls_salesforce_limit_max{{{NS}}})",
+            "{{limit}} reserve",
+        ),
+        width=6,
+    )
+    b.series(
+        "Daily API requests: everyone and sfls",
+        "short",
+        "Daily API requests the org used (every integration), and sfls's own calls in the last 24 hours by service.",
+        (f'max(sfls_salesforce_limit_used{{{NS}, limit="DailyApiRequests"}})', "used by everyone"),
+        (f'max(sfls_salesforce_limit_max{{{NS}, limit="DailyApiRequests"}})', "allocation"),
+        (f"sum by (service) (increase(sfls_salesforce_api_calls_total{{{NS}}}[24h]))", "sfls {{service}}"),
+        width=6,
+    )
+    b.series(
+        "Waiting for Salesforce budget",
+        "short",
+        "1 while a call of the service waits for budget; waits per second by reason (reserve: bulk work at the "
+        "reserve; floor: essential work at the floor; limit_exceeded: Salesforce said REQUEST_LIMIT_EXCEEDED).",
+        (f"max by (service) (sfls_salesforce_budget_paused{{{NS}}})", "{{service}} paused"),
+        (
+            f"sum by (service, reason) (rate(sfls_salesforce_budget_pauses_total{{{NS}}}[{RATE}]))",
+            "{{service}} {{reason}}",
+        ),
+        width=6,
+    )
+    b.series(
+        "LogiSense rate",
+        "reqps",
+        "Requests per second to LogiSense by every sfls process, the per-process limit "
+        "(logisense.rate_limit_per_second, 0: none), 429 answers, and seconds per second spent waiting for either.",
+        (f"sum(rate(sfls_logisense_requests_total{{{NS}}}[{RATE}]))", "requests"),
+        (f"max(sfls_logisense_rate_limit_per_second{{{NS}}})", "limit per process"),
+        (f"sum(rate(sfls_logisense_throttled_total{{{NS}}}[{RATE}]))", "429 answers"),
+        (f"sum(rate(sfls_logisense_throttle_wait_seconds_total{{{NS}}}[{RATE}]))", "waiting"),
+        width=6,
+    )
+
     b.row("Processes")
     b.series(
         "Resident memory",

@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 import typer
 from rich.console import Console
 
-from shared.errors import ConfigError, SflsError
+from shared.errors import BudgetExhaustedError, ConfigError, SflsError
 from shared.settings import Settings
 
 err = Console(stderr=True)
@@ -23,6 +23,7 @@ T = TypeVar("T")
 
 EXIT_CONFIG = 2
 EXIT_FAILURE = 1
+EXIT_BUDGET = 3  # a bulk command paused for the Salesforce API budget too long (shared/budget.py)
 
 
 def fail(message: str, code: int = EXIT_FAILURE) -> typer.Exit:
@@ -31,10 +32,15 @@ def fail(message: str, code: int = EXIT_FAILURE) -> typer.Exit:
     return typer.Exit(code)
 
 
-def run_guarded(action: Callable[[], T]) -> T:
-    """Run a command body, turning our errors into one message and a non-zero exit code."""
+def run_guarded(action: Callable[[], T], *, again: str = "run the same command again") -> T:
+    """Run a command body, turning our errors into one message and a non-zero exit code.
+
+    `again` says how to go on after the Salesforce API budget ended the command (exit 3).
+    """
     try:
         return action()
+    except BudgetExhaustedError as exc:
+        raise fail(f"{exc}. Nothing is lost: {again} once the window frees.", EXIT_BUDGET) from None
     except ConfigError as exc:
         raise fail(str(exc), EXIT_CONFIG) from None
     except SflsError as exc:

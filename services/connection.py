@@ -1,8 +1,8 @@
 """`sfls test-connection`: prove the credentials and addresses work, one line per system.
 
 Like the original package's *Test Connection* button, extended to all three systems: Salesforce
-(a token and a query), LogiSense (a token and a read) and Kafka (cluster metadata). Each failure
-names its cause and the setting to look at.
+(a token, a query, and what the org has left of its daily API requests), LogiSense (a token and a read)
+and Kafka (cluster metadata). Each failure names its cause and the setting to look at.
 """
 
 from __future__ import annotations
@@ -13,12 +13,16 @@ import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import typer
 
 from shared.errors import ConfigError, SflsError
 from shared.retry import RetryPolicy
 from shared.settings import Settings
+
+if TYPE_CHECKING:
+    from shared.salesforce import SalesforceRest
 
 ONE_TRY = RetryPolicy(max_attempts=1)
 
@@ -41,15 +45,36 @@ def _tls_failure(exc: BaseException) -> bool:
     return False
 
 
+def _budget_line(rest: SalesforceRest, settings: Settings) -> str:
+    """What the org has left of its daily API requests, from /limits or else the last response's header."""
+    from shared.budget import API_REQUESTS
+
+    read = rest.budget.refresh()
+    allocation = rest.budget.allocation(API_REQUESTS)
+    if allocation is None:
+        return "daily API requests: unknown"
+    reserve = int(allocation.max * settings.budget.reserve_percent / 100)
+    left = f"{allocation.remaining:,} of {allocation.max:,}"
+    line = f"daily API requests: {left} left (sfls keeps {reserve:,} in reserve)"
+    if allocation.remaining <= reserve:
+        line += ", BELOW THE RESERVE: imports, backfills and reconcile will pause"
+    if not read:
+        line += "; /limits unreadable (grant the user View Setup and Configuration to see every allocation)"
+    return line
+
+
 def check_salesforce(settings: Settings) -> CheckResult:
+    from shared.budget import Work
     from shared.salesforce import SalesforceRest
 
     target = settings.salesforce.instance_url
-    rest = SalesforceRest(settings.salesforce)
+    rest = SalesforceRest.for_service(settings, "test-connection", Work.ESSENTIAL)
     started = time.perf_counter()
     try:
         rest.login()
         rest.query_all("SELECT Id FROM Account LIMIT 1")
+        elapsed = (time.perf_counter() - started) * 1000
+        budget = _budget_line(rest, settings)
     except ConfigError as exc:
         return CheckResult(
             "salesforce",
@@ -71,8 +96,7 @@ def check_salesforce(settings: Settings) -> CheckResult:
         )
     finally:
         rest.close()
-    elapsed = (time.perf_counter() - started) * 1000
-    return CheckResult("salesforce", target, True, f"token and query ok ({elapsed:.0f} ms)")
+    return CheckResult("salesforce", target, True, f"token and query ok ({elapsed:.0f} ms); {budget}")
 
 
 async def _logisense_probe(settings: Settings) -> None:

@@ -8,6 +8,10 @@
 - PermanentError: retrying cannot help (validation errors, mapping errors, bad input). The
   event goes to a dead-letter topic at once, with `reason` as its readable cause.
   CurrencyError is one: a multi-currency account whose currency LogiSense cannot take.
+
+BudgetExhaustedError is outside that root on purpose: no handler of one record's failure may take it for
+one (it is not a record's fault, and nothing may be dead-lettered for it); it ends a bulk command with
+exit code 3 (services/command.py).
 """
 
 from __future__ import annotations
@@ -89,3 +93,7 @@ class CurrencyError(PermanentError):
 
 class MalformedMessageError(PermanentError):
     """An inbound message (CDC event, change event) does not have the expected shape."""
+
+
+class BudgetExhaustedError(Exception):
+    """Bulk work waited `budget.max_pause_seconds` for the Salesforce org's API budget (shared/budget.py)."""

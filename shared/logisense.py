@@ -10,6 +10,9 @@
   429 (honouring Retry-After), 5xx, timeouts and connection errors are TransientError; a 401 costs
   one free retry after a token refresh, and a second 401 ends as RetriesExhaustedError whose `last`
   is the AuthExpiredError; 400 (RejectedError) and other 4xx (PermanentError) are not retried.
+- Each HTTP attempt (token requests included) first takes a slot of the process's Throttle
+  (shared/throttle.py: `logisense.rate_limit_per_second`, and a 429's Retry-After holds every call of the
+  process); a 429 costs no retry while the call's 429 waits stay within `logisense.throttle_wait_seconds`.
 - Each HTTP attempt (token requests included) is reported to `on_request` as a RequestOutcome and
   counted in `sfls_logisense_requests_total` / `sfls_logisense_request_duration_seconds`, labelled
   by the route template (`Account`, `Contact/Point`, `Account/Search`, `Access/Login`), never an id.
@@ -24,7 +27,7 @@ import json
 import ssl
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Self
 
 import httpx
@@ -43,6 +46,7 @@ from shared.logisense_wire import (
 )
 from shared.retry import RetryPolicy, call_with_retries
 from shared.settings import LogisenseSettings
+from shared.throttle import throttle_for
 
 REQUESTS = Counter(
     "sfls_logisense_requests_total",
@@ -89,7 +93,8 @@ class LogisenseClient:
         max_connections: int = 32,
     ) -> None:
         self._settings = settings
-        self._policy = retry or RetryPolicy()
+        self._policy = replace(retry or RetryPolicy(), throttle_seconds=settings.throttle_wait_seconds)
+        self._throttle = throttle_for(settings.base_url, settings.rate_limit_per_second)
         self._on_request = on_request
         root = f"{settings.base_url}"
         self._token_url = f"{root}/AuthorizationServer/api/{settings.api_version}/Access/Login"
@@ -189,6 +194,7 @@ class LogisenseClient:
 
     # -- the HTTP attempt ----------------------------------------------------------------------
     async def _send(self, resource: str, method: str, url: str, *, attempt: int, **kwargs: Any) -> httpx.Response:
+        await self._throttle.acquire()
         started = time.perf_counter()
         status: int | None = None
         error: str | None = None
@@ -197,6 +203,9 @@ class LogisenseClient:
             status = response.status_code
             if status >= 400:
                 error = f"HTTP {status}"
+            if status == 429:
+                asked = retry_after_seconds(response.headers.get("Retry-After"))
+                self._throttle.hold(1.0 if asked is None else asked)
         except httpx.TimeoutException as exc:
             error = "timeout"
             raise TransientError(

@@ -4,6 +4,9 @@
 - Never retried: PermanentError and everything else; those surface at once so the caller can
   dead-letter the event.
 - AuthExpiredError is retried once immediately, after the client refreshed its token.
+- A 429 (the remote system's pace, not a failure) costs no attempt while the call's waits for 429s add up to
+  at most `throttle_seconds` (LogiSense: `logisense.throttle_wait_seconds`, shared/throttle.py); beyond
+  that it counts like any transient failure.
 - When attempts run out, the last TransientError is raised as RetriesExhaustedError, which is
   itself permanent: the event is dead-lettered with the attempt count and the last cause.
 
@@ -39,6 +42,7 @@ class RetryPolicy:
     max_attempts: int = 8
     base_seconds: float = 0.5
     cap_seconds: float = 60.0
+    throttle_seconds: float = 0.0  # total wait for 429 answers that costs no attempt
     rng: random.Random = field(default_factory=random.Random, compare=False, repr=False)
 
     @classmethod
@@ -71,6 +75,7 @@ async def call_with_retries(
     attempt = 0
     first_failure: float | None = None
     auth_refreshed = False
+    throttled = 0.0
     while True:
         attempt += 1
         try:
@@ -87,9 +92,13 @@ async def call_with_retries(
         except TransientError as exc:
             now = time.time()
             first_failure = first_failure or now
-            if attempt >= policy.max_attempts:
-                raise RetriesExhaustedError(exc, attempt, first_failure, now) from exc
             wait = policy.delay(attempt, exc.retry_after)
+            cost = max(wait, 0.1)  # a 429 asking for no wait still uses up the throttle allowance
+            if exc.status == 429 and throttled + cost <= policy.throttle_seconds:
+                throttled += cost
+                attempt -= 1  # waiting out the remote system's pace is not a failed attempt
+            elif attempt >= policy.max_attempts:
+                raise RetriesExhaustedError(exc, attempt, first_failure, now) from exc
             if on_retry is not None:
                 on_retry(exc, attempt, wait)
             await sleep(wait)

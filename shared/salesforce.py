@@ -13,10 +13,11 @@ REST (`SalesforceRest`, synchronous; async callers use `asyncio.to_thread`):
 - Bulk API 2.0 (`bulk_upsert`) goes through simple-salesforce's `bulk2` client on the same session:
   one ingest job per call from a temporary CSV file, results keyed by external id
   (shared/salesforce_bulk.py).
-- Errors map onto shared.errors: 5xx, timeouts, connection errors and REQUEST_LIMIT_EXCEEDED are
-  TransientError; 400s are RejectedError (with Salesforce's errorCode and message); 404 is
-  RecordNotFoundError; a refused login is ConfigError naming the settings to check. Secrets never
-  appear in messages.
+- The org's API budget (shared/budget.py): every response's `Sforce-Limit-Info` header feeds the client's
+  Budget through a session response hook, `limits()` reads `/limits`, and every call passes the budget's gate
+  first. A call refused with REQUEST_LIMIT_EXCEEDED waits there for the window to free and is repeated.
+- Errors map onto shared.errors as shared/salesforce_errors.py says; a refused login is ConfigError naming
+  the settings to check. Secrets never appear in messages.
 """
 
 from __future__ import annotations
@@ -34,79 +35,21 @@ from simple_salesforce.api import Salesforce
 from simple_salesforce.exceptions import (
     SalesforceError,
     SalesforceExpiredSession,
-    SalesforceMalformedRequest,
-    SalesforceMoreThanOneRecord,
     SalesforceOperationError,
     SalesforceRefusedRequest,
-    SalesforceResourceNotFound,
 )
 
-from shared.errors import ConfigError, PermanentError, RejectedError, SflsError, TransientError
+from shared.budget import API_REQUESTS, BULK_BATCHES, Budget, Work
+from shared.errors import ConfigError, RejectedError, TransientError
 from shared.salesforce_auth import Credentials, org_of, token_form
 from shared.salesforce_bulk import upsert_job
-from shared.settings import SalesforceSettings
+from shared.salesforce_errors import AUTH_HINT, error_summary, map_error
+from shared.settings import SalesforceSettings, Settings
 
 T = TypeVar("T")
 COLLECTION_LIMIT = 200
 _ID = re.compile(r"^[a-zA-Z0-9]{15}(?:[a-zA-Z0-9]{3})?$")
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*(?:\.[A-Za-z][A-Za-z0-9_]*)*$")
-_AUTH_HINT = (
-    "check SFLS_SALESFORCE__CLIENT_ID, SFLS_SALESFORCE__CLIENT_SECRET, SFLS_SALESFORCE__USERNAME, "
-    "SFLS_SALESFORCE__PASSWORD and SFLS_SALESFORCE__SECURITY_TOKEN (or SFLS_SALESFORCE__REFRESH_TOKEN), "
-    "and that SFLS_SALESFORCE__INSTANCE_URL is your My Domain URL"
-)
-
-
-class RecordNotFoundError(PermanentError):
-    """The record does not exist (or was deleted): Salesforce answered 404 NOT_FOUND."""
-
-
-def _error_summary(content: Any) -> tuple[str, str]:
-    """(errorCode, message) from a Salesforce error body, whatever its shape."""
-    if isinstance(content, list) and content and isinstance(content[0], dict):
-        first = content[0]
-        return str(first.get("errorCode", "")), str(first.get("message", ""))
-    if isinstance(content, dict):
-        return str(content.get("error", content.get("errorCode", ""))), str(
-            content.get("error_description", content.get("message", ""))
-        )
-    return "", str(content)[:300]
-
-
-def map_error(error: Exception, what: str) -> SflsError:
-    """The sfls error for a simple-salesforce or requests failure of the call described by `what`."""
-    if isinstance(error, requests.exceptions.SSLError):
-        return ConfigError(
-            f"Salesforce {what}: TLS verification failed; set SFLS_SALESFORCE__CA_FILE to the CA that "
-            "signed the server certificate (verification is never turned off)"
-        )
-    if isinstance(error, requests.Timeout | requests.ConnectionError):
-        return TransientError(f"Salesforce {what}: {type(error).__name__}")
-    if isinstance(error, SalesforceOperationError):  # a Bulk API job Salesforce failed or could not take
-        return PermanentError(f"Salesforce {what} failed: {str(error)[:500]}")
-    if not isinstance(error, SalesforceError):
-        return PermanentError(f"Salesforce {what}: unexpected {type(error).__name__}")
-    code, message = _error_summary(error.content)
-    text = f"Salesforce {what} failed: {code}: {message}".strip()
-    excerpt = str(error.content)[:500]
-    status = getattr(error, "status", None)
-    status = status if isinstance(status, int) else None
-    mapped: SflsError
-    if isinstance(error, SalesforceMalformedRequest):
-        mapped = RejectedError(text, status=400, response_excerpt=excerpt)
-    elif isinstance(error, SalesforceResourceNotFound):
-        mapped = RecordNotFoundError(text, status=404, response_excerpt=excerpt)
-    elif isinstance(error, SalesforceRefusedRequest) and code == "REQUEST_LIMIT_EXCEEDED":
-        mapped = TransientError(text, status=403, retry_after=60.0)
-    elif isinstance(error, SalesforceExpiredSession):
-        mapped = ConfigError(f"{text}; the session was refused again right after logging in; {_AUTH_HINT}")
-    elif isinstance(error, SalesforceMoreThanOneRecord):
-        mapped = PermanentError(text, status=300, response_excerpt=excerpt)
-    elif status is not None and status >= 500:
-        mapped = TransientError(text, status=status)
-    else:
-        mapped = PermanentError(text, status=status, response_excerpt=excerpt)
-    return mapped
 
 
 def _query_more(sf: Salesforce, url: str) -> Any:
@@ -150,9 +93,12 @@ class RecordReader(Protocol):
 class SalesforceRest:
     """simple-salesforce with our login, CA trust, call tagging, re-authentication and error mapping."""
 
-    def __init__(self, settings: SalesforceSettings) -> None:
+    def __init__(self, settings: SalesforceSettings, budget: Budget | None = None) -> None:
         self.settings = settings
+        self.budget = budget or Budget()
+        self.budget.attach(self.limits)
         self.session = requests.Session()
+        self.session.hooks["response"].append(self._observe)
         if settings.ca_file:
             self.session.verify = settings.ca_file
             self.session.trust_env = False
@@ -162,6 +108,27 @@ class SalesforceRest:
         self._lock = threading.Lock()
         self._counts: Counter[str] = Counter()
         self._describes: dict[str, dict[str, Any]] = {}
+
+    @classmethod
+    def for_service(
+        cls,
+        settings: Settings,
+        service: str,
+        work: Work,
+        *,
+        poll: bool = False,
+        on_budget_change: Callable[[], None] | None = None,
+    ) -> SalesforceRest:
+        """The client of one service, its budget gated for its kind of work (shared/budget.py).
+
+        `poll`: a long-running service reads `/limits` every `budget.poll_seconds` from now on; a command
+        reads it once now, so its gate knows the allocations before its first call.
+        """
+        budget = Budget(settings.budget, service=service, work=work, on_change=on_budget_change)
+        rest = cls(settings.salesforce, budget)
+        if poll:
+            budget.start_polling()
+        return rest
 
     # ---- session ---------------------------------------------------------------------------
     @property
@@ -173,6 +140,10 @@ class SalesforceRest:
     def _count(self, kind: str) -> None:
         with self._lock:
             self._counts[kind] += 1
+        self.budget.count(kind)
+
+    def _observe(self, response: requests.Response, *_args: Any, **_kwargs: Any) -> None:
+        self.budget.observe_header(response.headers.get("Sforce-Limit-Info"))
 
     def login(self) -> Salesforce:
         """Get a fresh access token and a simple-salesforce client around it."""
@@ -189,8 +160,8 @@ class SalesforceRest:
         except ValueError:
             body = {}
         if response.status_code != 200 or not isinstance(body, dict) or "access_token" not in body:
-            code, message = _error_summary(body)
-            raise ConfigError(f"Salesforce refused the login ({code or response.status_code}: {message}); {_AUTH_HINT}")
+            code, message = error_summary(body)
+            raise ConfigError(f"Salesforce refused the login ({code or response.status_code}: {message}); {AUTH_HINT}")
         instance_url = str(body.get("instance_url") or self.settings.instance_url)
         sf = Salesforce(
             instance_url=instance_url,
@@ -225,24 +196,49 @@ class SalesforceRest:
         """The current simple-salesforce client (logging in on first use)."""
         return self._sf if self._sf is not None else self.login()
 
-    def call(self, fn: Callable[[Salesforce], T], *, kind: str = "other", what: str = "call") -> T:
-        """Run any simple-salesforce call with re-authentication once on an expired session and error mapping."""
+    def call(
+        self,
+        fn: Callable[[Salesforce], T],
+        *,
+        kind: str = "other",
+        what: str = "call",
+        spends: tuple[str, ...] = (API_REQUESTS,),
+        gated: bool = True,
+    ) -> T:
+        """Run any simple-salesforce call through the budget's gate, with re-authentication once on an expired
+        session, a wait and a repeat on REQUEST_LIMIT_EXCEEDED (when `gated`), and error mapping."""
         sf = self.sf
-        for attempt in (1, 2):
+        relogged = False
+        while True:
+            if gated:
+                self.budget.admit(spends)
             self._count(kind)
             try:
                 return fn(sf)
             except SalesforceExpiredSession as exc:
-                if attempt == 2:
+                if relogged:
                     raise map_error(exc, what) from None
+                relogged = True
                 with self._lock:
                     stale = self._sf is sf
                 sf = self.login() if stale else self.sf
+            except SalesforceRefusedRequest as exc:
+                code, message = error_summary(exc.content)
+                if not gated or code != "REQUEST_LIMIT_EXCEEDED":
+                    raise map_error(exc, what) from None
+                named = [name for name in spends if name != API_REQUESTS and name in message]
+                self.budget.exceeded(named[0] if named else API_REQUESTS)
+                self.budget.admit(spends, reason="limit_exceeded")
             except (SalesforceError, SalesforceOperationError, requests.RequestException) as exc:
                 raise map_error(exc, what) from None
-        raise AssertionError("unreachable")  # pragma: no cover
+
+    def limits(self) -> dict[str, Any]:
+        """The org's allocations (`GET /limits`): name -> {"Max", "Remaining"}; never held up by the gate."""
+        body: dict[str, Any] = self.call(lambda sf: sf.limits(), kind="limits", what="read limits", gated=False)
+        return body
 
     def close(self) -> None:
+        self.budget.close()
         self.session.close()
 
     # ---- queries ---------------------------------------------------------------------------
@@ -381,4 +377,7 @@ class SalesforceRest:
         """
         _check_name(sobject)
         _check_name(external_field)
-        return upsert_job(self.call, sobject, external_field, records, poll_seconds=self.settings.bulk_poll_seconds)
+        self.budget.admit((API_REQUESTS, BULK_BATCHES))
+        results = upsert_job(self.call, sobject, external_field, records, poll_seconds=self.settings.bulk_poll_seconds)
+        self.budget.spent(BULK_BATCHES, max(1, -(-len(results) // 10_000)))
+        return results

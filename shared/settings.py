@@ -35,6 +35,17 @@ from shared.config_sources import (
     format_validation_error,
 )
 from shared.errors import ConfigError
+from shared.settings_services import (
+    ImportSettings,
+    ImportTarget,
+    ListenerSettings,
+    OpportunitySettings,
+    ReconcileSettings,
+)
+from shared.settings_services import Section as _Section
+
+# Each service's own section lives in shared/settings_services.py; import them from here with the rest.
+__all__ = ["ImportSettings", "ImportTarget", "ListenerSettings", "OpportunitySettings", "ReconcileSettings"]
 
 DEFAULT_LOGISENSE_CLIENT_ID = "044b8ad6006845c29446b2f18e5b5909"
 COLUMN_NAME_PATTERN = re.compile(r"^[a-z][A-Za-z0-9_]*$")
@@ -54,10 +65,6 @@ def check_column_name(value: str) -> str:
 
 # A LogiSense Column Name (a custom field or contact point name), checked wherever a setting holds one.
 ColumnName = Annotated[str, AfterValidator(check_column_name)]
-
-
-class _Section(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
 
 
 class KafkaSettings(BaseModel):
@@ -183,6 +190,11 @@ class LogisenseSettings(_Section):
     token_refresh_margin_seconds: float = Field(default=120.0, ge=0)
     link_field: ColumnName = "sfdcid"
     page_size: int = Field(default=500, ge=1, le=10000)
+    # Requests per second this process sends at most (every call, tokens included); 0: no limit. Size it as the
+    # tenant's limit divided by the processes that share it (README "API budgets").
+    rate_limit_per_second: float = Field(default=0.0, ge=0)
+    # Total seconds one call may wait out 429 answers (honouring Retry-After) without spending a retry.
+    throttle_wait_seconds: float = Field(default=300.0, ge=0)
     admin_url: str | None = None
 
     @field_validator("api_version")
@@ -262,6 +274,37 @@ class MappingSettings(_Section):
     invoice_columns: tuple[InvoiceColumn, ...] = ()
 
 
+class BudgetSettings(_Section):
+    """The Salesforce org's API allocations: what sfls leaves to the org's other integrations (shared/budget.py).
+
+    Bulk work (import, backfill, reconcile) pauses when an allocation's remaining share falls below
+    `reserve_percent`; essential work (listener, syncer, quote to cash) goes on until `floor_percent`, then
+    waits. Nothing is dead-lettered for budget. `poll_seconds`: how often long-running services, and any
+    paused call, read `/limits`. A bulk command paused longer than `max_pause_seconds` ends with exit code 3.
+    """
+
+    reserve_percent: float = Field(default=20.0, ge=0, lt=100)
+    floor_percent: float = Field(default=5.0, ge=0, lt=100)
+    poll_seconds: float = Field(default=300.0, gt=0)
+    max_pause_seconds: float = Field(default=3600.0, ge=0)
+    # The allocations read from /limits and exported (Salesforce's names); only these are gauged and gated.
+    limits: tuple[str, ...] = (
+        "DailyApiRequests",
+        "DailyBulkApiBatches",
+        "DailyBulkV2QueryJobs",
+        "DailyDeliveredPlatformEvents",
+    )
+
+    @model_validator(mode="after")
+    def _floor_below_reserve(self) -> BudgetSettings:
+        if self.floor_percent > self.reserve_percent:
+            raise ValueError(
+                f"floor_percent ({self.floor_percent:g}) must not exceed reserve_percent ({self.reserve_percent:g}): "
+                "essential work stops at the floor, bulk work already at the reserve above it"
+            )
+        return self
+
+
 class ObservabilitySettings(_Section):
     """Logging and the /metrics, /healthz, /readyz port."""
 
@@ -270,76 +313,6 @@ class ObservabilitySettings(_Section):
     metrics_host: str = "0.0.0.0"  # noqa: S104 - in a pod the scrape comes from outside
     metrics_port: int = Field(default=9100, ge=0, le=65535)
     liveness_seconds: float = Field(default=300.0, gt=0)
-
-
-class ListenerSettings(_Section):
-    """The CDC listener: replay start, reconnect backoff, watchdog, transactions, lookups."""
-
-    transactional_id: str = "sfls-listener"  # stable across restarts, so a zombie listener is fenced
-    initial_replay: int = Field(default=-1, ge=-2, le=-1)  # no checkpoint yet: -1 new events, -2 all retained
-    resync_on_expired_replay: bool = True  # replay id no longer retained: full resync (backfill)
-    reconnect_base_seconds: float = Field(default=0.5, gt=0)
-    reconnect_cap_seconds: float = Field(default=60.0, gt=0)
-    watchdog_seconds: float = Field(default=150.0, gt=0)  # no /meta/connect reply for this long: rebuild
-    connection_timeout_seconds: float = Field(default=10.0, ge=0)
-    max_batch_messages: int = Field(default=2000, ge=1, le=10_000)  # CDC messages per Kafka transaction
-    max_pending_messages: int = Field(default=5000, ge=1)
-    account_cache_size: int = Field(default=100_000, ge=0)
-    transaction_timeout_seconds: float = Field(default=60.0, gt=0)
-    backfill_batch_size: int = Field(default=1000, ge=1)  # RESYNC events per backfill transaction
-    # Pub/Sub flow control: events asked for per FetchRequest (the server allows 100 outstanding per stream).
-    pubsub_batch_size: int = Field(default=100, ge=1, le=100)
-    # Pub/Sub: no event and no keepalive for this long (the server sends one within 270 s): resubscribe.
-    pubsub_watchdog_seconds: float = Field(default=300.0, gt=0)
-
-
-class ImportTarget(_Section):
-    """Where one imported entity lands in Salesforce; every key overrides the importer's default."""
-
-    sobject: str | None = None
-    fields: dict[str, str] = Field(default_factory=dict)  # Salesforce field -> LogiSense field; "" drops it
-
-
-class ImportSettings(_Section):
-    """The importer: target objects and fields, batching (composite or Bulk API 2.0), dry-run default."""
-
-    external_id_field: str = "LogiSense_Id__c"  # holds the LogiSense id on every target object
-    hash_field: str = "LogiSense_Hash__c"  # holds the content hash; equal hash = no write
-    targets: dict[str, ImportTarget] = Field(default_factory=dict)  # entity -> overrides
-    batch_size: int = Field(default=200, ge=1, le=200)  # records per composite collections call
-    in_flight_batches: int = Field(default=4, ge=1, le=64)  # fetched batches waiting to land (bounds memory)
-    bulk_threshold: int = Field(default=10_000, ge=0)  # changed records per Bulk API 2.0 job; 0 = composite only
-    dry_run: bool = False
-    pushgateway_url: str | None = None  # a Prometheus Pushgateway for the Job's metrics
-    price_book_name: str = Field(default="LogiSense Price Book", min_length=1)  # the custom Pricebook2 landed
-    org_currency: str = Field(default="USD", pattern=r"^[A-Z]{3}$")  # a single-currency org's currency (ISO code)
-
-
-class ReconcileSettings(_Section):
-    """`sfls reconcile`: where its run's metrics go (its CronJob pushes them like the importer's)."""
-
-    pushgateway_url: str | None = None  # a Prometheus Pushgateway for the run's metrics
-
-
-class OpportunitySettings(_Section):
-    """Quote to cash: the account price plan a won opportunity's lines are priced in, and the automatic path.
-
-    `watch`: the listener also follows Opportunity changes (and OpportunityLineItem changes from API 60.0)
-    and the syncer marks qualifying opportunities `Ready` (`Stale` once pushed and changed). `auto_push`: the
-    syncer pushes them instead (it implies `watch`). Both off by default: the original pushed on a button only.
-    """
-
-    price_plan_name: str = Field(default="Salesforce", min_length=1)  # name of the plan created for an account
-    watch: bool = False
-    auto_push: bool = False
-    # A won opportunity on another price book: skipped (the org sells other things too), or, when every won
-    # opportunity should be LogiSense's, refused (Failed, and dead-lettered by auto_push).
-    other_price_books: Literal["skip", "refuse"] = "skip"
-
-    @property
-    def watched(self) -> bool:
-        """True when the listener follows opportunities and the syncer handles their events."""
-        return self.watch or self.auto_push
 
 
 class Settings(BaseSettings):
@@ -364,6 +337,7 @@ class Settings(BaseSettings):
     importer: ImportSettings = ImportSettings()
     opportunity: OpportunitySettings = OpportunitySettings()
     reconcile: ReconcileSettings = ReconcileSettings()
+    budget: BudgetSettings = BudgetSettings()
 
     @classmethod
     def settings_customise_sources(

@@ -3,7 +3,7 @@
   GET    /__admin/health                     {"status": "ok", "seed": 1, "catalogue_size": 1000}
   POST   /__admin/reset                      {"seed": 1, "catalogue_size": 1000, "accounts": 0,
                                               "invoices_per_account": 3} -> fresh data, no faults,
-                                              zero counters, start-up configuration
+                                              no rate limit, zero counters, start-up configuration
   POST   /__admin/faults                     one rule (see faults.py), e.g. {"resource": "Account",
                                               "method": "POST", "status": 503, "count": 3},
                                               {"probability": 0.3}, {"latency_ms": 2000}, {"hang": true},
@@ -15,6 +15,12 @@
                                                 "operation": "create", "status": 201, "count": 3}, ...],
                                               "resources": {"Account": {"create": {"201": 3}}}}
   DELETE /__admin/counters                   zero them
+  POST   /__admin/rate-limit                 {"requests_per_second": 20, "retry_after": 1} (retry_after
+                                              optional, default 1; null or 0 turns it off; see
+                                              ratelimit.py) -> the GET answer, counters zeroed
+  GET    /__admin/rate-limit                 {"requests_per_second", "retry_after", "accepted",
+                                              "refused", "peak"} (peak: most accepted in any 1 s)
+  DELETE /__admin/rate-limit/counters        zero accepted, refused and peak; the limit stays
   GET    /__admin/accounts                   {"totalCount": N, "items": [account + "contacts":
                                               [contact + "contactPoints": [...]]]}
   GET    /__admin/price_plans                [{"identity", "name", "accountId", "sfdcid" (the account's
@@ -124,6 +130,20 @@ class AdminApi:
         self.emulator.counters.clear()
         return web.json_response(self.emulator.counters.to_json())
 
+    async def set_rate_limit(self, request: web.Request) -> web.Response:
+        try:
+            self.emulator.rate_limit.configure(await _body(request))
+        except FaultSpecError as exc:
+            return _bad(str(exc))
+        return await self.rate_limit(request)
+
+    async def rate_limit(self, _request: web.Request) -> web.Response:
+        return web.json_response(self.emulator.rate_limit.to_json())
+
+    async def clear_rate_limit_counters(self, request: web.Request) -> web.Response:
+        self.emulator.rate_limit.clear_counters()
+        return await self.rate_limit(request)
+
     async def accounts(self, _request: web.Request) -> web.Response:
         return web.json_response(account_tree(self.emulator))
 
@@ -202,6 +222,9 @@ def add_routes(app: web.Application, emulator: Emulator) -> None:
     router.add_delete("/__admin/faults/{id:\\d+}", handlers.remove_fault)
     router.add_get("/__admin/counters", handlers.counters)
     router.add_delete("/__admin/counters", handlers.clear_counters)
+    router.add_post("/__admin/rate-limit", handlers.set_rate_limit)
+    router.add_get("/__admin/rate-limit", handlers.rate_limit)
+    router.add_delete("/__admin/rate-limit/counters", handlers.clear_rate_limit_counters)
     router.add_get("/__admin/accounts", handlers.accounts)
     router.add_get("/__admin/price_plans", handlers.price_plans)
     router.add_post("/__admin/tokens/expire", handlers.expire_tokens)

@@ -1,10 +1,11 @@
 """Wiring: the emulator's state, the aiohttp application and an HTTPS server that can run anywhere.
 
 Every non-admin request passes one middleware that, in order: resolves the route template and
-operation (for counters and faults), applies matching faults (latency, hang, injected status),
-checks the bearer token on the Resource Server, runs the handler, turns any error into LogiSense's
-JSON shape (a Python traceback never reaches the client; it goes to the server log), and counts the
-answer. The admin API (`/__admin/...`, no token) is in admin.py.
+operation (for counters and faults), answers 429 if the rate limit (ratelimit.py) refuses the
+request, applies matching faults (latency, hang, injected status), checks the bearer token on the
+Resource Server, runs the handler, turns any error into LogiSense's JSON shape (a Python traceback
+never reaches the client; it goes to the server log), and counts the answer. The admin API
+(`/__admin/...`, no token) is in admin.py.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from aiohttp import web
 from devstack.logisense import admin, api, seed
 from devstack.logisense.auth import DENIED, Auth, Credentials
 from devstack.logisense.faults import Counters, Faults
+from devstack.logisense.ratelimit import RateLimit
 from devstack.logisense.search import SearchOptions
 from devstack.logisense.store import Store
 from devstack.logisense.writes import ERR_INVALID, ERR_NOT_FOUND, ApiError, WriteOptions, Writer
@@ -76,6 +78,7 @@ class Emulator:
     writer: Writer = field(init=False)
     faults: Faults = field(init=False)
     counters: Counters = field(default_factory=Counters)
+    rate_limit: RateLimit = field(default_factory=RateLimit)
     auth: Auth = field(init=False)
     rng: random.Random = field(init=False)
     search_options: SearchOptions = field(init=False)
@@ -92,7 +95,7 @@ class Emulator:
         return self.store.now()
 
     def reset(self, **overrides: Any) -> None:
-        """Fresh seeded data, no faults, zero counters, start-up configuration (tokens stay valid)."""
+        """Fresh seeded data, no faults or rate limit, zero counters, start-up configuration (tokens stay valid)."""
         self.config = replace(self.startup, **overrides)
         config = self.config
         self.store = seed.build(
@@ -110,6 +113,7 @@ class Emulator:
             config.seed, hang_seconds=config.hang_seconds, retry_after_default=config.retry_after_default
         )
         self.counters.clear()
+        self.rate_limit.reset()
         self.configure()
 
     def configure(self, **changes: Any) -> None:
@@ -153,8 +157,10 @@ def build_app(emulator: Emulator) -> web.Application:
         resource, operation, target, failure = _resolve(request)
         status = 499
         try:
-            response = await _inject(emulator, resource, request.method, operation) or await _serve(
-                emulator, request, handler, operation=operation, target=target, failure=failure
+            response = (
+                _limit(emulator, operation)
+                or await _inject(emulator, resource, request.method, operation)
+                or await _serve(emulator, request, handler, operation=operation, target=target, failure=failure)
             )
             status = response.status
             return response
@@ -230,9 +236,21 @@ async def _inject(emulator: Emulator, resource: str, method: str, operation: str
         return _json(504, api.error_body(operation, [(INTERNAL_ERROR, "Gateway timeout.")], trailer=False))
     if verdict.status is None:
         return None
-    headers = {} if verdict.retry_after is None else {"Retry-After": f"{verdict.retry_after:g}"}
-    message = f"Injected fault: HTTP {verdict.status}."
-    return _json(verdict.status, api.error_body(operation, [(INTERNAL_ERROR, message)], trailer=False), headers)
+    return _refusal(verdict.status, operation, f"Injected fault: HTTP {verdict.status}.", verdict.retry_after)
+
+
+def _limit(emulator: Emulator, operation: str) -> web.Response | None:
+    """429 with Retry-After when the rate limit refuses this request; None lets it go on."""
+    limit = emulator.rate_limit
+    if limit.admit():
+        return None
+    return _refusal(429, operation, "Rate limit exceeded: HTTP 429.", limit.retry_after)
+
+
+def _refusal(status: int, operation: str, message: str, retry_after: float | None) -> web.Response:
+    """The error answer a fault or the rate limit gives instead of the handler (with Retry-After if set)."""
+    headers = {} if retry_after is None else {"Retry-After": f"{retry_after:g}"}
+    return _json(status, api.error_body(operation, [(INTERNAL_ERROR, message)], trailer=False), headers)
 
 
 async def _login(request: web.Request) -> web.Response:

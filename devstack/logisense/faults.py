@@ -96,11 +96,11 @@ class Faults:
         unknown = set(body) - RULE_KEYS
         if unknown:
             raise FaultSpecError(f"unknown fault keys {sorted(unknown)}; use {sorted(RULE_KEYS)}")
-        status = _number(body, "status", int, 100, 599)
-        count = _number(body, "count", int, 0, None)
-        probability = _number(body, "probability", float, 0.0, 1.0)
-        latency = _number(body, "latency_ms", float, 0.0, None) or 0.0
-        retry_after = _number(body, "retry_after", float, 0.0, None)
+        status = spec_number(body, "status", int, 100, 599)
+        count = spec_number(body, "count", int, 0, None)
+        probability = spec_number(body, "probability", float, 0.0, 1.0)
+        latency = spec_number(body, "latency_ms", float, 0.0, None) or 0.0
+        retry_after = spec_number(body, "retry_after", float, 0.0, None)
         hang = body.get("hang", False)
         if not isinstance(hang, bool):
             raise FaultSpecError("'hang' must be true or false")
@@ -171,7 +171,7 @@ class Faults:
             return
 
 
-def _number(body: dict[str, Any], key: str, kind: type, low: float, high: float | None) -> Any:
+def spec_number(body: dict[str, Any], key: str, kind: type, low: float, high: float | None) -> Any:
     value = body.get(key)
     if value is None:
         return None

@@ -1,7 +1,7 @@
 """The admin API under /__admin/ (no token, JSON in and out); the README's local-stack section lists it.
 
 GET  /__admin/health                      {"status": "ok"}
-POST /__admin/reset                       clear records, events, sessions, tokens, counters, tunables
+POST /__admin/reset                       clear records, events, sessions, tokens, counters, tunables, limits
 POST /__admin/records                     {"sobject", "records": [{"Id"?, ...}]} -> {"ids": [...]}; no CDC
 GET  /__admin/records/<sobject>           {"records": [...every record, deleted ones too...]}
 POST /__admin/undelete                    {"sobject", "ids": [...]} -> {"results": [...]}; emits UNDELETE
@@ -20,6 +20,10 @@ POST /__admin/settings                    any of the tunables in config.py, e.g.
 POST /__admin/schema                      custom objects and fields (shape in schema.py)
 POST /__admin/pubsub/faults               {"keepalives": false}, {"fail_next": {"status", "error_code", "details"}},
                                           {"fail_streams": {...}}, {"reset": true} (pubsub.py)
+GET  /__admin/limits                      {"window_seconds", "limits": {name: {"max", "used", "remaining"}},
+                                          "refused": {name: n}} (limits.py)
+POST /__admin/limits                      any of {"window_seconds": 5, "max": {"DailyApiRequests": 500},
+                                          "used": {"DailyApiRequests": 480}} (used: spent now) -> as GET
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from aiohttp import web
 from devstack.salesforce.base import ApiError
 from devstack.salesforce.cdc import OVERFLOW_RECORD_ID
 from devstack.salesforce.cometd import CometD
+from devstack.salesforce.limits import LimitsError
 from devstack.salesforce.pubsub import PubSub
 from devstack.salesforce.rest import EMULATOR, emulator, json_response, read_json
 from devstack.salesforce.schema import SchemaError
@@ -218,6 +223,26 @@ async def settings(request: web.Request) -> web.Response:
     return json_response(asdict(tunables))
 
 
+async def get_limits(request: web.Request) -> web.Response:
+    return json_response(emulator(request).limits.snapshot())
+
+
+async def set_limits(request: web.Request) -> web.Response:
+    body = await _body(request)
+    limits = emulator(request).limits
+    unknown = sorted(set(body) - {"window_seconds", "max", "used"})
+    if unknown:
+        raise AdminError(f"unknown key {unknown[0]!r}; known: ['max', 'used', 'window_seconds']")
+    for key, value in body.items():
+        if value is None:
+            raise AdminError(f"{key} must not be null")
+    try:
+        limits.configure(window_seconds=body.get("window_seconds"), maximum=body.get("max"), used=body.get("used"))
+    except LimitsError as error:
+        raise AdminError(str(error)) from None
+    return json_response(limits.snapshot())
+
+
 async def schema(request: web.Request) -> web.Response:
     body = await _body(request)
     state = emulator(request)
@@ -250,3 +275,5 @@ def routes(app: web.Application) -> None:
     app.router.add_post(prefix + "/settings", settings)
     app.router.add_post(prefix + "/schema", schema)
     app.router.add_post(prefix + "/pubsub/faults", pubsub_faults)
+    app.router.add_get(prefix + "/limits", get_limits)
+    app.router.add_post(prefix + "/limits", set_limits)

@@ -9,6 +9,9 @@ The middleware guarantees that no request ever gets a Python traceback: Salesfor
 rendered in the REST shape, unknown routes and methods become NOT_FOUND/METHOD_NOT_ALLOWED, and
 anything unexpected becomes a 500 UNKNOWN_EXCEPTION (logged here with its stack, never sent).
 REST calls need a valid bearer token (401 INVALID_SESSION_ID otherwise); admin calls need none.
+Each authenticated REST call spends one DailyApiRequests (limits.py) before it is served; with none remaining
+it is refused with Salesforce's 403 REQUEST_LIMIT_EXCEEDED instead. Every answer under /services/data carries
+`Sforce-Limit-Info: api-usage=<used>/<max>` (after the call), errors and refusals included.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from devstack.salesforce.admin import COMETD, PUBSUB, AdminError
 from devstack.salesforce.base import ApiError
 from devstack.salesforce.cometd import CometD
 from devstack.salesforce.config import Config
+from devstack.salesforce.limits import API_REQUESTS, request_limit_exceeded
 from devstack.salesforce.pubsub import PubSub
 from devstack.salesforce.rest import EMULATOR, json_response
 from devstack.salesforce.state import Emulator
@@ -80,15 +84,30 @@ def _unexpected(request: web.Request) -> web.Response:
     return json_response([{"errorCode": "UNKNOWN_EXCEPTION", "message": message}], status=500)
 
 
+def _spend_request(request: web.Request, state: Emulator) -> None:
+    """An authenticated REST call spends one DailyApiRequests, or is refused (403) when none remain."""
+    if request.path.startswith("/services/data/v") and not state.limits.spend(API_REQUESTS):
+        raise request_limit_exceeded(API_REQUESTS)
+
+
 @web.middleware
 async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Latency injection, REST authentication, and Salesforce-shaped errors for everything."""
+    """Latency injection, then the request's answer with the API usage header on every REST answer."""
     is_admin = request.path.startswith("/__admin")
     state = request.app[EMULATOR]
     if not is_admin and state.tunables.latency_ms > 0:
         await asyncio.sleep(state.tunables.latency_ms / 1000)
+    response = await _answer(request, handler, state, is_admin=is_admin)
+    if request.path.startswith("/services/data") and not response.prepared:
+        response.headers["Sforce-Limit-Info"] = state.limits.usage_header()
+    return response
+
+
+async def _answer(request: web.Request, handler: Handler, state: Emulator, *, is_admin: bool) -> web.StreamResponse:
+    """REST authentication and limits, and Salesforce-shaped errors for everything."""
     try:
         _check_session(request, state)
+        _spend_request(request, state)
         return await handler(request)
     except AdminError as error:
         return json_response({"error": str(error)}, status=400)

@@ -13,6 +13,8 @@ fails does not stop its chunk. CSV values: an empty value leaves the field as it
 null, and a column `Relationship__r.External_Id__c` sets a lookup by the parent's external id. A header
 naming an unknown field fails the whole job with "InvalidBatch : Field name not found : X".
 The tunable `bulk_chunk_delay_ms` slows processing down so a test can watch or abort a running job.
+Closing a job spends DailyBulkApiBatches (limits.py: 1 per 10,000 rows, at least 1); creating one while that
+allocation has nothing remaining is refused with 403 REQUEST_LIMIT_EXCEEDED.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from typing import Any
 from aiohttp import web
 
 from devstack.salesforce.base import ApiError, format_datetime, new_id, not_found, now_ms
+from devstack.salesforce.limits import BULK_BATCHES, RECORDS_PER_BATCH, request_limit_exceeded
 from devstack.salesforce.rest import BASE, add_route, emulator, json_response, origin, read_object, version_of
 from devstack.salesforce.schema import FieldDef, ObjectDef
 from devstack.salesforce.state import Emulator
@@ -314,6 +317,9 @@ async def create_job(request: web.Request) -> web.Response:
         external = definition.name
     else:
         external = None
+    if state.limits.remaining(BULK_BATCHES) <= 0:
+        state.limits.refuse(BULK_BATCHES)
+        raise request_limit_exceeded(BULK_BATCHES)
     stamp = format_datetime(now_ms())
     job = IngestJob(
         id=new_id(JOB_KEY_PREFIX),
@@ -369,6 +375,7 @@ async def job_info(request: web.Request) -> web.Response:
         if job.state != "Open":
             raise ApiError(400, "INVALIDJOBSTATE", f"Job {job.id} is {job.state}, not Open")
         job.touch("UploadComplete")
+        state.limits.consume(BULK_BATCHES, max(1, -(-len(job.rows) // RECORDS_PER_BATCH)))
         job.start(_process(state, job))
     elif wanted == "Aborted":
         if job.state in FINISHED:

@@ -17,7 +17,8 @@ Errors: a SOQL the engine refuses, and what Bulk API 2.0 does not support (COUNT
 `INVALIDJOB` "Failed to process query: <CODE>: <message>" at creation; results of a job that is not
 JobComplete answer 412 `JOB_NOT_COMPLETE` (Salesforce's documented answer); selecting a compound field fails
 the job ("FUNCTIONALITY_NOT_ENABLED: Selecting compound data not supported in Bulk Query"), as Salesforce
-does. Calls count as `bulk_query` in the counters.
+does. Calls count as `bulk_query` in the counters. Creating a job spends one DailyBulkV2QueryJobs (limits.py); with
+none remaining the creation is refused with 403 REQUEST_LIMIT_EXCEEDED.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from aiohttp import web
 from devstack.salesforce import soql
 from devstack.salesforce.base import ApiError, format_datetime, new_id, not_found, now_ms
 from devstack.salesforce.bulk import DELIMITERS, JOB_KEY_PREFIX, LINE_ENDINGS, BulkJob, csv_format
+from devstack.salesforce.limits import BULK_QUERY_JOBS, request_limit_exceeded
 from devstack.salesforce.rest import BASE, add_route, emulator, json_response, read_object, version_of
 from devstack.salesforce.state import Emulator
 
@@ -192,6 +194,8 @@ async def create_job(request: web.Request) -> web.Response:
         raise ApiError(400, "INVALIDJOB", f"Invalid operation: {operation!r}; use one of {', '.join(OPERATIONS)}")
     delimiter, ending = csv_format(body)
     query, columns = _parse(body.get("query"), state)
+    if not state.limits.spend(BULK_QUERY_JOBS):
+        raise request_limit_exceeded(BULK_QUERY_JOBS)
     stamp = format_datetime(now_ms())
     job = QueryJob(
         id=new_id(JOB_KEY_PREFIX),

@@ -18,6 +18,7 @@ Protocol notes (Salesforce's Streaming API, as aiosfstream-ng and aiocometd-ng e
 - An unknown clientId (session expired, dropped or idle > 40 s) gets `403::Unknown client` with
   advice handshake; an invalid or expired token gets `401::Authentication invalid` with advice
   none (handshake: `403::Handshake denied` with the reason in ext.sfdc.failureReason).
+- Each event a connect reply carries spends one DailyDeliveredPlatformEvents (limits.py), per client.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from typing import Any
 from aiohttp import web
 
 from devstack.salesforce.cdc import ALL_CHANNEL, StoredEvent
+from devstack.salesforce.limits import DELIVERED_EVENTS
 from devstack.salesforce.state import Emulator
 
 COOKIE = "BAYEUX_BROWSER"
@@ -332,6 +334,8 @@ class CometD:
                 )
                 return reply, []
         drained = [session.queue.popleft() for _ in range(min(len(session.queue), MAX_EVENTS_PER_REPLY))]
+        if drained:
+            self.state.limits.consume(DELIVERED_EVENTS, len(drained))
         reply = self._base(message)
         reply.update(successful=True, advice={"interval": 0, "timeout": timeout_ms, "reconnect": "retry"})
         return reply, drained

@@ -10,6 +10,7 @@
 - While events are pending and nothing is new, an empty FetchResponse every `pubsub_keepalive_seconds` carries
   the log's tip as `latest_replay_id` (it may be past the last delivered event). With nothing pending and no
   request for `pubsub_idle_close_seconds` after the last response, the call ends (status OK).
+- Each event sent spends one DailyDeliveredPlatformEvents (limits.py), per stream; beyond Max it is still sent.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import grpc
 
+from devstack.salesforce.limits import DELIVERED_EVENTS
 from services.listener.pubsub import pubsub_api_pb2 as pb
 
 if TYPE_CHECKING:
@@ -121,6 +123,7 @@ class Stream:
                     events = [codec.consumer_event(e) for e in stored]
                     self.pending -= len(events)
                     state.counters.pubsub_events += len(events)
+                    state.limits.consume(DELIVERED_EVENTS, len(events))
                     yield self._response(events, events[-1].replay_id)
                     continue
             now = time.monotonic()

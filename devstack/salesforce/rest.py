@@ -172,7 +172,7 @@ async def resources(request: web.Request) -> web.Response:
 async def limits(request: web.Request) -> web.Response:
     state = emulator(request)
     state.counters.total += 1
-    return json_response({"DailyApiRequests": {"Max": 15000000, "Remaining": 15000000 - state.counters.total}})
+    return json_response(state.limits.org_limits())  # this call already spent (app.py's middleware)
 
 
 async def query(request: web.Request) -> web.Response:

@@ -1,10 +1,10 @@
 """Everything the emulator holds in memory, in one object the HTTP handlers share.
 
 `Emulator.reset()` is what `POST /__admin/reset` does: records, events, tokens, CometD sessions,
-query cursors, Bulk API jobs and counters are cleared, the schema goes back to the built-in objects plus the
-`--schema` file, and the tunables go back to their start values; the standard price book and the
-opportunity stages are seeded again. Replay ids keep increasing
-across resets, so an id from before a reset is never mistaken for a newer event.
+query cursors, Bulk API jobs, counters and API limit usage are cleared (limits.py: every Max and the window
+back to their defaults), the schema goes back to the built-in objects plus the `--schema` file, and the
+tunables go back to their start values; the standard price book and the opportunity stages are seeded again.
+Replay ids keep increasing across resets, so an id from before a reset is never mistaken for a newer event.
 
 Counters (`GET /__admin/counters`) count API calls by kind:
     {"total": n,                      # REST API calls (everything below except token and cometd)
@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 from devstack.salesforce.base import ApiError
 from devstack.salesforce.cdc import ChangeEvents, EventLog
 from devstack.salesforce.config import Config, Tunables
+from devstack.salesforce.limits import Limits
 from devstack.salesforce.schema import Schema
 from devstack.salesforce.store import Store
 
@@ -131,7 +132,7 @@ class Tokens:
 
 
 class Emulator:
-    """The whole in-memory org: schema, records, change events, tokens, cursors, counters."""
+    """The whole in-memory org: schema, records, change events, tokens, cursors, counters, API limits."""
 
     def __init__(self, config: Config) -> None:
         self.config = config
@@ -149,6 +150,7 @@ class Emulator:
         self.tokens = Tokens(self.config, self.tunables, self.store.org_id)
         self.cursors: OrderedDict[str, Cursor] = OrderedDict()
         self.counters = Counters()
+        self.limits = Limits()
         self.jobs: dict[str, IngestJob] = {}
         self.query_jobs: dict[str, QueryJob] = {}
 

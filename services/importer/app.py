@@ -17,6 +17,7 @@ from services.importer.report import RichProgress, failure_lines, note_lines, su
 from services.importer.run import AccountLinks, Importer, Progress, RunReport, summary_dict
 from services.importer.targets import check_targets
 from shared import acls, kafka
+from shared.budget import Work
 from shared.errors import ConfigError
 from shared.observability import configure_logging, push_metrics, secret_values
 from shared.retry import RetryPolicy
@@ -83,7 +84,14 @@ async def run_import(
         conditions: list[dict[str, Any]] = []
         if account:
             conditions = await _account_filter(client, account, settings.logisense.link_field)
-        salesforce = await asyncio.to_thread(SalesforceRest, settings.salesforce)
+        salesforce = SalesforceRest.for_service(
+            settings,
+            "importer",
+            Work.BULK,
+            on_budget_change=lambda: push_metrics(settings.importer.pushgateway_url, "sfls-importer"),
+        )
+        if not dry_run:
+            await asyncio.to_thread(salesforce.budget.refresh)
         importer = Importer(
             settings,
             client,

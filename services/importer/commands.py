@@ -28,7 +28,10 @@ def _run(ctx: typer.Context, group: str, only: str | None, dry_run: bool, accoun
 
     settings = settings_of(ctx)
     names = run_guarded(lambda: select(group, only))
-    code = run_guarded(lambda: import_command(settings, names, dry_run=dry_run, account=account))
+    code = run_guarded(
+        lambda: import_command(settings, names, dry_run=dry_run, account=account),
+        again="run the same import again (what already landed is unchanged and skipped)",
+    )
     if code:
         raise typer.Exit(code)
 

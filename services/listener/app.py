@@ -32,6 +32,7 @@ from services.listener.stream import CheckpointReplay, StreamSupervisor
 from services.listener.supervisor import RebuildError, Supervisor, rebuild_backoff
 from shared import acls, kafka
 from shared.acls import own_topics
+from shared.budget import Work
 from shared.errors import AuthorizationError
 from shared.events import Entity
 from shared.observability import Health
@@ -228,7 +229,7 @@ async def run_listener(settings: Settings, stop: asyncio.Event, health: Health |
         checkpoints={c.channel: c.replay_id for c in state.checkpoints.values()},
         initial_replay=settings.listener.initial_replay,
     )
-    rest = SalesforceRest(settings.salesforce)
+    rest = SalesforceRest.for_service(settings, "listener", Work.ESSENTIAL, poll=True)
     replay = CheckpointReplay(state.checkpoints, settings.listener.initial_replay)
     pipeline = Pipeline(
         publisher,

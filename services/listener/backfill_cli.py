@@ -9,6 +9,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from services.listener.backfill import backfill_query, check_where, run_backfill
 from services.listener.publisher import BackfillProgress, TransactionalPublisher
 from shared import acls, kafka
+from shared.budget import Work
 from shared.events import Entity
 from shared.salesforce import SalesforceRest
 from shared.settings import Settings
@@ -29,7 +30,8 @@ def backfill_command(
     if settings.kafka.create_topics:
         kafka.ensure_topics(settings.kafka, acls.own_topics("backfill", settings))
     acls.preflight("backfill", settings)
-    rest = SalesforceRest(settings.salesforce)
+    rest = SalesforceRest.for_service(settings, "backfill", Work.BULK)
+    rest.budget.refresh()
     publisher = TransactionalPublisher(
         settings.kafka,
         f"{settings.listener.transactional_id}.{BACKFILL_NAME}",

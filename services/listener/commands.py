@@ -44,6 +44,9 @@ def backfill(
     from services.listener.backfill_cli import backfill_command
 
     settings = settings_of(ctx)
-    progress = run_guarded(lambda: backfill_command(settings, where=where, resume=resume, opportunities=opportunities))
+    progress = run_guarded(
+        lambda: backfill_command(settings, where=where, resume=resume, opportunities=opportunities),
+        again="resume with `sfls backfill --resume`",
+    )
     what = "won opportunities" if opportunities else "accounts"
     out.print(f"backfill {progress.run_id}: {progress.published} {what} published (resync events)")

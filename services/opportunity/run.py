@@ -12,6 +12,7 @@ from services.opportunity.app import PushResult, count, push_opportunity, reques
 from services.opportunity.status import opportunity_status
 from services.opportunity.unpush import unpush_opportunity
 from shared import acls, kafka
+from shared.budget import Work
 from shared.errors import TransientError
 from shared.logisense import LogisenseClient
 from shared.retry import RetryPolicy
@@ -24,7 +25,7 @@ T = TypeVar("T")
 
 def _with_clients(settings: Settings, body: Callable[[SalesforceRest, LogisenseClient], Awaitable[T]]) -> T:
     """Run `body` with a Salesforce and a retrying LogiSense client, both closed after."""
-    rest = SalesforceRest(settings.salesforce)
+    rest = SalesforceRest.for_service(settings, "opportunity", Work.ESSENTIAL)
 
     async def run() -> T:
         async with LogisenseClient(settings.logisense, retry=RetryPolicy.from_settings(settings.sync.retry)) as client:

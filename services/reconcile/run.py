@@ -28,8 +28,10 @@ from services.reconcile.drift import Drift, compare_accounts, compare_contacts
 from services.syncer.lookups import LsContact, with_points
 from services.syncer.references import References
 from services.syncer.snapshot import id15
+from shared.budget import Work
 from shared.logisense import LogisenseClient
 from shared.mapping import account_query_fields, contact_query_fields, org_currencies
+from shared.observability import push_metrics
 from shared.retry import RetryPolicy
 from shared.salesforce import SalesforceRest
 from shared.settings import Settings
@@ -81,7 +83,13 @@ async def reconcile_accounts(
     """Compare every Salesforce account (matching `where`) with LogiSense; the report and the REST client."""
     started = time.monotonic()
     report = Report()
-    rest = SalesforceRest(settings.salesforce)
+    rest = SalesforceRest.for_service(
+        settings,
+        "reconcile",
+        Work.BULK,
+        on_budget_change=lambda: push_metrics(settings.reconcile.pushgateway_url, "sfls-reconcile"),
+    )
+    await asyncio.to_thread(rest.budget.refresh)
     async with LogisenseClient(settings.logisense, retry=RetryPolicy.from_settings(settings.sync.retry)) as client:
         refs = References()
         await refs.load(client)

@@ -26,6 +26,7 @@ from services.syncer.metrics import RETRIES, BatchMetrics
 from services.syncer.process import BatchProcessor
 from services.syncer.references import References
 from shared import acls, kafka
+from shared.budget import Work
 from shared.errors import ConfigError, MappingError
 from shared.logisense import LogisenseClient, RequestOutcome
 from shared.mapping import check_mappings, org_currencies
@@ -96,7 +97,7 @@ class SyncerService:
     async def run(self) -> None:
         health, server = start_observability(SERVICE, self.settings)
         logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request is the request log's job
-        salesforce = SalesforceRest(self.settings.salesforce)
+        salesforce = SalesforceRest.for_service(self.settings, SERVICE, Work.ESSENTIAL, poll=True)
         try:
             await self._run(health, salesforce)
         finally:

@@ -11,6 +11,7 @@ from typing import Any
 import jsonschema
 import pytest
 import yaml
+from pydantic import BaseModel
 
 from tests.deploy.conftest import CHART, KUBE_VERSION, VALUE_SETS, Render, run_helm
 
@@ -99,6 +100,15 @@ def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]
         else:
             merged[key] = value
     return merged
+
+
+def test_the_config_value_takes_every_section_sfls_reads() -> None:
+    """`config` holds the sfls config file: every section of Settings but the two the chart builds itself."""
+    from shared.settings import Settings
+
+    built = {"kafka", "observability"}  # from their own values (templates/_helpers.tpl sfls.configFile)
+    sections = {name for name, field in Settings.model_fields.items() if isinstance(field.default, BaseModel)} - built
+    assert set(SCHEMA["properties"]["config"]["properties"]) == sections
 
 
 def test_schema_is_closed_on_every_chart_object() -> None:

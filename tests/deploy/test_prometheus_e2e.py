@@ -5,7 +5,8 @@ catalogue` once and pushes to a real Pushgateway, as its Kubernetes Job does. Pr
 binary, run directly on 127.0.0.1 with a temporary config) scrapes all three every second and loads
 the shipped alert rules. The test drives the failure modes the dashboards and alerts exist for (a
 LogiSense outage that is retried, a dead letter, a dropped change, a dropped Pub/Sub stream and a gap, an import
-with a rejected record), then evaluates through the HTTP API:
+with a rejected record that pauses at the Salesforce API reserve on the way), then evaluates through the HTTP
+API:
 
 - every dashboard query (Grafana's `$__rate_interval` and `$namespace` substituted) must be valid and
   return at least one series;
@@ -170,6 +171,9 @@ def test_every_dashboard_and_alert_query_returns_series(
 
     sf.admin("POST", "schema", salesforce_schema(Settings(salesforce=sf.settings(), logisense=ls.settings())))
     rename_package(ls)
+    # The org is at sfls's reserve for the next few seconds (the 1 s buckets of a 3 s window): the import pauses,
+    # pushes its paused state, and resumes when the window frees; the listener and syncer go on (floor 5 %).
+    sf.admin("POST", "limits", {"window_seconds": 3, "used": {"DailyApiRequests": 85_000}})
     importer = subprocess.run(
         [*sfls_command(), "import", "catalogue"],
         env={
@@ -177,6 +181,7 @@ def test_every_dashboard_and_alert_query_returns_series(
             "SFLS_IMPORTER__PUSHGATEWAY_URL": f"127.0.0.1:{pushgateway}",
             "SFLS_IMPORTER__BULK_THRESHOLD": "20",
             "SFLS_SALESFORCE__BULK_POLL_SECONDS": "0.1",
+            "SFLS_BUDGET__POLL_SECONDS": "1",
         },
         capture_output=True,
         text=True,
@@ -185,6 +190,7 @@ def test_every_dashboard_and_alert_query_returns_series(
     )
     assert importer.returncode == 1, f"the rejected package must fail the run:\n{importer.stdout}\n{importer.stderr}"
     assert "STRING_TOO_LONG" in importer.stdout
+    assert "salesforce_budget_paused" in importer.stderr, importer.stderr
     # A reconcile run pushes its gauges like the importer (the dead-lettered account is drift: exit 1).
     reconciled = subprocess.run(
         [*sfls_command(), "reconcile", "--format", "json"],

@@ -31,6 +31,22 @@ def test_all_systems_pass(settings: Settings, salesforce_emulator: SalesforceEmu
     assert salesforce_emulator.counters()["query"] >= 1
 
 
+def test_salesforce_shows_the_daily_api_requests_left_and_the_reserve(
+    settings: Settings, salesforce_emulator: SalesforceEmulator
+) -> None:
+    """The Salesforce line tells what the org has left of its daily API requests, and when that is sfls's reserve."""
+    salesforce_emulator.admin("POST", "limits", {"max": {"DailyApiRequests": 10_000}, "used": {"DailyApiRequests": 0}})
+    result = check_salesforce(settings)
+    assert result.ok, result
+    left = salesforce_emulator.admin("GET", "limits")["limits"]["DailyApiRequests"]["remaining"]
+    assert f"daily API requests: {left:,} of 10,000 left (sfls keeps 2,000 in reserve)" in result.detail
+
+    salesforce_emulator.admin("POST", "limits", {"used": {"DailyApiRequests": 8_500}})
+    result = check_salesforce(settings)
+    assert result.ok, result  # the connection works; the budget is a warning in the line
+    assert "BELOW THE RESERVE: imports, backfills and reconcile will pause" in result.detail
+
+
 def test_wrong_credentials_name_the_settings(settings: Settings) -> None:
     """Refused logins fail with the settings to check, and never echo the password."""
     bad = settings.model_copy(

@@ -146,3 +146,27 @@ def test_call_in_slices_raises_at_the_deadline_and_at_once_when_not_retriable() 
     with pytest.raises(ValueError, match="fenced"):
         call_in_slices(refused, 10.0, slice_seconds=1.0, retriable=lambda e: isinstance(e, TimeoutError), clock=clock)
     assert calls == [-1]
+
+
+async def test_429s_cost_no_attempt_within_the_throttle_wait() -> None:
+    """Waiting out 429s costs no attempt until their waits add up to more than `throttle_seconds`."""
+    answers = [TransientError("429", status=429, retry_after=1.0)] * 5 + [TransientError("503", status=503)]
+    slept: list[float] = []
+
+    async def operation() -> str:
+        if answers:
+            raise answers.pop(0)
+        return "done"
+
+    async def sleep(seconds: float) -> None:
+        slept.append(seconds)
+
+    policy = RetryPolicy(max_attempts=2, base_seconds=0, cap_seconds=10, throttle_seconds=5.0)
+    assert await call_with_retries(operation, policy, sleep=sleep) == "done"
+    assert slept[:5] == [1.0] * 5  # five free 429 waits, each the server's Retry-After, then one 503 retry
+
+    answers[:] = [TransientError("429", status=429, retry_after=1.0)] * 10
+    with pytest.raises(RetriesExhaustedError) as info:
+        await call_with_retries(operation, policy, sleep=sleep)
+    assert info.value.attempts == 2  # five free waits (5 s), then the sixth and seventh 429 count
+    assert len(answers) == 3

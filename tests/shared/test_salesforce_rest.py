@@ -12,8 +12,9 @@ from simple_salesforce.exceptions import (
 
 from devstack.kafka import free_port
 from shared.errors import ConfigError, PermanentError, RejectedError, TransientError
-from shared.salesforce import RecordNotFoundError, SalesforceRest, map_error
+from shared.salesforce import SalesforceRest
 from shared.salesforce_bulk import bulk_csv_value, bulk_result
+from shared.salesforce_errors import RecordNotFoundError, map_error
 from tests.fixtures.salesforce import SalesforceEmulator
 
 
