@@ -17,7 +17,7 @@ from typing import Any
 
 from bench.common import machine
 
-ORDER = ("emulators", "listener", "syncer", "importer", "latency", "scaleout", "opportunity")
+ORDER = ("emulators", "listener", "syncer", "importer", "latency", "scaleout", "opportunity", "reconcile")
 RESULTS = Path(__file__).with_name("RESULTS.md")
 TABLE_HEADER = "| Benchmark | Metric | Value | Unit | Baseline | Baseline value | Ratio |"
 

@@ -51,6 +51,7 @@ SERVICES: dict[str, str] = {
     "dlq": "sfls dlq list|show|replay",
     "requests": "sfls requests",
     "opportunity": "sfls opportunity push",
+    "reconcile": "sfls reconcile",
 }
 
 
@@ -142,6 +143,10 @@ def service_acls(service: str, prefix: str, transactional_id: str) -> list[Acl]:
         ],
         "opportunity": [
             Acl("topic", t["requests"], "Write", "one request-log record per push"),
+            *_creates([t["requests"]]),
+        ],
+        "reconcile": [
+            Acl("topic", t["requests"], "Write", "one request-log record per run"),
             *_creates([t["requests"]]),
         ],
     }

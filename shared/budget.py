@@ -14,9 +14,11 @@ reserve sfls leaves in `sfls_salesforce_limit_reserve{limit}`, sfls's own calls 
 The gate (`admit`) runs before every call. Its line is the reserve for bulk work (import, backfill,
 reconcile) and the floor for essential work (listener, syncer, quote to cash): an allocation at or below its
 line makes the call wait, reading /limits every `min(budget.poll_seconds, 30)` s, until the rolling window
-frees. Essential work waits as long as that takes (nothing is dead-lettered for budget); bulk work waits at
-most `budget.max_pause_seconds`, then raises BudgetExhaustedError (the command exits 3). A call Salesforce
-refuses with REQUEST_LIMIT_EXCEEDED marks its allocation spent and waits the same way, then is repeated.
+frees. Where /limits cannot be read, the waiting call goes ahead once per interval as a probe: its answer's
+header, or its REQUEST_LIMIT_EXCEEDED, says whether the window freed. Essential work waits as long as that
+takes (nothing is dead-lettered for budget); bulk work waits at most `budget.max_pause_seconds`, then raises
+BudgetExhaustedError (the command exits 3). A call Salesforce refuses with REQUEST_LIMIT_EXCEEDED marks its
+allocation spent and waits the same way, then is repeated.
 An allocation never seen yet does not hold anything up.
 """
 
@@ -40,6 +42,7 @@ log = structlog.get_logger(__name__)
 
 API_REQUESTS = "DailyApiRequests"
 BULK_BATCHES = "DailyBulkApiBatches"
+BULK_QUERY_JOBS = "DailyBulkV2QueryJobs"
 PAUSED_POLL_CAP_SECONDS = 30.0
 _USAGE = re.compile(r"(?:^|[,\s])api-usage=(\d+)/(\d+)")
 
@@ -61,6 +64,9 @@ PAUSES = Counter(
 PAUSED_SECONDS = Counter(
     "sfls_salesforce_budget_paused_seconds_total", "Seconds calls of this process waited for budget.", ["service"]
 )
+
+
+OnChange = Callable[[], None] | None  # told when a process starts or stops waiting (a Job pushes its metrics)
 
 
 class Work(StrEnum):
@@ -96,7 +102,7 @@ class Budget:
         *,
         service: str = "sfls",
         work: Work = Work.ESSENTIAL,
-        on_change: Callable[[], None] | None = None,
+        on_change: OnChange = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.settings = settings or BudgetSettings()
@@ -164,10 +170,10 @@ class Budget:
     def refresh(self) -> bool:
         """Read `/limits` now; False (and what we knew stands) when Salesforce did not answer it."""
         read = self._read
-        if read is None:
-            return False
         with self._lock:
             self._last_read = self._clock()
+        if read is None:
+            return False
         try:
             body = read()
         except SflsError as exc:
@@ -225,7 +231,8 @@ class Budget:
                     raise BudgetExhaustedError(self._exhausted_message(short, waited))
                 interval = min(self.settings.poll_seconds, PAUSED_POLL_CAP_SECONDS)
                 if self._clock() - self._last_read >= interval:
-                    self.refresh()
+                    if not self.refresh() and waited > 0:
+                        return  # /limits unreadable: this call is the probe; its answer's header tells
                     short = self.short(wanted)
                     continue
                 sleep = interval - (self._clock() - self._last_read)

@@ -135,14 +135,15 @@ class RequestStatus(StrEnum):
 class RequestRecord(BaseModel):
     """One line of the request log (`sfls.requests`), like a row of the original Requests tab.
 
-    The syncer writes one per account (or contact) sync; the importer one per entity and run.
+    The syncer writes one per account (or contact) sync; the importer one per entity and run; `sfls reconcile`
+    one per run.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     schema_version: Literal[1] = SCHEMA_VERSION
     request_id: str
-    service: Literal["syncer", "importer", "listener", "opportunity"]
+    service: Literal["syncer", "importer", "listener", "opportunity", "reconcile"]
     kind: str  # e.g. "account_sync", "contact_sync", "import:package"
     status: RequestStatus
     key: str = ""  # the Salesforce account id, or the imported entity

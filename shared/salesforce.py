@@ -39,10 +39,10 @@ from simple_salesforce.exceptions import (
     SalesforceRefusedRequest,
 )
 
-from shared.budget import API_REQUESTS, BULK_BATCHES, Budget, Work
+from shared.budget import API_REQUESTS, BULK_BATCHES, BULK_QUERY_JOBS, Budget, OnChange, Work
 from shared.errors import ConfigError, RejectedError, TransientError
 from shared.salesforce_auth import Credentials, org_of, token_form
-from shared.salesforce_bulk import upsert_job
+from shared.salesforce_bulk import query_job, typed, upsert_job
 from shared.salesforce_errors import AUTH_HINT, error_summary, map_error
 from shared.settings import SalesforceSettings, Settings
 
@@ -111,19 +111,10 @@ class SalesforceRest:
 
     @classmethod
     def for_service(
-        cls,
-        settings: Settings,
-        service: str,
-        work: Work,
-        *,
-        poll: bool = False,
-        on_budget_change: Callable[[], None] | None = None,
+        cls, settings: Settings, service: str, work: Work, *, poll: bool = False, on_budget_change: OnChange = None
     ) -> SalesforceRest:
-        """The client of one service, its budget gated for its kind of work (shared/budget.py).
-
-        `poll`: a long-running service reads `/limits` every `budget.poll_seconds` from now on; a command
-        reads it once now, so its gate knows the allocations before its first call.
-        """
+        """The client of one service, its budget gated for its kind of work (shared/budget.py); `poll`: read
+        `/limits` every `budget.poll_seconds` (long-running services; a command calls `budget.refresh()`)."""
         budget = Budget(settings.budget, service=service, work=work, on_change=on_budget_change)
         rest = cls(settings.salesforce, budget)
         if poll:
@@ -381,3 +372,28 @@ class SalesforceRest:
         results = upsert_job(self.call, sobject, external_field, records, poll_seconds=self.settings.bulk_poll_seconds)
         self.budget.spent(BULK_BATCHES, max(1, -(-len(results) // 10_000)))
         return results
+
+    def bulk_query(
+        self, sobject: str, soql: str, *, include_deleted: bool = False, page_size: int = 50_000
+    ) -> Iterator[dict[str, Any]]:
+        """Every row of a SOQL query through one Bulk API 2.0 query job, typed like a REST query's rows (the
+        object's describe says which columns are booleans and numbers); shared/salesforce_bulk.py `query_job`."""
+        _check_name(sobject)
+        types = {str(f["name"]): str(f["type"]) for f in self.describe(sobject).get("fields", [])}
+        self.budget.admit((API_REQUESTS, BULK_QUERY_JOBS))
+        rows = query_job(
+            self.call,
+            sobject,
+            soql,
+            include_deleted=include_deleted,
+            poll_seconds=self.settings.bulk_poll_seconds,
+            page_size=page_size,
+        )
+        self.budget.spent(BULK_QUERY_JOBS)
+        return (typed(row, types) for row in rows)
+
+    def count(self, from_where: str, include_deleted: bool = False) -> int:
+        """How many records `SELECT COUNT() <from_where>` (the caller's FROM and WHERE) counts."""
+        soql = f"SELECT COUNT() {from_where}"
+        page: dict[str, Any] = self.call(lambda sf: sf.query(soql, include_deleted=include_deleted), kind="query")
+        return int(page.get("totalSize") or 0)

@@ -3,7 +3,9 @@
 `SalesforceRest.bulk_upsert` runs `upsert_job` through its own `call`, on the same session as every
 REST call (simple-salesforce's `bulk2` client), so logging in again and mapping errors onto
 shared.errors happen there. Here: how records become the job's CSV (null as `#N/A`), and how the
-job's successful and failed records become results in the sObject Collections shape.
+job's successful and failed records become results in the sObject Collections shape. And one query job
+(`query_job`, `SalesforceRest.bulk_query`): its result pages downloaded to a temporary file, its rows typed
+like a REST query's (`typed`).
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import csv
 import io
 import json
 import tempfile
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Protocol, TypeVar
 
 from simple_salesforce.api import Salesforce
@@ -105,3 +107,57 @@ def _job_results(call: Call, sobject: str, job_id: str, kind: str) -> str:
         return str(bulk.get_successful_records(job_id) if kind == "successful" else bulk.get_failed_records(job_id))
 
     return call(read, kind="bulk", what=f"bulk {kind} results of {sobject}")
+
+
+def query_job(
+    call: Call, sobject: str, soql: str, *, include_deleted: bool, poll_seconds: float, page_size: int
+) -> Iterator[dict[str, str]]:
+    """The rows of one Bulk API 2.0 query job (`queryAll` when `include_deleted`), as CSV text by column.
+
+    The job's result pages (`page_size` rows, `Sforce-Locator` paging) are written to a temporary file inside
+    one call, so a session that expires mid-job repeats the whole job after logging in again; the rows are then
+    read back one at a time, so memory holds one page while downloading and one row after. Values are CSV text,
+    an empty one for null: `typed` turns them into what a REST query returns.
+    """
+    handle = tempfile.TemporaryFile("w+", encoding="utf-8", newline="")  # noqa: SIM115 - closed below
+
+    def download(sf: Salesforce) -> int:
+        handle.seek(0)
+        handle.truncate()
+        bulk = getattr(sf.bulk2, sobject)
+        pages = bulk.query_all if include_deleted else bulk.query
+        header_written = False
+        for page in pages(soql, max_records=page_size, wait=poll_seconds):
+            text = str(page)
+            if header_written:  # every page repeats the header line
+                text = text.split("\n", 1)[1] if "\n" in text else ""
+            handle.write(text if text.endswith("\n") or not text else text + "\n")
+            header_written = True
+        return handle.tell()
+
+    try:
+        call(download, kind="bulk", what=f"bulk query {sobject}")
+        handle.seek(0)
+        yield from csv.DictReader(handle)
+    finally:
+        handle.close()
+
+
+_NUMBERS = {"double": float, "currency": float, "percent": float, "int": int, "long": int}
+
+
+def typed(row: dict[str, str], types: dict[str, str]) -> dict[str, Any]:
+    """A Bulk API query row with the values a REST query returns: null for empty, booleans and numbers by the
+    describe's field `types` (name -> type), text for everything else."""
+    out: dict[str, Any] = {}
+    for name, text in row.items():
+        kind = types.get(name, "string")
+        if text == "":
+            out[name] = False if kind == "boolean" else None
+        elif kind == "boolean":
+            out[name] = text.lower() == "true"
+        elif kind in _NUMBERS:
+            out[name] = _NUMBERS[kind](text)
+        else:
+            out[name] = text
+    return out

@@ -62,6 +62,12 @@ class ReconcileSettings(Section):
     """`sfls reconcile`: where its run's metrics go (its CronJob pushes them like the importer's)."""
 
     pushgateway_url: str | None = None  # a Prometheus Pushgateway for the run's metrics
+    # Salesforce records of one query at or above which they are read through a Bulk API 2.0 query job
+    # (REST query pages below it); 0: always REST.
+    bulk_threshold: int = Field(default=50_000, ge=0)
+    # Records sorted in memory at a time; more go to sorted temporary files in work_dir (services/reconcile/merge.py).
+    sort_chunk_records: int = Field(default=10_000, ge=1)
+    work_dir: str | None = None  # where those files go; default the system's temporary directory
 
 
 class OpportunitySettings(Section):

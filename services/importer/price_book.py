@@ -153,6 +153,11 @@ class PriceBook:
         self._book_landed: Landed | None = None
 
     # ---- the book ----------------------------------------------------------------------------
+    @property
+    def book_id(self) -> str | None:
+        """The custom book's Id once `land_book` found (or created) it; None before, or in a dry run that found none."""
+        return self._book_id
+
     def land_book(self) -> Landed:
         """Find the custom book by Name and IsStandard = false; create it if missing, activate it if inactive."""
         if self._book_landed is not None:

@@ -332,5 +332,10 @@ def entry_changes(push: PushPlan, code_ids: dict[str, int]) -> list[tuple[str, d
     return changes
 
 
+def same_charges(held: Any, wanted: Any) -> bool:
+    """True when two charge lists are equal as `entry_changes` compares them (amount and service status, any order)."""
+    return _normal(held) == _normal(wanted)
+
+
 def _normal(rows: Any) -> list[tuple[float, Any]]:
     return sorted((float(r.get("amount") or 0), r.get("serviceStatusTypeId")) for r in rows or [])

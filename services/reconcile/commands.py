@@ -1,13 +1,15 @@
-"""`sfls reconcile`: the command around services/reconcile/run.py (output formats, progress, exit codes)."""
+"""`sfls reconcile`: the command around services/reconcile/run.py (accounts), catalogue.py (the catalogue) and
+price_plans.py (what quote to cash pushed): the scopes, output formats, progress, repair and exit codes."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import sys
+from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, TextIO
+from typing import TYPE_CHECKING, Annotated, Any, TextIO
 
 import typer
 
@@ -15,6 +17,9 @@ from services.reconcile.drift import Drift
 from services.reconcile.run import Report
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from services.reconcile.catalogue import Relanded
     from shared.salesforce import SalesforceRest
     from shared.settings import Settings
 
@@ -24,6 +29,9 @@ EXAMPLES = 5  # drifts shown per kind in the table
 
 class Scope(StrEnum):
     accounts = "accounts"
+    catalogue = "catalogue"
+    price_plans = "price_plans"
+    all = "all"
 
 
 class Format(StrEnum):
@@ -42,18 +50,27 @@ def reconcile(  # noqa: PLR0917 - one parameter per option, as typer reads them
         Scope,
         typer.Option(
             "--scope",
-            help="What to compare: accounts (Salesforce accounts against the LogiSense accounts linked to them).",
+            help="What to compare: accounts (Salesforce accounts against the LogiSense accounts linked to them), "
+            "catalogue (LogiSense's catalogue and the price book against what the importer landed in Salesforce), "
+            "price_plans (every pushed opportunity's push, planned, against the LogiSense price plans) "
+            "or all (accounts, then catalogue, then price plans, in one report).",
         ),
     ] = Scope.accounts,
     where: Annotated[
-        str, typer.Option("--where", help="SOQL condition on Account, e.g. \"Type = 'Customer'\" (no orphan check).")
+        str,
+        typer.Option(
+            "--where",
+            help="SOQL condition on Account, e.g. \"Type = 'Customer'\" (no orphan check); accounts only, "
+            "not with --scope catalogue or price_plans.",
+        ),
     ] = "",
     repair: Annotated[
         bool,
         typer.Option(
             "--repair",
-            help="Publish a RESYNC event for every missing or mismatched account, so the syncer writes it again; "
-            "orphans and duplicates are only reported.",
+            help="Publish a RESYNC event for every missing or mismatched account, so the syncer writes it again, "
+            "and re-land the catalogue entities with missing or stale records through the importer; orphans, "
+            "duplicates, left-behind catalogue records and price plan drift are only reported.",
         ),
     ] = False,
     output_format: Annotated[
@@ -65,23 +82,44 @@ def reconcile(  # noqa: PLR0917 - one parameter per option, as typer reads them
     ] = Format.table,
     output: Annotated[Path | None, typer.Option("--output", help="Write the report to this file instead.")] = None,
 ) -> None:
-    """Compare Salesforce with LogiSense through the syncer's mapping; exit 0 in sync, 1 with drift, 2 bad input."""
+    """Compare Salesforce with LogiSense through the syncer's mapping (accounts), the importer's code (catalogue) and
+    the push's plan (price plans); exit 0 in sync, 1 with drift, 2 bad input."""
     from services.command import run_guarded, settings_of
     from services.listener.backfill import check_where
+    from services.reconcile.run import check_kafka, log_run
     from services.reconcile.run import repair as publish_repairs
+    from shared.errors import ConfigError
     from shared.observability import configure_logging, secret_values
 
     settings = settings_of(ctx)
     configure_logging("reconcile", settings.observability, secret_values(settings))
 
-    def body() -> Report:
+    def body() -> tuple[Report, Relanded | None]:
+        if where and scope in (Scope.catalogue, Scope.price_plans):
+            raise ConfigError(f"--where narrows the accounts; it does not apply to --scope {scope.value}")
         condition = check_where(where)
-        report, rest = asyncio.run(_with_progress(settings, condition))
-        if repair:
-            publish_repairs(settings, rest, report)
-        return report
+        check_kafka(settings)  # the run's request-log record must be writable before anything is read
+        started_at = datetime.now(UTC)
+        reports, relanded = [], None
+        if scope in (Scope.accounts, Scope.all):
+            accounts, rest = asyncio.run(_with_progress(settings, condition))
+            if repair:  # before the catalogue joins the report: only account drift is resynced
+                publish_repairs(settings, rest, accounts)
+            reports.append(accounts)
+        if scope in (Scope.catalogue, Scope.all):
+            from services.reconcile.catalogue import repair_catalogue
 
-    report = run_guarded(body)
+            catalogue = asyncio.run(_catalogue_with_progress(settings))
+            if repair:
+                relanded = asyncio.run(repair_catalogue(settings, catalogue))
+            reports.append(catalogue)
+        if scope in (Scope.price_plans, Scope.all):  # reported only: --repair leaves price plan drift to a person
+            reports.append(asyncio.run(_price_plans_with_progress(settings)))
+        merged = _merged(reports, scope)
+        log_run(settings, merged, started_at)
+        return merged, relanded
+
+    report, relanded = run_guarded(body)
     from services.reconcile.metrics import record
     from shared.observability import push_metrics
 
@@ -89,9 +127,9 @@ def reconcile(  # noqa: PLR0917 - one parameter per option, as typer reads them
     push_metrics(settings.reconcile.pushgateway_url, "sfls-reconcile")
     if output is not None:
         with output.open("w", encoding="utf-8") as handle:
-            _write(report, output_format, handle)
+            _write(report, relanded, output_format, handle)
     else:
-        _write(report, output_format, sys.stdout)
+        _write(report, relanded, output_format, sys.stdout)
     raise typer.Exit(EXIT_IN_SYNC if report.in_sync else EXIT_DRIFT)
 
 
@@ -105,15 +143,75 @@ async def _with_progress(settings: Settings, where: str) -> tuple[Report, Salesf
         return await reconcile_accounts(settings, where=where)
     columns = (SpinnerColumn(), TextColumn("{task.description}: {task.completed:,} read"), TimeElapsedColumn())
     with Progress(*columns) as bar:
-        tasks = {name: bar.add_task(name, total=None) for name in ("logisense", "salesforce", "salesforce contacts")}
+        tasks = {
+            name: bar.add_task(name, total=None)
+            for name in ("logisense", "logisense contacts", "salesforce", "salesforce contacts")
+        }
         return await reconcile_accounts(
             settings, where=where, on_progress=lambda system, n: bar.update(tasks[system], completed=n)
         )
 
 
-def _write(report: Report, output_format: Format, stream: TextIO) -> None:
+async def _catalogue_with_progress(settings: Settings) -> Report:
+    """Read and compare the catalogue, with a counter per entity on a terminal (structured logs otherwise)."""
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    from services.reconcile.catalogue import reconcile_catalogue
+
+    if not sys.stderr.isatty():
+        return await reconcile_catalogue(settings)
+    columns = (SpinnerColumn(), TextColumn("{task.description}: {task.completed:,} read"), TimeElapsedColumn())
+    with Progress(*columns) as bar:
+        tasks: dict[str, Any] = {}
+
+        def advance(entity: str, n: int) -> None:
+            if entity not in tasks:
+                tasks[entity] = bar.add_task(entity, total=None)
+            bar.update(tasks[entity], completed=n)
+
+        return await reconcile_catalogue(settings, on_progress=advance)
+
+
+async def _price_plans_with_progress(settings: Settings) -> Report:
+    """Plan every pushed opportunity's push, with a counter of opportunities on a terminal."""
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    from services.reconcile.price_plans import reconcile_price_plans
+
+    if not sys.stderr.isatty():
+        return await reconcile_price_plans(settings)
+    columns = (SpinnerColumn(), TextColumn("{task.description}: {task.completed:,} read"), TimeElapsedColumn())
+    with Progress(*columns) as bar:
+        task = bar.add_task("salesforce pushed opportunities", total=None)
+        return await reconcile_price_plans(settings, on_progress=lambda _, n: bar.update(task, completed=n))
+
+
+def _merged(reports: Sequence[Report], scope: Scope) -> Report:
+    """One report for `--scope all` (accounts, catalogue, price plans); the one report of a single scope as it is."""
+    if len(reports) == 1:
+        return reports[0]
+    merged = Report(scope=scope.value)
+    for report in reports:
+        merged.drifts.extend(report.drifts)
+        merged.records.update(report.records)
+        merged.repaired += report.repaired
+        merged.seconds += report.seconds
+    return merged
+
+
+def _summary(report: Report, relanded: Relanded | None) -> dict[str, Any]:
+    """The report's summary, plus what `--repair` re-landed through the importer (scopes with the catalogue)."""
+    summary = report.summary()
+    if report.scope in (Scope.catalogue.value, Scope.all.value):
+        from services.reconcile.catalogue import Relanded
+
+        summary["summary"].update((relanded or Relanded()).summary())
+    return summary
+
+
+def _write(report: Report, relanded: Relanded | None, output_format: Format, stream: TextIO) -> None:
     if output_format is Format.json:
-        for item in [*(d.to_json() for d in report.drifts), report.summary()]:
+        for item in [*(d.to_json() for d in report.drifts), _summary(report, relanded)]:
             stream.write(json.dumps(item, separators=(",", ":"), ensure_ascii=False, default=str) + "\n")
         stream.flush()
         return
@@ -134,6 +232,17 @@ def _write(report: Report, output_format: Format, stream: TextIO) -> None:
     console.print(table)
     if report.repaired:
         console.print(f"repair: {report.repaired} accounts resynced through the syncer (source reconcile)")
+    if relanded is not None and relanded.entities:
+        failed = f", {relanded.failed} failed (see the importer's dead letters)" if relanded.failed else ""
+        console.print(
+            f"repair: {relanded.records} catalogue records re-landed through the importer "
+            f"({', '.join(relanded.entities)}){failed}"
+        )
+    if any(kind.startswith("price_plan") for kind in report.counts()):
+        console.print(
+            "price plans: reported only; clear the opportunity's LogiSense_Push_Hash__c, then "
+            "`sfls opportunity push <Id>` (see the README's Reconcile)"
+        )
     console.print(f"DRIFT: {sum(report.counts().values())} differences")
 
 
@@ -145,4 +254,4 @@ def _example(drift: Drift) -> str:
     )
     if drift.field:
         return f"{where}: {drift.field} {drift.logisense!r} in LogiSense, {drift.salesforce!r} from Salesforce"
-    return f"{where}: {drift.detail}" if drift.detail else where
+    return ": ".join(part for part in (where, drift.detail) if part)  # the price book may have neither id

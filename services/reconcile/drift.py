@@ -18,18 +18,33 @@ Contacts (of the accounts linked in LogiSense; services/syncer/contacts.py decid
 - `contact_unmappable`: the syncer could not map it;
 all repaired by a resync of the Salesforce account they belong to (the syncer creates, updates and deletes an
 account's contacts), except an orphan under a LogiSense account linked to no Salesforce account.
+The catalogue (`--scope catalogue`; services/reconcile/catalogue.py compares through the importer's own code):
+- `catalogue_missing`: a LogiSense catalogue item with no Salesforce record of its external id;
+- `catalogue_stale`: the record's stored content hash differs from the one the importer would write now;
+both repaired by re-landing their entity through the importer (catalogue.py `repair_catalogue`, not an account
+resync: they are not in REPAIRABLE, so `Drift.repair_account` stays None for them);
+- `catalogue_left_behind`: a Salesforce record whose LogiSense item no longer exists; reported, never deleted.
+Price plans (`--scope price_plans`; services/reconcile/price_plans.py plans each pushed opportunity's push through
+services/opportunity/plan.py `plan_push` and `entry_changes`, writing nothing):
+- `price_plan_missing`: the account's price plan the push wrote (`LogiSense_Price_Plan_Id__c`) is gone;
+- `price_plan_entry_missing`: an entry the push would create (a line with no entry);
+- `price_plan_entry_mismatch`: an entry the push would update, one drift per charge field it would change;
+- `price_plan_entry_left_behind`: an entry the push would delete (its line was removed);
+- `price_plan_code_missing`: a line's product code (`LogiSense_Product_Code_Id__c`) is gone from LogiSense;
+- `price_plan_unplannable`: the push would refuse the opportunity now (the refusal's reason), so nothing is compared.
+All reported only: not in REPAIRABLE (`Drift.repair_account` stays None); a person re-pushes the opportunity.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
 from services.syncer.accounts import account_body
 from services.syncer.contacts import plan_points
-from services.syncer.lookups import LsContact, diff, link_value
+from services.syncer.lookups import LsContact, diff
 from services.syncer.references import References
 from services.syncer.snapshot import id15
 from shared.errors import MappingError
@@ -48,6 +63,15 @@ class Kind(StrEnum):
     CONTACT_POINT_MISMATCH = "contact_point_mismatch"
     CONTACT_ORPHAN = "contact_orphan"
     CONTACT_UNMAPPABLE = "contact_unmappable"
+    CATALOGUE_MISSING = "catalogue_missing"
+    CATALOGUE_STALE = "catalogue_stale"
+    CATALOGUE_LEFT_BEHIND = "catalogue_left_behind"
+    PRICE_PLAN_MISSING = "price_plan_missing"
+    PRICE_PLAN_ENTRY_MISSING = "price_plan_entry_missing"
+    PRICE_PLAN_ENTRY_MISMATCH = "price_plan_entry_mismatch"
+    PRICE_PLAN_ENTRY_LEFT_BEHIND = "price_plan_entry_left_behind"
+    PRICE_PLAN_CODE_MISSING = "price_plan_code_missing"
+    PRICE_PLAN_UNPLANNABLE = "price_plan_unplannable"
 
 
 REPAIRABLE = frozenset(
@@ -107,25 +131,33 @@ def _closed(record: Mapping[str, Any], settings: Settings, refs: References) -> 
     return record.get("accountStatusTypeId") is not None and int(record["accountStatusTypeId"]) == closed
 
 
+AccountGroup = tuple[str, list[dict[str, Any]], list[dict[str, Any]]]
+ContactGroup = tuple[str, list[dict[str, Any]], list[LsContact]]
+
+
 def compare_accounts(
-    salesforce: Iterable[Mapping[str, Any]],
-    logisense: Mapping[str, list[dict[str, Any]]],
+    groups: Iterable[AccountGroup],
+    identity_of: Callable[[str], int | None],
     settings: Settings,
     refs: References,
     *,
     complete: bool = True,
 ) -> Iterator[Drift]:
-    """Every drift between Salesforce account records (with `IsDeleted`) and LogiSense accounts by 15-character link.
+    """Every drift between Salesforce accounts (with `IsDeleted`) and the LogiSense accounts linked to them.
 
-    `complete`: the Salesforce side holds every account, so a LogiSense account linked to none is an orphan
-    (False under `--where`, which reads only some).
+    `groups`: per 15-character Salesforce id, its Salesforce account (none or one) and the LogiSense accounts
+    linked to it (lowest identity first), as services/reconcile/merge.py `groups` yields them.
+    `identity_of`: the LogiSense id of the account linked to a 15-character Salesforce id (a parent's, an invoice
+    recipient's), across the whole org. `complete`: the Salesforce side holds every account, so a LogiSense
+    account linked to none is an orphan (False under `--where`, which reads only some).
     """
-    seen: set[str] = set()
-    for record in salesforce:
+    for sid, salesforce, linked in groups:
+        if not salesforce:
+            if complete:
+                yield from _orphans(sid, linked, settings)
+            continue
+        record = salesforce[0]
         sfdc_id = str(record["Id"])
-        sid = id15(sfdc_id)
-        seen.add(sid)
-        linked = logisense.get(sid, [])
         if len(linked) > 1:
             yield _duplicate(sfdc_id, linked)
         if record.get("IsDeleted"):
@@ -140,25 +172,21 @@ def compare_accounts(
         if not linked:
             yield Drift(Kind.ACCOUNT_MISSING, sfdc_id, detail=str(record.get("Name") or ""))
             continue
-        yield from _fields(record, linked[0], logisense, settings, refs)
-    if not complete:
-        return
-    for sid, linked in logisense.items():
-        if sid in seen:
-            continue
-        link = str(linked[0].get(settings.logisense.link_field) or sid)
-        if len(linked) > 1:
-            yield _duplicate(link, linked)
-        for record in linked:
-            yield Drift(
-                Kind.ACCOUNT_ORPHAN, link, int(record["identity"]), detail="its link names no Salesforce account"
-            )
+        yield from _fields(record, linked[0], identity_of, settings, refs)
+
+
+def _orphans(sid: str, linked: list[dict[str, Any]], settings: Settings) -> Iterator[Drift]:
+    link = str(linked[0].get(settings.logisense.link_field) or sid)
+    if len(linked) > 1:
+        yield _duplicate(link, linked)
+    for record in linked:
+        yield Drift(Kind.ACCOUNT_ORPHAN, link, int(record["identity"]), detail="its link names no Salesforce account")
 
 
 def _fields(
     record: Mapping[str, Any],
     existing: dict[str, Any],
-    logisense: Mapping[str, list[dict[str, Any]]],
+    identity_of: Callable[[str], int | None],
     settings: Settings,
     refs: References,
 ) -> Iterator[Drift]:
@@ -168,7 +196,7 @@ def _fields(
     except MappingError as exc:
         yield Drift(Kind.ACCOUNT_UNMAPPABLE, sfdc_id, int(existing["identity"]), detail=str(exc))
         return
-    deps = {id15(d): int(logisense[id15(d)][0]["identity"]) for d in mapped.dependencies if id15(d) in logisense}
+    deps = {id15(d): identity for d in mapped.dependencies if (identity := identity_of(id15(d))) is not None}
     wanted = account_body(mapped, id15(sfdc_id), deps, existing, settings)
     for reference, names in (
         (mapped.parent_sfdc_id, ("parentAccountId",)),
@@ -203,9 +231,9 @@ def _closing(settings: Settings) -> str:
 
 
 def compare_contacts(
-    salesforce: Iterable[Mapping[str, Any]],
-    logisense: Iterable[LsContact],
-    accounts: Mapping[str, list[dict[str, Any]]],
+    groups: Iterable[ContactGroup],
+    account_of: Callable[[str], int | None],
+    owner_of: Callable[[int], str | None],
     settings: Settings,
     refs: References,
     *,
@@ -213,35 +241,28 @@ def compare_contacts(
 ) -> Iterator[Drift]:
     """Every drift between Salesforce contacts (with `IsDeleted`) and LogiSense contacts, under linked accounts.
 
-    `accounts`: LogiSense accounts by 15-character link (as for `compare_accounts`). A contact of an account missing
-    in LogiSense is that account's drift, not its own.
+    `groups`: per 15-character Salesforce contact id, its Salesforce contact (none or one) and the LogiSense
+    contacts whose link point names it. `account_of`: the LogiSense id of the account linked to a 15-character
+    Salesforce account id; `owner_of`: the Salesforce account a LogiSense account (by id) is linked to. A contact
+    of an account missing in LogiSense is that account's drift, not its own.
     """
-    link = settings.logisense.link_field
-    owner = {int(r["identity"]): str(r.get(link) or "") for linked in accounts.values() for r in linked}
-    by_link: dict[str, list[LsContact]] = {}
-    for contact in logisense:
-        if value := link_value(contact, refs, link):
-            by_link.setdefault(id15(value), []).append(contact)
-    seen: set[str] = set()
-    for record in salesforce:
-        contact_id, account = str(record["Id"]), str(record.get("AccountId") or "")
-        seen.add(id15(contact_id))
-        linked = by_link.get(id15(contact_id), [])
-        if record.get("IsDeleted"):
-            yield from (_contact_orphan(c, contact_id, owner, "deleted in Salesforce") for c in linked)
+    for sid, salesforce, linked in groups:
+        if not salesforce:
+            if complete:
+                yield from (_contact_orphan(c, sid, owner_of, "its link names no Salesforce contact") for c in linked)
             continue
-        ls_account = accounts.get(id15(account)) if account else None
-        if not ls_account:
+        record = salesforce[0]
+        contact_id, account = str(record["Id"]), str(record.get("AccountId") or "")
+        if record.get("IsDeleted"):
+            yield from (_contact_orphan(c, contact_id, owner_of, "deleted in Salesforce") for c in linked)
+            continue
+        identity = account_of(id15(account)) if account else None
+        if identity is None:
             continue
         if not linked:
             yield Drift(Kind.CONTACT_MISSING, contact_id, account_id=account, detail=_name(record))
             continue
-        identity = int(ls_account[0]["identity"])
         yield from _contact_fields(record, linked[0], identity, account, settings=settings, refs=refs)
-    if complete:
-        for sid, contacts in by_link.items():
-            if sid not in seen:
-                yield from (_contact_orphan(c, sid, owner, "its link names no Salesforce contact") for c in contacts)
 
 
 def _contact_fields(
@@ -272,8 +293,8 @@ def _contact_fields(
         yield drift(Kind.CONTACT_POINT_MISMATCH, refs.point_names.get(int(point["contactPointTypeId"])), None, held)
 
 
-def _contact_orphan(contact: LsContact, link: str, owner: Mapping[int, str], why: str) -> Drift:
-    account = owner.get(int(contact.record.get("accountId") or 0)) or None
+def _contact_orphan(contact: LsContact, link: str, owner_of: Callable[[int], str | None], why: str) -> Drift:
+    account = owner_of(int(contact.record.get("accountId") or 0)) or None
     detail = why if account else f"{why}; its LogiSense account is linked to no Salesforce account"
     return Drift(Kind.CONTACT_ORPHAN, link, contact.identity, account_id=account, detail=detail)
 

@@ -1,34 +1,41 @@
 """`sfls reconcile --scope accounts`: read both systems, compare (drift.py), print or write the drift, repair.
 
-- Salesforce: every Account (deleted ones included, `queryAll`), only the fields the mapping reads, in Id order,
-  paged by the REST client; `--where` narrows it (then LogiSense accounts outside it are not called orphans).
-- LogiSense: every Account through paged search, grouped by the link field (`logisense.link_field`); every
-  Contact and contact point, the contacts found by their link point.
-- Salesforce contacts: every Contact (deleted ones included) with the fields the contact mapping reads.
+- Both systems are read at once into sorted temporary runs and merged by the 15-character Salesforce id
+  (services/reconcile/sides.py and merge.py), so memory stays bounded whatever the size of the org.
+- Salesforce: every Account (deleted ones included, `queryAll`), only the fields the mapping reads; `--where`
+  narrows it (then LogiSense accounts outside it are not called orphans, and only the contacts of the accounts
+  read are compared). Every Contact likewise. REST query pages, or a Bulk API 2.0 query job at or above
+  `reconcile.bulk_threshold` records.
+- LogiSense: every Account through paged search, by the link field (`logisense.link_field`); every Contact and
+  contact point, the contacts found by their link point.
 - The reference data (types, statuses, bill groups, AR terms, currencies) is LogiSense's own, loaded like the
   syncer loads it, and a multi-currency org is recognised from the Account describe, as the syncer does.
 - `--repair` publishes a RESYNC event (source `reconcile`) for the account of every repairable drift through the
   backfill's transactional path (services/listener/backfill.py, progress key `backfill:reconcile`), so the
   syncer stays the only writer to LogiSense; orphans, duplicates and unmappable accounts are left for a person.
-Both sides are held in memory for the comparison (a known limit: the streamed merge of the issue is next).
+The drift found is held in memory (one small record per difference).
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import structlog
 
 from services.reconcile.drift import Drift, compare_accounts, compare_contacts
-from services.syncer.lookups import LsContact, with_points
+from services.reconcile.merge import KeyIndex
+from services.reconcile.sides import Progress, Query, Sides, read_both
 from services.syncer.references import References
 from services.syncer.snapshot import id15
 from shared.budget import Work
+from shared.errors import TransientError
+from shared.events import RequestRecord, RequestStatus
 from shared.logisense import LogisenseClient
 from shared.mapping import account_query_fields, contact_query_fields, org_currencies
 from shared.observability import push_metrics
@@ -39,7 +46,7 @@ from shared.settings import Settings
 log = structlog.get_logger(__name__)
 
 REPAIR_NAME = "reconcile"
-Progress = Callable[[str, int], None]  # (system, records read so far)
+SERVICE = "reconcile"  # its principal's ACL set (shared/acls.py) and the request log's service
 
 
 @dataclass
@@ -50,6 +57,7 @@ class Report:
     records: Counter[str] = field(default_factory=Counter)  # per system
     repaired: int = 0
     seconds: float = 0.0
+    scope: str = "accounts"
 
     @property
     def in_sync(self) -> bool:
@@ -61,7 +69,7 @@ class Report:
     def summary(self) -> dict[str, Any]:
         return {
             "summary": {
-                "scope": "accounts",
+                "scope": self.scope,
                 "in_sync": self.in_sync,
                 "drift": self.counts(),
                 "records": dict(sorted(self.records.items())),
@@ -71,10 +79,24 @@ class Report:
         }
 
 
-def salesforce_query(settings: Settings, where: str, *, multi_currency: bool) -> str:
-    fields = [*account_query_fields(settings, multi_currency=multi_currency), "IsDeleted"]
-    clause = f" WHERE ({where})" if where else ""
-    return f"SELECT {', '.join(dict.fromkeys(fields))} FROM Account{clause} ORDER BY Id"  # noqa: S608 - the operator's own SOQL
+async def salesforce_client(settings: Settings) -> SalesforceRest:
+    """The Salesforce client of every scope: bulk work for the budget (shared/budget.py), its pauses pushed to the
+    Pushgateway like the run's metrics, `/limits` read before the first call."""
+    rest = SalesforceRest.for_service(
+        settings,
+        SERVICE,
+        Work.BULK,
+        on_budget_change=lambda: push_metrics(settings.reconcile.pushgateway_url, "sfls-reconcile"),
+    )
+    await asyncio.to_thread(rest.budget.refresh)
+    return rest
+
+
+def queries(settings: Settings, where: str, *, multi_currency: bool) -> tuple[Query, Query]:
+    """The Salesforce reads: accounts (matching `where`) and contacts, with the fields the mapping reads."""
+    account_fields = (*account_query_fields(settings, multi_currency=multi_currency), "IsDeleted")
+    contact_fields = (*contact_query_fields(settings), "IsDeleted")
+    return Query("Account", account_fields, where), Query("Contact", contact_fields)
 
 
 async def reconcile_accounts(
@@ -83,60 +105,36 @@ async def reconcile_accounts(
     """Compare every Salesforce account (matching `where`) with LogiSense; the report and the REST client."""
     started = time.monotonic()
     report = Report()
-    rest = SalesforceRest.for_service(
-        settings,
-        "reconcile",
-        Work.BULK,
-        on_budget_change=lambda: push_metrics(settings.reconcile.pushgateway_url, "sfls-reconcile"),
-    )
-    await asyncio.to_thread(rest.budget.refresh)
+    rest = await salesforce_client(settings)
     async with LogisenseClient(settings.logisense, retry=RetryPolicy.from_settings(settings.sync.retry)) as client:
         refs = References()
         await refs.load(client)
         describe = await asyncio.to_thread(rest.describe, "Account")
         refs.multi_currency = org_currencies(describe) is not None
-        logisense: dict[str, list[dict[str, Any]]] = {}
-        link = settings.logisense.link_field
-        async for record in client.search_paged("Account"):
-            report.records["logisense"] += 1
-            value = record.get(link)
-            if value:
-                logisense.setdefault(id15(str(value)), []).append(record)
-            if on_progress is not None and report.records["logisense"] % 500 == 0:
-                on_progress("logisense", report.records["logisense"])
-        contacts = await _logisense_contacts(client)
-    report.records["logisense_contacts"] = len(contacts)
-    soql = salesforce_query(settings, where, multi_currency=refs.multi_currency)
-    contact_fields = ", ".join(dict.fromkeys([*contact_query_fields(settings), "IsDeleted"]))
-    contact_soql = f"SELECT {contact_fields} FROM Contact ORDER BY Id"  # noqa: S608 - our own field list
-
-    def read_salesforce(query: str, system: str) -> list[dict[str, Any]]:
-        rows = []
-        for row in rest.query_all_iter(query, include_deleted=True):
-            rows.append(row)
-            if on_progress is not None and len(rows) % 500 == 0:
-                on_progress(system, len(rows))
-        return rows
-
-    accounts = await asyncio.to_thread(read_salesforce, soql, "salesforce")
-    sf_contacts = await asyncio.to_thread(read_salesforce, contact_soql, "salesforce contacts")
-    if where:  # only the contacts of the accounts read
-        matched = {id15(str(a["Id"])) for a in accounts}
-        sf_contacts = [c for c in sf_contacts if id15(str(c.get("AccountId") or "")) in matched]
-    report.records["salesforce"] = len(accounts)
-    report.records["salesforce_contacts"] = len(sf_contacts)
-    complete = not where
-    report.drifts = list(compare_accounts(accounts, logisense, settings, refs, complete=complete))
-    report.drifts += compare_contacts(sf_contacts, contacts, logisense, settings, refs, complete=complete)
+        reads = queries(settings, where, multi_currency=refs.multi_currency)
+        sides, counts = await read_both(settings, (rest, client), refs, reads, on_progress)
+    try:
+        report.records.update(counts)
+        report.drifts = await asyncio.to_thread(_compare, sides, settings, refs, where)
+    finally:
+        await asyncio.to_thread(sides.close)
     report.seconds = time.monotonic() - started
     log.info("reconcile_compared", **report.summary()["summary"])
     return report, rest
 
 
-async def _logisense_contacts(client: LogisenseClient) -> list[LsContact]:
-    """Every LogiSense contact with its points (both paged)."""
-    records = [record async for record in client.search_paged("Contact")]
-    return with_points(records, [point async for point in client.search_paged("Contact/Point")])
+def _compare(sides: Sides, settings: Settings, refs: References, where: str) -> list[Drift]:
+    """Merge the sorted sides (blocking: it reads the temporary files)."""
+    complete = not where
+    drifts = list(compare_accounts(sides.account_groups(), sides.identity_of.get, settings, refs, complete=complete))
+    contacts = sides.contact_groups()
+    if where:  # only the contacts of the accounts read
+        matched = KeyIndex()
+        for account in sides.salesforce_accounts:
+            matched.add(id15(str(account["Id"])), 1)
+        contacts = (g for g in contacts if not g[1] or matched.get(id15(str(g[1][0].get("AccountId") or ""))))
+    drifts += compare_contacts(contacts, sides.identity_of.get, sides.owner_of, settings, refs, complete=complete)
+    return drifts
 
 
 def repair(settings: Settings, rest: SalesforceRest, report: Report) -> int:
@@ -173,3 +171,49 @@ def repair(settings: Settings, rest: SalesforceRest, report: Report) -> int:
     report.repaired = progress.published
     log.warning("reconcile_repair_published", accounts=progress.published, run_id=progress.run_id)
     return progress.published
+
+
+def check_kafka(settings: Settings) -> None:
+    """Before reading anything: the request-log topic exists (or is created) and Kafka lets this principal write it."""
+    from shared import acls, kafka
+
+    if settings.kafka.create_topics:
+        kafka.ensure_topics(settings.kafka, acls.own_topics(SERVICE, settings))
+    acls.preflight(SERVICE, settings)
+
+
+def log_run(settings: Settings, report: Report, started_at: datetime) -> None:
+    """The run's request-log record (`<prefix>.requests`, kind `reconcile:<scope>`): Success when in sync, Failed
+    with the drift by kind otherwise; counts are the drift by kind, the records read and the accounts repaired."""
+    from shared import kafka
+
+    drift = report.counts()
+    reason = "" if report.in_sync else "drift: " + ", ".join(f"{kind} {n}" for kind, n in drift.items())
+    record = RequestRecord(
+        request_id=uuid.uuid4().hex,
+        service=SERVICE,
+        kind=f"reconcile:{report.scope}",
+        status=RequestStatus.SUCCESS if report.in_sync else RequestStatus.FAILED,
+        key=report.scope,
+        started_at=started_at,
+        duration_seconds=report.seconds,
+        reason=reason[:2000],
+        counts={
+            **drift,
+            **{f"records_{system}": n for system, n in report.records.items()},
+            "repaired": report.repaired,
+        },
+    )
+    topic = kafka.Topics(settings.kafka.topic_prefix).requests
+    try:
+        kafka.produce_and_flush(
+            kafka.producer(settings.kafka),
+            topic,
+            [(record.key.encode(), record.to_bytes(), [])],
+            settings=settings.kafka,
+        )
+    except TransientError as exc:
+        raise TransientError(
+            f"the request-log record of this reconcile run did not reach Kafka ({exc}); its report stands; check "
+            "SFLS_KAFKA__BOOTSTRAP_SERVERS"
+        ) from None

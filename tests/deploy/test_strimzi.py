@@ -291,7 +291,9 @@ def acl_file(name: str, pattern: str) -> str:
     entries = {
         principal: ONE_RULE.format(name=name, pattern=pattern) for principal in ("listener", "syncer", "importer")
     }
-    entries.update(dict.fromkeys(("backfill", "dlq", "requests", "opportunity"), "  always: []\n  createTopics: []\n"))
+    entries.update(
+        dict.fromkeys(("backfill", "dlq", "requests", "opportunity", "reconcile"), "  always: []\n  createTopics: []\n")
+    )
     return "".join(f"{principal}:\n{body}" for principal, body in entries.items())
 
 

@@ -44,6 +44,7 @@ COMMANDS = {
     "dlq": ["dlq", "replay", "--since", "1d"],
     "requests": ["requests"],
     "opportunity": ["opportunity", "push", "006000000000000AAA"],
+    "reconcile": ["reconcile"],
 }
 
 
@@ -199,8 +200,13 @@ def _run_everything(deployment: Deployment) -> None:
 
         # The original "Start Data Sync" and the request log.
         assert "4 accounts published" in _ok(deployment.run("backfill", "backfill"), "sfls backfill")
+        reconciled = deployment.run("reconcile", "reconcile", "--format", "json")
+        assert reconciled.returncode in (0, 1), (
+            f"sfls reconcile:\n{reconciled.stdout[-2000:]}\n{reconciled.stderr[-2000:]}"
+        )
         requests = _ok(deployment.run("requests", "requests", "--json"), "sfls requests")
         assert any('"kind":"account_sync"' in line for line in requests.splitlines()), requests[-2000:]
+        assert any('"kind":"reconcile:accounts"' in line for line in requests.splitlines()), requests[-2000:]
         alive()
     finally:
         for service in (listener, syncer):

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from shared.budget import API_REQUESTS, BULK_BATCHES, Budget, Work, parse_usage
-from shared.errors import BudgetExhaustedError, TransientError
+from shared.errors import BudgetExhaustedError, PermanentError, TransientError
 from shared.settings import BudgetSettings
 
 
@@ -139,3 +139,19 @@ def test_floor_above_reserve_is_refused() -> None:
     """The floor is below the reserve by definition; the error names both settings."""
     with pytest.raises(ValueError, match="floor_percent"):
         BudgetSettings(reserve_percent=10, floor_percent=15)
+
+
+def test_without_limits_a_waiting_call_probes_once_per_interval() -> None:
+    """/limits unreadable (no View Setup permission): after one interval the call goes ahead as the probe."""
+    org = FakeOrg(remaining=[0])
+    budget = budget_for(org, Work.ESSENTIAL, poll_seconds=10)
+
+    def refused() -> dict[str, Any]:
+        org.reads += 1
+        raise PermanentError("Salesforce read limits failed: INSUFFICIENT_ACCESS")
+
+    budget.attach(refused)
+    budget.observe_header("api-usage=1000/1000")
+    budget.admit()
+    assert org.now == pytest.approx(10.0)
+    assert org.reads == 2  # at 0 s (then a wait), at 10 s (then the probe)

@@ -12,7 +12,8 @@ import pytest
 from confluent_kafka import Producer
 
 from devstack.process import sfls_command
-from shared.events import ChangeType
+from shared import kafka
+from shared.events import ChangeType, RequestRecord, RequestStatus
 from shared.salesforce import SalesforceRest
 from shared.settings import KafkaSettings, Settings
 from tests.fixtures.logisense import LogisenseEmulator
@@ -26,19 +27,19 @@ from tests.services.syncer.e2e import (
     subprocess_env,
     syncer_settings,
 )
-from tests.services.syncer.support import change, create_syncer_topics, publish
+from tests.services.syncer.support import change, create_syncer_topics, publish, read_all
 
 pytestmark = pytest.mark.integration
 
 UNKNOWN = "001000000000XYZAAA"
 
 
-def reconcile(settings: Settings, *args: str) -> tuple[int, list[dict[str, Any]], dict[str, Any]]:
-    """Run `sfls reconcile --format json ARGS` as a process: (exit code, drift lines, summary)."""
+def reconcile(settings: Settings, *args: str, **env: str) -> tuple[int, list[dict[str, Any]], dict[str, Any]]:
+    """Run `sfls reconcile --format json ARGS` as a process (with `env` added): (exit code, drift lines, summary)."""
     done = subprocess.run(
         [*sfls_command(), "reconcile", "--format", "json", *args],
         # The syncer's own mapping (tests/services/syncer/e2e.py): reconcile compares through it.
-        env=subprocess_env(settings, SFLS_MAPPINGS__CONTACT_POINTS=json.dumps(CONTACT_POINTS)),
+        env=subprocess_env(settings, SFLS_MAPPINGS__CONTACT_POINTS=json.dumps(CONTACT_POINTS), **env),
         capture_output=True,
         text=True,
         timeout=120,
@@ -113,6 +114,15 @@ async def test_every_injected_drift_is_found_once_and_the_repairable_ones_are_re
 
     code, drifts, summary = reconcile(settings)
     assert code == 1  # orphans and duplicates are left for a person
+    runs = [
+        RequestRecord.from_bytes(m.value() or b"")
+        for m in read_all(kafka_settings, kafka.Topics(kafka_settings.topic_prefix).requests)
+    ]
+    runs = [r for r in runs if r.service == "reconcile"]
+    assert len(runs) == 4  # one per run: the first, the drifted one, the repair, this one
+    assert all(r.status is RequestStatus.FAILED for r in runs)
+    assert runs[-1].counts["account_orphan"] == 2
+    assert "account_duplicate_link 1" in runs[-1].reason
     assert kinds(drifts) == sorted(
         [
             ("account_duplicate_link", accounts[1], ""),
@@ -135,6 +145,15 @@ async def test_a_synced_org_is_in_sync_and_exits_0(
     code, drifts, summary = reconcile(settings)
     assert (code, drifts, summary["in_sync"]) == (0, [], True), drifts
     assert summary["records"] == {"logisense": 4, "logisense_contacts": 4, "salesforce": 4, "salesforce_contacts": 4}
+    topic = kafka.Topics(kafka_settings.topic_prefix).requests
+    [run] = [
+        r
+        for m in read_all(kafka_settings, topic)
+        if (r := RequestRecord.from_bytes(m.value() or b"")).service == "reconcile"
+    ]
+    assert (run.kind, run.status, run.key, run.reason) == ("reconcile:accounts", RequestStatus.SUCCESS, "accounts", "")
+    assert run.counts["records_salesforce"] == 4
+    assert run.counts["repaired"] == 0
     code, drifts, _ = reconcile(settings, "--where", f"Id = '{accounts[0]}'")
     assert (code, drifts) == (0, [])
 
@@ -196,3 +215,43 @@ async def test_contacts_edited_or_deleted_by_hand_in_logisense_are_found_and_rep
     await run_syncer(settings, lambda: committed(settings) >= before + 3)
     code, drifts, summary = reconcile(settings)
     assert (code, drifts, summary["in_sync"]) == (0, [], True)
+
+
+async def test_sorting_on_disk_and_reading_through_bulk_query_jobs_find_the_same_drift(
+    kafka_settings: KafkaSettings,
+    salesforce_emulator: SalesforceEmulator,
+    logisense_emulator: LogisenseEmulator,
+    producer_factory: Callable[..., Producer],
+) -> None:
+    """Sort runs of 4 records (every side spills to temporary files) and Bulk API 2.0 query jobs for every
+    Salesforce read give exactly the drift of the default read, account and contact kinds alike."""
+    sf, ls = salesforce_emulator, logisense_emulator
+    settings = syncer_settings(kafka_settings, sf, ls)
+    accounts = seed_accounts(sf, 24)
+    contacts = seed_contacts(sf, accounts[:12])
+    await _synced(settings, producer_factory(), accounts[:20])  # 20..23 never reach LogiSense
+    by_link = {a["sfdcid"][:15]: a for a in ls.accounts()}
+    async with ls.client() as client:
+        await client.update("Account", int(by_link[accounts[3][:15]]["identity"]), {"name": "Edited by hand"})
+        await client.create("Account", {"name": "Second link", "sfdcid": accounts[7]})
+        await client.create("Account", {"name": "Nobody's", "sfdcid": UNKNOWN})
+        found = [c async for c in client.search_paged("Contact")]
+        await client.update("Contact", int(found[0]["identity"]), {"lastName": "Renamed by hand"})
+        await client.delete("Contact", int(found[1]["identity"]))
+    rest = SalesforceRest(sf.settings())
+    rest.delete("Account", accounts[11])
+    rest.delete("Contact", contacts[5])
+    rest.close()
+
+    default = reconcile(settings)
+    jobs_before = sf.admin("GET", "limits")["limits"]["DailyBulkV2QueryJobs"]["used"]
+    on_disk = reconcile(settings, SFLS_RECONCILE__SORT_CHUNK_RECORDS="4", SFLS_RECONCILE__BULK_THRESHOLD="1")
+
+    assert default[0] == on_disk[0] == 1
+    assert len(default[1]) >= 8, default[1]  # every kind above was found
+    assert sorted(json.dumps(d, sort_keys=True) for d in on_disk[1]) == sorted(
+        json.dumps(d, sort_keys=True) for d in default[1]
+    )
+    assert on_disk[2]["drift"] == default[2]["drift"]
+    assert on_disk[2]["records"] == default[2]["records"]
+    assert sf.admin("GET", "limits")["limits"]["DailyBulkV2QueryJobs"]["used"] - jobs_before == 2  # both reads

@@ -278,7 +278,7 @@ volumes:
       name: {{ include "sfls.configMapName" .root }}
   - name: tmp
     emptyDir:
-      sizeLimit: 64Mi
+      sizeLimit: {{ .values.tmpSizeLimit | default "64Mi" }}
   {{- with include "sfls.kafkaVolumes" (dict "root" .root "principal" (.principal | default .name)) }}
   {{- . | trim | nindent 2 }}
   {{- end }}
