@@ -465,7 +465,7 @@ def _candidates(store: Store, query: Query, cond: Cond | None) -> list[str] | No
         return [v for v in values if isinstance(v, str)]
     if definition.name in {f.name for f in query.obj.external_id_fields}:
         return [i for v in values if v is not None and (i := store.by_unique(query.obj, definition.name, v))]
-    return None
+    return store.by_parent(query.obj, definition.name, values)
 
 
 def _project(store: Store, query: Query, record: dict[str, Any], version: str) -> dict[str, Any]:

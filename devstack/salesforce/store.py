@@ -9,8 +9,9 @@ Deleted records stay (IsDeleted = true) for queryAll and undelete; deleting a re
 children in the same transaction (`CASCADES`: an Account's Contacts and Opportunities, an
 Opportunity's lines, a price book's or product's entries), and undeleting it restores them, as
 Salesforce does. The sales objects' rules (price books, opportunities) are in sales.py.
-Indexes: by id (per object, insertion-ordered) and by every external-id/unique field (live
-records only, case-insensitive), so lookups and upserts are O(1).
+Indexes: by id (per object, insertion-ordered), by every external-id/unique field (live
+records only, case-insensitive), so lookups and upserts are O(1), and by the parent references of
+`CASCADES` (deleted records too), so `WHERE AccountId IN (...)` and a cascade read only the children.
 """
 
 from __future__ import annotations
@@ -59,6 +60,8 @@ def _unique_key(value: Any) -> Any:
     return value.lower() if isinstance(value, str) else value
 
 
+# (child object, reference field) pairs indexed by parent id: the cascades' references.
+PARENT_REFERENCES = frozenset(pair for children in CASCADES.values() for pair in children)
 ORG_ID = to18("00D5g0000000001")  # the org's id (the Pub/Sub tenant id), the same in every emulator
 
 
@@ -69,6 +72,7 @@ class Store:
         self.schema = schema
         self.records: dict[str, dict[str, dict[str, Any]]] = {name: {} for name in schema.objects}
         self.unique: dict[tuple[str, str], dict[Any, str]] = {}
+        self.children: dict[tuple[str, str], dict[str, set[str]]] = {pair: {} for pair in PARENT_REFERENCES}
         self.user_id = to18("0055g0000000001")
         self.org_id = ORG_ID
         self.on_commit: Callable[[Transaction], None] = lambda transaction: None
@@ -138,6 +142,18 @@ class Store:
     def by_unique(self, obj: ObjectDef, field_name: str, value: Any) -> str | None:
         return self.unique.get((obj.name, field_name), {}).get(_unique_key(value))
 
+    def by_parent(self, obj: ObjectDef, field_name: str, parent_ids: Iterable[Any]) -> list[str] | None:
+        """Ids of the records (deleted ones too) whose reference `field_name` holds one of `parent_ids`, or None
+        when that reference has no index (see PARENT_REFERENCES)."""
+        index = self.children.get((obj.name, field_name))
+        if index is None:
+            return None
+        found: set[str] = set()
+        for parent in parent_ids:
+            if isinstance(parent, str) and is_id(parent):
+                found.update(index.get(to18(parent), ()))
+        return sorted(found)  # generated ids count up (base.new_id): their order is the records' insertion order
+
     # ---- indexes -------------------------------------------------------------------------
     def _index(self, obj: ObjectDef, record: dict[str, Any], *, add: bool) -> None:
         for definition in obj.external_id_fields:
@@ -151,22 +167,37 @@ class Store:
             elif index.get(key) == record["Id"]:
                 del index[key]
 
+    def _index_parent(self, obj: ObjectDef, record: dict[str, Any], *, add: bool) -> None:
+        for (child, reference), index in self.children.items():
+            parent = record.get(reference) if child == obj.name else None
+            if not parent:
+                continue
+            if add:
+                index.setdefault(parent, set()).add(record["Id"])
+            elif parent in index:
+                index[parent].discard(record["Id"])
+
     def put(self, obj: ObjectDef, record: dict[str, Any]) -> None:
         """Store a complete record (admin seeding; no change event)."""
         old = self.records[obj.name].get(record["Id"])
         if old is not None:
             self._index(obj, old, add=False)
+            self._index_parent(obj, old, add=False)
         self.records[obj.name][record["Id"]] = record
+        self._index_parent(obj, record, add=True)
         if not record["IsDeleted"]:
             self._index(obj, record, add=True)
 
     def reindex(self) -> None:
         self.unique.clear()
+        for index in self.children.values():
+            index.clear()
         for name, records in self.records.items():
             obj = self.schema.get(name)
             if obj is None:
                 continue
             for record in records.values():
+                self._index_parent(obj, record, add=True)
                 if not record["IsDeleted"]:
                     self._index(obj, record, add=True)
 
@@ -441,7 +472,9 @@ class Transaction:
     def _cascade(self, obj: ObjectDef, record_id: str, *, deleted: bool) -> None:
         for child_name, reference in CASCADES.get(obj.name, ()):
             child_obj = self.store.object(child_name)
-            for child in list(self.store.records[child_name].values()):
+            ids = self.store.by_parent(child_obj, reference, [record_id]) or ()
+            table = self.store.records[child_name]
+            for child in [table[i] for i in ids if i in table]:
                 if deleted and child[reference] == record_id and not child["IsDeleted"]:
                     self._set_deleted(child_obj, child["Id"], True, record_id)
                     self._cascade(child_obj, child["Id"], deleted=True)
