@@ -27,7 +27,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from bench.bench_syncer import LS, Stack, _admin, emulator_stack, syncer_env
+from bench.bench_syncer import LS, Stack, _admin, emulator_stack, seed, syncer_env
 from bench.common import Stopwatch, row, run_measured
 from devstack.process import ServiceProcess, sfls_command
 from shared import kafka
@@ -55,10 +55,7 @@ def _seed(stack: Stack, accounts_n: int) -> tuple[list[str], list[str]]:
         }
         for i in range(accounts_n)
     ]
-    ids: list[str] = []
-    for start in range(0, accounts_n, 50_000):  # the admin API takes the records in parts
-        part = {"sobject": "Account", "records": accounts[start : start + 50_000]}
-        ids += _admin(stack.http, stack.sf_url, "POST", "records", part)["ids"]
+    ids = seed(stack.http, stack.sf_url, "Account", accounts)
     contacts = [
         {
             "AccountId": account,
@@ -70,11 +67,7 @@ def _seed(stack: Stack, accounts_n: int) -> tuple[list[str], list[str]]:
         }
         for n, account in enumerate(ids)
     ]
-    contact_ids: list[str] = []
-    for start in range(0, accounts_n, 50_000):
-        part = {"sobject": "Contact", "records": contacts[start : start + 50_000]}
-        contact_ids += _admin(stack.http, stack.sf_url, "POST", "records", part)["ids"]
-    return ids, contact_ids
+    return ids, seed(stack.http, stack.sf_url, "Contact", contacts)
 
 
 def _sync(stack: Stack, accounts: list[str], prefix: str) -> None:
@@ -99,14 +92,7 @@ def _sync(stack: Stack, accounts: list[str], prefix: str) -> None:
     tuning: dict[str, Any] = {"linger.ms": 50, "batch.size": 1_000_000}
     producer = kafka.producer(settings, **tuning)
     kafka.produce_and_flush(producer, topics.changes, ((e.key, e.to_bytes(), list(e.headers())) for e in events), 600)
-    env = syncer_env(
-        state=stack.state,
-        ca=stack.ca,
-        sf_url=stack.sf_url,
-        ls_url=stack.ls_url,
-        bootstrap=stack.bootstrap,
-        prefix=prefix,
-    )
+    env = _env(stack, prefix)
     with ServiceProcess.sfls("syncer", env=env, log=stack.state / "syncer.log") as syncer:
         watch = Stopwatch()
         while committed_records(settings, f"{prefix}.syncer", topics.changes) < len(accounts):
@@ -181,14 +167,7 @@ def _measure(stack: Stack, accounts_n: int) -> dict[str, float]:
     prefix = f"bench{uuid.uuid4().hex[:8]}"
     _sync(stack, accounts, prefix)
     expected = asyncio.run(_drift(stack, accounts, contacts))
-    env = syncer_env(
-        state=stack.state,
-        ca=stack.ca,
-        sf_url=stack.sf_url,
-        ls_url=stack.ls_url,
-        bootstrap=stack.bootstrap,
-        prefix=prefix,
-    )
+    env = _env(stack, prefix)
     report = stack.state / f"reconcile-{accounts_n}.jsonl"
     before = _calls(stack)
     seconds, rss, code = run_measured(

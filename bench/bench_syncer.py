@@ -186,6 +186,16 @@ def _admin(http: httpx.Client, base: str, method: str, path: str, body: Any = No
     return response.json()
 
 
+def seed(http: httpx.Client, sf_url: str, sobject: str, records: list[dict[str, Any]]) -> list[str]:
+    """Records into the Salesforce emulator through its admin API (no change events), in parts: their ids."""
+    ids: list[str] = []
+    for start in range(0, len(records), 50_000):  # the admin API takes the records in parts
+        ids += _admin(
+            http, sf_url, "POST", "records", {"sobject": sobject, "records": records[start : start + 50_000]}
+        )["ids"]
+    return ids
+
+
 async def _naive(settings: LogisenseSettings, events: list[ChangeEvent], names: dict[str, str]) -> float:
     """One search and one write per event, CONCURRENCY at a time; returns events/s."""
     semaphore = asyncio.Semaphore(CONCURRENCY)
@@ -287,10 +297,7 @@ def _measure(
         }
         for i in range(accounts_n)
     ]
-    ids: list[str] = []
-    for start in range(0, accounts_n, 50_000):  # the admin API takes the records in parts
-        part = {"sobject": "Account", "records": records[start : start + 50_000]}
-        ids += _admin(http, sf_url, "POST", "records", part)["ids"]
+    ids = seed(http, sf_url, "Account", records)
     names = {i: r["Name"] for i, r in zip(ids, records, strict=True)}
     order = list(range(total_events))
     rng.shuffle(order)

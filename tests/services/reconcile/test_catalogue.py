@@ -4,7 +4,6 @@ missing and stale records are re-landed through the importer, left-behind ones a
 
 from __future__ import annotations
 
-import json
 import subprocess
 from typing import Any
 
@@ -19,6 +18,7 @@ from services.reconcile.drift import Kind
 from shared.settings import KafkaSettings, Settings
 from tests.fixtures.logisense import LogisenseEmulator
 from tests.fixtures.salesforce import SalesforceEmulator
+from tests.services.reconcile.support import run_reconcile
 from tests.services.syncer.e2e import seed_accounts, subprocess_env
 
 EXT, KEY, HASH = "LogiSense_Id__c", "LogiSense_Key__c", "LogiSense_Hash__c"
@@ -36,23 +36,6 @@ def settings(
     )
     salesforce_emulator.admin("POST", "schema", salesforce_schema(settings))
     return settings
-
-
-def reconcile(settings: Settings, *args: str) -> tuple[int, list[dict[str, Any]], dict[str, Any]]:
-    """Run `sfls reconcile --format json ARGS` as a process: (exit code, drift lines, summary)."""
-    done = subprocess.run(
-        [*sfls_command(), "reconcile", "--format", "json", *args],
-        env=subprocess_env(settings),
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
-    )
-    assert done.returncode in (0, 1), f"exit {done.returncode}:\n{done.stdout}\n{done.stderr}"
-    lines = [json.loads(line) for line in done.stdout.splitlines() if line.strip()]
-    assert lines, f"no output:\n{done.stderr}"
-    assert "summary" in lines[-1], lines[-1]
-    return done.returncode, lines[:-1], lines[-1]["summary"]
 
 
 def found(drifts: list[dict[str, Any]]) -> list[Found]:
@@ -78,11 +61,11 @@ async def test_a_synced_catalogue_exits_0_alone_and_with_the_accounts(
     settings: Settings, salesforce_emulator: SalesforceEmulator
 ) -> None:
     await _imported(settings)
-    code, drifts, summary = reconcile(settings, "--scope", "catalogue")
+    code, drifts, summary = run_reconcile(settings, "--scope", "catalogue")
     assert (code, drifts, summary["in_sync"], summary["scope"]) == (0, [], True, "catalogue"), drifts
     assert summary["records"]["logisense_catalogue"] == summary["records"]["salesforce_catalogue"] > 0, summary
     assert (summary["relanded"], summary["relanded_entities"]) == (0, [])
-    code, drifts, summary = reconcile(settings, "--scope", "all")
+    code, drifts, summary = run_reconcile(settings, "--scope", "all")
     assert (code, drifts, summary["scope"]) == (0, [], "all"), drifts
     assert {"logisense", "salesforce", "logisense_catalogue", "salesforce_catalogue"} <= set(summary["records"])
 
@@ -120,7 +103,7 @@ async def test_each_injected_catalogue_drift_is_found_once_and_repair_relands_al
     rest.update("LogiSense_Share_Level__c", levels[str(share_level["identity"])]["Id"], {EXT: None})  # de-linked
     rest.update("Pricebook2", book["Id"], {"IsActive": False})
 
-    code, drifts, summary = reconcile(settings, "--scope", "catalogue")
+    code, drifts, summary = run_reconcile(settings, "--scope", "catalogue")
     assert code == 1
     assert found(drifts) == sorted(
         [
@@ -143,7 +126,7 @@ async def test_each_injected_catalogue_drift_is_found_once_and_repair_relands_al
     assert all(d["detail"].startswith(d["entity"]) and "field" not in d for d in drifts), drifts
     assert summary["drift"] == {"catalogue_left_behind": 1, "catalogue_missing": 2, "catalogue_stale": 5}
 
-    code, _, summary = reconcile(settings, "--scope", "catalogue", "--repair")
+    code, _, summary = run_reconcile(settings, "--scope", "catalogue", "--repair")
     assert code == 1  # drift was found; the repair's effect shows in the next run
     assert (summary["relanded"], summary["relanding_failed"], summary["repaired"]) == (7, 0, 0), summary
     assert summary["relanded_entities"] == [
@@ -158,7 +141,7 @@ async def test_each_injected_catalogue_drift_is_found_once_and_repair_relands_al
         float(rate["amount"] or 0) + 1.25
     )
 
-    code, drifts, summary = reconcile(settings, "--scope", "catalogue")
+    code, drifts, summary = run_reconcile(settings, "--scope", "catalogue")
     assert (code, found(drifts)) == (1, [("catalogue_left_behind", "share_plan", str(share_plan["identity"]))])
     assert str(share_plan["identity"]) in _by_ext(salesforce_emulator, "LogiSense_Share_Plan__c")  # never deleted
 
@@ -173,7 +156,7 @@ async def test_scope_all_reports_accounts_then_catalogue_in_one_report(
     async with logisense_emulator.client() as client:
         await client.update("Usage/Rate", int(rate["identity"]), {"displayName": "Renamed by hand"})
 
-    code, drifts, summary = reconcile(settings, "--scope", "all")
+    code, drifts, summary = run_reconcile(settings, "--scope", "all")
     assert code == 1
     assert [(d["kind"], d.get("salesforce_id") if "entity" not in d else d["entity"]) for d in drifts] == [
         ("account_missing", account),
@@ -182,7 +165,7 @@ async def test_scope_all_reports_accounts_then_catalogue_in_one_report(
     assert (summary["scope"], summary["drift"]) == ("all", {"account_missing": 1, "catalogue_stale": 1})
     assert summary["records"]["salesforce"] == 1
     assert summary["records"]["logisense_catalogue"] > 0
-    code, drifts, summary = reconcile(settings, "--scope", "accounts")
+    code, drifts, summary = run_reconcile(settings, "--scope", "accounts")
     assert (code, [d["kind"] for d in drifts], summary["scope"]) == (1, ["account_missing"], "accounts")
     assert "relanded" not in summary  # the accounts summary is as it was
 

@@ -5,7 +5,6 @@ is found exactly once, `--repair` leaves it, and a re-push as the README says cl
 from __future__ import annotations
 
 import asyncio
-import json
 import subprocess
 from typing import Any
 
@@ -22,6 +21,7 @@ from shared.settings import KafkaSettings, Settings
 from tests.fixtures.logisense import LogisenseEmulator
 from tests.fixtures.salesforce import SalesforceEmulator
 from tests.services.opportunity.world import ACCOUNT, BOOK, World, ls_create, make_package
+from tests.services.reconcile.support import run_reconcile
 from tests.services.syncer.e2e import subprocess_env
 from tests.waiting import wait_until
 
@@ -84,20 +84,7 @@ def _settings(kafka: KafkaSettings, logisense: LogisenseEmulator, salesforce: Sa
 
 def reconcile(world: World, *args: str) -> tuple[int, list[dict[str, Any]], dict[str, Any]]:
     """`sfls reconcile --format json ARGS` as a process: (exit code, drift lines, summary)."""
-    settings = _settings(world.kafka, world.ls, world.salesforce)
-    done = subprocess.run(
-        [*sfls_command(), "reconcile", "--format", "json", *args],
-        env=subprocess_env(settings),
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
-    )
-    assert done.returncode in (0, 1), f"exit {done.returncode}:\n{done.stdout}\n{done.stderr}"
-    lines = [json.loads(line) for line in done.stdout.splitlines() if line.strip()]
-    assert lines, f"no output:\n{done.stderr}"
-    assert "summary" in lines[-1], lines[-1]
-    return done.returncode, lines[:-1], lines[-1]["summary"]
+    return run_reconcile(_settings(world.kafka, world.ls, world.salesforce), *args)
 
 
 def found(drifts: list[dict[str, Any]]) -> list[Found]:

@@ -18,6 +18,7 @@ from shared.salesforce import SalesforceRest
 from shared.settings import KafkaSettings, Settings
 from tests.fixtures.logisense import LogisenseEmulator
 from tests.fixtures.salesforce import SalesforceEmulator
+from tests.services.reconcile.support import run_reconcile
 from tests.services.syncer.e2e import (
     CONTACT_POINTS,
     committed,
@@ -35,21 +36,8 @@ UNKNOWN = "001000000000XYZAAA"
 
 
 def reconcile(settings: Settings, *args: str, **env: str) -> tuple[int, list[dict[str, Any]], dict[str, Any]]:
-    """Run `sfls reconcile --format json ARGS` as a process (with `env` added): (exit code, drift lines, summary)."""
-    done = subprocess.run(
-        [*sfls_command(), "reconcile", "--format", "json", *args],
-        # The syncer's own mapping (tests/services/syncer/e2e.py): reconcile compares through it.
-        env=subprocess_env(settings, SFLS_MAPPINGS__CONTACT_POINTS=json.dumps(CONTACT_POINTS), **env),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert done.returncode in (0, 1), f"exit {done.returncode}:\n{done.stdout}\n{done.stderr}"
-    lines = [json.loads(line) for line in done.stdout.splitlines() if line.strip()]
-    assert lines, f"no output:\n{done.stderr}"
-    assert "summary" in lines[-1], lines[-1]
-    return done.returncode, lines[:-1], lines[-1]["summary"]
+    """`sfls reconcile --format json ARGS` through the syncer's own mapping (tests/services/syncer/e2e.py)."""
+    return run_reconcile(settings, *args, SFLS_MAPPINGS__CONTACT_POINTS=json.dumps(CONTACT_POINTS), **env)
 
 
 def kinds(drifts: list[dict[str, Any]]) -> list[tuple[str, str, str]]:
