@@ -9,7 +9,7 @@ import sys
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, TextIO
+from typing import TYPE_CHECKING, Annotated, Any, TextIO, TypeVar
 
 import typer
 
@@ -17,12 +17,12 @@ from services.reconcile.drift import Drift
 from services.reconcile.run import Report
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Awaitable, Callable, Sequence
 
     from services.reconcile.catalogue import Relanded
-    from shared.salesforce import SalesforceRest
-    from shared.settings import Settings
+    from services.reconcile.sides import Progress
 
+T = TypeVar("T")
 EXIT_IN_SYNC, EXIT_DRIFT = 0, 1
 EXAMPLES = 5  # drifts shown per kind in the table
 
@@ -102,19 +102,25 @@ def reconcile(  # noqa: PLR0917 - one parameter per option, as typer reads them
         started_at = datetime.now(UTC)
         reports, relanded = [], None
         if scope in (Scope.accounts, Scope.all):
-            accounts, rest = asyncio.run(_with_progress(settings, condition))
+            from services.reconcile.run import reconcile_accounts
+
+            accounts, rest = asyncio.run(
+                _counted(lambda progress: reconcile_accounts(settings, where=condition, on_progress=progress))
+            )
             if repair:  # before the catalogue joins the report: only account drift is resynced
                 publish_repairs(settings, rest, accounts)
             reports.append(accounts)
         if scope in (Scope.catalogue, Scope.all):
-            from services.reconcile.catalogue import repair_catalogue
+            from services.reconcile.catalogue import reconcile_catalogue, repair_catalogue
 
-            catalogue = asyncio.run(_catalogue_with_progress(settings))
+            catalogue = asyncio.run(_counted(lambda progress: reconcile_catalogue(settings, on_progress=progress)))
             if repair:
                 relanded = asyncio.run(repair_catalogue(settings, catalogue))
             reports.append(catalogue)
         if scope in (Scope.price_plans, Scope.all):  # reported only: --repair leaves price plan drift to a person
-            reports.append(asyncio.run(_price_plans_with_progress(settings)))
+            from services.reconcile.price_plans import reconcile_price_plans
+
+            reports.append(asyncio.run(_counted(lambda p: reconcile_price_plans(settings, on_progress=p))))
         merged = _merged(reports, scope)
         log_run(settings, merged, started_at)
         return merged, relanded
@@ -133,57 +139,24 @@ def reconcile(  # noqa: PLR0917 - one parameter per option, as typer reads them
     raise typer.Exit(EXIT_IN_SYNC if report.in_sync else EXIT_DRIFT)
 
 
-async def _with_progress(settings: Settings, where: str) -> tuple[Report, SalesforceRest]:
-    """Read and compare, with a counter per system on a terminal (structured logs otherwise)."""
-    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-
-    from services.reconcile.run import reconcile_accounts
-
-    if not sys.stderr.isatty():
-        return await reconcile_accounts(settings, where=where)
-    columns = (SpinnerColumn(), TextColumn("{task.description}: {task.completed:,} read"), TimeElapsedColumn())
-    with Progress(*columns) as bar:
-        tasks = {
-            name: bar.add_task(name, total=None)
-            for name in ("logisense", "logisense contacts", "salesforce", "salesforce contacts")
-        }
-        return await reconcile_accounts(
-            settings, where=where, on_progress=lambda system, n: bar.update(tasks[system], completed=n)
-        )
-
-
-async def _catalogue_with_progress(settings: Settings) -> Report:
-    """Read and compare the catalogue, with a counter per entity on a terminal (structured logs otherwise)."""
-    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-
-    from services.reconcile.catalogue import reconcile_catalogue
+async def _counted(run: Callable[[Progress | None], Awaitable[T]]) -> T:
+    """`run(on_progress)` with a counter per name it reports (system, entity) on a terminal; without a terminal
+    there is none, and the structured logs tell what was read."""
+    from rich.progress import Progress as Bar
+    from rich.progress import SpinnerColumn, TextColumn, TimeElapsedColumn
 
     if not sys.stderr.isatty():
-        return await reconcile_catalogue(settings)
+        return await run(None)
     columns = (SpinnerColumn(), TextColumn("{task.description}: {task.completed:,} read"), TimeElapsedColumn())
-    with Progress(*columns) as bar:
+    with Bar(*columns) as bar:
         tasks: dict[str, Any] = {}
 
-        def advance(entity: str, n: int) -> None:
-            if entity not in tasks:
-                tasks[entity] = bar.add_task(entity, total=None)
-            bar.update(tasks[entity], completed=n)
+        def advance(name: str, n: int) -> None:
+            if name not in tasks:
+                tasks[name] = bar.add_task(name, total=None)
+            bar.update(tasks[name], completed=n)
 
-        return await reconcile_catalogue(settings, on_progress=advance)
-
-
-async def _price_plans_with_progress(settings: Settings) -> Report:
-    """Plan every pushed opportunity's push, with a counter of opportunities on a terminal."""
-    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-
-    from services.reconcile.price_plans import reconcile_price_plans
-
-    if not sys.stderr.isatty():
-        return await reconcile_price_plans(settings)
-    columns = (SpinnerColumn(), TextColumn("{task.description}: {task.completed:,} read"), TimeElapsedColumn())
-    with Progress(*columns) as bar:
-        task = bar.add_task("salesforce pushed opportunities", total=None)
-        return await reconcile_price_plans(settings, on_progress=lambda _, n: bar.update(task, completed=n))
+        return await run(advance)
 
 
 def _merged(reports: Sequence[Report], scope: Scope) -> Report:
