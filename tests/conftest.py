@@ -22,7 +22,7 @@ from shared import kafka
 from shared.settings import KafkaSettings
 
 # Emulator fixtures live beside their emulators' tests; every test may use them.
-pytest_plugins = ["tests.fixtures.salesforce", "tests.fixtures.logisense"]
+pytest_plugins = ["tests.fixtures.salesforce", "tests.fixtures.logisense", "tests.fixtures.importer"]
 
 # Fixtures that start or run something outside the test process: the broker, the emulators, helm,
 # promtool and Prometheus. A test using one (directly or through another fixture) must be marked

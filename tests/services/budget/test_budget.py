@@ -22,7 +22,7 @@ from prometheus_client import REGISTRY
 
 from devstack.process import sfls_command
 from services.importer.entities import BY_NAME, GROUPS
-from shared.settings import BudgetSettings, KafkaSettings, Settings
+from shared.settings import BudgetSettings, KafkaSettings
 from tests.environment import sfls_env
 from tests.fixtures.logisense import LogisenseEmulator
 from tests.fixtures.salesforce import SalesforceEmulator
@@ -92,19 +92,7 @@ def assert_all_landed_once(sf: SalesforceEmulator, summary: dict[str, Any] | Non
         assert len(ids) == entity["fetched"] > 0, entity
 
 
-@pytest.fixture
-def schema_deployed(
-    kafka_settings: KafkaSettings, salesforce_emulator: SalesforceEmulator, logisense_emulator: LogisenseEmulator
-) -> None:
-    from services.importer.targets import salesforce_schema
-
-    settings = Settings(
-        kafka=kafka_settings, salesforce=salesforce_emulator.settings(), logisense=logisense_emulator.settings()
-    )
-    salesforce_emulator.admin("POST", "schema", salesforce_schema(settings))
-
-
-@pytest.mark.usefixtures("schema_deployed")
+@pytest.mark.usefixtures("importer_settings")
 async def test_an_import_pauses_at_the_reserve_and_resumes_when_the_window_frees(
     kafka_settings: KafkaSettings, salesforce_emulator: SalesforceEmulator, logisense_emulator: LogisenseEmulator
 ) -> None:
@@ -123,7 +111,7 @@ async def test_an_import_pauses_at_the_reserve_and_resumes_when_the_window_frees
     assert state["refused"]["DailyApiRequests"] == 0, state  # sfls stopped at its reserve, never at the wall
 
 
-@pytest.mark.usefixtures("schema_deployed")
+@pytest.mark.usefixtures("importer_settings")
 async def test_an_import_that_cannot_resume_in_time_exits_3_and_completes_when_run_again(
     kafka_settings: KafkaSettings, salesforce_emulator: SalesforceEmulator, logisense_emulator: LogisenseEmulator
 ) -> None:

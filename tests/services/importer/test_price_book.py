@@ -15,7 +15,7 @@ from services.importer.run import EntityReport, RunReport
 from services.importer.targets import salesforce_schema, select
 from shared.events import RequestRecord
 from shared.kafka import Topics
-from shared.settings import KafkaSettings, Settings
+from shared.settings import Settings
 from tests.fixtures.logisense import LogisenseEmulator
 from tests.fixtures.salesforce import SalesforceEmulator
 
@@ -26,15 +26,8 @@ BOOK_NAME = "LogiSense Price Book"
 
 
 @pytest.fixture
-def settings(
-    kafka_settings: KafkaSettings, logisense_emulator: LogisenseEmulator, salesforce_emulator: SalesforceEmulator
-) -> Settings:
-    """Settings pointing at the broker (unique topic prefix) and both emulators, with the schema deployed."""
-    settings = Settings(
-        kafka=kafka_settings, logisense=logisense_emulator.settings(), salesforce=salesforce_emulator.settings()
-    )
-    salesforce_emulator.admin("POST", "schema", salesforce_schema(settings))
-    return settings
+def settings(importer_settings: Settings) -> Settings:
+    return importer_settings
 
 
 async def _items(emulator: LogisenseEmulator, resource: str) -> list[dict[str, Any]]:

@@ -11,11 +11,11 @@ import pytest
 
 from devstack.process import sfls_command
 from services.importer.app import run_import
-from services.importer.targets import salesforce_schema, select
+from services.importer.targets import select
 from services.importer.transform import Prepared
 from services.reconcile.catalogue import CatalogueDrift, Relanded, check, left_behind
 from services.reconcile.drift import Kind
-from shared.settings import KafkaSettings, Settings
+from shared.settings import Settings
 from tests.fixtures.logisense import LogisenseEmulator
 from tests.fixtures.salesforce import SalesforceEmulator
 from tests.services.reconcile.support import run_reconcile
@@ -27,15 +27,8 @@ Found = tuple[str, str, str]  # (kind, entity, LogiSense id or price book entry 
 
 
 @pytest.fixture
-def settings(
-    kafka_settings: KafkaSettings, logisense_emulator: LogisenseEmulator, salesforce_emulator: SalesforceEmulator
-) -> Settings:
-    """Settings pointing at the broker (unique topic prefix) and both emulators, with the importer's schema deployed."""
-    settings = Settings(
-        kafka=kafka_settings, logisense=logisense_emulator.settings(), salesforce=salesforce_emulator.settings()
-    )
-    salesforce_emulator.admin("POST", "schema", salesforce_schema(settings))
-    return settings
+def settings(importer_settings: Settings) -> Settings:
+    return importer_settings
 
 
 def found(drifts: list[dict[str, Any]]) -> list[Found]:
