@@ -45,7 +45,7 @@ def _tls_failure(exc: BaseException) -> bool:
     return False
 
 
-def _budget_line(rest: SalesforceRest, settings: Settings) -> str:
+def _budget_line(rest: SalesforceRest) -> str:
     """What the org has left of its daily API requests, from /limits or else the last response's header."""
     from shared.budget import API_REQUESTS
 
@@ -53,7 +53,7 @@ def _budget_line(rest: SalesforceRest, settings: Settings) -> str:
     allocation = rest.budget.allocation(API_REQUESTS)
     if allocation is None:
         return "daily API requests: unknown"
-    reserve = int(allocation.max * settings.budget.reserve_percent / 100)
+    reserve = rest.budget.reserve(allocation)
     left = f"{allocation.remaining:,} of {allocation.max:,}"
     line = f"daily API requests: {left} left (sfls keeps {reserve:,} in reserve)"
     if allocation.remaining <= reserve:
@@ -74,7 +74,7 @@ def check_salesforce(settings: Settings) -> CheckResult:
         rest.login()
         rest.query_all("SELECT Id FROM Account LIMIT 1")
         elapsed = (time.perf_counter() - started) * 1000
-        budget = _budget_line(rest, settings)
+        budget = _budget_line(rest)
     except ConfigError as exc:
         return CheckResult(
             "salesforce",

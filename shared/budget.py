@@ -160,7 +160,7 @@ class Budget:
             LIMIT_MAX.labels(allocation.name).set(allocation.max)
             LIMIT_REMAINING.labels(allocation.name).set(allocation.remaining)
             LIMIT_USED.labels(allocation.name).set(allocation.used)
-            LIMIT_RESERVE.labels(allocation.name).set(self._line(allocation, Work.BULK))
+            LIMIT_RESERVE.labels(allocation.name).set(self.reserve(allocation))
 
     def count(self, kind: str) -> None:
         """One call of sfls's own, by kind (token, query, sobject, composite, describe, bulk, limits, other)."""
@@ -203,6 +203,10 @@ class Budget:
     def _line(self, allocation: Allocation, work: Work) -> int:
         percent = self.settings.reserve_percent if work is Work.BULK else self.settings.floor_percent
         return int(allocation.max * percent / 100)
+
+    def reserve(self, allocation: Allocation) -> int:
+        """What sfls leaves of `allocation` to the org's other integrations: bulk work waits at or below it."""
+        return self._line(allocation, Work.BULK)
 
     def short(self, names: Iterable[str]) -> list[tuple[Allocation, int]]:
         """The allocations among `names` at or below this process's line, each with its line."""

@@ -45,7 +45,7 @@ from services.importer.price_book import ENTRY, KEY_FIELD, PriceBook, catalogue_
 from services.importer.targets import check_targets, resolve
 from services.importer.transform import Prepared, logisense_id, to_record
 from services.reconcile.drift import Drift, Kind
-from services.reconcile.run import Report, salesforce_client
+from services.reconcile.run import Report
 from shared.errors import MappingError
 from shared.logisense import LogisenseClient
 from shared.retry import RetryPolicy
@@ -133,14 +133,12 @@ def _drift(
 
 
 async def reconcile_catalogue(
-    settings: Settings, *, rest: SalesforceRest | None = None, on_progress: Progress | None = None
+    settings: Settings, rest: SalesforceRest, *, on_progress: Progress | None = None
 ) -> Report:
     """Compare every catalogue entity, then the price book, of LogiSense with Salesforce (a `catalogue` report)."""
     started = time.monotonic()
     check_targets(settings.importer)
     report = Report(scope="catalogue")
-    if rest is None:
-        rest = await salesforce_client(settings)
     async with LogisenseClient(settings.logisense, retry=RetryPolicy.from_settings(settings.sync.retry)) as client:
         for name in GROUPS["catalogue"]:
             if name not in PRICE_BOOK_NAMES:

@@ -21,6 +21,8 @@ if TYPE_CHECKING:
 
     from services.reconcile.catalogue import Relanded
     from services.reconcile.sides import Progress
+    from shared.salesforce import SalesforceRest
+    from shared.settings import Settings
 
 T = TypeVar("T")
 EXIT_IN_SYNC, EXIT_DRIFT = 0, 1
@@ -86,8 +88,7 @@ def reconcile(  # noqa: PLR0917 - one parameter per option, as typer reads them
     the push's plan (price plans); exit 0 in sync, 1 with drift, 2 bad input."""
     from services.command import run_guarded, settings_of
     from services.listener.backfill import check_where
-    from services.reconcile.run import check_kafka, log_run
-    from services.reconcile.run import repair as publish_repairs
+    from services.reconcile.run import check_kafka, log_run, salesforce_client
     from shared.errors import ConfigError
     from shared.observability import configure_logging, secret_values
 
@@ -100,27 +101,11 @@ def reconcile(  # noqa: PLR0917 - one parameter per option, as typer reads them
         condition = check_where(where)
         check_kafka(settings)  # the run's request-log record must be writable before anything is read
         started_at = datetime.now(UTC)
-        reports, relanded = [], None
-        if scope in (Scope.accounts, Scope.all):
-            from services.reconcile.run import reconcile_accounts
-
-            accounts, rest = asyncio.run(
-                _counted(lambda progress: reconcile_accounts(settings, where=condition, on_progress=progress))
-            )
-            if repair:  # before the catalogue joins the report: only account drift is resynced
-                publish_repairs(settings, rest, accounts)
-            reports.append(accounts)
-        if scope in (Scope.catalogue, Scope.all):
-            from services.reconcile.catalogue import reconcile_catalogue, repair_catalogue
-
-            catalogue = asyncio.run(_counted(lambda progress: reconcile_catalogue(settings, on_progress=progress)))
-            if repair:
-                relanded = asyncio.run(repair_catalogue(settings, catalogue))
-            reports.append(catalogue)
-        if scope in (Scope.price_plans, Scope.all):  # reported only: --repair leaves price plan drift to a person
-            from services.reconcile.price_plans import reconcile_price_plans
-
-            reports.append(asyncio.run(_counted(lambda p: reconcile_price_plans(settings, on_progress=p))))
+        rest = asyncio.run(salesforce_client(settings))  # one login and one /limits read for every scope
+        try:
+            reports, relanded = _scopes(settings, rest, scope, condition, repair=repair)
+        finally:
+            rest.close()
         merged = _merged(reports, scope)
         log_run(settings, merged, started_at)
         return merged, relanded
@@ -137,6 +122,31 @@ def reconcile(  # noqa: PLR0917 - one parameter per option, as typer reads them
     else:
         _write(report, relanded, output_format, sys.stdout)
     raise typer.Exit(EXIT_IN_SYNC if report.in_sync else EXIT_DRIFT)
+
+
+def _scopes(
+    settings: Settings, rest: SalesforceRest, scope: Scope, where: str, *, repair: bool
+) -> tuple[list[Report], Relanded | None]:
+    """The report of each scope asked for, in order (accounts, catalogue, price plans), repaired when asked."""
+    from services.reconcile.catalogue import reconcile_catalogue, repair_catalogue
+    from services.reconcile.price_plans import reconcile_price_plans
+    from services.reconcile.run import reconcile_accounts
+    from services.reconcile.run import repair as publish_repairs
+
+    reports, relanded = [], None
+    if scope in (Scope.accounts, Scope.all):
+        accounts = asyncio.run(_counted(lambda p: reconcile_accounts(settings, rest, where=where, on_progress=p)))
+        if repair:  # before the catalogue joins the report: only account drift is resynced
+            publish_repairs(settings, rest, accounts)
+        reports.append(accounts)
+    if scope in (Scope.catalogue, Scope.all):
+        catalogue = asyncio.run(_counted(lambda p: reconcile_catalogue(settings, rest, on_progress=p)))
+        if repair:
+            relanded = asyncio.run(repair_catalogue(settings, catalogue))
+        reports.append(catalogue)
+    if scope in (Scope.price_plans, Scope.all):  # reported only: --repair leaves price plan drift to a person
+        reports.append(asyncio.run(_counted(lambda p: reconcile_price_plans(settings, rest, on_progress=p))))
+    return reports, relanded
 
 
 async def _counted(run: Callable[[Progress | None], Awaitable[T]]) -> T:

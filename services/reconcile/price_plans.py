@@ -40,7 +40,7 @@ from services.opportunity import opportunities as sf
 from services.opportunity.plan import LinePlan, PushCache, PushPlan, entry_changes, plan_push, same_charges
 from services.opportunity.refusals import PushRefusedError
 from services.reconcile.drift import Drift, Kind
-from services.reconcile.run import Report, salesforce_client
+from services.reconcile.run import Report
 from shared.logisense import LogisenseClient
 from shared.retry import RetryPolicy
 from shared.salesforce import SalesforceRest
@@ -178,21 +178,14 @@ def _body(entry: dict[str, Any]) -> dict[str, Any]:
 
 
 async def reconcile_price_plans(
-    settings: Settings, *, rest: SalesforceRest | None = None, on_progress: Progress | None = None
+    settings: Settings, rest: SalesforceRest, *, on_progress: Progress | None = None
 ) -> Report:
     """Plan the push of every pushed opportunity and report what it would write to LogiSense (a `price_plans`
     report); nothing is written anywhere."""
     started = time.monotonic()
     report = Report(scope="price_plans")
-    own = rest is None
-    if rest is None:
-        rest = await salesforce_client(settings)
-    try:
-        async with LogisenseClient(settings.logisense, retry=RetryPolicy.from_settings(settings.sync.retry)) as client:
-            await _read(settings, rest, client, report, on_progress)
-    finally:
-        if own:
-            rest.close()
+    async with LogisenseClient(settings.logisense, retry=RetryPolicy.from_settings(settings.sync.retry)) as client:
+        await _read(settings, rest, client, report, on_progress)
     report.seconds = time.monotonic() - started
     log.info("reconcile_price_plans_compared", **report.summary()["summary"])
     return report

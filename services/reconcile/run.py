@@ -80,8 +80,8 @@ class Report:
 
 
 async def salesforce_client(settings: Settings) -> SalesforceRest:
-    """The Salesforce client of every scope: bulk work for the budget (shared/budget.py), its pauses pushed to the
-    Pushgateway like the run's metrics, `/limits` read before the first call."""
+    """The one Salesforce client of a run, shared by its scopes: bulk work for the budget (shared/budget.py), its
+    pauses pushed to the Pushgateway like the run's metrics, `/limits` read before the first call."""
     rest = SalesforceRest.for_service(
         settings,
         SERVICE,
@@ -100,12 +100,11 @@ def queries(settings: Settings, where: str, *, multi_currency: bool) -> tuple[Qu
 
 
 async def reconcile_accounts(
-    settings: Settings, *, where: str = "", on_progress: Progress | None = None
-) -> tuple[Report, SalesforceRest]:
-    """Compare every Salesforce account (matching `where`) with LogiSense; the report and the REST client."""
+    settings: Settings, rest: SalesforceRest, *, where: str = "", on_progress: Progress | None = None
+) -> Report:
+    """Compare every Salesforce account (matching `where`) with LogiSense."""
     started = time.monotonic()
     report = Report()
-    rest = await salesforce_client(settings)
     async with LogisenseClient(settings.logisense, retry=RetryPolicy.from_settings(settings.sync.retry)) as client:
         refs = References()
         await refs.load(client)
@@ -120,7 +119,7 @@ async def reconcile_accounts(
         await asyncio.to_thread(sides.close)
     report.seconds = time.monotonic() - started
     log.info("reconcile_compared", **report.summary()["summary"])
-    return report, rest
+    return report
 
 
 def _compare(sides: Sides, settings: Settings, refs: References, where: str) -> list[Drift]:
