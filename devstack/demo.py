@@ -1,21 +1,22 @@
 """`make demo`: the whole pipeline on one machine, narrated as it happens.
 
 It starts a private local stack (Kafka and both emulators, on free ports, state in
-`.devstack/demo`), checks the connections, imports the catalogue and reference data, backfills,
-starts the listener and the syncer, then plays a scripted scenario as a Salesforce user would
-(through simple-salesforce, without sfls's client tag): a parent and two child accounts with
-contacts, a trigger-field change, a non-trigger change, a contact deletion, an account LogiSense
-cannot take, its fix and its replay from the dead-letter topic; then quote to cash: a sales rep wins
-two opportunities on the LogiSense price book and the syncer (`opportunity.auto_push`) prices them in the
-account's LogiSense price plan; then a billing admin edits LogiSense by hand, `sfls reconcile` finds both
-drifts and `--repair` has the syncer put them right. It ends with a one-line verdict and exits 1 if the
-final states differ or a quote-to-cash check fails. Everything it started is stopped, also on Ctrl-C.
+`.devstack/demo`), deploys sfls's Salesforce schema from its DX source, checks the connections, imports the
+catalogue and reference data, starts the listener, the syncer and the Requests tab writer, backfills, then
+plays a scripted scenario as a Salesforce user would (through simple-salesforce, without sfls's client tag):
+a parent and two child accounts with contacts, a trigger-field change, a non-trigger change, a contact
+deletion, an account LogiSense cannot take (a Failed request with its error log on the Salesforce Requests
+tab), its fix and its replay from the dead-letter topic (the same request turns Success, the Account gets its
+LogiSense id); then quote to cash: a sales rep wins two opportunities on the LogiSense price book and the
+syncer (`opportunity.auto_push`) prices them in the account's LogiSense price plan; then a billing admin edits
+LogiSense by hand, `sfls reconcile` finds both drifts and `--repair` has the syncer put them right. It ends with
+a one-line verdict and exits 1 if the final states differ or a quote-to-cash or Requests tab check fails.
+Everything it started is stopped, also on Ctrl-C.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import shutil
 import signal
@@ -99,6 +100,8 @@ class Demo:
                 "SFLS_CONFIG": str(self.state_dir / "sfls.yaml"),
                 "SFLS_SYNC_INTERVAL_MINUTES": str(SYNC_INTERVAL_SECONDS / 60),
                 "SFLS_OBSERVABILITY__LOG_LEVEL": "INFO",
+                # The Requests tab lands within a second (default 5 s), like the syncer's short interval here.
+                "SFLS_REQUESTS_TAB__FLUSH_SECONDS": "1",
                 # Quote to cash's automatic path (README "Quote to cash"): the listener also follows
                 # Opportunity and OpportunityLineItem changes, the syncer pushes won opportunities.
                 "SFLS_OPPORTUNITY__AUTO_PUSH": "true",
@@ -336,8 +339,9 @@ class Demo:
         self.write_config()
         for system, key in (("kafka", "bootstrap_servers"), ("salesforce", "instance_url"), ("logisense", "base_url")):
             self.console.print(f"  {system:<11} {self.description[system][key]}")
-        schema = self.sfls("import", "schema", show=False)
-        self.admin("salesforce", "POST", "schema", json.loads(schema.stdout))
+        source = self.state_dir / "sfls-schema"  # the org admin's step: deploy what `sfls import schema` writes
+        self.sfls("import", "schema", "--out", str(source), show=False)
+        self.admin("salesforce", "POST", "schema-source", {"path": str(source)})
         self.seed_existing_customers()
 
     def test_connection(self) -> bool:
@@ -355,10 +359,13 @@ class Demo:
 
     def start_services_and_backfill(self) -> bool:
         """Start the listener and the syncer, then backfill."""
-        self.step("4. Start the listener and the syncer; sfls backfill (the original 'Start Data Sync')")
+        self.step(
+            "4. Start the listener, the syncer and the Requests tab writer; "
+            "sfls backfill (the original 'Start Data Sync')"
+        )
         self.services = [
-            ServiceProcess.sfls(name, env=self.env, log=self.state_dir / f"{name}.log", new_session=True)
-            for name in ("listener", "syncer")
+            ServiceProcess.sfls(*args, env=self.env, log=self.state_dir / f"{args[0]}.log", new_session=True)
+            for args in (("listener",), ("syncer",), ("requests-tab", "run"))
         ]
         for service in self.services:
             service.wait_ready(60)
@@ -410,7 +417,48 @@ class Demo:
             self.console.print("[red]the dead letter did not appear[/]")
             return False
         self.sfls("dlq", "list")
+        if not self.wait_for(lambda: self.globex_request().get("Status__c") == "Failed", 60):
+            self.console.print("[red]the failed request did not reach the Requests tab[/]")
+            return False
+        self.globex_request_id = str(self.globex_request()["Id"])
+        self.show_requests_tab(
+            "In Salesforce: the LogiSense Requests tab and the Account, as the billing admin sees them"
+        )
         return True
+
+    def globex_request(self) -> Row:
+        """Globex's account sync on the Requests tab, with its Request Error Logs (a parent-to-child subquery)."""
+        soql = format_soql(
+            "SELECT Id, Name, Status__c, Reason__c, (SELECT Error_Class__c, HTTP_Status__c, Message__c, "
+            "Replay_Command__c FROM Request_Error_Logs__r) FROM LogiSense_Request__c "
+            "WHERE Account__c = {} AND Kind__c = 'account_sync'",
+            self.ids["Globex"],
+        )
+        rows = self.sf.query(soql)["records"]
+        return cast(Row, rows[0]) if rows else {}
+
+    def show_requests_tab(self, title: str) -> None:
+        request = self.globex_request()
+        errors = (request.get("Request_Error_Logs__r") or {}).get("records", [])
+        account = self.sobject("Account").get(self.ids["Globex"])
+        table = Table(title=title, title_justify="left")
+        for column in ("record", "status", "what it says"):
+            table.add_column(column)
+        table.add_row(f"LogiSense Request {request['Id']}", request["Status__c"], request.get("Reason__c") or "")
+        for error in errors:
+            status = f" (HTTP {error['HTTP_Status__c']})" if error.get("HTTP_Status__c") else ""
+            table.add_row(
+                "  └ Request Error Log",
+                f"{error['Error_Class__c']}{status}",
+                f"{error['Message__c'] or ''}\nreplay: {error['Replay_Command__c'] or '-'}",
+            )
+        table.add_row(
+            "Account Globex",
+            str(account.get("LogiSense_Sync_Status__c")),
+            f"LogiSense Account Id: {account.get('LogiSense_Account_Id__c') or '-'}"
+            + (f"\n{account['LogiSense_Sync_Reason__c']}" if account.get("LogiSense_Sync_Reason__c") else ""),
+        )
+        self.console.print(table)
 
     def fix_and_replay(self) -> bool:
         """Fix the cause in LogiSense and replay the dead letter."""
@@ -418,7 +466,13 @@ class Demo:
         asyncio.run(self.add_bill_group())
         self.console.print(f"  LogiSense: BillGroup {MISSING_BILL_GROUP!r} created")
         self.sfls("dlq", "replay", "--key", self.ids["Globex"])
-        return self.converged("replay", ["Globex"], done=lambda: self.in_logisense("Globex"))
+        if not self.converged("replay", ["Globex"], done=lambda: self.in_logisense("Globex")):
+            return False
+        if not self.wait_for(lambda: self.globex_request().get("Status__c") == "Success", 60):
+            self.console.print("[red]the Requests tab did not show the replay's Success[/]")
+            return False
+        self.show_requests_tab("The same LogiSense Request, now Success; its error log stays below it")
+        return True
 
     def quote_to_cash(self) -> bool:
         """Win opportunities in Salesforce; the syncer prices them in the account's LogiSense price plan."""
@@ -676,6 +730,30 @@ class Demo:
         )
         return checks
 
+    def tab_checks(self) -> list[tuple[bool, str]]:
+        """The verdict's checks of the billing admin's view: the Requests tab and the Account link."""
+        request = self.globex_request()
+        errors = (request.get("Request_Error_Logs__r") or {}).get("records", [])
+        accounts = [a for a in self.final[0] if not a.get("IsDeleted")]
+        identities = {str(a["identity"]): a.get("sfdcid") for a in self.final[2]}
+        linked = [
+            a
+            for a in accounts
+            if a.get("LogiSense_Sync_Status__c") == "Synced"
+            and identities.get(str(a.get("LogiSense_Account_Id__c"))) == a["Id"]
+        ]
+        return [
+            (
+                request.get("Id") == getattr(self, "globex_request_id", None) and request.get("Status__c") == "Success",
+                "Globex's request on the LogiSense Requests tab went from Failed to Success (the same record)",
+            ),
+            (len(errors) == 1, f"it keeps its one Request Error Log ({len(errors)} found)"),
+            (
+                len(linked) == len(accounts),
+                f"every account carries its LogiSense account id and Synced ({len(linked)} of {len(accounts)})",
+            ),
+        ]
+
     def reconcile(self) -> bool:
         """Drift made by hand in LogiSense, found by sfls reconcile and repaired through the syncer."""
         self.step("10. A billing admin edits LogiSense by hand; sfls reconcile finds it, --repair fixes it")
@@ -726,7 +804,7 @@ class Demo:
         self.step("Verdict")
         self.final = self.states()
         diffs = self.compare(self.final, self.lookup())
-        checks = self.quote_checks()
+        checks = self.quote_checks() + self.tab_checks()
         for passed, what in checks:
             self.console.print(f"  {'[green]✓[/]' if passed else '[red]✗[/]'} {what}")
         failed = [what for passed, what in checks if not passed]

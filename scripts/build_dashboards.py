@@ -103,6 +103,75 @@ def target(expr: str, legend: str, ref: str) -> dict[str, Any]:
     return {"datasource": DS, "expr": expr, "legendFormat": legend or "__auto", "range": True, "refId": ref}
 
 
+def requests_tab_row(b: Board) -> None:
+    """The Requests tab writer (services/requests_tab/), and the syncer's Account link beside it."""
+    b.row("Requests tab")
+    b.series(
+        "Records landed",
+        "ops",
+        "Request records and dead letters the Requests tab writer handled, by Salesforce object and outcome "
+        "(created, updated, skipped by requests_tab.mode, rejected, malformed, created_from_dead_letter).",
+        (
+            f"sum by (object, outcome) (rate(sfls_requests_tab_records_total{{{NS}}}[{RATE}]))",
+            "{{object}} {{outcome}}",
+        ),
+        width=8,
+    )
+    b.series(
+        "Rejected by Salesforce",
+        "short",
+        "Records Salesforce refused per interval, by object and error code (never retried; the log line "
+        "requests_tab_record_refused names the record and fields).",
+        (
+            f"sum by (object, code) (increase(sfls_requests_tab_rejected_total{{{NS}}}[{RATE}]))",
+            "{{object}} {{code}}",
+        ),
+        width=8,
+    )
+    b.series(
+        "Lag by topic",
+        "short",
+        "Records of the request log and the dead-letter topics the writer has not landed yet.",
+        (f"sum by (topic) (sfls_requests_tab_consumer_lag{{{NS}}})", "{{topic}}"),
+        width=8,
+    )
+    b.series(
+        "Time since last landing",
+        "s",
+        "Seconds since the writer last landed a batch (SflsRequestsTabStalled: over 15 minutes while records wait).",
+        (f"time() - max(sfls_requests_tab_last_landing_timestamp_seconds{{{NS}}})", "since last landing"),
+        width=6,
+    )
+    b.series(
+        "Batches and landing time",
+        "short",
+        "Batches per second by outcome (committed, or failed and retried), and the p95 time to land one in Salesforce.",
+        (f"sum by (outcome) (rate(sfls_requests_tab_batches_total{{{NS}}}[{RATE}]))", "batches {{outcome}}"),
+        (
+            f"histogram_quantile(0.95, sum by (le) (rate(sfls_requests_tab_landing_seconds_bucket{{{NS}}}[{RATE}])))",
+            "landing p95 (s)",
+        ),
+        width=6,
+    )
+    b.series(
+        "Retention purge",
+        "short",
+        "Requests deleted in the last hour for being older than requests_tab.retention_days (their error logs go "
+        "with them), and purges that failed (retried at the next interval).",
+        (f"sum(increase(sfls_requests_tab_purged_total{{{NS}}}[1h]))", "purged"),
+        (f"sum(increase(sfls_requests_tab_purge_failures_total{{{NS}}}[1h]))", "failed purges"),
+        width=6,
+    )
+    b.series(
+        "Account link (syncer)",
+        "ops",
+        "The syncer's writes of the LogiSense id and sync status on Salesforce Accounts, by outcome (written, "
+        "refused by Salesforce, failed as a call); sync.account_link switches them off.",
+        (f"sum by (outcome) (rate(sfls_syncer_account_link_total{{{NS}}}[{RATE}]))", "{{outcome}}"),
+        width=6,
+    )
+
+
 def overview() -> dict[str, Any]:
     """sfls — overview: the whole pipeline on one page, then a row per service."""
     b = Board()
@@ -377,6 +446,8 @@ def overview() -> dict[str, Any]:
         (f"max(sfls_reconcile_run_duration_seconds{{{NS}}})", "run duration"),
         width=8,
     )
+
+    requests_tab_row(b)
 
     b.row("API budgets")
     b.series(

@@ -62,10 +62,11 @@ def _register_service_commands() -> None:
     from services.listener import commands as listener_commands
     from services.opportunity import commands as opportunity_commands
     from services.reconcile import commands as reconcile_commands
+    from services.requests_tab import commands as requests_tab_commands
     from services.syncer import commands as syncer_commands
 
     modules = (connection, listener_commands, syncer_commands, importer_commands, opportunity_commands)
-    for module in (*modules, reconcile_commands, kafka_acls):
+    for module in (*modules, reconcile_commands, requests_tab_commands, kafka_acls):
         module.register(app)
     forwarded = {"allow_extra_args": True, "ignore_unknown_options": True}
     app.command(LOCAL_STACK, add_help_option=False, context_settings=forwarded)(devstack)

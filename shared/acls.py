@@ -27,7 +27,7 @@ from prometheus_client import Gauge
 
 from shared import kafka
 from shared.errors import AuthorizationError, ConfigError, TransientError
-from shared.kafka import denied_message, reader_group, syncer_group
+from shared.kafka import denied_message, reader_group, requests_tab_group, syncer_group
 from shared.settings import KafkaSettings, Settings
 
 log = structlog.get_logger(__name__)
@@ -52,6 +52,7 @@ SERVICES: dict[str, str] = {
     "requests": "sfls requests",
     "opportunity": "sfls opportunity push",
     "reconcile": "sfls reconcile",
+    "requests_tab": "sfls requests-tab run|purge",
 }
 
 
@@ -148,6 +149,14 @@ def service_acls(service: str, prefix: str, transactional_id: str) -> list[Acl]:
         "reconcile": [
             Acl("topic", t["requests"], "Write", "one request-log record per run"),
             *_creates([t["requests"]]),
+        ],
+        "requests_tab": [
+            Acl("topic", t["requests"], "Read", "land the request log in Salesforce"),
+            Acl("topic", t["changes_dlt"], "Read", "land the syncer's dead letters as error logs"),
+            Acl("topic", t["listener_dlt"], "Read", "land the listener's dead letters as error logs"),
+            Acl("topic", t["importer_dlt"], "Read", "land the importer's dead letters as error logs"),
+            Acl("group", requests_tab_group(prefix), "Read", "join the writer group and commit its offsets"),
+            *_creates([t["requests"], t["changes_dlt"], t["listener_dlt"], t["importer_dlt"]]),
         ],
     }
     if service not in table:

@@ -12,13 +12,14 @@ reserve sfls leaves in `sfls_salesforce_limit_reserve{limit}`, sfls's own calls 
 `sfls_salesforce_budget_pauses_total{service,reason}` and `sfls_salesforce_budget_paused_seconds_total`.
 
 The gate (`admit`) runs before every call. Its line is the reserve for bulk work (import, backfill,
-reconcile) and the floor for essential work (listener, syncer, quote to cash): an allocation at or below its
-line makes the call wait, reading /limits every `min(budget.poll_seconds, 30)` s, until the rolling window
-frees. Where /limits cannot be read, the waiting call goes ahead once per interval as a probe: its answer's
-header, or its REQUEST_LIMIT_EXCEEDED, says whether the window freed. Essential work waits as long as that
-takes (nothing is dead-lettered for budget); bulk work waits at most `budget.max_pause_seconds`, then raises
-BudgetExhaustedError (the command exits 3). A call Salesforce refuses with REQUEST_LIMIT_EXCEEDED marks its
-allocation spent and waits the same way, then is repeated.
+reconcile) and deferrable work (the Requests tab writer), and the floor for essential work (listener, syncer,
+quote to cash): an allocation at or below its line makes the call wait, reading /limits every
+`min(budget.poll_seconds, 30)` s, until the rolling window frees. Where /limits cannot be read, the waiting call
+goes ahead once per interval as a probe: its answer's header, or its REQUEST_LIMIT_EXCEEDED, says whether the
+window freed. Essential and deferrable work wait as long as that takes (nothing is dead-lettered for budget);
+bulk work waits at most `budget.max_pause_seconds`, then raises BudgetExhaustedError (the command exits 3).
+A call Salesforce refuses with REQUEST_LIMIT_EXCEEDED marks its allocation spent and waits the same way, then
+is repeated.
 An allocation never seen yet does not hold anything up.
 """
 
@@ -74,6 +75,9 @@ class Work(StrEnum):
 
     BULK = "bulk"
     ESSENTIAL = "essential"
+    # Stops at the reserve like bulk work but waits as long as it takes, never giving up: a long-running
+    # service whose work can wait (the Requests tab writer: the request log keeps everything meanwhile).
+    DEFERRABLE = "deferrable"
 
 
 @dataclass(frozen=True)
@@ -201,7 +205,7 @@ class Budget:
 
     # ---- the gate ------------------------------------------------------------------------
     def _line(self, allocation: Allocation, work: Work) -> int:
-        percent = self.settings.reserve_percent if work is Work.BULK else self.settings.floor_percent
+        percent = self.settings.floor_percent if work is Work.ESSENTIAL else self.settings.reserve_percent
         return int(allocation.max * percent / 100)
 
     def reserve(self, allocation: Allocation) -> int:
@@ -225,7 +229,7 @@ class Budget:
         short = self.short(wanted)
         if not short:
             return
-        reason = reason or ("reserve" if self.work is Work.BULK else "floor")
+        reason = reason or ("floor" if self.work is Work.ESSENTIAL else "reserve")
         started = self._clock()
         self._pause(short, reason)
         try:

@@ -27,10 +27,16 @@ ERROR_ATTEMPTS = "sfls.error.attempts"
 ERROR_FIRST = "sfls.error.first_failure"
 ERROR_LAST = "sfls.error.last_failure"
 ERROR_SERVICE = "sfls.error.service"
+# The request-log record (shared/events.py RequestRecord.request_id) of the failed sync: the Requests tab's
+# parent of this dead letter's error log (services/requests_tab/records.py).
+ERROR_REQUEST = "sfls.error.request_id"
 ORIGINAL_TOPIC = "sfls.original.topic"
 ORIGINAL_PARTITION = "sfls.original.partition"
 ORIGINAL_OFFSET = "sfls.original.offset"
 REPLAYED_AT = "sfls.replayed_at"
+# Added by `sfls dlq replay`: the request whose failure is replayed, so the syncer writes the replay's outcome
+# under the same request id (the admin sees that request turn from Failed into Success).
+REPLAY_OF = "sfls.replay.request_id"
 MAX_TEXT = 2000
 
 DEAD_LETTERS = Counter(
@@ -51,6 +57,7 @@ class Failure:
     attempts: int = 1
     first_failure: datetime | None = None
     last_failure: datetime | None = None
+    request_id: str = ""  # the request-log record of the failed sync, when there is one
 
     @classmethod
     def from_exception(cls, exc: BaseException, *, attempts: int = 1, first_failure: datetime | None = None) -> Failure:
@@ -111,6 +118,8 @@ def dead_letter_headers(
         error[ERROR_FIRST] = failure.first_failure.isoformat()
     if failure.last_failure:
         error[ERROR_LAST] = failure.last_failure.isoformat()
+    if failure.request_id:
+        error[ERROR_REQUEST] = failure.request_id
     if origin is not None:
         error[ORIGINAL_TOPIC] = origin.topic
         error[ORIGINAL_PARTITION] = str(origin.partition)
@@ -157,8 +166,24 @@ class DeadLetter:
         return datetime.fromisoformat(raw) if raw else self.timestamp
 
     @property
+    def first_failure(self) -> datetime | None:
+        raw = self.headers.get(ERROR_FIRST)
+        return datetime.fromisoformat(raw) if raw else None
+
+    @property
+    def request_id(self) -> str:
+        return self.headers.get(ERROR_REQUEST, "")
+
+    @property
     def original_topic(self) -> str | None:
         return self.headers.get(ORIGINAL_TOPIC)
+
+    def replay_headers(self, replayed_at: str) -> list[tuple[str, bytes | str | None]]:
+        """The headers its replay carries: the original ones, when it was replayed, and the failed request."""
+        headers: list[tuple[str, bytes | str | None]] = [*self.original_headers, (REPLAYED_AT, replayed_at)]
+        if self.request_id:
+            headers.append((REPLAY_OF, self.request_id))
+        return headers
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -176,19 +201,41 @@ def parse_dead_letter(message: Message) -> DeadLetter:
     """Split a consumed dead-letter record into its error headers and the original ones."""
     raw_headers = message.headers() or []
     pairs = raw_headers.items() if isinstance(raw_headers, dict) else raw_headers
-    all_headers = [(str(k), _b(v)) for k, v in pairs]
-    error = {k: v.decode(errors="replace") for k, v in all_headers if k.startswith(HEADER_PREFIX)}
-    original = [(k, v) for k, v in all_headers if not k.startswith(HEADER_PREFIX)]
     _, timestamp_ms = message.timestamp()
-    return DeadLetter(
-        key=message.key(),
-        value=message.value(),
-        headers=error,
-        original_headers=original,
+    return dead_letter_of(
         topic=message.topic() or "",
         partition=message.partition() or 0,
         offset=message.offset() or 0,
+        key=message.key(),
+        value=message.value(),
+        headers=[(str(k), _b(v)) for k, v in pairs],
         timestamp=datetime.fromtimestamp(timestamp_ms / 1000, UTC),
+    )
+
+
+def dead_letter_of(
+    *,
+    topic: str,
+    partition: int,
+    offset: int,
+    key: bytes | None,
+    value: bytes | None,
+    headers: Iterable[tuple[str, bytes]],
+    timestamp: datetime,
+) -> DeadLetter:
+    """A dead letter from its parts (a consumed record's, already held elsewhere)."""
+    all_headers = list(headers)
+    error = {k: v.decode(errors="replace") for k, v in all_headers if k.startswith(HEADER_PREFIX)}
+    original = [(k, v) for k, v in all_headers if not k.startswith(HEADER_PREFIX)]
+    return DeadLetter(
+        key=key,
+        value=value,
+        headers=error,
+        original_headers=original,
+        topic=topic,
+        partition=partition,
+        offset=offset,
+        timestamp=timestamp,
     )
 
 

@@ -153,9 +153,12 @@ class RequestRecord(BaseModel):
     reason: str = ""
     counts: dict[str, int] = Field(default_factory=dict)
     event_ids: tuple[str, ...] = ()
+    # The outcome of a replayed dead letter, written under the failed request's id (shared/deadletter.py
+    # REPLAY_OF); absent from the JSON otherwise, so other records read the same as before this field existed.
+    replayed: bool = False
 
     def to_bytes(self) -> bytes:
-        return self.model_dump_json().encode()
+        return self.model_dump_json(exclude=None if self.replayed else {"replayed"}).encode()
 
     @classmethod
     def from_bytes(cls, raw: bytes) -> RequestRecord:

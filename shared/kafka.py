@@ -129,6 +129,11 @@ def syncer_group(prefix: str) -> str:
     return f"{prefix}.syncer"
 
 
+def requests_tab_group(prefix: str) -> str:
+    """The consumer group of every Requests tab writer replica."""
+    return f"{prefix}.requests-tab"
+
+
 def denied_message(what: list[str], settings: KafkaSettings | None, *, service: str | None = None) -> str:
     """One line: which operations on which resources Kafka refuses to whom, and where the full list is."""
     principal = settings.librdkafka().get("sasl.username") if settings is not None else None

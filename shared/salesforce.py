@@ -10,9 +10,8 @@ REST (`SalesforceRest`, synchronous; async callers use `asyncio.to_thread`):
 - simple-salesforce cannot refresh a session it did not create, and drops extra headers on its
   own retry, so re-authentication is ours: on `SalesforceExpiredSession` we log in again once
   and repeat the call.
-- Bulk API 2.0 (`bulk_upsert`) goes through simple-salesforce's `bulk2` client on the same session:
-  one ingest job per call from a temporary CSV file, results keyed by external id
-  (shared/salesforce_bulk.py).
+- Bulk API 2.0 (`bulk_upsert`, `bulk_delete`, `bulk_query`, shared/salesforce_bulk.py `BulkJobs`) goes
+  through simple-salesforce's `bulk2` client on the same session: one job per call from a temporary CSV file.
 - The org's API budget (shared/budget.py): every response's `Sforce-Limit-Info` header feeds the client's
   Budget through a session response hook, `limits()` reads `/limits`, and every call passes the budget's gate
   first. A call refused with REQUEST_LIMIT_EXCEEDED waits there for the window to free and is repeated.
@@ -22,7 +21,6 @@ REST (`SalesforceRest`, synchronous; async callers use `asyncio.to_thread`):
 
 from __future__ import annotations
 
-import re
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
@@ -39,40 +37,23 @@ from simple_salesforce.exceptions import (
     SalesforceRefusedRequest,
 )
 
-from shared.budget import API_REQUESTS, BULK_BATCHES, BULK_QUERY_JOBS, Budget, OnChange, Work
+from shared.budget import API_REQUESTS, Budget, OnChange, Work
 from shared.errors import ConfigError, RejectedError, TransientError
 from shared.salesforce_auth import Credentials, org_of, token_form
-from shared.salesforce_bulk import query_job, typed, upsert_job
-from shared.salesforce_errors import AUTH_HINT, error_summary, map_error
+from shared.salesforce_bulk import BulkJobs
+from shared.salesforce_errors import AUTH_HINT, check_ids, check_name, error_summary, map_error
 from shared.settings import SalesforceSettings, Settings
 
 T = TypeVar("T")
 COLLECTION_LIMIT = 200
-_ID = re.compile(r"^[a-zA-Z0-9]{15}(?:[a-zA-Z0-9]{3})?$")
-_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*(?:\.[A-Za-z][A-Za-z0-9_]*)*$")
 
 
 def _query_more(sf: Salesforce, url: str) -> Any:
     return sf.query_more(url, identifier_is_url=True)
 
 
-def _patch_collection(sf: Salesforce, body: dict[str, Any]) -> Any:
-    return sf.restful("composite/sobjects", method="PATCH", json=body)
-
-
-def _check_name(value: str) -> str:
-    if not _NAME.match(value):
-        raise RejectedError(f"not a valid Salesforce API name: {value!r}")
-    return value
-
-
-def _check_ids(ids: Iterable[str]) -> list[str]:
-    unique: dict[str, None] = {}
-    for record_id in ids:
-        if not isinstance(record_id, str) or not _ID.match(record_id):
-            raise RejectedError(f"not a Salesforce record id: {record_id!r}")
-        unique[record_id] = None
-    return list(unique)
+def _collection_call(sf: Salesforce, method: str, body: dict[str, Any]) -> Any:
+    return sf.restful("composite/sobjects", method=method, json=body)
 
 
 class RecordReader(Protocol):
@@ -90,7 +71,7 @@ class RecordReader(Protocol):
     def query_all_iter(self, soql: str, include_deleted: bool = False) -> Iterator[dict[str, Any]]: ...
 
 
-class SalesforceRest:
+class SalesforceRest(BulkJobs):
     """simple-salesforce with our login, CA trust, call tagging, re-authentication and error mapping."""
 
     def __init__(self, settings: SalesforceSettings, budget: Budget | None = None) -> None:
@@ -254,11 +235,11 @@ class SalesforceRest:
         include_deleted: bool = False,
     ) -> Iterator[dict[str, Any]]:
         """Records by id, `chunk_size` ids per `Id IN (...)` query (keeps the URI short)."""
-        names = [_check_name(f) for f in fields] or ["Id"]
+        names = [check_name(f) for f in fields] or ["Id"]
         if not any(n.lower() == "id" for n in names):
             names.insert(0, "Id")
-        _check_name(sobject)
-        unique = _check_ids(ids)
+        check_name(sobject)
+        unique = check_ids(ids)
         for start in range(0, len(unique), max(1, chunk_size)):
             chunk = unique[start : start + chunk_size]
             quoted = ",".join(f"'{i}'" for i in chunk)
@@ -271,36 +252,36 @@ class SalesforceRest:
         """The object's describe document, cached for the life of this client."""
         cached = self._describes.get(sobject)
         if cached is None:
-            _check_name(sobject)
+            check_name(sobject)
             cached = self.call(lambda sf: getattr(sf, sobject).describe(), kind="describe", what=f"describe {sobject}")
             self._describes[sobject] = cached
         return cached
 
     def get(self, sobject: str, record_id: str) -> dict[str, Any]:
-        _check_name(sobject)
-        (checked,) = _check_ids([record_id])
+        check_name(sobject)
+        (checked,) = check_ids([record_id])
         return self.call(lambda sf: getattr(sf, sobject).get(checked), kind="sobject", what=f"get {sobject}")
 
     def create(self, sobject: str, fields: dict[str, Any]) -> str:
         """Create one record; returns its id."""
-        _check_name(sobject)
+        check_name(sobject)
         result = self.call(lambda sf: getattr(sf, sobject).create(fields), kind="sobject", what=f"create {sobject}")
         return str(result["id"])
 
     def update(self, sobject: str, record_id: str, fields: dict[str, Any]) -> None:
-        _check_name(sobject)
-        (checked,) = _check_ids([record_id])
+        check_name(sobject)
+        (checked,) = check_ids([record_id])
         self.call(lambda sf: getattr(sf, sobject).update(checked, fields), kind="sobject", what=f"update {sobject}")
 
     def delete(self, sobject: str, record_id: str) -> None:
-        _check_name(sobject)
-        (checked,) = _check_ids([record_id])
+        check_name(sobject)
+        (checked,) = check_ids([record_id])
         self.call(lambda sf: getattr(sf, sobject).delete(checked), kind="sobject", what=f"delete {sobject}")
 
     def upsert(self, sobject: str, external_field: str, value: str, fields: dict[str, Any]) -> bool:
         """Upsert one record by external id (URL-quoted here; simple-salesforce does not); True if created."""
-        _check_name(sobject)
-        _check_name(external_field)
+        check_name(sobject)
+        check_name(external_field)
         path = f"{external_field}/{quote(str(value), safe='')}"
         status = self.call(
             lambda sf: getattr(sf, sobject).upsert(path, fields), kind="sobject", what=f"upsert {sobject}"
@@ -311,8 +292,8 @@ class SalesforceRest:
         self, sobject: str, external_field: str, records: Iterable[dict[str, Any]], all_or_none: bool = False
     ) -> list[dict[str, Any]]:
         """Upsert by external id through sObject Collections, 200 records per call; one result per record."""
-        _check_name(sobject)
-        _check_name(external_field)
+        check_name(sobject)
+        check_name(external_field)
         batch: list[dict[str, Any]] = []
         results: list[dict[str, Any]] = []
         path = f"composite/sobjects/{sobject}/{external_field}"
@@ -333,64 +314,46 @@ class SalesforceRest:
             flush()
         return results
 
-    def update_collection(self, records: Iterable[dict[str, Any]]) -> None:
+    def update_collection(self, records: Iterable[dict[str, Any]], *, all_or_none: bool = True) -> list[dict[str, Any]]:
         """Update records of any types (each `{"attributes": {"type": T}, "Id": ..., fields}`) through sObject
-        Collections, 200 per call, all or none per call; a rejected record raises RejectedError naming it."""
+        Collections, 200 per call; one result per record. All or none per call: a rejected record raises
+        RejectedError naming it; otherwise each record succeeds or fails alone, as its result says."""
+        return self._collection("PATCH", records, all_or_none=all_or_none, what="update records")
+
+    def create_collection(self, records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Create records of any types (each `{"attributes": {"type": T}, fields}`) through sObject Collections,
+        200 per call, each record alone (a duplicate external id fails that record: DUPLICATE_VALUE)."""
+        return self._collection("POST", records, all_or_none=False, what="create records")
+
+    def _collection(
+        self, method: str, records: Iterable[dict[str, Any]], *, all_or_none: bool, what: str
+    ) -> list[dict[str, Any]]:
         batch = list(records)
+        results: list[dict[str, Any]] = []
         for start in range(0, len(batch), COLLECTION_LIMIT):
             part = batch[start : start + COLLECTION_LIMIT]
             for record in part:
-                _check_name(str(record["attributes"]["type"]))
-                _check_ids([record["Id"]])
-            body: dict[str, Any] = {"allOrNone": True, "records": part}
+                check_name(str(record["attributes"]["type"]))
+                if method == "PATCH":
+                    check_ids([record["Id"]])
+            body: dict[str, Any] = {"allOrNone": all_or_none, "records": part}
             out: list[dict[str, Any]] = self.call(
-                partial(_patch_collection, body=body), kind="composite", what="update records"
+                partial(_collection_call, method=method, body=body), kind="composite", what=what
             )
+            results += out or []
             refused = [
                 (record, (result.get("errors") or [{}])[0])
                 for record, result in zip(part, out or [], strict=False)
                 if not result.get("success")
             ]
             refused.sort(key=lambda pair: pair[1].get("statusCode") == "ALL_OR_NONE_OPERATION_ROLLED_BACK")
-            if refused:
+            if refused and all_or_none:
                 record, error = refused[0]
                 raise RejectedError(
-                    f"Salesforce refused the update of {record['attributes']['type']} {record['Id']}: "
-                    f"{error.get('statusCode', '')}: {error.get('message', '')}"
+                    f"Salesforce refused the {what.split(maxsplit=1)[0]} of {record['attributes']['type']} "
+                    f"{record.get('Id', '')}: {error.get('statusCode', '')}: {error.get('message', '')}"
                 )
-
-    # ---- Bulk API 2.0 ----------------------------------------------------------------------
-    def bulk_upsert(self, sobject: str, external_field: str, records: Iterable[dict[str, Any]]) -> dict[str, Any]:
-        """Upsert by external id through one Bulk API 2.0 ingest job; external id -> result.
-
-        Results have the sObject Collections shape; shared/salesforce_bulk.py (`upsert_job`) says what
-        a record may hold, which records get no result, and what a failed job or expired session does.
-        """
-        _check_name(sobject)
-        _check_name(external_field)
-        self.budget.admit((API_REQUESTS, BULK_BATCHES))
-        results = upsert_job(self.call, sobject, external_field, records, poll_seconds=self.settings.bulk_poll_seconds)
-        self.budget.spent(BULK_BATCHES, max(1, -(-len(results) // 10_000)))
         return results
-
-    def bulk_query(
-        self, sobject: str, soql: str, *, include_deleted: bool = False, page_size: int = 50_000
-    ) -> Iterator[dict[str, Any]]:
-        """Every row of a SOQL query through one Bulk API 2.0 query job, typed like a REST query's rows (the
-        object's describe says which columns are booleans and numbers); shared/salesforce_bulk.py `query_job`."""
-        _check_name(sobject)
-        types = {str(f["name"]): str(f["type"]) for f in self.describe(sobject).get("fields", [])}
-        self.budget.admit((API_REQUESTS, BULK_QUERY_JOBS))
-        rows = query_job(
-            self.call,
-            sobject,
-            soql,
-            include_deleted=include_deleted,
-            poll_seconds=self.settings.bulk_poll_seconds,
-            page_size=page_size,
-        )
-        self.budget.spent(BULK_QUERY_JOBS)
-        return (typed(row, types) for row in rows)
 
     def count(self, from_where: str, include_deleted: bool = False) -> int:
         """How many records `SELECT COUNT() <from_where>` (the caller's FROM and WHERE) counts."""

@@ -1,6 +1,7 @@
-"""The Bulk API 2.0 path of shared.salesforce: one ingest job per upsert, its CSV in and its results out.
+"""The Bulk API 2.0 path of shared.salesforce: one ingest job per upsert or delete, its CSV in and its results out.
 
-`SalesforceRest.bulk_upsert` runs `upsert_job` through its own `call`, on the same session as every
+`BulkJobs` gives `SalesforceRest` `bulk_upsert`, `bulk_delete` and `bulk_query`, gated by its budget (each job
+spends its allocation). `bulk_upsert` runs `upsert_job` through the client's own `call`, on the same session as every
 REST call (simple-salesforce's `bulk2` client), so logging in again and mapping errors onto
 shared.errors happen there. Here: how records become the job's CSV (null as `#N/A`), and how the
 job's successful and failed records become results in the sObject Collections shape. And one query job
@@ -19,7 +20,10 @@ from typing import Any, Protocol, TypeVar
 
 from simple_salesforce.api import Salesforce
 
+from shared.budget import API_REQUESTS, BULK_BATCHES, BULK_QUERY_JOBS, Budget
 from shared.errors import RejectedError
+from shared.salesforce_errors import check_ids, check_name
+from shared.settings import SalesforceSettings
 
 T = TypeVar("T")
 BULK_NULL = "#N/A"
@@ -29,6 +33,80 @@ class Call(Protocol):
     """`SalesforceRest.call`: one simple-salesforce call, re-authenticated once and its errors mapped."""
 
     def __call__(self, fn: Callable[[Salesforce], T], *, kind: str = ..., what: str = ...) -> T: ...
+
+
+class _Client(Protocol):
+    """What BulkJobs needs of shared.salesforce.SalesforceRest."""
+
+    settings: SalesforceSettings
+    budget: Budget
+
+    def call(self, fn: Callable[[Salesforce], T], *, kind: str = ..., what: str = ...) -> T: ...
+
+    def describe(self, sobject: str) -> dict[str, Any]: ...
+
+
+class BulkJobs:
+    """The Bulk API 2.0 calls of SalesforceRest (a mixin: `self` is the client)."""
+
+    def bulk_upsert(
+        self: _Client, sobject: str, external_field: str, records: Iterable[dict[str, Any]]
+    ) -> dict[str, Any]:
+        """Upsert by external id through one Bulk API 2.0 ingest job; external id -> result (`upsert_job`
+        says what a record may hold, which records get no result, and what a failed job or expired session does)."""
+        check_name(sobject)
+        check_name(external_field)
+        self.budget.admit((API_REQUESTS, BULK_BATCHES))
+        results = upsert_job(self.call, sobject, external_field, records, poll_seconds=self.settings.bulk_poll_seconds)
+        self.budget.spent(BULK_BATCHES, max(1, -(-len(results) // 10_000)))
+        return results
+
+    def bulk_delete(self: _Client, sobject: str, ids: Iterable[str]) -> tuple[int, list[str]]:
+        """Delete records by id through one Bulk API 2.0 ingest job (`operation: delete`, children cascade as
+        in any delete); (deleted, the errors of the records Salesforce refused). An expired session repeats the
+        job after logging in again: deleting a deleted record is refused, not repeated."""
+        check_name(sobject)
+        unique = check_ids(ids)
+        if not unique:
+            return 0, []
+        self.budget.admit((API_REQUESTS, BULK_BATCHES))
+        with tempfile.NamedTemporaryFile("w", suffix=".csv", encoding="utf-8", newline="") as handle:
+            handle.write("Id\n" + "".join(f"{record_id}\n" for record_id in unique))
+            handle.flush()
+            poll = self.settings.bulk_poll_seconds
+            jobs = self.call(
+                lambda sf: getattr(sf.bulk2, sobject).delete(csv_file=handle.name, wait=poll),
+                kind="bulk",
+                what=f"bulk delete {sobject}",
+            )
+        self.budget.spent(BULK_BATCHES, max(1, -(-len(unique) // 10_000)))
+        failed = sum(int(job.get("numberRecordsFailed", 0)) for job in jobs)
+        deleted = sum(int(job.get("numberRecordsProcessed", 0)) for job in jobs) - failed  # processed counts both
+        errors: list[str] = []
+        if failed:
+            for job in jobs:
+                text = _job_results(self.call, sobject, str(job["job_id"]), "failed")
+                errors += [row.get("sf__Error", "") for row in csv.DictReader(io.StringIO(text))]
+        return deleted, errors
+
+    def bulk_query(
+        self: _Client, sobject: str, soql: str, *, include_deleted: bool = False, page_size: int = 50_000
+    ) -> Iterator[dict[str, Any]]:
+        """Every row of a SOQL query through one Bulk API 2.0 query job, typed like a REST query's rows (the
+        object's describe says which columns are booleans and numbers); `query_job`."""
+        check_name(sobject)
+        types = {str(f["name"]): str(f["type"]) for f in self.describe(sobject).get("fields", [])}
+        self.budget.admit((API_REQUESTS, BULK_QUERY_JOBS))
+        rows = query_job(
+            self.call,
+            sobject,
+            soql,
+            include_deleted=include_deleted,
+            poll_seconds=self.settings.bulk_poll_seconds,
+            page_size=page_size,
+        )
+        self.budget.spent(BULK_QUERY_JOBS)
+        return (typed(row, types) for row in rows)
 
 
 def bulk_csv_value(value: Any) -> str:

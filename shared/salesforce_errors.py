@@ -7,6 +7,8 @@ the CA setting. Secrets never appear in messages.
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterable
 from typing import Any
 
 import requests
@@ -21,6 +23,9 @@ from simple_salesforce.exceptions import (
 )
 
 from shared.errors import ConfigError, PermanentError, RejectedError, SflsError, TransientError
+
+_ID = re.compile(r"^[a-zA-Z0-9]{15}(?:[a-zA-Z0-9]{3})?$")
+_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*(?:\.[A-Za-z][A-Za-z0-9_]*)*$")
 
 AUTH_HINT = (
     "check SFLS_SALESFORCE__CLIENT_ID, SFLS_SALESFORCE__CLIENT_SECRET, SFLS_SALESFORCE__USERNAME, "
@@ -79,3 +84,20 @@ def map_error(error: Exception, what: str) -> SflsError:
     else:
         mapped = PermanentError(text, status=status, response_excerpt=excerpt)
     return mapped
+
+
+def check_name(value: str) -> str:
+    """An API name (object, field, `Relationship__r.Field__c`) safe to put in SOQL or a URL, or RejectedError."""
+    if not _NAME.match(value):
+        raise RejectedError(f"not a valid Salesforce API name: {value!r}")
+    return value
+
+
+def check_ids(ids: Iterable[str]) -> list[str]:
+    """Record ids (15 or 18 characters), each once in first-seen order, or RejectedError naming the bad one."""
+    unique: dict[str, None] = {}
+    for record_id in ids:
+        if not isinstance(record_id, str) or not _ID.match(record_id):
+            raise RejectedError(f"not a Salesforce record id: {record_id!r}")
+        unique[record_id] = None
+    return list(unique)

@@ -41,11 +41,19 @@ from shared.settings_services import (
     ListenerSettings,
     OpportunitySettings,
     ReconcileSettings,
+    RequestsTabSettings,
 )
 from shared.settings_services import Section as _Section
 
 # Each service's own section lives in shared/settings_services.py; import them from here with the rest.
-__all__ = ["ImportSettings", "ImportTarget", "ListenerSettings", "OpportunitySettings", "ReconcileSettings"]
+__all__ = [
+    "ImportSettings",
+    "ImportTarget",
+    "ListenerSettings",
+    "OpportunitySettings",
+    "ReconcileSettings",
+    "RequestsTabSettings",
+]
 
 DEFAULT_LOGISENSE_CLIENT_ID = "044b8ad6006845c29446b2f18e5b5909"
 COLUMN_NAME_PATTERN = re.compile(r"^[a-z][A-Za-z0-9_]*$")
@@ -241,6 +249,9 @@ class SyncSettings(_Section):
     # False: `POST Contact`, then one `POST Contact/Point` per point; a crash in between leaves an
     # unlinked contact that the account's next sync takes over by name and type.
     atomic_contact_create: bool = True
+    # After each batch, write the Account link (shared/salesforce_view.py LINK_FIELDS: LogiSense account id,
+    # sync status and reason, last successful sync) on the synced accounts: one composite update per 200.
+    account_link: bool = True
 
 
 class AccountExtension(_Section):
@@ -338,6 +349,7 @@ class Settings(BaseSettings):
     opportunity: OpportunitySettings = OpportunitySettings()
     reconcile: ReconcileSettings = ReconcileSettings()
     budget: BudgetSettings = BudgetSettings()
+    requests_tab: RequestsTabSettings = RequestsTabSettings()
 
     @classmethod
     def settings_customise_sources(

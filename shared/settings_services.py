@@ -1,4 +1,5 @@
-"""Each service's own settings section (the listener's, the importer's, reconcile's, quote to cash's), and the
+"""Each service's own settings section (the listener's, the importer's, reconcile's, quote to cash's, the Requests
+tab's), and the
 base every section of shared/settings.py shares. `shared.settings` re-exports them: import them from there.
 """
 
@@ -89,3 +90,19 @@ class OpportunitySettings(Section):
     def watched(self) -> bool:
         """True when the listener follows opportunities and the syncer handles their events."""
         return self.watch or self.auto_push
+
+
+class RequestsTabSettings(Section):
+    """The Requests tab writer (services/requests_tab/): which request records it lands in Salesforce, how it
+    batches them, and how long Salesforce keeps them.
+
+    `mode`: `failures` lands every Failed request with its error logs, and the outcome of each replayed dead
+    letter (the admin sees Failed turn into Success); `all` lands every request (see the README for its cost);
+    `off` writes nothing (the writer still reads and commits, so its lag stays flat).
+    """
+
+    mode: Literal["off", "failures", "all"] = "failures"
+    batch_records: int = Field(default=10_000, ge=1)  # request records and dead letters per landing at most
+    flush_seconds: float = Field(default=5.0, ge=0)  # a landing waits at most this long for more records
+    retention_days: float = Field(default=30.0, ge=0)  # older requests are deleted (with their logs); 0: kept
+    purge_interval_seconds: float = Field(default=3600.0, gt=0)  # how often the writer deletes expired records

@@ -28,7 +28,7 @@ pytest_plugins = ["tests.fixtures.salesforce", "tests.fixtures.logisense", "test
 # promtool and Prometheus. A test using one (directly or through another fixture) must be marked
 # `integration`, so `make test-unit` (`-m "not integration"`) needs none of them.
 OUTSIDE_THE_PROCESS = frozenset(
-    {"kafka_bootstrap", "salesforce_server", "logisense_server", "helm", "promtool", "prometheus_bin"}
+    {"kafka_bootstrap", "salesforce_server", "logisense_server", "helm", "promtool", "prometheus_bin", "sf_cli"}
 )
 
 

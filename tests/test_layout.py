@@ -44,9 +44,9 @@ HOMES = [
     ),
     Home("the dead-letter record (headers, reason)", "shared/deadletter.py", "dead_letter_headers", r'"sfls\.error\.'),
     Home(
-        "committing the syncer's offsets",
+        "committing consumed offsets (the syncer, the Requests tab)",
         "services/syncer/consume.py",
-        "ConsumeLoop._commit_offsets",
+        "BatchLoop._commit_offsets",
         r"\.commit\(offsets=|\.commit\($",
     ),
     Home("reading a topic to its end", "shared/kafka_reader.py", "read_to_end", r"\.assign\("),

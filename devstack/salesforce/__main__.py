@@ -5,14 +5,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import json
 import logging
 import signal
 import sys
 from pathlib import Path
+from typing import Any
 
 from devstack.salesforce.admin import PUBSUB
 from devstack.salesforce.app import serve
 from devstack.salesforce.config import Config, Tunables
+from devstack.salesforce.source import load_source
 from devstack.tls import ensure_ca
 
 
@@ -34,6 +37,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--password", required=True, help="integration user password")
     parser.add_argument("--security-token", default="", help="appended to the password by clients")
     parser.add_argument("--schema", type=Path, help="JSON file adding custom objects and fields")
+    parser.add_argument(
+        "--schema-source",
+        type=Path,
+        metavar="DIR",
+        help="Salesforce DX source adding custom objects and fields (the folder `sfls import schema --out` writes)",
+    )
     parser.add_argument("--token-ttl-seconds", type=float, default=7200.0, help="access token lifetime")
     parser.add_argument("--cometd-timeout-ms", type=int, default=110_000, help="long-poll hold (advice.timeout)")
     parser.add_argument("--session-idle-seconds", type=float, default=40.0, help="CometD session reconnect timeout")
@@ -53,6 +62,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def schema_file(args: argparse.Namespace) -> Path | None:
+    """The JSON schema file the emulator starts with: --schema, plus --schema-source converted (in --state-dir)."""
+    given: Path | None = args.schema
+    if args.schema_source is None:
+        return given
+    source = load_source(args.schema_source)
+    spec: dict[str, Any] = json.loads(given.read_text(encoding="utf-8")) if given is not None else {}
+    spec["objects"] = [*spec.get("objects", []), *source["objects"]]
+    fields: dict[str, list[Any]] = spec.setdefault("fields", {})
+    for name, specs in source["fields"].items():
+        fields[name] = [*fields.get(name, []), *specs]
+    args.state_dir.mkdir(parents=True, exist_ok=True)
+    path: Path = args.state_dir / "schema-source.json"
+    path.write_text(json.dumps(spec), encoding="utf-8")
+    return path
+
+
 async def _main(args: argparse.Namespace) -> None:
     ca = ensure_ca(args.state_dir)
     config = Config(
@@ -62,7 +88,7 @@ async def _main(args: argparse.Namespace) -> None:
         password=args.password,
         security_token=args.security_token,
         state_dir=args.state_dir,
-        schema_file=args.schema,
+        schema_file=schema_file(args),
         currencies=tuple(code.strip() for code in args.currencies.split(",") if code.strip()),
         tunables=Tunables(
             token_ttl_seconds=args.token_ttl_seconds,

@@ -18,6 +18,8 @@ POST /__admin/latency                     {"ms": 200}: added to every non-admin 
 POST /__admin/settings                    any of the tunables in config.py, e.g. {"long_text_diff": true},
                                           {"multi_currency": true} (CurrencyIsoCode appears in describe)
 POST /__admin/schema                      custom objects and fields (shape in schema.py)
+POST /__admin/schema-source               {"path": "<dir>"}: the same from Salesforce DX source, e.g. the folder
+                                          `sfls import schema --out DIR` wrote (source.py) -> {"added": [...]}
 POST /__admin/pubsub/faults               {"keepalives": false}, {"fail_next": {"status", "error_code", "details"}},
                                           {"fail_streams": {...}}, {"reset": true} (pubsub.py)
 GET  /__admin/limits                      {"window_seconds", "limits": {name: {"max", "used", "remaining"}},
@@ -30,6 +32,7 @@ from __future__ import annotations
 
 from dataclasses import asdict
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -41,6 +44,7 @@ from devstack.salesforce.limits import LimitsError
 from devstack.salesforce.pubsub import PubSub
 from devstack.salesforce.rest import EMULATOR, emulator, json_response, read_json
 from devstack.salesforce.schema import SchemaError
+from devstack.salesforce.source import SourceError, load_source
 
 COMETD: web.AppKey[CometD] = web.AppKey("cometd", CometD)
 PUBSUB: web.AppKey[PubSub] = web.AppKey("pubsub", PubSub)
@@ -244,7 +248,19 @@ async def set_limits(request: web.Request) -> web.Response:
 
 
 async def schema(request: web.Request) -> web.Response:
+    return _extend(request, await _body(request))
+
+
+async def schema_source(request: web.Request) -> web.Response:
     body = await _body(request)
+    try:
+        spec = load_source(Path(_require(body, "path", str)))
+    except SourceError as error:
+        raise AdminError(str(error)) from None
+    return _extend(request, spec)
+
+
+def _extend(request: web.Request, body: dict[str, Any]) -> web.Response:
     state = emulator(request)
     try:
         added = state.store.schema.extend(body)
@@ -274,6 +290,7 @@ def routes(app: web.Application) -> None:
     app.router.add_post(prefix + "/latency", latency)
     app.router.add_post(prefix + "/settings", settings)
     app.router.add_post(prefix + "/schema", schema)
+    app.router.add_post(prefix + "/schema-source", schema_source)
     app.router.add_post(prefix + "/pubsub/faults", pubsub_faults)
     app.router.add_get(prefix + "/limits", get_limits)
     app.router.add_post(prefix + "/limits", set_limits)

@@ -10,7 +10,9 @@ running job (rows not reached are unprocessed); `DELETE` removes a job that is n
 Processing follows Salesforce: rows in chunks of 200, each chunk one transaction (one CDC commit per
 chunk, changeOrigin `com/salesforce/api/bulkapi/NN.N` plus the creator's `client=` tag), and a row that
 fails does not stop its chunk. CSV values: an empty value leaves the field as it is, `#N/A` sets it to
-null, and a column `Relationship__r.External_Id__c` sets a lookup by the parent's external id. A header
+null, and a column `Relationship__r.External_Id__c` sets a lookup by the parent's external id (references.py,
+as for REST bodies). Operation `delete` (and `hardDelete`, the same here) takes a CSV with an `Id` column and
+deletes as REST does, cascading to children (references.py). A header
 naming an unknown field fails the whole job with "InvalidBatch : Field name not found : X".
 The tunable `bulk_chunk_delay_ms` slows processing down so a test can watch or abort a running job.
 Closing a job spends DailyBulkApiBatches (limits.py: 1 per 10,000 rows, at least 1); creating one while that
@@ -33,8 +35,9 @@ from aiohttp import web
 
 from devstack.salesforce.base import ApiError, format_datetime, new_id, not_found, now_ms
 from devstack.salesforce.limits import BULK_BATCHES, RECORDS_PER_BATCH, request_limit_exceeded
+from devstack.salesforce.references import external_parent_id
 from devstack.salesforce.rest import BASE, add_route, emulator, json_response, origin, read_object, version_of
-from devstack.salesforce.schema import FieldDef, ObjectDef
+from devstack.salesforce.schema import ObjectDef
 from devstack.salesforce.state import Emulator
 from devstack.salesforce.store import Plan, Transaction
 
@@ -197,22 +200,6 @@ def header_problem(job: IngestJob) -> str:
     return ""
 
 
-def _parent_id(state: Emulator, lookup: FieldDef, parent_field: str, value: str) -> str:
-    target = state.store.schema.get(lookup.reference_to[0])
-    definition = target.field(parent_field) if target is not None else None
-    if target is None or definition is None or not (definition.external_id or definition.unique):
-        raise ApiError(400, "INVALID_FIELD", f"Field name not found : {lookup.relationship_name}.{parent_field}")
-    found = state.store.by_unique(target, definition.name, value)
-    if found is None:
-        raise ApiError(
-            400,
-            "INVALID_FIELD",
-            f"Foreign key external ID: {value} not found for field {definition.name} in entity {target.name}",
-            [lookup.name],
-        )
-    return found
-
-
 def row_values(state: Emulator, job: IngestJob, row: list[str]) -> dict[str, Any]:
     """The row as a record body: empty values left out, #N/A as null, relationship columns resolved."""
     if len(row) != len(job.header):
@@ -225,7 +212,9 @@ def row_values(state: Emulator, job: IngestJob, row: list[str]) -> dict[str, Any
         if parent_field:
             lookup = job.obj.relationship(relationship)
             if lookup is not None:
-                values[lookup.name] = None if value == NULL_VALUE else _parent_id(state, lookup, parent_field, value)
+                values[lookup.name] = (
+                    None if value == NULL_VALUE else external_parent_id(state.store, lookup, parent_field, value)
+                )
             continue
         values[column] = None if value == NULL_VALUE else value
     return values

@@ -20,6 +20,10 @@ Salesforce's error codes or fill in the derived fields of the save) and when a t
   Adding, changing or deleting lines updates the opportunity in the same transaction, so that update
   is also a change event (an emulator choice: Salesforce does not document whether it emits one).
 
+Reference fields (the book, product, entry and opportunity of a save) are checked where every reference is,
+in references.py (`check_target`: INVALID_CROSS_REFERENCE_KEY, ENTITY_IS_DELETED, FIELD_INTEGRITY_EXCEPTION);
+the rules here read the records they name through `_referenced`.
+
 Errors that Salesforce is known to return keep its code and text; where the exact code or text is
 not known, the comment next to it says that it is an emulator choice.
 """
@@ -29,6 +33,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from devstack.salesforce import references
 from devstack.salesforce.base import ApiError, to18
 
 if TYPE_CHECKING:
@@ -107,6 +112,15 @@ def _record(store: Store, name: str, record_id: Any) -> dict[str, Any] | None:
     return store.get(store.object(name), record_id) if isinstance(record_id, str) else None
 
 
+def _referenced(store: Store, owner: str, field_name: str, value: Any) -> dict[str, Any]:
+    """The live record that the reference `owner.field_name` of a save names (references.check_target refuses
+    any other id, with Salesforce's error for it)."""
+    references.check_target(store, store.object(owner).fields[field_name], value)
+    found = store.find(value)
+    assert found is not None  # check_target passed: a live record
+    return found[1]
+
+
 def _lines_of(store: Store, opportunity_id: str) -> list[dict[str, Any]]:
     return [r for r in _live(store, "OpportunityLineItem") if r["OpportunityId"] == opportunity_id]
 
@@ -130,7 +144,7 @@ def check_create(tx: Transaction, obj: ObjectDef, record_id: str, values: dict[s
     elif obj.name == "Opportunity":
         _stage(tx, None, values)
         if values.get("Pricebook2Id") is not None:
-            _check_book_active(store, values["Pricebook2Id"], "Pricebook2Id")
+            _check_book_active(store, "Opportunity", values["Pricebook2Id"])
     elif obj.name == "OpportunityLineItem":
         _line_create(tx, values)
 
@@ -180,10 +194,9 @@ def _not_writable(obj: ObjectDef, operation: str) -> ApiError:
     return ApiError(400, "INVALID_TYPE_FOR_OPERATION", f"entity type {obj.name} does not support {operation}")
 
 
-def _check_book_active(store: Store, book_id: str, field_name: str) -> dict[str, Any]:
-    book = _record(store, "Pricebook2", book_id)
-    if book is None:
-        raise ApiError(400, "INVALID_CROSS_REFERENCE_KEY", "invalid cross reference id", [field_name])
+def _check_book_active(store: Store, owner: str, book_id: str) -> dict[str, Any]:
+    field_name = "Pricebook2Id"
+    book = _referenced(store, owner, field_name, book_id)
     if not book["IsActive"]:
         # An emulator choice: the text of this FIELD_INTEGRITY_EXCEPTION is not documented.
         raise field_integrity("price book is not active", field_name)
@@ -206,10 +219,8 @@ def find_entry(tx: Transaction, book: str, product: str, currency: str | None) -
 
 def _entry_create(tx: Transaction, record_id: str, values: dict[str, Any]) -> None:
     store = tx.store
-    book = _record(store, "Pricebook2", values["Pricebook2Id"])
-    product = _record(store, "Product2", values["Product2Id"])
-    if book is None or product is None:
-        raise ApiError(400, "INVALID_CROSS_REFERENCE_KEY", "invalid cross reference id", ["Pricebook2Id"])
+    book = _referenced(store, "PricebookEntry", "Pricebook2Id", values["Pricebook2Id"])
+    product = _referenced(store, "PricebookEntry", "Product2Id", values["Product2Id"])
     currency = values.get("CurrencyIsoCode") if store.multi_currency else None
     use_standard = bool(values.get("UseStandardPrice"))
     if use_standard and book["IsStandard"]:
@@ -294,7 +305,7 @@ def _opportunity_update(tx: Transaction, record: dict[str, Any], values: dict[st
     lines = _lines_of(tx.store, record["Id"])
     if not lines:
         if values.get("Pricebook2Id") not in (None, record["Pricebook2Id"]):
-            _check_book_active(tx.store, values["Pricebook2Id"], "Pricebook2Id")
+            _check_book_active(tx.store, "Opportunity", values["Pricebook2Id"])
         return
     values.pop("Amount", None)  # the sum of the lines; Salesforce ignores writes to it
     if "Pricebook2Id" in values and values["Pricebook2Id"] != record["Pricebook2Id"]:
@@ -308,10 +319,8 @@ def _opportunity_update(tx: Transaction, record: dict[str, Any], values: dict[st
 # ---- opportunity lines ---------------------------------------------------------------------------------
 def _line_create(tx: Transaction, values: dict[str, Any]) -> None:
     store = tx.store
-    opportunity = _record(store, "Opportunity", values["OpportunityId"])
-    entry = _record(store, "PricebookEntry", values["PricebookEntryId"])
-    if opportunity is None or entry is None:
-        raise ApiError(400, "INVALID_CROSS_REFERENCE_KEY", "invalid cross reference id", ["PricebookEntryId"])
+    opportunity = _referenced(store, "OpportunityLineItem", "OpportunityId", values["OpportunityId"])
+    entry = _referenced(store, "OpportunityLineItem", "PricebookEntryId", values["PricebookEntryId"])
     if not entry["IsActive"]:
         raise field_integrity("pricebook entry is inactive", "PricebookEntryId")
     book_id = opportunity["Pricebook2Id"] or tx.pending_books.get(opportunity["Id"])

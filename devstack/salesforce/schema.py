@@ -1,17 +1,26 @@
-"""The emulated org's schema: objects, fields, key prefixes, and the describe documents built from them.
+"""The emulated org's schema: objects, fields, key prefixes, relationships, and the describe documents.
 
-Built-in objects are Account, Contact, Product2 and User with the fields sfls reads and writes
-(including the LogiSense trigger fields named by `SalesforceFields`), and the sales objects:
-Pricebook2, PricebookEntry, OpportunityStage (read-only through the API), Opportunity and
-OpportunityLineItem (their rules live in sales.py). A multi-currency org adds `CurrencyIsoCode`
-to Account, Opportunity, Product2, PricebookEntry and OpportunityLineItem (`add_currency()`). The schema is extensible:
-`extend()` takes the JSON shape of `--schema FILE` and `POST /__admin/schema`:
+The built-in objects are in objects.py. The schema is extensible: `extend()` takes the JSON shape of
+`--schema FILE` and `POST /__admin/schema` (shared/salesforce_view.py's `VIEW_SCHEMA` is one):
 
     {"objects": [{"name": "LogiSense_Package__c", "label": "LogiSense Package",
+                  "pluralLabel": "LogiSense Packages", "nameLabel": "Package", "tab": true,
                   "fields": [{"name": "LogiSense_Id__c", "type": "string", "externalId": true}]}],
      "fields": {"Account": [{"name": "Region_Code__c", "type": "string"}]}}
-A picklist field may give `picklistValues` (a list of values) and `restrictedPicklist` (true: others refused).
 
+Object keys: name, label, pluralLabel, nameLabel (the Name field's label), tab, description, fields.
+Field keys: name, type, label, description, nillable, required, createable, updateable, externalId,
+unique, length, precision and scale (numbers: a value with more integer digits than precision - scale is
+refused with NUMBER_OUTSIDE_VALID_RANGE, a double is rounded to its scale), picklistValues and
+restrictedPicklist (true: other values refused), and for references: referenceTo, relationshipName,
+childRelationshipName (the parent's name for its children, `X` described as `X__r` for custom fields),
+deleteConstraint (what deleting the parent does to the child: SetNull, the default for a lookup;
+Restrict; Cascade) and masterDetail (true: required, cascade delete, and the child has no OwnerId).
+Unknown keys are refused (SchemaError); extending with a field as it is already defined changes nothing,
+so loading the same schema twice is fine.
+
+A parent's describe lists every reference to it in `childRelationships` (cascadeDelete, restrictedDelete);
+`dependents()` and `indexed()` give store.py the references whose parents' deletes reach their children.
 Field lookups are case-insensitive, as in Salesforce; every object gets the system fields.
 """
 
@@ -20,6 +29,8 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass, field
 from typing import Any
+
+from devstack.salesforce.base import ApiError
 
 # Compound fields: the compound name, its component -> flat field name (CDC nests by component).
 ADDRESS_PARTS = ("Street", "City", "State", "PostalCode", "Country")
@@ -51,6 +62,8 @@ FIELD_TYPES = {
     "url",
     "address",
 }
+DELETE_CONSTRAINTS = ("SetNull", "Restrict", "Cascade")
+NUMBER_TYPES = {"double", "currency", "int"}
 
 
 class SchemaError(ValueError):
@@ -81,10 +94,31 @@ class FieldDef:
     picklist_values: tuple[str, ...] = ()
     restricted: bool = False  # a restricted picklist refuses values outside picklist_values
     default_value: str | None = None
+    master_detail: bool = False
+    child_relationship: str | None = None  # the parent's name for the children of this reference
+    delete_constraint: str | None = None  # SetNull, Restrict, Cascade; None: the parent's delete leaves it be
+    precision: int = 0  # numbers: digits in all (0: not limited)
+    scale: int = 0  # numbers: digits after the point
+    description: str = ""
 
     @property
     def is_long_text(self) -> bool:
         return self.type == "textarea"
+
+    def fit_number(self, value: Any) -> Any:
+        """A number within the field's precision, rounded to its scale; NUMBER_OUTSIDE_VALID_RANGE if too large."""
+        if value is None or self.type not in NUMBER_TYPES or not self.precision:
+            return value
+        if self.type == "double":
+            value = round(float(value), self.scale)
+        if abs(value) >= 10 ** (self.precision - self.scale):
+            raise ApiError(
+                400,
+                "NUMBER_OUTSIDE_VALID_RANGE",
+                f"{self.label or self.name}: value outside of valid range on numeric field: {value}",
+                [self.name],
+            )
+        return value
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -119,6 +153,14 @@ class FieldDef:
             ],
             "restrictedPicklist": self.restricted,
             "defaultValue": self.default_value,
+            "precision": self.precision if self.type in NUMBER_TYPES else 0,
+            "scale": self.scale if self.type in {"double", "currency"} else 0,
+            "digits": self.precision if self.type == "int" else 0,
+            "cascadeDelete": self.delete_constraint == "Cascade",
+            "restrictedDelete": self.delete_constraint == "Restrict",
+            "relationshipOrder": 0 if self.master_detail else None,
+            "writeRequiresMasterRead": False if self.master_detail else None,
+            "inlineHelpText": None,
         }
 
 
@@ -130,6 +172,9 @@ class ObjectDef:
     key_prefix: str
     label: str = ""
     custom: bool = False
+    plural_label: str = ""
+    tab: bool = False  # a custom tab shows its records in the Salesforce UI (describe: nothing more)
+    description: str = ""
     api_writable: bool = True  # False: the API may only read it (User and OpportunityStage)
     cdc_min_version: float = 0.0  # its change event channel exists for clients of this API version and later
     fields: dict[str, FieldDef] = field(default_factory=dict)
@@ -175,12 +220,13 @@ class ObjectDef:
         base = self.name[:-3] + "__" if self.name.endswith("__c") else self.name
         return f"/data/{base}ChangeEvent"
 
-    def describe(self, version: str) -> dict[str, Any]:
+    def describe(self, version: str, children: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+        """The sObject describe; `children` are its childRelationships (Schema.describe gives them)."""
         base = f"/services/data/v{version}/sobjects/{self.name}"
         return {
             "name": self.name,
             "label": self.label or self.name,
-            "labelPlural": (self.label or self.name) + "s",
+            "labelPlural": self.plural_label or (self.label or self.name) + "s",
             "keyPrefix": self.key_prefix,
             "custom": self.custom,
             "createable": self.api_writable,
@@ -191,12 +237,12 @@ class ObjectDef:
             "retrieveable": True,
             "searchable": True,
             "fields": [f.describe() for f in self.fields.values()],
-            "childRelationships": [],
+            "childRelationships": children or [],
             "urls": {"sobject": base, "describe": f"{base}/describe", "rowTemplate": f"{base}/{{ID}}"},
         }
 
 
-def _system_fields(obj: ObjectDef, *, owner: bool) -> None:
+def system_fields(obj: ObjectDef, *, owner: bool) -> None:
     obj.add(FieldDef("Id", "id", "Record ID", nillable=False, createable=False, updateable=False, system=True))
     obj.add(
         FieldDef("IsDeleted", "boolean", "Deleted", nillable=False, createable=False, updateable=False, system=True)
@@ -225,259 +271,73 @@ def _system_fields(obj: ObjectDef, *, owner: bool) -> None:
         obj.add(FieldDef("OwnerId", "reference", "Owner ID", reference_to=("User",), relationship_name="Owner"))
 
 
-def _address(obj: ObjectDef, prefix: str) -> None:
-    compound = f"{prefix}Address"
-    for part in ADDRESS_PARTS:
-        flat = f"{prefix}{part}"
-        obj.add(FieldDef(flat, "textarea" if part == "Street" else "string", flat, compound=compound, component=part))
-    obj.add(FieldDef(compound, "address", compound, createable=False, updateable=False, calculated=True))
-
-
-def _ref(name: str, target: str, relationship: str, **kwargs: Any) -> FieldDef:
-    return FieldDef(name, "reference", name, reference_to=(target,), relationship_name=relationship, **kwargs)
-
-
-def build_default_objects() -> dict[str, ObjectDef]:
-    """The standard objects sfls touches, with the default custom fields of the managed package."""
-    account = ObjectDef("Account", "001", "Account")
-    _system_fields(account, owner=True)
-    account.add(FieldDef("Name", "string", "Account Name", nillable=False, required=True))
-    account.add(FieldDef("Type", "picklist", "Account Type"))
-    account.add(_ref("ParentId", "Account", "Parent"))
-    account.add(FieldDef("Description", "textarea", "Account Description", length=32000))
-    account.add(FieldDef("Phone", "phone", "Account Phone", length=40))
-    account.add(FieldDef("Industry", "picklist", "Industry"))
-    account.add(FieldDef("Website", "url", "Website"))
-    _address(account, "Billing")
-    _address(account, "Shipping")
-    for name in ("LogiSense_Status__c", "LogiSense_Bill_Group__c", "LogiSense_AR_Term__c", "Region__c"):
-        account.add(FieldDef(name, "string", name, custom=True))
-    for name in ("Usage_Invoice_Recipient__c", "Subscription_Invoice_Recipient__c"):
-        account.add(_ref(name, "Account", name[:-3] + "__r", custom=True))
-    account.add(FieldDef("LogiSense_Id__c", "string", "LogiSense Id", external_id=True, unique=True, custom=True))
-
-    contact = ObjectDef("Contact", "003", "Contact")
-    _system_fields(contact, owner=True)
-    contact.add(_ref("AccountId", "Account", "Account"))
-    contact.add(FieldDef("Salutation", "picklist", "Salutation", compound="Name", component="Salutation"))
-    contact.add(FieldDef("FirstName", "string", "First Name", compound="Name", component="FirstName"))
-    contact.add(
-        FieldDef(
-            "LastName", "string", "Last Name", nillable=False, required=True, compound="Name", component="LastName"
-        )
-    )
-    contact.add(FieldDef("Name", "string", "Full Name", createable=False, updateable=False, calculated=True))
-    for name, kind in (("Title", "string"), ("Email", "email"), ("Phone", "phone"), ("MobilePhone", "phone")):
-        contact.add(FieldDef(name, kind, name))
-    _address(contact, "Mailing")
-    contact.add(FieldDef("Description", "textarea", "Contact Description", length=32000))
-    contact.add(FieldDef("LogiSense_Contact_Type__c", "string", "LogiSense Contact Type", custom=True))
-    contact.add(FieldDef("LogiSense_Id__c", "string", "LogiSense Id", external_id=True, unique=True, custom=True))
-
-    product = ObjectDef("Product2", "01t", "Product")
-    _system_fields(product, owner=False)
-    product.add(FieldDef("Name", "string", "Product Name", nillable=False, required=True))
-    product.add(FieldDef("ProductCode", "string", "Product Code"))
-    product.add(FieldDef("Family", "picklist", "Product Family"))
-    product.add(FieldDef("IsActive", "boolean", "Active", nillable=False))
-    product.add(FieldDef("Description", "textarea", "Product Description", length=4000))
-    product.add(FieldDef("LogiSense_Id__c", "string", "LogiSense Id", external_id=True, unique=True, custom=True))
-    product.add(FieldDef("LogiSense_Frequency__c", "string", "LogiSense Frequency", custom=True))
-    product.add(FieldDef("LogiSense_Currency__c", "string", "LogiSense Currency", custom=True))
-    product.add(FieldDef("LogiSense_Price__c", "currency", "LogiSense Price", custom=True))
-
-    user = ObjectDef("User", "005", "User")
-    _system_fields(user, owner=False)
-    for name in ("Username", "LastName", "Email", "Alias"):
-        user.add(FieldDef(name, "email" if name == "Email" else "string", name, nillable=name == "Alias"))
-    user.add(FieldDef("FirstName", "string", "First Name"))
-    user.add(FieldDef("Name", "string", "Full Name", createable=False, updateable=False, calculated=True))
-    user.add(FieldDef("IsActive", "boolean", "Active", nillable=False))
-    user.api_writable = False
-    return {obj.name: obj for obj in (account, contact, product, user, *_sales_objects())}
-
-
-def _read_only(name: str, kind: str, label: str, **kwargs: Any) -> FieldDef:
-    return FieldDef(name, kind, label, createable=False, updateable=False, **kwargs)
-
-
-PUSH_STATUSES = ("Ready", "Pushed", "Stale", "Withdrawn", "Failed")
-FORECAST_CATEGORIES: tuple[tuple[str, str], ...] = (
-    ("Pipeline", "Pipeline"),
-    ("BestCase", "Best Case"),
-    ("Commit", "Commit"),
-    ("Omitted", "Omitted"),
-    ("Closed", "Closed"),
-)
-
-
-def _sales_objects() -> list[ObjectDef]:
-    """Pricebook2, PricebookEntry, OpportunityStage, Opportunity, OpportunityLineItem."""
-    return [*_price_books(), _opportunity(), _line_item()]
-
-
-def _price_books() -> list[ObjectDef]:
-    book = ObjectDef("Pricebook2", "01s", "Price Book")
-    _system_fields(book, owner=False)
-    book.add(FieldDef("Name", "string", "Price Book Name", nillable=False, required=True))
-    book.add(FieldDef("IsActive", "boolean", "Active", nillable=False))
-    book.add(FieldDef("Description", "textarea", "Description"))
-    book.add(_read_only("IsStandard", "boolean", "Is Standard Price Book", nillable=False))
-    book.add(_read_only("IsArchived", "boolean", "Is Archived", nillable=False))
-
-    entry = ObjectDef("PricebookEntry", "01u", "Price Book Entry")
-    _system_fields(entry, owner=False)
-    entry.add(_ref("Pricebook2Id", "Pricebook2", "Pricebook2", nillable=False, required=True, updateable=False))
-    entry.add(_ref("Product2Id", "Product2", "Product2", nillable=False, required=True, updateable=False))
-    entry.add(FieldDef("UnitPrice", "currency", "List Price"))
-    entry.add(FieldDef("UseStandardPrice", "boolean", "Use Standard Price", nillable=False))
-    entry.add(FieldDef("IsActive", "boolean", "Active", nillable=False))
-    entry.add(_read_only("Name", "string", "Product Name"))
-    entry.add(_read_only("ProductCode", "string", "Product Code"))
-    entry.add(_read_only("IsArchived", "boolean", "Is Archived", nillable=False))
-    entry.add(FieldDef("LogiSense_Key__c", "string", "LogiSense Key", external_id=True, unique=True, custom=True))
-
-    stage = ObjectDef("OpportunityStage", "01J", "Opportunity Stage", api_writable=False)
-    _system_fields(stage, owner=False)
-    for name, kind, label in (
-        ("MasterLabel", "string", "Master Label"),
-        ("ApiName", "string", "Api Name"),
-        ("IsActive", "boolean", "Active"),
-        ("IsClosed", "boolean", "Closed"),
-        ("IsWon", "boolean", "Won"),
-        ("DefaultProbability", "double", "Probability (%)"),
-        ("ForecastCategory", "picklist", "Forecast Type"),
-        ("ForecastCategoryName", "picklist", "Forecast Category"),
-        ("SortOrder", "int", "Sort Order"),
-        ("Description", "string", "Description"),
-    ):
-        stage.add(_read_only(name, kind, label))
-    return [book, entry, stage]
-
-
-def _opportunity() -> ObjectDef:
-    opportunity = ObjectDef("Opportunity", "006", "Opportunity")
-    _system_fields(opportunity, owner=True)
-    opportunity.add(FieldDef("Name", "string", "Name", length=120, nillable=False, required=True))
-    opportunity.add(_ref("AccountId", "Account", "Account"))
-    opportunity.add(FieldDef("StageName", "picklist", "Stage", length=255, nillable=False, required=True))
-    opportunity.add(FieldDef("CloseDate", "date", "Close Date", nillable=False, required=True))
-    opportunity.add(_ref("Pricebook2Id", "Pricebook2", "Pricebook2"))
-    opportunity.add(FieldDef("Amount", "currency", "Amount"))
-    opportunity.add(FieldDef("Probability", "double", "Probability (%)"))
-    opportunity.add(FieldDef("Type", "picklist", "Opportunity Type"))
-    opportunity.add(FieldDef("Description", "textarea", "Description", length=32000))
-    categories = tuple(label for _, label in FORECAST_CATEGORIES)
-    opportunity.add(FieldDef("ForecastCategoryName", "picklist", "Forecast Category", picklist_values=categories))
-    opportunity.add(
-        _read_only(
-            "ForecastCategory",
-            "picklist",
-            "Forecast Category",
-            picklist_values=tuple(c for c, _ in FORECAST_CATEGORIES),
-        )
-    )
-    for name, label in (("IsClosed", "Closed"), ("IsWon", "Won"), ("HasOpportunityLineItem", "Has Line Item")):
-        opportunity.add(_read_only(name, "boolean", label, nillable=False))
-    opportunity.add(_read_only("LastStageChangeDate", "datetime", "Last Stage Change Date"))
-    opportunity.add(FieldDef("LogiSense_Price_Plan_Id__c", "string", "LogiSense Price Plan Id", custom=True))
-    opportunity.add(
-        FieldDef(
-            "LogiSense_Push_Status__c",
-            "picklist",
-            "LogiSense Push Status",
-            custom=True,
-            picklist_values=PUSH_STATUSES,
-            restricted=True,  # an emulator choice: the package's picklist refuses values it does not define
-        )
-    )
-    opportunity.add(FieldDef("LogiSense_Pushed_At__c", "datetime", "LogiSense Pushed At", custom=True))
-    opportunity.add(
-        FieldDef("LogiSense_Push_Reason__c", "textarea", "LogiSense Push Reason", length=32768, custom=True)
-    )
-    opportunity.add(FieldDef("LogiSense_Push_Hash__c", "string", "LogiSense Push Hash", custom=True))
-    opportunity.add(
-        FieldDef("LogiSense_Product_Codes__c", "textarea", "LogiSense Product Codes", length=32768, custom=True)
-    )
-
-    return opportunity
-
-
-def _line_item() -> ObjectDef:
-    line = ObjectDef("OpportunityLineItem", "00k", "Opportunity Product", cdc_min_version=60.0)
-    _system_fields(line, owner=False)
-    line.add(_ref("OpportunityId", "Opportunity", "Opportunity", nillable=False, required=True, updateable=False))
-    line.add(
-        _ref("PricebookEntryId", "PricebookEntry", "PricebookEntry", nillable=False, required=True, updateable=False)
-    )
-    line.add(_ref("Product2Id", "Product2", "Product2", createable=False, updateable=False))
-    line.add(_read_only("Name", "string", "Opportunity Product Name", length=376))
-    line.add(_read_only("ProductCode", "string", "Product Code"))
-    line.add(FieldDef("Quantity", "double", "Quantity", nillable=False, required=True))
-    line.add(FieldDef("UnitPrice", "currency", "Sales Price"))
-    line.add(FieldDef("TotalPrice", "currency", "Total Price"))
-    line.add(_read_only("ListPrice", "currency", "List Price"))
-    line.add(_read_only("Subtotal", "currency", "Subtotal"))
-    line.add(FieldDef("Discount", "double", "Discount"))
-    line.add(FieldDef("ServiceDate", "date", "Date"))
-    line.add(FieldDef("Description", "string", "Line Description"))
-    line.add(FieldDef("SortOrder", "int", "Sort Order"))
-    line.add(FieldDef("Account_Product_Code_Name__c", "string", "Account Product Code Name", custom=True))
-    line.add(FieldDef("LogiSense_Product_Code_Id__c", "string", "LogiSense Product Code Id", custom=True))
-    return line
-
-
-# Objects that get CurrencyIsoCode in a multi-currency org: (createable, updateable).
-CURRENCY_OBJECTS = {
-    "Account": (True, True),
-    "Product2": (True, True),
-    "Opportunity": (True, True),
-    "PricebookEntry": (True, False),  # fixed when the entry is created
-    "OpportunityLineItem": (False, False),  # always the opportunity's
-}
-
-
-def add_currency(objects: dict[str, ObjectDef], codes: tuple[str, ...]) -> None:
-    """Make the org multi-currency: CurrencyIsoCode (restricted picklist of `codes`, default the first)."""
-    for name, (createable, updateable) in CURRENCY_OBJECTS.items():
-        obj = objects[name]
-        obj.remove("CurrencyIsoCode")
-        obj.add(
-            FieldDef(
-                "CurrencyIsoCode",
-                "picklist",
-                "Currency ISO Code",
-                length=3,
-                createable=createable,
-                updateable=updateable,
-                picklist_values=codes,
-                restricted=True,
-                default_value=codes[0],
-            )
-        )
-
-
-def remove_currency(objects: dict[str, ObjectDef]) -> None:
-    for name in CURRENCY_OBJECTS:
-        objects[name].remove("CurrencyIsoCode")
-
-
 _FIELD_KEYS = {
     "name",
     "type",
     "label",
+    "description",
     "nillable",
     "externalId",
     "unique",
     "required",
     "referenceTo",
     "relationshipName",
+    "childRelationshipName",
+    "deleteConstraint",
+    "masterDetail",
     "length",
+    "precision",
+    "scale",
     "updateable",
     "createable",
     "picklistValues",
     "restrictedPicklist",
 }
+_OBJECT_KEYS = {"name", "label", "pluralLabel", "nameLabel", "tab", "description", "fields"}
+_REFERENCE_KEYS = {"referenceTo", "relationshipName", "childRelationshipName", "deleteConstraint", "masterDetail"}
+
+
+def _integer(owner: str, spec: dict[str, Any], key: str, default: int) -> int:
+    value = spec.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise SchemaError(f"{owner}.{spec['name']}: {key} must be a non-negative integer")
+    return value
+
+
+def _reference_keys(owner: str, spec: dict[str, Any], kind: str) -> dict[str, Any]:
+    """The FieldDef arguments of a reference's keys (SchemaError when they do not fit together)."""
+    name = spec["name"]
+    if kind != "reference":
+        given = sorted(_REFERENCE_KEYS & set(spec))
+        if given:
+            raise SchemaError(f"{owner}.{name}: {given} apply to reference fields only")
+        return {}
+    reference_to = spec.get("referenceTo") or ()
+    if isinstance(reference_to, str):
+        reference_to = (reference_to,)
+    if not reference_to or not all(isinstance(t, str) for t in reference_to):
+        raise SchemaError(f"{owner}.{name}: a reference needs referenceTo (an object name)")
+    master_detail = bool(spec.get("masterDetail", False))
+    constraint = spec.get("deleteConstraint", "Cascade" if master_detail else "SetNull")
+    if constraint not in DELETE_CONSTRAINTS:
+        raise SchemaError(f"{owner}.{name}: deleteConstraint must be one of {', '.join(DELETE_CONSTRAINTS)}")
+    if master_detail and (constraint != "Cascade" or len(reference_to) != 1):
+        raise SchemaError(f"{owner}.{name}: a master-detail field has one referenceTo and deletes with its parent")
+    relationship = spec.get("relationshipName") or (
+        name[:-3] + "__r" if name.endswith("__c") else name.removesuffix("Id")
+    )
+    child = spec.get("childRelationshipName")
+    if child is not None and (not isinstance(child, str) or not child):
+        raise SchemaError(f"{owner}.{name}: childRelationshipName must be a name")
+    if child and name.endswith("__c") and not child.endswith("__r"):
+        child += "__r"
+    return {
+        "reference_to": tuple(reference_to),
+        "relationship_name": relationship,
+        "child_relationship": child,
+        "delete_constraint": constraint,
+        "master_detail": master_detail,
+    }
 
 
 def _field_from_json(owner: str, spec: Any) -> FieldDef:
@@ -488,39 +348,53 @@ def _field_from_json(owner: str, spec: Any) -> FieldDef:
         raise SchemaError(f"{owner}.{spec['name']}: unknown keys {sorted(unknown)}")
     name = spec["name"]
     kind = spec.get("type", "string")
-    reference_to = spec.get("referenceTo") or ()
-    if isinstance(reference_to, str):
-        reference_to = (reference_to,)
-    relationship = spec.get("relationshipName")
-    if kind == "reference" and not relationship:
-        relationship = name[:-3] + "__r" if name.endswith("__c") else name.removesuffix("Id")
+    reference = _reference_keys(owner, spec, kind)
+    required = bool(spec.get("required", False)) or reference.get("master_detail", False)
+    precision, scale = _integer(owner, spec, "precision", 0), _integer(owner, spec, "scale", 0)
+    if (precision or scale) and kind not in NUMBER_TYPES:
+        raise SchemaError(f"{owner}.{name}: precision and scale apply to number fields only")
+    if scale > precision or (kind == "int" and scale):
+        raise SchemaError(f"{owner}.{name}: scale must be at most precision (and 0 for int)")
     return FieldDef(
         name,
         kind,
         str(spec.get("label", name)),
-        nillable=bool(spec.get("nillable", not spec.get("required", False))),
+        nillable=bool(spec.get("nillable", not required)) and not required,
         createable=bool(spec.get("createable", True)),
         updateable=bool(spec.get("updateable", True)),
         external_id=bool(spec.get("externalId", False)),
         unique=bool(spec.get("unique", spec.get("externalId", False))),
-        required=bool(spec.get("required", False)),
-        reference_to=tuple(reference_to),
-        relationship_name=relationship,
-        length=int(spec.get("length", 255)),
+        required=required,
+        length=_integer(owner, spec, "length", 255),
         custom=name.endswith("__c"),
         picklist_values=tuple(str(v) for v in spec.get("picklistValues") or ()),
         restricted=bool(spec.get("restrictedPicklist", False)),
+        precision=precision,
+        scale=scale,
+        description=str(spec.get("description", "")),
+        **reference,
     )
 
 
+Relation = tuple[ObjectDef, FieldDef]  # a child object and its reference to the parent
+
+
 class Schema:
-    """Every object of the org; custom objects get key prefixes a00, a01, ... in definition order."""
+    """Every object of the org; custom objects get key prefixes a00, a01, ... in definition order.
+
+    `generation` counts the extensions, so that what is derived from the schema (the relationships here,
+    the store's by-parent index) knows when to rebuild."""
 
     def __init__(self) -> None:
+        from devstack.salesforce.objects import build_default_objects  # objects.py builds on this module
+
         self.objects: dict[str, ObjectDef] = build_default_objects()
         self._by_lower = {name.lower(): obj for name, obj in self.objects.items()}
         self._by_prefix = {obj.key_prefix: obj for obj in self.objects.values()}
         self._custom_count = 0
+        self.generation = 0
+        # (generation, parent -> its child relationships, child -> its indexed references), built when asked.
+        self._relations: tuple[int, dict[str, list[Relation]], dict[str, list[FieldDef]]] | None = None
 
     def copy(self) -> Schema:
         return copy.deepcopy(self)
@@ -531,45 +405,120 @@ class Schema:
     def by_prefix(self, prefix: str) -> ObjectDef | None:
         return self._by_prefix.get(prefix)
 
+    # ---- relationships ---------------------------------------------------------------------
+    def _derived(self) -> tuple[int, dict[str, list[Relation]], dict[str, list[FieldDef]]]:
+        if self._relations is None or self._relations[0] != self.generation:
+            children: dict[str, list[Relation]] = {}
+            indexed: dict[str, list[FieldDef]] = {}
+            for obj in self.objects.values():
+                for definition in obj.fields.values():
+                    if definition.type != "reference":
+                        continue
+                    for target in definition.reference_to:
+                        children.setdefault(target, []).append((obj, definition))
+                    if definition.delete_constraint:
+                        indexed.setdefault(obj.name, []).append(definition)
+            self._relations = (self.generation, children, indexed)
+        return self._relations
+
+    def child_relationships(self, parent: str) -> list[Relation]:
+        """Every reference to `parent`, in definition order."""
+        return self._derived()[1].get(parent, [])
+
+    def dependents(self, parent: str) -> list[Relation]:
+        """The references to `parent` that its delete reaches (a delete constraint: Cascade, SetNull, Restrict)."""
+        return [(child, f) for child, f in self.child_relationships(parent) if f.delete_constraint]
+
+    def indexed(self, child: str) -> list[FieldDef]:
+        """The references of `child` that store.py indexes by parent id: those with a delete constraint."""
+        return self._derived()[2].get(child, [])
+
+    def child_relationship(self, parent: str, name: str) -> Relation | None:
+        """The child relationship of `parent` called `name` (case-insensitive), as SOQL subqueries name it."""
+        lowered = name.lower()
+        return next(
+            (r for r in self.child_relationships(parent) if (r[1].child_relationship or "").lower() == lowered), None
+        )
+
+    def describe(self, obj: ObjectDef, version: str) -> dict[str, Any]:
+        """The object's describe with its childRelationships."""
+        children: list[dict[str, Any]] = [
+            {
+                "cascadeDelete": definition.delete_constraint == "Cascade",
+                "childSObject": child.name,
+                "deprecatedAndHidden": False,
+                "field": definition.name,
+                "junctionIdListNames": [],
+                "junctionReferenceTo": [],
+                "relationshipName": definition.child_relationship,
+                "restrictedDelete": definition.delete_constraint == "Restrict",
+            }
+            for child, definition in self.child_relationships(obj.name)
+        ]
+        return obj.describe(version, children)
+
+    # ---- extension --------------------------------------------------------------------------
     def _next_prefix(self) -> str:
         digits = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
         prefix = "a0" + digits[self._custom_count % 62]
         self._custom_count += 1
         return prefix
 
+    def _object(self, spec: Any, added: list[str]) -> ObjectDef:
+        if not isinstance(spec, dict) or not isinstance(spec.get("name"), str):
+            raise SchemaError("each object needs a JSON object with a 'name'")
+        name = spec["name"]
+        unknown = set(spec) - _OBJECT_KEYS
+        if unknown:
+            raise SchemaError(f"{name}: unknown keys {sorted(unknown)}")
+        if not name.endswith("__c"):
+            raise SchemaError(f"custom object {name!r} must end in '__c'")
+        obj = self.get(name)
+        if obj is None:
+            obj = ObjectDef(name, self._next_prefix(), custom=True)
+            system_fields(obj, owner=True)
+            self.objects[name] = obj
+            self._by_lower[name.lower()] = obj
+            self._by_prefix[obj.key_prefix] = obj
+            added.append(name)
+        obj.label = str(spec.get("label", obj.label or name))
+        obj.plural_label = str(spec.get("pluralLabel", obj.plural_label))
+        obj.tab = bool(spec.get("tab", obj.tab))
+        obj.description = str(spec.get("description", obj.description))
+        name_label = str(spec.get("nameLabel", obj.fields["Name"].label if "Name" in obj.fields else "Name"))
+        if obj.field("Name") is None or obj.fields["Name"].label != name_label:
+            obj.add(FieldDef("Name", "string", name_label))
+        return obj
+
+    def _add_fields(self, obj: ObjectDef, specs: Any, added: list[str]) -> None:
+        if not isinstance(specs, list):
+            raise SchemaError(f"{obj.name}: 'fields' is a list of fields")
+        for spec in specs:
+            definition = _field_from_json(obj.name, spec)
+            if obj.field(definition.name) == definition:
+                continue  # already defined so: loading a schema again changes nothing
+            obj.add(definition)
+            added.append(f"{obj.name}.{definition.name}")
+        if any(f.master_detail for f in obj.fields.values()):
+            obj.remove("OwnerId")  # a master-detail child is owned by its parent
+
     def extend(self, spec: Any) -> list[str]:
         """Add custom objects and fields from the JSON shape in the module docstring; returns what was added."""
         if not isinstance(spec, dict):
             raise SchemaError("a schema extension is a JSON object with 'objects' and/or 'fields'")
         added: list[str] = []
-        for obj_spec in spec.get("objects", []):
-            if not isinstance(obj_spec, dict) or not isinstance(obj_spec.get("name"), str):
-                raise SchemaError("each object needs a JSON object with a 'name'")
-            name = obj_spec["name"]
-            if not name.endswith("__c"):
-                raise SchemaError(f"custom object {name!r} must end in '__c'")
-            obj = self.get(name)
-            if obj is None:
-                obj = ObjectDef(name, self._next_prefix(), str(obj_spec.get("label", name)), custom=True)
-                _system_fields(obj, owner=True)
-                obj.add(FieldDef("Name", "string", obj_spec.get("nameLabel", "Name")))
-                self.objects[name] = obj
-                self._by_lower[name.lower()] = obj
-                self._by_prefix[obj.key_prefix] = obj
-                added.append(name)
-            for field_spec in obj_spec.get("fields", []):
-                definition = _field_from_json(name, field_spec)
-                obj.add(definition)
-                added.append(f"{name}.{definition.name}")
-        fields = spec.get("fields", {})
-        if not isinstance(fields, dict):
-            raise SchemaError("'fields' maps an object name to a list of fields")
-        for obj_name, field_specs in fields.items():
-            target = self.get(obj_name)
-            if target is None:
-                raise SchemaError(f"cannot add fields to unknown object {obj_name!r}")
-            for field_spec in field_specs:
-                definition = _field_from_json(target.name, field_spec)
-                target.add(definition)
-                added.append(f"{target.name}.{definition.name}")
+        try:
+            for obj_spec in spec.get("objects", []):
+                obj = self._object(obj_spec, added)
+                self._add_fields(obj, obj_spec.get("fields", []), added)
+            fields = spec.get("fields", {})
+            if not isinstance(fields, dict):
+                raise SchemaError("'fields' maps an object name to a list of fields")
+            for obj_name, field_specs in fields.items():
+                target = self.get(obj_name)
+                if target is None:
+                    raise SchemaError(f"cannot add fields to unknown object {obj_name!r}")
+                self._add_fields(target, field_specs, added)
+        finally:
+            self.generation += 1
         return added

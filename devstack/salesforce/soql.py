@@ -1,7 +1,10 @@
-"""The SOQL subset sfls uses: parse once into a `Query`, then run it against the store.
+"""The SOQL subset sfls uses: parse once into a `Query` (soql_parser.py), then run it against the store.
 
 Supported: `SELECT` field lists (relationship paths like `Account.Name`, `Account.Owner.Name`,
-compound address fields) or `COUNT()`; `FROM` one object; `WHERE` with `=`, `!=`, `<>`, `<`,
+`Request__r.Request_Id__c`, compound address fields, and parent-to-child subqueries such as
+`(SELECT Id FROM Request_Error_Logs__r WHERE ... ORDER BY ... LIMIT n)` over a child relationship of
+the schema, answered as `{"totalSize", "done", "records"}` or null when there are no children) or
+`COUNT()`; `FROM` one object; `WHERE` with `=`, `!=`, `<>`, `<`,
 `<=`, `>`, `>=`, `IN (...)`, `NOT IN (...)`, `LIKE`, `AND`, `OR`, `NOT`, parentheses; literals:
 strings, numbers, true/false/null, dates, datetimes and TODAY/YESTERDAY/TOMORROW/LAST_N_DAYS:n;
 `ORDER BY` (ASC/DESC, NULLS FIRST/LAST), `LIMIT`, `OFFSET`.
@@ -13,365 +16,13 @@ case-insensitively, as in Salesforce. `Id =`/`Id IN` and unique-field equality u
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from collections.abc import Iterable
 from typing import Any
 
-from devstack.salesforce.base import ApiError, is_id, parse_datetime, to18
-from devstack.salesforce.schema import FieldDef, ObjectDef
+from devstack.salesforce.soql_parser import TEXT_TYPES, Cond, Path, Query, Range, SubQuery, Token, _Parser, parse
 from devstack.salesforce.store import Store
 
-_TOKEN = re.compile(
-    r"""(?P<ws>\s+)
-    |(?P<datetime>\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,3})?(?:Z|[+-]\d{2}:?\d{2}))
-    |(?P<date>\d{4}-\d{2}-\d{2}(?![\dT:]))
-    |(?P<number>-?\d+(?:\.\d+)?(?![\w.]))
-    |(?P<string>'(?:[^'\\]|\\.)*')
-    |(?P<op>!=|<>|<=|>=|=|<|>)
-    |(?P<punct>[(),:])
-    |(?P<ident>[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*)""",
-    re.VERBOSE,
-)
-_KEYWORDS = {"SELECT", "FROM", "WHERE", "AND", "OR", "NOT", "IN", "LIKE", "ORDER", "BY", "ASC", "DESC", "NULLS"}
-_KEYWORDS |= {"FIRST", "LAST", "LIMIT", "OFFSET", "NULL", "TRUE", "FALSE", "COUNT"}
-_DATE_WORDS = {"TODAY", "YESTERDAY", "TOMORROW", "LAST_N_DAYS", "NEXT_N_DAYS"}
-_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "b": "\b", "f": "\f", "'": "'", '"': '"', "\\": "\\"}
-_TEXT_TYPES = {"string", "textarea", "picklist", "email", "phone", "url"}
-
-
-@dataclass
-class Token:
-    kind: str
-    text: str
-    pos: int
-
-    @property
-    def upper(self) -> str:
-        return self.text.upper() if self.kind == "ident" else ""
-
-
-@dataclass
-class Path:
-    """A field path: the reference hops, then the final field."""
-
-    hops: list[FieldDef]
-    field: FieldDef
-
-    @property
-    def dotted(self) -> str:
-        return ".".join([h.relationship_name or h.name for h in self.hops] + [self.field.name])
-
-
-@dataclass(frozen=True)
-class Range:
-    """A date literal such as TODAY: [start, end) in the field's own format."""
-
-    start: str
-    end: str
-
-
-@dataclass
-class Cond:
-    op: str  # =, !=, <, <=, >, >=, IN, NOT IN, LIKE, AND, OR, NOT
-    path: Path | None = None
-    value: Any = None
-    children: list[Cond] = field(default_factory=list)
-
-
-@dataclass
-class Query:
-    obj: ObjectDef
-    paths: list[Path] | None  # None for COUNT()
-    where: Cond | None = None
-    order: list[tuple[Path, bool, bool]] = field(default_factory=list)  # path, descending, nulls first
-    limit: int | None = None
-    offset: int = 0
-
-
-class _Parser:
-    def __init__(self, text: str, store: Store) -> None:
-        self.text = text
-        self.store = store
-        self.tokens = self._tokenize(text)
-        self.index = 0
-
-    def error(self, code: str, message: str, pos: int | None = None) -> ApiError:
-        pos = len(self.text) if pos is None else pos
-        line_start = self.text.rfind("\n", 0, pos) + 1
-        line_end = self.text.find("\n", pos)
-        line = self.text[line_start : line_end if line_end >= 0 else len(self.text)]
-        row = self.text.count("\n", 0, pos) + 1
-        column = pos - line_start + 1
-        return ApiError(400, code, f"\n{line}\n{' ' * (column - 1)}^\nERROR at Row:{row}:Column:{column}\n{message}")
-
-    def _tokenize(self, text: str) -> list[Token]:
-        tokens: list[Token] = []
-        pos = 0
-        while pos < len(text):
-            match = _TOKEN.match(text, pos)
-            if not match:
-                raise self.error("MALFORMED_QUERY", f"unexpected token: '{text[pos:].split(maxsplit=1)[0]}'", pos)
-            kind = match.lastgroup or ""
-            if kind != "ws":
-                tokens.append(Token(kind, match.group(), pos))
-            pos = match.end()
-        return tokens
-
-    def peek(self) -> Token | None:
-        return self.tokens[self.index] if self.index < len(self.tokens) else None
-
-    def next(self) -> Token:
-        token = self.peek()
-        if token is None:
-            raise self.error("MALFORMED_QUERY", "unexpected token: <EOF>")
-        self.index += 1
-        return token
-
-    def accept(self, *words: str) -> bool:
-        token = self.peek()
-        if token is not None and (token.upper in words or (token.kind in {"punct", "op"} and token.text in words)):
-            self.index += 1
-            return True
-        return False
-
-    def expect(self, word: str) -> Token:
-        token = self.next()
-        if word not in {token.upper, token.text}:
-            raise self.error("MALFORMED_QUERY", f"unexpected token: '{token.text}'", token.pos)
-        return token
-
-    # ---- grammar -----------------------------------------------------------------------------
-    def parse(self) -> Query:
-        self.expect("SELECT")
-        raw_fields = self.select_list()
-        self.expect("FROM")
-        obj_token = self.next()
-        obj = self.store.schema.get(obj_token.text) if obj_token.kind == "ident" else None
-        if obj is None:
-            raise self.error(
-                "INVALID_TYPE",
-                f"sObject type '{obj_token.text}' is not supported. If you are attempting to use a custom object, "
-                "be sure to append the '__c' after the entity name. Please reference your WSDL or the describe "
-                "call for the appropriate names.",
-                obj_token.pos,
-            )
-        query = Query(obj, None if raw_fields is None else self.select_paths(obj, raw_fields))
-        if self.accept("WHERE"):
-            query.where = self.disjunction(obj)
-        if self.accept("ORDER"):
-            self.expect("BY")
-            query.order = self.order_by(obj)
-        if self.accept("LIMIT"):
-            query.limit = self.integer()
-        if self.accept("OFFSET"):
-            query.offset = self.integer()
-        token = self.peek()
-        if token is not None:
-            raise self.error("MALFORMED_QUERY", f"unexpected token: '{token.text}'", token.pos)
-        return query
-
-    def select_list(self) -> list[Token] | None:
-        """The selected field tokens, or None for COUNT()."""
-        token = self.peek()
-        if token is not None and token.upper == "COUNT":
-            self.next()
-            self.expect("(")
-            self.expect(")")
-            return None
-        raw_fields: list[Token] = []
-        while True:
-            token = self.next()
-            if token.kind != "ident" or token.upper in _KEYWORDS - {"COUNT", "FIRST", "LAST"}:
-                raise self.error("MALFORMED_QUERY", f"unexpected token: '{token.text}'", token.pos)
-            raw_fields.append(token)
-            if not self.accept(","):
-                return raw_fields
-
-    def select_paths(self, obj: ObjectDef, raw_fields: list[Token]) -> list[Path]:
-        paths: list[Path] = []
-        seen: set[str] = set()
-        for raw in raw_fields:
-            path = self.path(obj, raw)
-            if path.dotted.lower() in seen:
-                raise self.error("MALFORMED_QUERY", f"duplicate field selected: {path.dotted}", raw.pos)
-            seen.add(path.dotted.lower())
-            paths.append(path)
-        return paths
-
-    def order_by(self, obj: ObjectDef) -> list[tuple[Path, bool, bool]]:
-        order: list[tuple[Path, bool, bool]] = []
-        while True:
-            path = self.path(obj, self.next())
-            descending = self.accept("DESC")
-            if not descending:
-                self.accept("ASC")
-            nulls_first = not descending
-            if self.accept("NULLS"):
-                nulls_first = self.next().upper == "FIRST"
-            order.append((path, descending, nulls_first))
-            if not self.accept(","):
-                return order
-
-    def integer(self) -> int:
-        token = self.next()
-        if token.kind != "number" or not token.text.isdigit():
-            raise self.error("MALFORMED_QUERY", f"unexpected token: '{token.text}'", token.pos)
-        return int(token.text)
-
-    def path(self, obj: ObjectDef, token: Token) -> Path:
-        if token.kind != "ident":
-            raise self.error("MALFORMED_QUERY", f"unexpected token: '{token.text}'", token.pos)
-        parts = token.text.split(".")
-        if len(parts) > 1 and parts[0].lower() == obj.name.lower():
-            parts = parts[1:]  # SELECT Account.Name FROM Account is allowed
-        hops: list[FieldDef] = []
-        current = obj
-        for part in parts[:-1]:
-            hop = current.relationship(part)
-            target = self.store.schema.get(hop.reference_to[0]) if hop is not None and hop.reference_to else None
-            if hop is None or target is None:
-                raise self.error(
-                    "INVALID_FIELD",
-                    f"Didn't understand relationship '{part}' in field path. If you are attempting to use a custom "
-                    "relationship, be sure to append the '__r' after the custom relationship name. Please reference "
-                    "your WSDL or the describe call for the appropriate names.",
-                    token.pos,
-                )
-            hops.append(hop)
-            current = target
-        final = current.field(parts[-1])
-        if final is None:
-            raise self.error(
-                "INVALID_FIELD",
-                f"No such column '{parts[-1]}' on entity '{current.name}'. If you are attempting to use a custom "
-                "field, be sure to append the '__c' after the custom field name. Please reference your WSDL or the "
-                "describe call for the appropriate names.",
-                token.pos,
-            )
-        return Path(hops, final)
-
-    def disjunction(self, obj: ObjectDef) -> Cond:
-        children = [self.conjunction(obj)]
-        while self.accept("OR"):
-            children.append(self.conjunction(obj))
-        return children[0] if len(children) == 1 else Cond("OR", children=children)
-
-    def conjunction(self, obj: ObjectDef) -> Cond:
-        children = [self.negation(obj)]
-        while self.accept("AND"):
-            children.append(self.negation(obj))
-        return children[0] if len(children) == 1 else Cond("AND", children=children)
-
-    def negation(self, obj: ObjectDef) -> Cond:
-        if self.accept("NOT"):
-            return Cond("NOT", children=[self.negation(obj)])
-        if self.accept("("):
-            inner = self.disjunction(obj)
-            self.expect(")")
-            return inner
-        return self.comparison(obj)
-
-    def comparison(self, obj: ObjectDef) -> Cond:
-        path = self.path(obj, self.next())
-        token = self.next()
-        if token.kind == "op":
-            op = "!=" if token.text == "<>" else token.text
-            value_token = self.peek()
-            value = self.literal(path)
-            if value is None and op not in {"=", "!="}:
-                raise self.error(
-                    "MALFORMED_QUERY", "null may only be used with = and !=", value_token.pos if value_token else None
-                )
-            return Cond(op, path, value)
-        negate = token.upper == "NOT"
-        if negate:
-            token = self.next()
-        if token.upper == "IN":
-            self.expect("(")
-            values = [self.literal(path)]
-            while self.accept(","):
-                values.append(self.literal(path))
-            self.expect(")")
-            return Cond("NOT IN" if negate else "IN", path, values)
-        if token.upper == "LIKE" and not negate:
-            pattern = self.next()
-            if pattern.kind != "string":
-                raise self.error("MALFORMED_QUERY", f"unexpected token: '{pattern.text}'", pattern.pos)
-            text = _unquote(pattern.text)
-            regex = "".join(".*" if c == "%" else "." if c == "_" else re.escape(c) for c in text)
-            return Cond("LIKE", path, re.compile(f"^{regex}$", re.IGNORECASE | re.DOTALL))
-        raise self.error("MALFORMED_QUERY", f"unexpected token: '{token.text}'", token.pos)
-
-    def literal(self, path: Path) -> Any:
-        """A literal checked against the field's type, as Salesforce does before running the query."""
-        token = self.next()
-        kind = path.field.type
-        if token.upper == "NULL":
-            return None
-        if kind in {"date", "datetime"}:
-            return self.temporal(token, kind, path.field.name)
-        if kind == "boolean" and token.upper in {"TRUE", "FALSE"}:
-            return token.upper == "TRUE"
-        if kind in {"double", "currency", "int"} and token.kind == "number":
-            return float(token.text)
-        if kind in {"boolean", "double", "currency", "int"}:
-            raise self.wrong_type(token, path.field.name, "boolean" if kind == "boolean" else "double", quoted=False)
-        if token.kind != "string":
-            raise self.wrong_type(token, path.field.name, "string", quoted=True)
-        text = _unquote(token.text)
-        if kind in {"id", "reference"}:
-            if not is_id(text):
-                raise self.error("INVALID_QUERY_FILTER_OPERATOR", f"invalid ID field: {text}", token.pos)
-            return to18(text)
-        return text
-
-    def temporal(self, token: Token, kind: str, name: str) -> Any:
-        if token.upper in _DATE_WORDS:
-            return self.date_range(token, kind)
-        if kind == "date" and token.kind == "date":
-            return token.text
-        if kind == "datetime" and token.kind == "datetime":
-            return parse_datetime(token.text)
-        raise self.wrong_type(token, name, "dateTime" if kind == "datetime" else "date", quoted=False)
-
-    def wrong_type(self, token: Token, name: str, expected: str, *, quoted: bool) -> ApiError:
-        hint = "should be enclosed in quotes" if quoted else "should not be enclosed in quotes"
-        return self.error(
-            "INVALID_QUERY_FILTER_OPERATOR",
-            f"value of filter criterion for field '{name}' must be of type {expected} and {hint}",
-            token.pos,
-        )
-
-    def date_range(self, token: Token, kind: str) -> Range:
-        today = datetime.now(UTC).date()
-        days = 0
-        if token.upper in {"LAST_N_DAYS", "NEXT_N_DAYS"}:
-            self.expect(":")
-            days = self.integer()
-        start, end = {
-            "TODAY": (today, today + timedelta(days=1)),
-            "YESTERDAY": (today - timedelta(days=1), today),
-            "TOMORROW": (today + timedelta(days=1), today + timedelta(days=2)),
-            "LAST_N_DAYS": (today - timedelta(days=days), today + timedelta(days=1)),
-            "NEXT_N_DAYS": (today + timedelta(days=1), today + timedelta(days=days + 1)),
-        }[token.upper]
-        return Range(_day(start, kind), _day(end, kind))
-
-
-def _day(day: date, kind: str) -> str:
-    return day.isoformat() if kind == "date" else f"{day.isoformat()}T00:00:00.000+0000"
-
-
-def _unquote(text: str) -> str:
-    return re.sub(r"\\(.)", lambda m: _ESCAPES.get(m.group(1), m.group(1)), text[1:-1])
-
-
-def parse(text: str, store: Store) -> Query:
-    """Parse SOQL against the store's schema; ApiError on anything Salesforce would refuse."""
-    if not isinstance(text, str) or not text.strip():
-        raise ApiError(400, "MALFORMED_QUERY", "A query string is required")
-    return _Parser(text, store).parse()
+__all__ = ["Cond", "Path", "Query", "Range", "SubQuery", "Token", "_Parser", "execute", "parse"]
 
 
 # ---- evaluation ---------------------------------------------------------------------------------
@@ -407,7 +58,7 @@ def _address(record: dict[str, Any], compound: str) -> dict[str, Any] | None:
 
 
 def _norm(kind: str, value: Any) -> Any:
-    return value.lower() if kind in _TEXT_TYPES and isinstance(value, str) else value
+    return value.lower() if kind in TEXT_TYPES and isinstance(value, str) else value
 
 
 def _compare(op: str, kind: str, actual: Any, expected: Any) -> bool:
@@ -495,11 +146,43 @@ def _project(store: Store, query: Query, record: dict[str, Any], version: str) -
     return out
 
 
+def _children(
+    store: Store, sub: SubQuery, parent_id: str, *, include_deleted: bool, version: str
+) -> dict[str, Any] | None:
+    """A subquery's answer for one parent record: its matching children, or None when there are none."""
+    table = store.records.get(sub.query.obj.name, {})
+    ids = store.by_parent(sub.query.obj, sub.reference.name, [parent_id])
+    if ids is None:
+        source = [r for r in table.values() if r.get(sub.reference.name) == parent_id]
+    else:
+        source = [table[i] for i in ids if i in table and table[i].get(sub.reference.name) == parent_id]
+    rows = _select(store, sub.query, source, include_deleted=include_deleted)
+    if not rows:
+        return None
+    return {"totalSize": len(rows), "done": True, "records": [_project(store, sub.query, r, version) for r in rows]}
+
+
 def execute(store: Store, query: Query, *, include_deleted: bool, version: str) -> tuple[int, list[dict[str, Any]]]:
     """Run the query: (totalSize, projected records)."""
     table = store.records.get(query.obj.name, {})
     ids = _candidates(store, query, query.where)
     source = table.values() if ids is None else [table[i] for i in dict.fromkeys(ids) if i in table]
+    rows = _select(store, query, source, include_deleted=include_deleted)
+    if query.paths is None:
+        return len(rows), []
+    projected = []
+    for row in rows:
+        out = _project(store, query, row, version)
+        for sub in query.subqueries:
+            out[sub.name] = _children(store, sub, row["Id"], include_deleted=include_deleted, version=version)
+        projected.append(out)
+    return len(rows), projected
+
+
+def _select(
+    store: Store, query: Query, source: Iterable[dict[str, Any]], *, include_deleted: bool
+) -> list[dict[str, Any]]:
+    """The source records the query's WHERE keeps, in its order, after its OFFSET and LIMIT."""
     rows = [
         r
         for r in source
@@ -514,6 +197,4 @@ def execute(store: Store, query: Query, *, include_deleted: bool, version: str) 
     rows = rows[query.offset :]
     if query.limit is not None:
         rows = rows[: query.limit]
-    if query.paths is None:
-        return len(rows), []
-    return len(rows), [_project(store, query, r, version) for r in rows]
+    return rows

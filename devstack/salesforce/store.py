@@ -5,13 +5,17 @@ all-or-none sObject Collections request can be refused as a whole; applying a pl
 records and indexes and appends a `Change`. `Transaction.commit()` hands the changes of the
 transaction to the change-event builder (cdc.py), which is how a REST write becomes CDC.
 
-Deleted records stay (IsDeleted = true) for queryAll and undelete; deleting a record deletes its
-children in the same transaction (`CASCADES`: an Account's Contacts and Opportunities, an
-Opportunity's lines, a price book's or product's entries), and undeleting it restores them, as
-Salesforce does. The sales objects' rules (price books, opportunities) are in sales.py.
+Deleted records stay (IsDeleted = true) for queryAll and undelete; what deleting a record does to the
+records that reference it follows the schema's delete constraints (references.py): Cascade deletes the
+children in the same transaction (an Account's Contacts and Opportunities, an Opportunity's lines, a price
+book's or product's entries, a master-detail parent's children) and undeleting restores them, as Salesforce
+does; SetNull clears the reference; Restrict refuses the delete. Reference fields, also set by the parent's
+external id (`"Request__r": {"Request_Id__c": ...}`), are checked by references.py too. The sales objects'
+rules (price books, opportunities) are in sales.py.
 Indexes: by id (per object, insertion-ordered), by every external-id/unique field (live
-records only, case-insensitive), so lookups and upserts are O(1), and by the parent references of
-`CASCADES` (deleted records too), so `WHERE AccountId IN (...)` and a cascade read only the children.
+records only, case-insensitive), so lookups and upserts are O(1), and by every reference with a delete
+constraint (`Schema.indexed()`, deleted records too), so `WHERE AccountId IN (...)` and a cascade read only
+the children; the index follows schema extensions (`Schema.generation`).
 """
 
 from __future__ import annotations
@@ -20,18 +24,12 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from devstack.salesforce import sales
+from devstack.salesforce import references, sales
 from devstack.salesforce.base import ApiError, coerce, format_datetime, is_id, new_id, not_found, now_ms, to18
-from devstack.salesforce.schema import ObjectDef, Schema, add_currency, remove_currency
+from devstack.salesforce.objects import add_currency, remove_currency
+from devstack.salesforce.schema import ObjectDef, Schema
 
 SYSTEM_WRITABLE_BY_ADMIN = {"Id", "IsDeleted", "CreatedDate", "LastModifiedDate", "CreatedById", "LastModifiedById"}
-# Parent object -> (child object, its reference to the parent): deleted and undeleted with the parent.
-CASCADES = {
-    "Account": (("Contact", "AccountId"), ("Opportunity", "AccountId")),
-    "Opportunity": (("OpportunityLineItem", "OpportunityId"),),
-    "Pricebook2": (("PricebookEntry", "Pricebook2Id"),),
-    "Product2": (("PricebookEntry", "Product2Id"),),
-}
 
 
 @dataclass
@@ -60,8 +58,6 @@ def _unique_key(value: Any) -> Any:
     return value.lower() if isinstance(value, str) else value
 
 
-# (child object, reference field) pairs indexed by parent id: the cascades' references.
-PARENT_REFERENCES = frozenset(pair for children in CASCADES.values() for pair in children)
 ORG_ID = to18("00D5g0000000001")  # the org's id (the Pub/Sub tenant id), the same in every emulator
 
 
@@ -72,7 +68,11 @@ class Store:
         self.schema = schema
         self.records: dict[str, dict[str, dict[str, Any]]] = {name: {} for name in schema.objects}
         self.unique: dict[tuple[str, str], dict[Any, str]] = {}
-        self.children: dict[tuple[str, str], dict[str, set[str]]] = {pair: {} for pair in PARENT_REFERENCES}
+        # (child object, reference field) -> parent id -> child ids, for the references of Schema.indexed().
+        self.children: dict[tuple[str, str], dict[str, set[str]]] = {}
+        self._indexed_generation = schema.generation
+        # Parent id -> (child object, child id, reference) cleared by the parent's delete (SetNull), for undelete.
+        self.cleared: dict[str, list[tuple[str, str, str]]] = {}
         self.user_id = to18("0055g0000000001")
         self.org_id = ORG_ID
         self.on_commit: Callable[[Transaction], None] = lambda transaction: None
@@ -144,10 +144,12 @@ class Store:
 
     def by_parent(self, obj: ObjectDef, field_name: str, parent_ids: Iterable[Any]) -> list[str] | None:
         """Ids of the records (deleted ones too) whose reference `field_name` holds one of `parent_ids`, or None
-        when that reference has no index (see PARENT_REFERENCES)."""
-        index = self.children.get((obj.name, field_name))
-        if index is None:
+        when that reference has no index (a reference without a delete constraint, see Schema.indexed)."""
+        self._follow_schema()
+        definition = obj.field(field_name)
+        if definition is None or not any(d is definition for d in self.schema.indexed(obj.name)):
             return None
+        index = self.children.get((obj.name, definition.name), {})
         found: set[str] = set()
         for parent in parent_ids:
             if isinstance(parent, str) and is_id(parent):
@@ -167,11 +169,18 @@ class Store:
             elif index.get(key) == record["Id"]:
                 del index[key]
 
+    def _follow_schema(self) -> None:
+        """Rebuild the indexes when the schema was extended since they were built (new indexed references)."""
+        if self._indexed_generation != self.schema.generation:
+            self._indexed_generation = self.schema.generation
+            self.reindex()
+
     def _index_parent(self, obj: ObjectDef, record: dict[str, Any], *, add: bool) -> None:
-        for (child, reference), index in self.children.items():
-            parent = record.get(reference) if child == obj.name else None
+        for reference in self.schema.indexed(obj.name):
+            parent = record.get(reference.name)
             if not parent:
                 continue
+            index = self.children.setdefault((obj.name, reference.name), {})
             if add:
                 index.setdefault(parent, set()).add(record["Id"])
             elif parent in index:
@@ -179,6 +188,7 @@ class Store:
 
     def put(self, obj: ObjectDef, record: dict[str, Any]) -> None:
         """Store a complete record (admin seeding; no change event)."""
+        self._follow_schema()
         old = self.records[obj.name].get(record["Id"])
         if old is not None:
             self._index(obj, old, add=False)
@@ -190,8 +200,7 @@ class Store:
 
     def reindex(self) -> None:
         self.unique.clear()
-        for index in self.children.values():
-            index.clear()
+        self.children.clear()
         for name, records in self.records.items():
             obj = self.schema.get(name)
             if obj is None:
@@ -283,7 +292,7 @@ class Transaction:
             raise ApiError(400, "JSON_PARSER_ERROR", "The request body must be a JSON object")
         values: dict[str, Any] = {}
         locked: list[str] = []
-        for key, value in body.items():
+        for key, value in references.resolve_relationships(self.store, obj, body).items():
             if key == "attributes":
                 continue
             definition = obj.field(key)
@@ -294,7 +303,9 @@ class Transaction:
             if not (definition.createable if creating else definition.updateable):
                 locked.append(definition.name)
                 continue
-            values[definition.name] = coerce(definition.name, definition.type, value, definition.length)
+            values[definition.name] = definition.fit_number(
+                coerce(definition.name, definition.type, value, definition.length)
+            )
         if locked:
             raise ApiError(
                 400,
@@ -321,16 +332,7 @@ class Transaction:
                     )
                 )
             if definition.type == "reference" and value is not None:
-                target = self.store.find(value)
-                if target is None or target[0].name not in definition.reference_to:
-                    raise ApiError(
-                        400,
-                        "INVALID_CROSS_REFERENCE_KEY",
-                        f"{definition.label or name}: id value of incorrect type: {value}"
-                        if target is not None
-                        else "invalid cross reference id",
-                        [name],
-                    )
+                references.check_target(self.store, definition, value)
         return values
 
     def _check_unique(self, obj: ObjectDef, record_id: str, values: dict[str, Any]) -> None:
@@ -361,6 +363,8 @@ class Transaction:
                 400, "REQUIRED_FIELD_MISSING", f"Required fields are missing: [{', '.join(missing)}]", missing
             )
         record_id = new_id(obj.key_prefix)
+        if obj.custom and values.get("Name") is None and obj.field("Name") is not None:
+            values["Name"] = record_id  # Salesforce names a custom object's record without a Name by its id
         sales.check_create(self, obj, record_id, values)
         self._check_unique(obj, record_id, values)
         self._reserve_unique(obj, record_id, values)
@@ -425,6 +429,7 @@ class Transaction:
         if record["IsDeleted"]:
             raise ApiError(404, "ENTITY_IS_DELETED", "entity is deleted")
         sales.check_delete(self, obj, record)
+        references.check_delete(self.store, obj, record)
         return Plan("delete", obj, record["Id"])
 
     def plan_undelete(self, obj: ObjectDef, record_id: Any) -> Plan:
@@ -461,7 +466,8 @@ class Transaction:
         self.store.put(plan.obj, updated)
         self.changes.append(Change(plan.obj.name, "UPDATE", plan.record_id, old, dict(updated)))
 
-    def _set_deleted(self, obj: ObjectDef, record_id: str, deleted: bool, deleted_with: str | None) -> None:
+    def set_deleted(self, obj: ObjectDef, record_id: str, deleted: bool, deleted_with: str | None) -> None:
+        """Mark the record (un)deleted, deleted with `deleted_with` when a cascade deletes it; a change."""
         record = dict(self.store.records[obj.name][record_id])
         record["IsDeleted"] = deleted
         record["SystemModstamp"] = self.stamp
@@ -469,26 +475,13 @@ class Transaction:
         self.store.put(obj, record)
         self.changes.append(Change(obj.name, "DELETE" if deleted else "UNDELETE", record_id, None, dict(record)))
 
-    def _cascade(self, obj: ObjectDef, record_id: str, *, deleted: bool) -> None:
-        for child_name, reference in CASCADES.get(obj.name, ()):
-            child_obj = self.store.object(child_name)
-            ids = self.store.by_parent(child_obj, reference, [record_id]) or ()
-            table = self.store.records[child_name]
-            for child in [table[i] for i in ids if i in table]:
-                if deleted and child[reference] == record_id and not child["IsDeleted"]:
-                    self._set_deleted(child_obj, child["Id"], True, record_id)
-                    self._cascade(child_obj, child["Id"], deleted=True)
-                elif not deleted and child["IsDeleted"] and child.get("_deleted_with") == record_id:
-                    self._set_deleted(child_obj, child["Id"], False, None)
-                    self._cascade(child_obj, child["Id"], deleted=False)
-
     def _apply_delete(self, plan: Plan) -> None:
-        self._set_deleted(plan.obj, plan.record_id, True, None)
-        self._cascade(plan.obj, plan.record_id, deleted=True)
+        self.set_deleted(plan.obj, plan.record_id, True, None)
+        references.cascade(self, plan.obj, plan.record_id, deleted=True)
 
     def _apply_undelete(self, plan: Plan) -> None:
-        self._set_deleted(plan.obj, plan.record_id, False, None)
-        self._cascade(plan.obj, plan.record_id, deleted=False)
+        self.set_deleted(plan.obj, plan.record_id, False, None)
+        references.cascade(self, plan.obj, plan.record_id, deleted=False)
 
     def internal_update(self, obj: ObjectDef, record_id: str, values: dict[str, Any]) -> None:
         """A system update of the transaction (a roll-up, a mirrored price): no field-level checks."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -79,9 +80,44 @@ def import_all(ctx: typer.Context, only: Only = None, dry_run: DryRun = False) -
 
 
 @import_app.command("schema")
-def schema(ctx: typer.Context) -> None:
-    """Print the Salesforce custom objects and fields the import lands in (JSON), for an org admin to deploy."""
-    from services.command import out, settings_of
-    from services.importer.targets import salesforce_schema
+def schema(
+    ctx: typer.Context,
+    out_dir: Annotated[
+        Path,
+        typer.Option("--out", help="Directory of the Salesforce DX project to write (made if missing)."),
+    ] = Path("sfls-schema"),
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the schema as JSON (the emulator's shape) instead; write nothing.")
+    ] = False,
+) -> None:
+    """Write the Salesforce custom objects, fields, tab and permission set sfls needs as DX source to deploy.
 
-    out.print_json(json.dumps(salesforce_schema(settings_of(ctx))))
+    Every custom object and field the import lands in, the LogiSense Requests tab and its error logs, the
+    Account link and trigger fields, the quote to cash fields, and the permission set sfls_Integration:
+    deploy with `sf project deploy start --source-dir force-app --target-org <alias>` (see DIR/README.md).
+    """
+    from services.command import out, run_guarded, settings_of
+    from services.importer.schema import sfls_schema
+    from services.importer.sfdx import PERMISSION_SET, render, write
+
+    settings = settings_of(ctx)
+    spec = run_guarded(lambda: sfls_schema(settings))
+    if as_json:
+        out.print_json(json.dumps(spec))
+        return
+    files = run_guarded(lambda: render(spec, settings.salesforce.api_version))
+    run_guarded(lambda: write(out_dir, files))
+    fields = sum(1 for path in files if "/fields/" in path)
+    tabs = sum(1 for path in files if "/tabs/" in path)
+    out.print(
+        f"Wrote {len(files)} files to {out_dir}: {len(spec['objects'])} custom objects, {fields} custom fields "
+        f"(on {len(spec['fields'])} standard objects too), {tabs} tab, permission set {PERMISSION_SET}.",
+        highlight=False,
+        soft_wrap=True,
+    )
+    out.print(
+        f"Deploy: cd {out_dir} && sf project deploy start --source-dir force-app --target-org <alias> && "
+        f"sf org assign permset --name {PERMISSION_SET} --target-org <alias> --on-behalf-of <integration user>",
+        highlight=False,
+        soft_wrap=True,
+    )

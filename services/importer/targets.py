@@ -5,8 +5,9 @@
 `mappings.product_extensions` to an entity of the table (services/importer/entities.py);
 `check_targets` refuses overrides of entities that do not exist. `salesforce_schema()` gives the
 custom objects and fields the resolved entities need (and the price book's PricebookEntry fields), in
-the shape the Salesforce emulator's `POST /__admin/schema` takes (the same list an org admin deploys),
-plus `notes` for the admin: the entry key, and where a product's Product Services are.
+the shape the Salesforce emulator's `POST /__admin/schema` takes, plus `notes` for the admin: the entry key,
+and where a product's Product Services are. It is the importer's part of `sfls_schema()`
+(services/importer/schema.py), the whole of what an org admin deploys.
 """
 
 from __future__ import annotations

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import signal
 from collections.abc import Callable
 
 import structlog
@@ -22,9 +21,11 @@ from services.opportunity.automatic import AutomaticPush
 from services.opportunity.opportunities import check_fields
 from services.syncer.consume import SERVICE, ConsumeLoop
 from services.syncer.deliver import Deliverer, current_account
+from services.syncer.link import AccountLink, has_link_fields
 from services.syncer.metrics import RETRIES, BatchMetrics
 from services.syncer.process import BatchProcessor
 from services.syncer.references import References
+from services.syncer.service import LoopService
 from shared import acls, kafka
 from shared.budget import Work
 from shared.errors import ConfigError, MappingError
@@ -34,6 +35,7 @@ from shared.observability import Health, start_observability
 from shared.requests import RequestLog
 from shared.retry import RetryPolicy
 from shared.salesforce import SalesforceRest
+from shared.salesforce_view import LINK_FIELDS
 from shared.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -79,20 +81,24 @@ async def validate(settings: Settings, client: LogisenseClient, salesforce: Sale
             raise ConfigError(f"SFLS_SYNC__CLOSED_STATUS_NAME (sync.closed_status_name): {exc}") from None
 
 
-class SyncerService:
+async def account_link(settings: Settings, salesforce: SalesforceRest) -> AccountLink | None:
+    """The Account link writer, when `sync.account_link` is on and the org has its fields (else a warning)."""
+    if not settings.sync.account_link:
+        return None
+    account = await asyncio.to_thread(salesforce.describe, "Account")  # cached by validate()
+    if not has_link_fields(account):
+        log.warning(
+            "account_link_unavailable",
+            missing=[f for f in LINK_FIELDS if f.lower() not in {str(x["name"]).lower() for x in account["fields"]}],
+            fix="deploy sfls's schema (sfls import schema --out DIR; sf project deploy start), "
+            "or set SFLS_SYNC__ACCOUNT_LINK=false",
+        )
+        return None
+    return AccountLink(salesforce)
+
+
+class SyncerService(LoopService):
     """The running syncer; `run()` until `stop()` (or SIGTERM/SIGINT when it installs the handlers)."""
-
-    def __init__(self, settings: Settings, *, install_signals: bool = True) -> None:
-        self.settings = settings
-        self.install_signals = install_signals
-        self.loop: ConsumeLoop | None = None
-        self._stop_early = False
-
-    def stop(self) -> None:
-        """Same as SIGTERM: finish the batch in flight, commit it, close. Twice: abandon it."""
-        self._stop_early = True
-        if self.loop is not None:
-            self.loop.request_stop()
 
     async def run(self) -> None:
         health, server = start_observability(SERVICE, self.settings)
@@ -149,11 +155,12 @@ class SyncerService:
             deliverer = Deliverer(
                 client, once, settings, refs, policy=policy, on_retry=lambda r: RETRIES.labels(resource=r).inc()
             )
+            link = await account_link(settings, salesforce)
             opportunities = None
             if settings.opportunity.watched:
                 opportunities = AutomaticPush(settings, salesforce, client, request_log, on_account=_keyed)
                 log.info("opportunities_followed", auto_push=settings.opportunity.auto_push)
-            self.loop = loop = ConsumeLoop(
+            loop = ConsumeLoop(
                 consumer=kafka.consumer(settings.kafka, group_id(settings)),
                 producer=producer,
                 topics=topics,
@@ -164,6 +171,7 @@ class SyncerService:
                     request_log,
                     multi_currency=refs.multi_currency,
                     opportunities=opportunities,
+                    link=link,
                 ),
                 interval_seconds=settings.sync.interval_minutes * 60,
                 max_events=settings.sync.max_batch_events,
@@ -173,19 +181,11 @@ class SyncerService:
                 tick=health.tick,
                 on_assigned=lambda: health.set_ready(True, "consuming"),
             )
-            if self._stop_early:
-                loop.request_stop()
-            event_loop = asyncio.get_running_loop()
-            signals = (signal.SIGTERM, signal.SIGINT) if self.install_signals else ()
-            for sig in signals:
-                event_loop.add_signal_handler(sig, loop.request_stop)
             health.set_ready(False, "waiting for partitions")
             log.info("syncer_started", group=group_id(settings), topic=topics.changes)
             try:
-                await loop.run()
+                await self.run_loop(loop)
             finally:
-                for sig in signals:
-                    event_loop.remove_signal_handler(sig)
                 producer.flush(30)
                 log.info("syncer_stopped", batches=loop.batches_committed)
 

@@ -21,6 +21,7 @@ import structlog
 from confluent_kafka import Consumer, Message
 from pydantic import ValidationError as PydanticValidationError
 
+from shared.deadletter import REPLAY_OF
 from shared.errors import TransientError
 from shared.events import ChangeEvent, ChangeType, Entity, Source
 from shared.kafka import raise_for_message
@@ -88,6 +89,14 @@ class Received:
         assert self.event is not None  # headers are only left out for a parsed event
         return self.event.headers()
 
+    @property
+    def replay_of(self) -> str:
+        """The request id a replayed dead letter failed under (shared/deadletter.py REPLAY_OF), or ""."""
+        for name, value in self.headers or ():
+            if name == REPLAY_OF:
+                return value.decode(errors="replace")
+        return ""
+
     @classmethod
     def from_message(cls, message: Message) -> Received:
         raw = message.headers() or []
@@ -143,6 +152,11 @@ class AccountWork:
         return tuple(r.event.event_id for r in self.records if r.event is not None)
 
     @property
+    def replayed_requests(self) -> list[str]:
+        """The failed requests this work replays (in first-seen order): its outcome is written under them."""
+        return list(dict.fromkeys(r.replay_of for r in self.records if r.replay_of))
+
+    @property
     def only_opportunities(self) -> bool:
         """No Account or Contact event: the account is synced only if LogiSense does not have it yet."""
         return self.account_events == 0 and self.contact_events == 0
@@ -155,6 +169,9 @@ class Coalesced:
     accounts: dict[str, AccountWork]
     malformed: list[Received]
     size: int
+
+    def summary(self) -> dict[str, int]:
+        return {"events": self.size, "accounts": len(self.accounts)}
 
     @property
     def ratio(self) -> float:
@@ -198,15 +215,20 @@ def collect(
     should_stop: Callable[[], bool],
     tick: Callable[[], None] = lambda: None,
     poll_seconds: float = 0.2,
+    idle_seconds: float | None = None,
     clock: Callable[[], float] = time.monotonic,
 ) -> list[Received]:
-    """Poll until the batch's interval has passed since its first record, it is full, or we stop."""
+    """Poll until the batch's interval has passed since its first record, it is full, or we stop; with
+    `idle_seconds`, also when that long brought no record at all (an empty batch: the caller has other work)."""
     batch: list[Received] = []
     deadline: float | None = None
+    started = clock()
     while not should_stop():
         tick()
         now = clock()
         if deadline is not None and now >= deadline:
+            break
+        if not batch and idle_seconds is not None and now - started >= idle_seconds:
             break
         wait = poll_seconds if deadline is None else max(0.0, min(poll_seconds, deadline - now))
         messages = consumer.consume(num_messages=min(max_events - len(batch), 10_000), timeout=wait)

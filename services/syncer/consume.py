@@ -28,6 +28,10 @@ by us; their new owner redoes those records, which is safe for the same reason a
 
 Stopping: the first SIGTERM lets the batch in flight finish and commit, then the loop closes.
 A second SIGTERM abandons the batch in flight without committing any of it.
+
+`BatchLoop` is that loop for any batch: `ConsumeLoop` is the syncer's (sfls.changes, coalesced per account,
+dead letters to sfls.changes.dlt); the Requests tab writer (services/requests_tab/app.py) has its own batch
+of request records and dead letters, with the same commit and crash guarantees.
 """
 
 from __future__ import annotations
@@ -35,14 +39,14 @@ from __future__ import annotations
 import asyncio
 import sys
 import time
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Generic, TypeVar
 
 import structlog
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 
 from services.syncer.batch import Coalesced, Received, coalesce, collect
+from services.syncer.hooks import Batch, BatchHooks, BatchResult, NoHooks
 from shared.deadletter import Failure, Origin, count_dead_letter, dead_letter_headers
 from shared.errors import AuthorizationError, MalformedMessageError, TransientError
 from shared.kafka import Topics, produce_and_flush
@@ -50,75 +54,36 @@ from shared.retry import RetryPolicy
 
 log = structlog.get_logger(__name__)
 SERVICE = "syncer"
+LATE_COMMIT_SECONDS = 5.0  # at most this long without records before a late commit is made
 
 
 class CommitFailedError(TransientError):
     """Kafka did not take a delivered batch's offsets (a rebalance, a coordinator away)."""
 
 
-@dataclass
-class BatchResult:
-    """What processing a batch produced: the accounts that failed, with why."""
-
-    failures: dict[str, Failure] = field(default_factory=dict)
-    record_failures: list[tuple[Received, Failure]] = field(default_factory=list)  # single records (opportunities)
-    synced_accounts: int = 0
-    skipped_accounts: int = 0
-    stats: dict[str, int] = field(default_factory=dict)
-
-
+B = TypeVar("B", bound=Batch)
 Process = Callable[[Coalesced], Awaitable[BatchResult]]
 
 
-class BatchHooks(Protocol):
-    """Telemetry hangs off these; the loop itself stays free of metrics and log noise."""
+class BatchLoop(Generic[B]):
+    """Collect, process, dead-letter, commit; see the module docstring for the guarantees.
 
-    def batch_started(self, batch: Coalesced) -> None: ...
-
-    def batch_finished(self, batch: Coalesced, result: BatchResult, dead_letters: int, seconds: float) -> None: ...
-
-    def batch_failed(self, batch: Coalesced, error: BaseException) -> None: ...
-
-    def lag(self, partition: int, lag: int) -> None: ...
-
-    def retry_pause(self, seconds: float) -> None: ...
-
-    def late_commit(self) -> None: ...
-
-
-class NoHooks:
-    def batch_started(self, batch: Coalesced) -> None:
-        return
-
-    def batch_finished(self, batch: Coalesced, result: BatchResult, dead_letters: int, seconds: float) -> None:
-        return
-
-    def batch_failed(self, batch: Coalesced, error: BaseException) -> None:
-        return
-
-    def lag(self, partition: int, lag: int) -> None:
-        return
-
-    def retry_pause(self, seconds: float) -> None:
-        return
-
-    def late_commit(self) -> None:
-        return
-
-
-class ConsumeLoop:
-    """Collect, process, dead-letter, commit; see the module docstring for the guarantees."""
+    A subclass says how records become a batch (`prepare`) and which records of a processed batch are
+    dead-lettered (`dead_letter_entries`, to `dead_letter_topic`; without a producer, none may be).
+    """
 
     def __init__(
         self,
         *,
         consumer: Consumer,
-        producer: Producer,
-        topics: Topics,
-        process: Process,
+        producer: Producer | None,
+        subscribe: Sequence[str],
+        process: Callable[[B], Awaitable[BatchResult]],
         interval_seconds: float,
         max_events: int,
-        hooks: BatchHooks | None = None,
+        service: str = SERVICE,
+        dead_letter_topic: str = "",
+        hooks: BatchHooks[B] | None = None,
         tick: Callable[[], None] = lambda: None,
         on_assigned: Callable[[], None] = lambda: None,
         retry_pause_seconds: float = 5.0,
@@ -127,11 +92,13 @@ class ConsumeLoop:
     ) -> None:
         self._consumer = consumer
         self._producer = producer
-        self._topics = topics
+        self._subscribe = list(subscribe)
+        self._service = service
+        self._dead_letter_topic = dead_letter_topic
         self._process = process
         self._interval = interval_seconds
         self._max_events = max_events
-        self._hooks: BatchHooks = hooks or NoHooks()
+        self._hooks: BatchHooks[B] = hooks or NoHooks()
         self._tick = tick
         self._on_assigned = on_assigned
         # Failed batches in a row, and the backoff between their retries (shared/retry.py).
@@ -148,6 +115,14 @@ class ConsumeLoop:
         self._last_committed: list[int] = []
         self._current: asyncio.Task[BatchResult] | None = None
         self.batches_committed = 0
+
+    def prepare(self, records: list[Received]) -> B:
+        """The batch the process step gets from the collected records."""
+        raise NotImplementedError
+
+    def dead_letter_entries(self, batch: B, result: BatchResult) -> list[tuple[Received, Failure]]:
+        """The records of a processed batch that go to the dead-letter topic, each with why."""
+        return list(result.record_failures)
 
     # --- control --------------------------------------------------------------------------------
 
@@ -166,7 +141,7 @@ class ConsumeLoop:
 
     async def run(self) -> None:
         self._consumer.subscribe(
-            [self._topics.changes], on_assign=self._assigned, on_revoke=self._revoked_cb, on_lost=self._revoked_cb
+            self._subscribe, on_assign=self._assigned, on_revoke=self._revoked_cb, on_lost=self._revoked_cb
         )
         try:
             while not self._stop:
@@ -179,6 +154,9 @@ class ConsumeLoop:
                     max_events=max(1, self._max_events - len(self._carry)),
                     should_stop=lambda: self._stop,
                     tick=self._tick,
+                    # Offsets a refused commit left behind go out at the first quiet moment, not with the next
+                    # record, which on a quiet topic may be hours away.
+                    idle_seconds=min(self._interval, LATE_COMMIT_SECONDS) if self._uncommitted else None,
                 )
                 self._carry = []
                 if records and not self._stop:  # collected but not started: left for the next owner
@@ -199,21 +177,22 @@ class ConsumeLoop:
         records = [r for r in records if (r.topic, r.partition) not in self._revoked]
         if not records:
             return False
-        batch = coalesce(records)
+        batch = self.prepare(records)
         self._hooks.batch_started(batch)
         started = time.monotonic()
         try:
             result = await self._process_keeping_membership(batch)
             dead = self._dead_letters(batch, result)
-            self._producer.flush(30)  # request-log records of this batch
+            if self._producer is not None:
+                self._producer.flush(30)  # request-log records of this batch
         except asyncio.CancelledError:
-            log.warning("batch_abandoned", events=batch.size, accounts=len(batch.accounts))
+            log.warning("batch_abandoned", **batch.summary())
             raise
         except AuthorizationError:  # a missing ACL: no rewind can help; the batch stays uncommitted
             self._rewind(records)
             raise
         except Exception as exc:
-            log.exception("batch_failed", events=batch.size, accounts=len(batch.accounts))
+            log.exception("batch_failed", **batch.summary())
             self._hooks.batch_failed(batch, exc)
             self._rewind(records)
             self._failures += 1
@@ -237,7 +216,7 @@ class ConsumeLoop:
         self._report_lag()  # after every batch, committed or not, so the stalled-syncer alert sees the wait
         return committed
 
-    async def _process_keeping_membership(self, batch: Coalesced) -> BatchResult:
+    async def _process_keeping_membership(self, batch: B) -> BatchResult:
         """Run the processing while the partitions are paused and the consumer keeps polling."""
         assignment = self._consumer.assignment()
         if assignment:
@@ -258,18 +237,15 @@ class ConsumeLoop:
             if current:
                 self._consumer.resume(current)
 
-    def _dead_letters(self, batch: Coalesced, result: BatchResult) -> int:
-        entries: list[tuple[Received, Failure]] = [
-            (record, Failure.from_exception(MalformedMessageError(record.parse_error))) for record in batch.malformed
-        ]
-        for account_id, failure in result.failures.items():
-            entries += [(record, failure) for record in batch.accounts[account_id].records]
-        entries += result.record_failures
+    def _dead_letters(self, batch: B, result: BatchResult) -> int:
+        entries = self.dead_letter_entries(batch, result)
         if not entries:
             return 0
+        if self._producer is None or not self._dead_letter_topic:
+            raise TypeError(f"{type(self).__name__} dead-letters records but has no producer or dead-letter topic")
         produce_and_flush(
             self._producer,
-            self._topics.changes_dlt,
+            self._dead_letter_topic,
             (
                 (
                     record.key,
@@ -277,7 +253,7 @@ class ConsumeLoop:
                     list(
                         dead_letter_headers(
                             failure,
-                            service=SERVICE,
+                            service=self._service,
                             origin=Origin(record.topic, record.partition, record.offset),
                             original=record.original_headers,
                         )
@@ -287,7 +263,7 @@ class ConsumeLoop:
             ),
         )
         for _record, failure in entries:
-            count_dead_letter(SERVICE, self._topics.changes_dlt, failure)
+            count_dead_letter(self._service, self._dead_letter_topic, failure)
         return len(entries)
 
     def _commit(self, records: list[Received]) -> bool:
@@ -355,7 +331,7 @@ class ConsumeLoop:
             if high < 0:  # nothing fetched from this partition yet
                 continue
             position = tp.offset if tp.offset >= 0 else low
-            self._hooks.lag(tp.partition, max(0, high - position))
+            self._hooks.lag(tp.topic, tp.partition, max(0, high - position))
 
     # --- rebalance callbacks (run inside poll/consume) --------------------------------------------
 
@@ -378,6 +354,32 @@ class ConsumeLoop:
         for p in partitions:  # their new owner redoes what we delivered but could not commit
             self._uncommitted.pop((p.topic, p.partition), None)
         self._carry = [r for r in self._carry if (r.topic, r.partition) not in self._revoked]
+
+
+class ConsumeLoop(BatchLoop[Coalesced]):
+    """The syncer's loop: sfls.changes coalesced per account; a failed account's records and malformed records
+    are dead-lettered to sfls.changes.dlt."""
+
+    def __init__(self, *, consumer: Consumer, producer: Producer, topics: Topics, process: Process, **kwargs: Any):
+        super().__init__(
+            consumer=consumer,
+            producer=producer,
+            subscribe=[topics.changes],
+            process=process,
+            dead_letter_topic=topics.changes_dlt,
+            **kwargs,
+        )
+
+    def prepare(self, records: list[Received]) -> Coalesced:
+        return coalesce(records)
+
+    def dead_letter_entries(self, batch: Coalesced, result: BatchResult) -> list[tuple[Received, Failure]]:
+        entries: list[tuple[Received, Failure]] = [
+            (record, Failure.from_exception(MalformedMessageError(record.parse_error))) for record in batch.malformed
+        ]
+        for account_id, failure in result.failures.items():
+            entries += [(record, failure) for record in batch.accounts[account_id].records]
+        return entries + result.record_failures
 
 
 def _next_offsets(records: list[Received]) -> list[TopicPartition]:

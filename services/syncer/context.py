@@ -22,6 +22,7 @@ class DeliveryReport:
 
     failures: dict[str, PermanentError] = field(default_factory=dict)  # 15-char account id -> error
     synced: set[str] = field(default_factory=set)
+    logisense_ids: dict[str, int] = field(default_factory=dict)  # 15-char id -> LogiSense id, accounts upserted
     pulled_in: set[str] = field(default_factory=set)  # dependencies synced although not in the batch
     present: set[str] = field(default_factory=set)  # ensure-only accounts LogiSense already had: not written
     counts: dict[str, int] = field(default_factory=dict)

@@ -140,6 +140,7 @@ class Deliverer:
             deps = await self._accounts.dependency_ids(mapped, batch)
             async with batch.semaphore:
                 identity = await self._accounts.upsert(sid, mapped, deps, batch.known.get(sid), batch.report)
+                batch.report.logisense_ids[sid] = identity
                 future.set_result(identity)
                 await self._contacts.sync(identity, batch.snapshot.contacts.get(sid, []), batch)
             batch.report.synced.add(sid)

@@ -3,8 +3,9 @@
 Reading never joins a consumer group and never commits: each command assigns every partition of
 the topic from its start (or a given offset) and reads up to the high watermark it saw on start.
 Replay produces the original key, value and headers back to the original topic (the
-`sfls.original.topic` header; `sfls.changes` otherwise) and adds `sfls.replayed_at`, so the
-syncer handles the record as it would any change. Replaying twice is harmless: delivery is an
+`sfls.original.topic` header; `sfls.changes` otherwise) and adds `sfls.replayed_at` (and the failed
+request's id, `sfls.replay.request_id`), so the syncer handles the record as it would any change and
+writes its outcome under that request. Replaying twice is harmless: delivery is an
 idempotent upsert.
 """
 
@@ -16,7 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from shared import kafka
-from shared.deadletter import REPLAYED_AT, DeadLetter, parse_dead_letter
+from shared.deadletter import DeadLetter, parse_dead_letter
 from shared.errors import ConfigError
 from shared.kafka_reader import read_to_end
 from shared.settings import KafkaSettings
@@ -101,7 +102,7 @@ def replay(
                 (
                     letter.key,
                     letter.value,
-                    [*letter.original_headers, (REPLAYED_AT, stamp.encode())],
+                    letter.replay_headers(stamp),
                 )
                 for letter in group
             ),

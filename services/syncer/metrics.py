@@ -11,7 +11,7 @@ import structlog
 from prometheus_client import Counter, Gauge, Histogram
 
 from services.syncer.batch import Coalesced
-from services.syncer.consume import BatchResult
+from services.syncer.hooks import BatchResult
 
 log = structlog.get_logger(__name__)
 
@@ -79,7 +79,7 @@ class BatchMetrics:
     def batch_failed(self, batch: Coalesced, error: BaseException) -> None:
         BATCHES.labels(outcome="failed").inc()
 
-    def lag(self, partition: int, lag: int) -> None:
+    def lag(self, topic: str, partition: int, lag: int) -> None:
         LAG.labels(partition=str(partition)).set(lag)
 
     def retry_pause(self, seconds: float) -> None:

@@ -1,8 +1,11 @@
-"""One batch of the syncer: a bulk Salesforce read, LogiSense delivery, one request-log record per account,
-then the batch's opportunities.
+"""One batch of the syncer: a bulk Salesforce read, LogiSense delivery, the Account link, one request-log record
+per account, then the batch's opportunities.
 
 services/syncer/consume.py decides when a batch runs and commits; services/syncer/deliver.py writes
-LogiSense; this module joins them and turns the outcome into request-log records and a BatchResult.
+LogiSense; this module joins them and turns the outcome into the Account link (services/syncer/link.py),
+request-log records and a BatchResult. The request record of a replayed dead letter's account carries the
+failed request's id (services/syncer/batch.py AccountWork.replayed_requests), and a failure's dead letters
+name their request (shared/deadletter.py ERROR_REQUEST): the Requests tab joins them by it.
 With opportunities followed (`opportunity.watch` or `opportunity.auto_push`), an account whose batch
 holds only opportunity events is synced only if LogiSense does not have it yet (it is pulled in, like a
 parent), and after the accounts, services/opportunity/automatic.py handles the opportunities of every
@@ -14,14 +17,19 @@ from __future__ import annotations
 
 import time
 import uuid
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import structlog
 
 from services.opportunity.automatic import AutomaticPush
+from services.syncer.accounts import sf_id
 from services.syncer.batch import Coalesced
-from services.syncer.consume import SERVICE, BatchResult
+from services.syncer.consume import SERVICE
+from services.syncer.context import DeliveryReport
 from services.syncer.deliver import Deliverer
+from services.syncer.hooks import BatchResult
+from services.syncer.link import AccountLink
 from services.syncer.snapshot import Snapshot, id15, read_snapshot_async
 from shared.deadletter import Failure
 from shared.events import RequestRecord, RequestStatus
@@ -44,6 +52,7 @@ class BatchProcessor:
         *,
         multi_currency: bool = False,
         opportunities: AutomaticPush | None = None,
+        link: AccountLink | None = None,
     ) -> None:
         self._settings = settings
         self._multi_currency = multi_currency  # accounts are read with their CurrencyIsoCode
@@ -51,6 +60,7 @@ class BatchProcessor:
         self._deliverer = deliverer
         self._log = request_log
         self._opportunities = opportunities if settings.opportunity.watched else None
+        self._link = link
 
     async def __call__(self, batch: Coalesced) -> BatchResult:
         started_at = datetime.now(UTC)
@@ -75,31 +85,14 @@ class BatchProcessor:
         soql = snapshot.queries
         report = await self._deliverer.deliver(ids, snapshot, read_more, ensure_only=ensure if watched else ())
         seconds = time.monotonic() - started
-        failures: dict[str, Failure] = {}
-        for account_id, work in batch.accounts.items():
-            sid = id15(account_id)
-            error = report.failures.get(sid)
-            if error is not None:
-                failures[account_id] = Failure.from_exception(error)
-            elif work.only_opportunities and sid not in report.synced:
-                continue  # present in LogiSense (or not followed): nothing was synced for it
-            self._log.write(
-                RequestRecord(
-                    request_id=uuid.uuid4().hex,
-                    service=SERVICE,
-                    kind="account_sync",
-                    status=RequestStatus.FAILED if error else RequestStatus.SUCCESS,
-                    key=account_id,
-                    started_at=started_at,
-                    duration_seconds=seconds,
-                    attempts=failures[account_id].attempts if error else 1,
-                    reason=str(error)[:2000] if error else "",
-                    counts={"events": len(work.records)},
-                    event_ids=work.event_ids,
-                )
-            )
+        failures = self._record_requests(batch, report, started_at, seconds)
         result = BatchResult(failures=failures)
         stats = dict(report.counts)
+        if self._link is not None:
+            stats["account_links"] = await self._link.write(
+                {sf_id(sid, snapshot): ls_id for sid, ls_id in report.logisense_ids.items()},
+                {sf_id(sid, snapshot): str(exc) for sid, exc in report.failures.items() if snapshot.exists(sid)},
+            )
         if self._opportunities is not None:
             by_account = {
                 account_id: list(work.opportunities)
@@ -123,3 +116,38 @@ class BatchProcessor:
         result.synced_accounts = len([a for a in batch.accounts if id15(a) in report.synced])
         result.stats = stats
         return result
+
+    def _record_requests(
+        self, batch: Coalesced, report: DeliveryReport, started_at: datetime, seconds: float
+    ) -> dict[str, Failure]:
+        """One request-log record per account synced or failed; the failures, each naming its request."""
+        failures: dict[str, Failure] = {}
+        for account_id, work in batch.accounts.items():
+            sid = id15(account_id)
+            error = report.failures.get(sid)
+            if error is None and work.only_opportunities and sid not in report.synced:
+                continue  # present in LogiSense (or not followed): nothing was synced for it
+            # A replayed dead letter's outcome goes under the request that failed (the Requests tab shows that
+            # record turn from Failed into Success); everything else is a new request.
+            replayed = work.replayed_requests
+            request_ids = replayed or [uuid.uuid4().hex]
+            if error is not None:
+                failures[account_id] = replace(Failure.from_exception(error), request_id=request_ids[0])
+            for request_id in request_ids:
+                self._log.write(
+                    RequestRecord(
+                        request_id=request_id,
+                        service=SERVICE,
+                        kind="account_sync",
+                        status=RequestStatus.FAILED if error else RequestStatus.SUCCESS,
+                        key=account_id,
+                        started_at=started_at,
+                        duration_seconds=seconds,
+                        attempts=failures[account_id].attempts if error else 1,
+                        reason=str(error)[:2000] if error else "",
+                        counts={"events": len(work.records)},
+                        event_ids=work.event_ids,
+                        replayed=bool(replayed),
+                    )
+                )
+        return failures

@@ -58,6 +58,12 @@ def prometheus_bin() -> str:
 
 
 @pytest.fixture(scope="session")
+def sf_cli() -> str:
+    """The pinned Salesforce CLI (npm's @salesforce/cli) `make tools` installed."""
+    return tool("SFLS_SF", "sf")
+
+
+@pytest.fixture(scope="session")
 def strimzi_crds() -> Path:
     """The folder holding crds/{v1,v1beta2}/*-Crd-kafka{topic,user}.yaml: cached, else fetched now by make."""
     folder = Path(

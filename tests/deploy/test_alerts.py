@@ -52,7 +52,7 @@ def test_chart_ships_the_same_rules(render: Render) -> None:
 
 def test_required_alerts_exist() -> None:
     """Listener disconnected, stale checkpoint, growing lag, dead letters, LogiSense errors, failed imports, an org
-    below sfls's reserve and sfls paused for budget alert."""
+    below sfls's reserve, sfls paused for budget, and a stalled or rejected Requests tab alert."""
     document = yaml.safe_load(RULES.read_text(encoding="utf-8"))
     alerts = {rule["alert"]: rule for group in document["groups"] for rule in group["rules"] if "alert" in rule}
     assert {
@@ -64,6 +64,8 @@ def test_required_alerts_exist() -> None:
         "SflsImporterJobFailed",
         "SflsSalesforceBelowReserve",
         "SflsPausedForBudget",
+        "SflsRequestsTabStalled",
+        "SflsRequestsTabRejecting",
     } <= set(alerts)
     for name, rule in alerts.items():
         assert rule["labels"]["severity"] in {"critical", "warning", "info"}, name

@@ -139,6 +139,9 @@ def test_schema_is_closed_on_every_chart_object() -> None:
         ({"kafka": {"config": {"sasl.password": "x"}}}, "/kafka/config"),
         ({"image": {"tag": "latest"}}, "/image/tag"),
         ({"credentials": {"env": {"LOGISENSE_PASSWORD": {"key": "x", "optional": False}}}}, "/credentials/env"),
+        ({"requestsTab": {"replicaCount": "one"}}, "/requestsTab/replicaCount"),
+        ({"config": {"requests_tab": {"mode": False}}}, "/config/requests_tab/mode"),
+        ({"config": {"requests_tab": {"mode": "errors"}}}, "/config/requests_tab/mode"),
     ],
     ids=[
         "replica-count-string",
@@ -149,6 +152,9 @@ def test_schema_is_closed_on_every_chart_object() -> None:
         "secret-in-config",
         "latest",
         "env",
+        "requests-tab-replicas",
+        "requests-tab-unquoted-off",
+        "requests-tab-mode",
     ],
 )
 def test_schema_rejects_bad_values_with_the_path(
@@ -328,6 +334,9 @@ def test_rendered_config_file_loads_in_sfls(render: Render, tmp_path: Path, monk
     assert settings.kafka.librdkafka()["security.protocol"] == "SASL_SSL"
     assert settings.observability.metrics_port == 9100
     assert settings.mappings.account_extensions[0].logisense == "region"
+    assert settings.requests_tab.mode == "all"
+    assert settings.requests_tab.retention_days == 14
+    assert settings.sync.account_link is False
 
 
 def test_probes_use_health_endpoints_on_the_metrics_port(render: Render) -> None:
@@ -372,7 +381,7 @@ def test_monitoring_objects(render: Render) -> None:
     assert monitor["metadata"]["labels"]["release"] == "kube-prometheus-stack"
     for name, template in pod_specs(docs):
         selected = service["spec"]["selector"].items() <= template["metadata"]["labels"].items()
-        assert selected == (name in {"listener", "syncer"}), f"{name}: only pods serving /metrics are scraped"
+        assert selected == (name in {"listener", "syncer", "requests-tab"}), f"{name}: only pods serving /metrics"
     (rule,) = by_kind(docs, "PrometheusRule")
     assert rule["spec"]["groups"]
     dashboards = [
@@ -398,3 +407,66 @@ def test_dashboard_sidecar_label_is_configurable(render: Render) -> None:
     dashboards = [doc for doc in by_kind(docs, "ConfigMap") if "dashboards" in doc["metadata"]["labels"]]
     assert dashboards
     assert all(doc["metadata"]["labels"]["dashboards"] == "sfls" for doc in dashboards)
+
+
+def test_requests_tab_writer_is_off_by_default(render: Render) -> None:
+    """Without requestsTab.enabled nothing of the writer renders: it needs sfls's Salesforce schema first."""
+    for values in (None, CHART / "ci" / "default.yaml", CHART / "ci" / "minimal.yaml"):
+        assert not [doc for doc in render(values) if component(doc) == "requests-tab"]
+
+
+def test_requests_tab_writer_deployment(render: Render) -> None:
+    """requestsTab.enabled deploys `sfls requests-tab run`: one replica by default, probed on the metrics port,
+    scraped through the metrics Service, locked down and configured like the syncer; a PDB only above one replica."""
+    docs = render(None, "requestsTab.enabled=true")
+    deployments = {component(doc): doc for doc in by_kind(docs, "Deployment")}
+    writer = deployments["requests-tab"]
+    assert writer["metadata"]["name"] == "demo-sfls-requests-tab"
+    assert writer["spec"]["replicas"] == 1
+    assert writer["spec"]["strategy"] == deployments["syncer"]["spec"]["strategy"]
+    template = writer["spec"]["template"]
+    (container,) = template["spec"]["containers"]
+    assert container["name"] == "requests-tab"
+    assert container["args"] == ["requests-tab", "run"]
+    assert container["ports"] == [{"name": "http-metrics", "containerPort": 9100, "protocol": "TCP"}]
+    assert container["startupProbe"]["httpGet"] == {"path": "/healthz", "port": "http-metrics"}
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http-metrics"}
+    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http-metrics"}
+    syncer = deployments["syncer"]["spec"]["template"]
+    assert container["securityContext"] == syncer["spec"]["containers"][0]["securityContext"]
+    assert template["spec"]["securityContext"] == syncer["spec"]["securityContext"]
+    assert template["spec"]["serviceAccountName"] == syncer["spec"]["serviceAccountName"]
+    assert container["env"] == syncer["spec"]["containers"][0]["env"]
+    checksum = "checksum/config"
+    assert template["metadata"]["annotations"][checksum] == syncer["metadata"]["annotations"][checksum]
+    (service,) = by_kind(docs, "Service")
+    assert service["spec"]["selector"].items() <= template["metadata"]["labels"].items()
+    assert [component(doc) for doc in by_kind(docs, "PodDisruptionBudget")] == ["syncer"]
+    two = render(None, "requestsTab.enabled=true", "requestsTab.replicaCount=2")
+    pdbs = {component(doc): doc for doc in by_kind(two, "PodDisruptionBudget")}
+    assert pdbs["requests-tab"]["spec"] == {
+        "maxUnavailable": 1,
+        "selector": {"matchLabels": writer["spec"]["selector"]["matchLabels"]},
+    }
+    assert "requests-tab" not in {
+        component(doc)
+        for doc in by_kind(
+            render(None, "requestsTab.enabled=true", "requestsTab.replicaCount=2", "requestsTab.pdb.create=false"),
+            "PodDisruptionBudget",
+        )
+    }
+
+
+def test_requests_tab_enabled_with_mode_off_fails_with_the_fix(helm: str, tmp_path: Path) -> None:
+    """requestsTab.enabled is the switch: a writer told to land nothing (mode off) fails the render with the fix."""
+    sets = ("--set", "requestsTab.enabled=true", "--set", "config.requests_tab.mode=off")
+    result = run_helm(helm, "template", "demo", str(CHART), *sets)
+    assert result.returncode != 0
+    assert "config.requests_tab.mode is off but requestsTab.enabled" in result.stderr, result.stderr
+    assert "set requestsTab.enabled=false" in result.stderr, result.stderr
+    values = tmp_path / "off.yaml"
+    values.write_text('config:\n  requests_tab:\n    mode: "off"\n')
+    result = run_helm(helm, "template", "demo", str(CHART), "--values", str(values))
+    assert result.returncode == 0, result.stderr
+    config = config_map([doc for doc in yaml.safe_load_all(result.stdout) if doc])
+    assert yaml.safe_load(config["data"]["config.yaml"])["requests_tab"] == {"mode": "off"}

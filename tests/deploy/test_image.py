@@ -23,10 +23,10 @@ import pytest
 
 from devstack.kafka import free_port
 from devstack.process import ServiceProcess
-from services.importer.targets import salesforce_schema
 from shared.settings import KafkaSettings, Settings
 from tests.fixtures.logisense import LogisenseEmulator
 from tests.fixtures.salesforce import SalesforceEmulator
+from tests.fixtures.schema import deploy_schema
 from tests.services.syncer.e2e import CONTACT_POINTS, subprocess_env, syncer_settings
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(900)]
@@ -189,7 +189,7 @@ def test_import_all_completes_read_only(
     salesforce_emulator: SalesforceEmulator,
 ) -> None:
     """`sfls import all` in the read-only image lands LogiSense's catalogue in Salesforce and exits 0."""
-    salesforce_emulator.admin("POST", "schema", salesforce_schema(container.settings))
+    deploy_schema(salesforce_emulator, container.settings)
     name = f"sfls-test-import-{uuid.uuid4().hex[:8]}"
     options = container.options(name)
     try:

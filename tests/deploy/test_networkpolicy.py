@@ -69,7 +69,7 @@ def test_one_policy_per_workload_selecting_exactly_its_pods(render: Render) -> N
     """Each workload's policy selects its own pods (Job and CronJob pods for the importer) and no other's."""
     docs = render(LOCKED_DOWN)
     found = policies(docs)
-    assert set(found) == {"listener", "syncer", "importer", "reconcile"}
+    assert set(found) == {"listener", "syncer", "requests-tab", "importer", "reconcile"}
     pods = pod_labels(docs)
     assert {name for name, _ in pods} == set(found)
     for name, policy in found.items():
@@ -82,7 +82,8 @@ def test_one_policy_per_workload_selecting_exactly_its_pods(render: Render) -> N
 
 
 def test_ingress_is_the_metrics_port_from_prometheus_only(render: Render, tmp_path: Path) -> None:
-    """The listener and syncers accept only the metrics port, only from the configured peers; the importer nothing."""
+    """The listener, syncers and Requests tab writer accept only the metrics port, only from the configured peers;
+    the importer nothing."""
     found = policies(render(LOCKED_DOWN))
     prometheus = [
         {
@@ -90,7 +91,7 @@ def test_ingress_is_the_metrics_port_from_prometheus_only(render: Render, tmp_pa
             "podSelector": {"matchLabels": {"app.kubernetes.io/name": "prometheus"}},
         }
     ]
-    for name in ("listener", "syncer"):
+    for name in ("listener", "syncer", "requests-tab"):
         assert found[name]["spec"]["ingress"] == [{"from": prometheus, "ports": [{"port": 9100, "protocol": "TCP"}]}]
     assert found["importer"]["spec"]["ingress"] == found["reconcile"]["spec"]["ingress"] == []
     no_peers = tmp_path / "no-peers.yaml"
@@ -102,8 +103,8 @@ def test_ingress_is_the_metrics_port_from_prometheus_only(render: Render, tmp_pa
 
 
 def test_egress_goes_only_to_the_targets_each_workload_needs(render: Render) -> None:
-    """DNS, the Strimzi brokers and Salesforce for all; LogiSense for syncer and importer; the Pushgateway for the
-    importer."""
+    """DNS, the Strimzi brokers and Salesforce for all; LogiSense for syncer and importer (never the Requests tab
+    writer); the Pushgateway for the importer."""
     found = policies(render(LOCKED_DOWN))
     dns = {"to": [DNS], "ports": [{"port": 53, "protocol": "UDP"}, {"port": 53, "protocol": "TCP"}]}
     kafka = {"to": [STRIMZI_BROKERS], "ports": [{"port": 9092, "protocol": "TCP"}, {"port": 9093, "protocol": "TCP"}]}
@@ -112,6 +113,7 @@ def test_egress_goes_only_to_the_targets_each_workload_needs(render: Render) -> 
     pushgateway = {"to": [PUSHGATEWAY], "ports": [{"port": 9091, "protocol": "TCP"}]}
     assert found["listener"]["spec"]["egress"] == [dns, kafka, salesforce]
     assert found["syncer"]["spec"]["egress"] == [dns, kafka, salesforce, logisense]
+    assert found["requests-tab"]["spec"]["egress"] == [dns, kafka, salesforce]
     assert found["importer"]["spec"]["egress"] == [dns, kafka, salesforce, logisense, pushgateway]
     assert found["reconcile"]["spec"]["egress"] == [dns, kafka, salesforce, logisense, pushgateway]
     for policy in found.values():

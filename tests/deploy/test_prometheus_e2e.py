@@ -1,11 +1,12 @@
-"""A real Prometheus scrapes the three services on the local stack; every dashboard and alert query must answer.
+"""A real Prometheus scrapes the services on the local stack; every dashboard and alert query must answer.
 
-The listener and the syncer run as `sfls` processes serving /metrics; the importer runs `sfls import
-catalogue` once and pushes to a real Pushgateway, as its Kubernetes Job does. Prometheus (Debian's
-binary, run directly on 127.0.0.1 with a temporary config) scrapes all three every second and loads
+The listener, the syncer and the Requests tab writer run as `sfls` processes serving /metrics; the importer runs
+`sfls import catalogue` once and pushes to a real Pushgateway, as its Kubernetes Job does. Prometheus (Debian's
+binary, run directly on 127.0.0.1 with a temporary config) scrapes them every second and loads
 the shipped alert rules. The test drives the failure modes the dashboards and alerts exist for (a
 LogiSense outage that is retried, a dead letter, a dropped change, a dropped Pub/Sub stream and a gap, an import
-with a rejected record that pauses at the Salesforce API reserve on the way), then evaluates through the HTTP
+with a rejected record that pauses at the Salesforce API reserve on the way, request records the Requests tab
+lands and ones Salesforce refuses), then evaluates through the HTTP
 API:
 
 - every dashboard query (Grafana's `$__rate_interval` and `$namespace` substituted) must be valid and
@@ -28,12 +29,14 @@ import yaml
 
 from devstack.kafka import free_port
 from devstack.process import ServiceProcess, sfls_command
+from shared.salesforce_view import REQUEST_OBJECT
 from shared.settings import KafkaSettings, Settings
 from tests.deploy import promql
 from tests.deploy.conftest import ROOT, tool
 from tests.deploy.prometheus import MAPPINGS, PrometheusApi, service_env, start_prometheus, wait_until
 from tests.fixtures.logisense import LogisenseEmulator
 from tests.fixtures.salesforce import SalesforceEmulator
+from tests.fixtures.schema import deploy_schema
 from tests.services.listener.support import SalesforceApi
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -87,7 +90,12 @@ def test_every_dashboard_and_alert_query_returns_series(
     config = tmp_path / "config.yaml"
     config.write_text(yaml.safe_dump(CONFIG))
     env = service_env(sf, ls, kafka_settings, config)
-    ports = {"sfls-listener": free_port(), "sfls-syncer": free_port()}
+    # The org admin's step: deploy what `sfls import schema` writes (the import's objects, the Requests tab, the
+    # Account link). The Requests tab's Kind__c is cut to 12 characters here, so every request but the syncer's
+    # (`account_sync`, `contact_sync`) is refused: the rejection series exist next to the landed ones.
+    deploy_schema(sf, Settings(salesforce=sf.settings(), logisense=ls.settings()))
+    sf.admin("POST", "schema", {"fields": {REQUEST_OBJECT: [{"name": "Kind__c", "type": "string", "length": 12}]}})
+    ports = {"sfls-listener": free_port(), "sfls-syncer": free_port(), "sfls-requests-tab": free_port()}
     pushgateway = free_port()
     prometheus = free_port()
 
@@ -111,13 +119,22 @@ def test_every_dashboard_and_alert_query_returns_series(
     processes.append(listener)
     syncer = ServiceProcess.sfls("syncer", env=env, log=logs / "syncer.log", port=ports["sfls-syncer"])
     processes.append(syncer)
+    tab = ServiceProcess.sfls(
+        "requests-tab",
+        "run",
+        env={**env, "SFLS_REQUESTS_TAB__MODE": "all", "SFLS_REQUESTS_TAB__FLUSH_SECONDS": "0.5"},
+        log=logs / "requests-tab.log",
+        port=ports["sfls-requests-tab"],
+    )
+    processes.append(tab)
     server = start_prometheus(
         prometheus_bin, tmp_path, ports, [RULES], env, namespace=NAMESPACE, pushgateway=pushgateway, port=prometheus
     )
     processes.append(server)
-    running = (listener, syncer, server, gateway)
+    running = (listener, syncer, tab, server, gateway)
     listener.wait_ready(120)
     syncer.wait_ready(120)
+    tab.wait_ready(120)
     server.wait_ready(60)
     for process in running:  # none gave up while the others got ready
         process.check_alive()
@@ -166,10 +183,7 @@ def test_every_dashboard_and_alert_query_returns_series(
 
     # The importer: one catalogue run with one rejected package, pushed to the Pushgateway, with a Bulk
     # threshold low enough that the bigger entities land through Bulk API jobs and the smaller ones through
-    # composite calls. The org admin's step first: deploy the custom objects the import lands in.
-    from services.importer.targets import salesforce_schema
-
-    sf.admin("POST", "schema", salesforce_schema(Settings(salesforce=sf.settings(), logisense=ls.settings())))
+    # composite calls (the org admin deployed the custom objects it lands in before the services started).
     rename_package(ls)
     # The org is at sfls's reserve for the next few seconds (the 1 s buckets of a 3 s window): the import pauses,
     # pushes its paused state, and resumes when the window frees; the listener and syncer go on (floor 5 %).
@@ -224,7 +238,7 @@ def test_every_dashboard_and_alert_query_returns_series(
                 problems.append(f"{expression.source}: provoked but the expression returns nothing")
         return problems
 
-    wait_until(missing, 150, "every query to return series", listener, syncer, server, until=lambda left: not left)
+    wait_until(missing, 150, "every query to return series", listener, syncer, tab, server, until=lambda left: not left)
 
     # The provoked expressions return series now; Prometheus turns their alerts to `firing` at its next
     # rule evaluation (every second, no `for:`), so the rules API is awaited, not read once.

@@ -25,7 +25,8 @@ ACL_FILE = CHART / "files" / "kafka-acls.yaml"
 DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 STRIMZI_ON = ("strimzi.cluster=events", "strimzi.topics.enabled=true", "strimzi.users.enabled=true")
 DAY_MS = 24 * 3600 * 1000
-WORKLOADS = ("listener", "syncer", "importer")
+WORKLOADS = ("listener", "syncer", "requests-tab", "importer")
+REQUESTS_TAB_ON = "requestsTab.enabled=true"
 
 
 def by_kind(docs: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
@@ -242,12 +243,13 @@ def test_kafka_users_carry_the_generated_acls(render: Render, create_topics: boo
         "strimzi.users.enabled=true",
         f"strimzi.topics.enabled={str(not create_topics).lower()}",
     )
-    sets += ("kafka.topicPrefix=billing.sfls", "config.listener.transactional_id=billing-listener")
+    sets += ("kafka.topicPrefix=billing.sfls", "config.listener.transactional_id=billing-listener", REQUESTS_TAB_ON)
     users = {component(doc): doc for doc in by_kind(render(None, *sets), "KafkaUser")}
     assert set(users) == {*WORKLOADS, "ops"}
     sources = {
         "listener": ["listener"],
         "syncer": ["syncer"],
+        "requests-tab": ["requests_tab"],
         "importer": ["importer"],
         "ops": ["backfill", "dlq", "requests", "opportunity"],
     }
@@ -265,7 +267,11 @@ def test_kafka_users_carry_the_generated_acls(render: Render, create_topics: boo
         if any(generated[source]["createTopics"] for source in sources[name]):
             assert bool(creates) == create_topics, f"{name}: Create only while the services create topics"
     without_listener = by_kind(render(None, *sets, "listener.enabled=false"), "KafkaUser")
-    assert {component(doc) for doc in without_listener} == {"syncer", "importer", "ops"}, "no principal for what is off"
+    assert {component(doc) for doc in without_listener} == {"syncer", "requests-tab", "importer", "ops"}, (
+        "no principal for what is off"
+    )
+    default = by_kind(render(None, *sets[:-1]), "KafkaUser")
+    assert "requests-tab" not in {component(doc) for doc in default}, "the Requests tab writer is off by default"
     listener = users["listener"]["spec"]["authorization"]["acls"]
     assert {"type": "transactionalId", "name": "billing-listener", "patternType": "literal"} in [
         r["resource"] for r in listener
@@ -292,7 +298,10 @@ def acl_file(name: str, pattern: str) -> str:
         principal: ONE_RULE.format(name=name, pattern=pattern) for principal in ("listener", "syncer", "importer")
     }
     entries.update(
-        dict.fromkeys(("backfill", "dlq", "requests", "opportunity", "reconcile"), "  always: []\n  createTopics: []\n")
+        dict.fromkeys(
+            ("backfill", "dlq", "requests", "opportunity", "reconcile", "requests_tab"),
+            "  always: []\n  createTopics: []\n",
+        )
     )
     return "".join(f"{principal}:\n{body}" for principal, body in entries.items())
 
@@ -373,7 +382,9 @@ def test_each_pod_uses_its_own_scram_principal(render: Render) -> None:
 
 def test_each_pod_uses_its_own_tls_certificate(render: Render) -> None:
     """tls: each workload mounts its KafkaUser's certificate and key and the cluster CA, over SSL, and no SASL."""
-    docs = render(None, *STRIMZI_ON, "strimzi.users.authentication=tls", "strimzi.users.secretPrefix=kafka-")
+    docs = render(
+        None, *STRIMZI_ON, REQUESTS_TAB_ON, "strimzi.users.authentication=tls", "strimzi.users.secretPrefix=kafka-"
+    )
     seen = set()
     for name, spec in pods(docs):
         env = env_of(spec)
@@ -389,7 +400,7 @@ def test_each_pod_uses_its_own_tls_certificate(render: Render) -> None:
         assert mounted_file(spec, env["SFLS_KAFKA__SSL_CA_LOCATION"]["value"]) == ("events-cluster-ca-cert", "ca.crt")
         assert not [key for key in env if key.startswith("SFLS_KAFKA__SASL")], name
         seen.add(name)
-    assert seen == {"listener", "syncer", "importer"}
+    assert seen == set(WORKLOADS)
 
 
 def test_pod_kafka_settings_load_in_sfls(render: Render, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

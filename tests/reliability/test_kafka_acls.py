@@ -20,12 +20,12 @@ import pytest
 import yaml
 
 from devstack.process import ServiceProcess, sfls_command
-from services.importer.targets import salesforce_schema
 from shared import kafka
 from shared.acls import SERVICES, Acl, acls_for
 from shared.settings import KafkaSettings, Settings
 from tests.fixtures.logisense import LogisenseEmulator
 from tests.fixtures.salesforce import SalesforceEmulator
+from tests.fixtures.schema import deploy_schema
 from tests.reliability.secure_kafka import ADMIN_PASSWORD, ADMIN_USER, SecureBroker, grant, secure_broker
 from tests.reliability.support import ChangeWriter, dead_letters, seed, wait_converged
 from tests.services.syncer.e2e import CONTACT_POINTS, subprocess_env, syncer_settings
@@ -45,6 +45,7 @@ COMMANDS = {
     "requests": ["requests"],
     "opportunity": ["opportunity", "push", "006000000000000AAA"],
     "reconcile": ["reconcile"],
+    "requests_tab": ["requests-tab", "run"],
 }
 
 
@@ -86,7 +87,7 @@ class Deployment:
         )
         config = self.workdir / "sfls.yaml"
         config.write_text(yaml.safe_dump({"mappings": {"contact_points": CONTACT_POINTS}}))
-        self.sf.admin("POST", "schema", salesforce_schema(self.settings))
+        deploy_schema(self.sf, self.settings)
         self.base_env = subprocess_env(
             self.settings,
             SFLS_CONFIG=str(config),
@@ -146,7 +147,8 @@ def test_every_command_works_with_exactly_its_acls(
     logisense_emulator: LogisenseEmulator,
     tmp_path: Path,
 ) -> None:
-    """Import, listener, syncer, dead-letter replay, backfill and the request log, each with only its ACLs."""
+    """Import, listener, syncer, the Requests tab, dead-letter replay, backfill and the request log, each with only
+    its ACLs."""
     deployment = Deployment(acl_broker, salesforce_emulator, logisense_emulator, tmp_path)
     for service in SERVICES:
         deployment.grant(service)
@@ -174,14 +176,14 @@ def _run_everything(deployment: Deployment) -> None:
     _ok(deployment.run("importer", "import", "all"), "sfls import all")
 
     accounts, contacts = seed(sf, 4)
-    listener, syncer = deployment.start("listener"), deployment.start("syncer")
+    listener, syncer, tab = deployment.start("listener"), deployment.start("syncer"), deployment.start("requests_tab")
 
     def alive() -> None:
-        for service in (listener, syncer):
+        for service in (listener, syncer, tab):
             service.check_alive()
 
     try:
-        for service in (listener, syncer):
+        for service in (listener, syncer, tab):
             service.wait_ready(90)
 
         # Changes travel CDC -> listener -> Kafka -> syncer -> LogiSense.
@@ -193,6 +195,8 @@ def _run_everything(deployment: Deployment) -> None:
         writer._collection("PATCH", [{"Id": accounts[0], "LogiSense_Bill_Group__c": "No Such Group"}], "Account")
         wait_until(lambda: dead_letters(deployment.admin_kafka), 90, "a dead letter", context=syncer.tail)
         assert accounts[0] in _ok(deployment.run("dlq", "dlq", "list"), "sfls dlq list")
+        failed = lambda: [r for r in sf.records("LogiSense_Request__c") if r["Account__c"] == accounts[0]]  # noqa: E731
+        wait_until(failed, 90, "the failed request on the Requests tab", context=tab.tail)
         sf.rest().update("Account", accounts[0], {"LogiSense_Bill_Group__c": "Bill Group 1st"})
         wait_converged(sf, ls, settings, 90, alive=alive, context=syncer.tail)
         assert "replayed 1" in _ok(deployment.run("dlq", "dlq", "replay", "--key", accounts[0]), "sfls dlq replay")
@@ -209,7 +213,7 @@ def _run_everything(deployment: Deployment) -> None:
         assert any('"kind":"reconcile:accounts"' in line for line in requests.splitlines()), requests[-2000:]
         alive()
     finally:
-        for service in (listener, syncer):
+        for service in (listener, syncer, tab):
             service.terminate()
 
 

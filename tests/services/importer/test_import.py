@@ -49,9 +49,9 @@ def settings(
         salesforce=salesforce_emulator.settings(),
         mappings=MAPPINGS,
     )
-    from services.importer.targets import salesforce_schema
+    from tests.fixtures.schema import deploy_schema
 
-    salesforce_emulator.admin("POST", "schema", salesforce_schema(settings))
+    deploy_schema(salesforce_emulator, settings)
     return settings
 
 

@@ -18,6 +18,7 @@ from shared.kafka import Topics
 from shared.settings import Settings
 from tests.fixtures.logisense import LogisenseEmulator
 from tests.fixtures.salesforce import SalesforceEmulator
+from tests.fixtures.schema import deploy_schema
 
 pytestmark = pytest.mark.integration
 
@@ -210,7 +211,7 @@ async def test_a_multi_currency_org_gets_an_entry_per_currency_and_a_single_curr
     assert report["price_book_entry"].skipped == 0
 
     salesforce_emulator.admin("POST", "reset")
-    salesforce_emulator.admin("POST", "schema", salesforce_schema(settings))
+    deploy_schema(salesforce_emulator, settings)
     cad = settings.model_copy(update={"importer": settings.importer.model_copy(update={"org_currency": "CAD"})})
     report = _by_entity(await run_import(cad, select("catalogue")))
     wanted = {key for key in expected if key.endswith(":CAD")}

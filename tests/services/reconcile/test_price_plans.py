@@ -12,7 +12,6 @@ import pytest
 from simple_salesforce.api import Salesforce
 
 from devstack.process import sfls_command
-from services.importer.targets import salesforce_schema
 from services.opportunity.opportunities import Line, Opportunity
 from services.opportunity.plan import ENTRY, LinePlan, PushPlan
 from services.reconcile.drift import Kind
@@ -20,6 +19,7 @@ from services.reconcile.price_plans import PricePlanDrift, compare
 from shared.settings import KafkaSettings, Settings
 from tests.fixtures.logisense import LogisenseEmulator
 from tests.fixtures.salesforce import SalesforceEmulator
+from tests.fixtures.schema import deploy_schema
 from tests.services.opportunity.world import ACCOUNT, BOOK, World, ls_create, make_package
 from tests.services.reconcile.support import run_reconcile
 from tests.services.syncer.e2e import subprocess_env
@@ -68,7 +68,7 @@ def world(
     """As tests/services/opportunity/conftest.py: a synced account, the LogiSense book, a USD package; and the
     importer's schema, so `--scope all` can read the catalogue too."""
     settings = _settings(kafka_settings, logisense_emulator, salesforce_emulator)
-    salesforce_emulator.admin("POST", "schema", salesforce_schema(settings))
+    deploy_schema(salesforce_emulator, settings)
     w = World(sf, logisense_emulator, salesforce_emulator, kafka_settings, monkeypatch)
     w.account_id = str(sf.Account.create({"Name": "Acme Corp"})["id"])
     account = asyncio.run(ls_create(logisense_emulator, "Account", {**ACCOUNT, "sfdcid": w.account_id}))

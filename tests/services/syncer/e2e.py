@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, Protocol
 
 from devstack.compare import differences, load_references
 from services.syncer.app import SyncerService, group_id
@@ -79,9 +79,19 @@ def committed(settings: Settings) -> int:
     return committed_records(settings.kafka, group_id(settings), topic)
 
 
-async def run_syncer(settings: Settings, until: Callable[[], bool], within_seconds: float = 90.0) -> SyncerService:
-    """Run the syncer in this event loop until `until()` holds, then stop it like SIGTERM would."""
-    service = SyncerService(settings, install_signals=False)
+class Service(Protocol):
+    """A long-running service run in the test's event loop: the syncer, the Requests tab writer."""
+
+    async def run(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+
+async def run_service(
+    service: Service, until: Callable[[], bool], within_seconds: float, last_seen: Callable[[], str]
+) -> None:
+    """Run `service` in this event loop until `until()` holds, then stop it like SIGTERM would; on timeout,
+    fail saying what `last_seen()` reports."""
     task = asyncio.create_task(service.run())
     loop = asyncio.get_running_loop()
     deadline = loop.time() + within_seconds
@@ -89,19 +99,27 @@ async def run_syncer(settings: Settings, until: Callable[[], bool], within_secon
         while loop.time() < deadline:
             if task.done():
                 task.result()
-                raise AssertionError("the syncer stopped by itself")
+                raise AssertionError(f"{type(service).__name__} stopped by itself")
             if await asyncio.to_thread(until):
                 break
             await asyncio.sleep(0.2)
         else:
-            seen = await asyncio.to_thread(committed, settings)
+            seen = await asyncio.to_thread(last_seen)
             raise AssertionError(
-                f"the syncer did not reach the expected state in {within_seconds:g} s; last seen: its group had"
-                f" committed {seen} records of {kafka.Topics(settings.kafka.topic_prefix).changes}"
+                f"{type(service).__name__} did not reach the expected state in {within_seconds:g} s; last seen: {seen}"
             )
     finally:
         service.stop()
         await asyncio.wait_for(task, 60)
+
+
+async def run_syncer(settings: Settings, until: Callable[[], bool], within_seconds: float = 90.0) -> SyncerService:
+    """Run the syncer in this event loop until `until()` holds, then stop it like SIGTERM would."""
+    service = SyncerService(settings, install_signals=False)
+    topic = kafka.Topics(settings.kafka.topic_prefix).changes
+    await run_service(
+        service, until, within_seconds, lambda: f"its group had committed {committed(settings)} records of {topic}"
+    )
     return service
 
 

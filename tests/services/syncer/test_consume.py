@@ -11,7 +11,8 @@ import pytest
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
 from services.syncer.batch import Coalesced
-from services.syncer.consume import BatchResult, CommitFailedError, ConsumeLoop
+from services.syncer.consume import CommitFailedError, ConsumeLoop
+from services.syncer.hooks import BatchResult
 from shared import kafka
 from shared.deadletter import ERROR_CLASS, ERROR_MESSAGE, ORIGINAL_OFFSET, ORIGINAL_TOPIC, Failure, parse_dead_letter
 from shared.errors import RejectedError, TransientError
@@ -31,15 +32,22 @@ def committed_total(consumer: Consumer, topic: str) -> int:
     return sum(max(tp.offset, 0) for tp in consumer.committed(parts, timeout=10))
 
 
-async def run_until(loop: ConsumeLoop, done: Callable[[], bool]) -> None:
+async def run_until(loop: ConsumeLoop, done: Callable[[], bool]) -> bool:
+    """Run the loop until `done()` (at most 30 s), then stop it; True when it got there while running (not only
+    on the way out)."""
     task = asyncio.create_task(loop.run())
+    running = False
     for _ in range(300):
-        if done() or task.done():
+        if task.done():
+            break
+        if done():
+            running = True
             break
         await asyncio.sleep(0.1)
     loop.request_stop()
     await asyncio.wait_for(task, 30)  # a loop that failed raises here
     assert done(), f"the consume loop did not get there in 30 s; last seen: {loop.batches_committed} batches committed"
+    return running
 
 
 def make_loop(
@@ -179,7 +187,7 @@ class RecordingHooks:
     def batch_failed(self, batch: Coalesced, error: BaseException) -> None:
         self.failed.append(error)
 
-    def lag(self, partition: int, lag: int) -> None:
+    def lag(self, topic: str, partition: int, lag: int) -> None:
         self.lags[partition] = lag
 
     def retry_pause(self, seconds: float) -> None:
@@ -246,7 +254,7 @@ async def test_a_refused_commit_is_made_later_although_no_new_record_arrives(
 
     loop = make_loop(kafka_settings, consumer, producer_factory(), process)
     loop._hooks = hooks
-    await run_until(loop, lambda: hooks.late_commits >= 1)
+    assert await run_until(loop, lambda: hooks.late_commits >= 1), "committed only on the way out"
     assert calls == [2], "the delivered batch is not processed again"
     assert isinstance(hooks.failed[0], CommitFailedError)
     assert committed_total(observer, topics.changes) == 2

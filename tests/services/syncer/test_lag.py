@@ -38,7 +38,7 @@ class Lags:
     def __init__(self) -> None:
         self.seen: dict[int, int] = {}
 
-    def lag(self, partition: int, lag: int) -> None:
+    def lag(self, topic: str, partition: int, lag: int) -> None:
         self.seen[partition] = lag
 
 

@@ -316,3 +316,14 @@ template:
     restartPolicy: Never
     {{- include "sfls.podSpec" (dict "root" . "name" "importer" "values" .Values.importer "probes" false) | nindent 4 }}
 {{- end }}
+
+{{/*
+sfls.requestsTabMode fails the render when requestsTab.enabled deploys a writer that config.requests_tab.mode
+tells to land nothing ("off", or false: YAML's reading of an unquoted off); requestsTab.enabled is the switch.
+*/}}
+{{- define "sfls.requestsTabMode" -}}
+{{- $mode := dig "requests_tab" "mode" "failures" .Values.config | toString }}
+{{- if has $mode (list "off" "false") }}
+{{- fail "config.requests_tab.mode is off but requestsTab.enabled deploys the Requests tab writer, which would land nothing: set requestsTab.enabled=false to switch the Requests tab off" }}
+{{- end }}
+{{- end }}
