@@ -47,7 +47,7 @@ from shared.events import ChangeEvent
 from shared.logisense import LogisenseClient
 from shared.settings import KafkaSettings, LogisenseSettings, MappingSettings, ProductExtension, Settings
 
-SYNC_INTERVAL_SECONDS = 5
+SYNC_INTERVAL_SECONDS = 2
 CONVERGE_SECONDS = 90
 MISSING_BILL_GROUP = "Bill Group 30th"
 PRICE_BOOK = "LogiSense Price Book"  # importer.price_book_name's default, landed by `sfls import all` (step 3)

@@ -32,7 +32,7 @@ from tests.reliability.support import (
 pytestmark = [pytest.mark.failure, pytest.mark.integration]
 
 ACCOUNTS = scaled(200, 2000)
-DOWN_SECONDS = scaled(15, 60)
+DOWN_SECONDS = scaled(10, 60)
 CACHE_DIR = default_cache_dir()
 
 

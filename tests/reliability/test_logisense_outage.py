@@ -43,7 +43,8 @@ from tests.reliability.support import (
 pytestmark = [pytest.mark.failure, pytest.mark.integration]
 
 ACCOUNTS = scaled(200, 2000)
-OUTAGE_SECONDS = scaled(20, 60)
+OUTAGE_SECONDS = scaled(12, 60)  # each half outlasts every retry of RETRY (0.2 + 0.4 + 0.8 s of backoff)
+FLAKY_SECONDS = scaled(3, 5)  # how long each flaky phase lasts
 RETRY = {
     "SFLS_SYNC__RETRY__MAX_ATTEMPTS": "4",
     "SFLS_SYNC__RETRY__BASE_SECONDS": "0.2",
@@ -77,9 +78,9 @@ def test_flaky_then_down_logisense_converges_and_dlq_replay_completes_the_sync(
             run.start_listener()
             run.start_syncer()
             writer.round(0)
-            time.sleep(5)
+            time.sleep(FLAKY_SECONDS)
             writer.round(1)
-            time.sleep(5)
+            time.sleep(FLAKY_SECONDS)
             ls.clear_faults()
             ls.faults(status=503, retry_after=1)  # the outage, first half: every request refused
             down = time.monotonic()
@@ -92,7 +93,7 @@ def test_flaky_then_down_logisense_converges_and_dlq_replay_completes_the_sync(
             ls.clear_faults()
             flaky(ls)
             writer.round(3)
-            time.sleep(5)
+            time.sleep(FLAKY_SECONDS)
             ls.clear_faults()
             writer.round(4)
         finally:

@@ -24,7 +24,7 @@ from tests.waiting import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 # How long both must stay unready while there is no broker (a negative, checked over the whole window).
-NO_BROKER_SECONDS = 6.0
+NO_BROKER_SECONDS = 3.0
 
 
 @pytest.fixture
