@@ -41,7 +41,7 @@ from shared.budget import API_REQUESTS, Budget, OnChange, Work
 from shared.errors import ConfigError, RejectedError, TransientError
 from shared.salesforce_auth import Credentials, org_of, token_form
 from shared.salesforce_bulk import BulkJobs
-from shared.salesforce_errors import AUTH_HINT, check_ids, check_name, error_summary, map_error
+from shared.salesforce_errors import AUTH_HINT, check_ids, check_name, error_summary, map_error, result_error
 from shared.settings import SalesforceSettings, Settings
 
 T = TypeVar("T")
@@ -52,8 +52,8 @@ def _query_more(sf: Salesforce, url: str) -> Any:
     return sf.query_more(url, identifier_is_url=True)
 
 
-def _collection_call(sf: Salesforce, method: str, body: dict[str, Any]) -> Any:
-    return sf.restful("composite/sobjects", method=method, json=body)
+def _collection_call(sf: Salesforce, path: str, method: str, body: dict[str, Any]) -> Any:
+    return sf.restful(path, method=method, json=body)
 
 
 class RecordReader(Protocol):
@@ -294,31 +294,22 @@ class SalesforceRest(BulkJobs):
         """Upsert by external id through sObject Collections, 200 records per call; one result per record."""
         check_name(sobject)
         check_name(external_field)
-        batch: list[dict[str, Any]] = []
-        results: list[dict[str, Any]] = []
-        path = f"composite/sobjects/{sobject}/{external_field}"
-
-        def flush() -> None:
-            body = {"allOrNone": all_or_none, "records": list(batch)}
-            out = self.call(
-                lambda sf: sf.restful(path, method="PATCH", json=body), kind="composite", what=f"upsert {sobject}"
-            )
-            results.extend(out or [])
-            batch.clear()
-
-        for record in records:
-            batch.append({"attributes": {"type": sobject}, **{k: v for k, v in record.items() if k != "attributes"}})
-            if len(batch) == COLLECTION_LIMIT:
-                flush()
-        if batch:
-            flush()
-        return results
+        typed = (
+            {"attributes": {"type": sobject}, **{k: v for k, v in r.items() if k != "attributes"}} for r in records
+        )
+        return self._collection(
+            "PATCH",
+            typed,
+            path=f"composite/sobjects/{sobject}/{external_field}",
+            all_or_none=all_or_none,
+            what=f"upsert {sobject}",
+        )
 
     def update_collection(self, records: Iterable[dict[str, Any]], *, all_or_none: bool = True) -> list[dict[str, Any]]:
         """Update records of any types (each `{"attributes": {"type": T}, "Id": ..., fields}`) through sObject
         Collections, 200 per call; one result per record. All or none per call: a rejected record raises
         RejectedError naming it; otherwise each record succeeds or fails alone, as its result says."""
-        return self._collection("PATCH", records, all_or_none=all_or_none, what="update records")
+        return self._collection("PATCH", records, all_or_none=all_or_none, what="update records", by_id=True)
 
     def create_collection(self, records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
         """Create records of any types (each `{"attributes": {"type": T}, fields}`) through sObject Collections,
@@ -326,32 +317,41 @@ class SalesforceRest(BulkJobs):
         return self._collection("POST", records, all_or_none=False, what="create records")
 
     def _collection(
-        self, method: str, records: Iterable[dict[str, Any]], *, all_or_none: bool, what: str
+        self,
+        method: str,
+        records: Iterable[dict[str, Any]],
+        *,
+        all_or_none: bool,
+        what: str,
+        path: str = "composite/sobjects",
+        by_id: bool = False,
     ) -> list[dict[str, Any]]:
+        """One sObject Collections call per 200 records (each with its `attributes.type`; with `by_id`, its Id);
+        all the results. All or none: the first record Salesforce refused raises RejectedError naming it."""
         batch = list(records)
         results: list[dict[str, Any]] = []
         for start in range(0, len(batch), COLLECTION_LIMIT):
             part = batch[start : start + COLLECTION_LIMIT]
             for record in part:
                 check_name(str(record["attributes"]["type"]))
-                if method == "PATCH":
+                if by_id:
                     check_ids([record["Id"]])
             body: dict[str, Any] = {"allOrNone": all_or_none, "records": part}
             out: list[dict[str, Any]] = self.call(
-                partial(_collection_call, method=method, body=body), kind="composite", what=what
+                partial(_collection_call, path=path, method=method, body=body), kind="composite", what=what
             )
             results += out or []
             refused = [
-                (record, (result.get("errors") or [{}])[0])
+                (record, result_error(result))
                 for record, result in zip(part, out or [], strict=False)
                 if not result.get("success")
             ]
-            refused.sort(key=lambda pair: pair[1].get("statusCode") == "ALL_OR_NONE_OPERATION_ROLLED_BACK")
+            refused.sort(key=lambda pair: pair[1][0] == "ALL_OR_NONE_OPERATION_ROLLED_BACK")
             if refused and all_or_none:
-                record, error = refused[0]
+                record, (code, message, _fields) = refused[0]
                 raise RejectedError(
                     f"Salesforce refused the {what.split(maxsplit=1)[0]} of {record['attributes']['type']} "
-                    f"{record.get('Id', '')}: {error.get('statusCode', '')}: {error.get('message', '')}"
+                    f"{record.get('Id', '')}: {code}: {message}"
                 )
         return results
 

@@ -50,6 +50,13 @@ def error_summary(content: Any) -> tuple[str, str]:
     return "", str(content)[:300]
 
 
+def result_error(result: dict[str, Any]) -> tuple[str, str, list[str]]:
+    """(statusCode, message, fields) of the first error of one sObject Collections result."""
+    errors = result.get("errors") or [{}]
+    first = errors[0] if isinstance(errors[0], dict) else {}
+    return str(first.get("statusCode", "")), str(first.get("message", "")), list(first.get("fields") or [])
+
+
 def map_error(error: Exception, what: str) -> SflsError:
     """The sfls error for a simple-salesforce or requests failure of the call described by `what`."""
     if isinstance(error, requests.exceptions.SSLError):

@@ -6,9 +6,9 @@ Per batch (at most 200 records):
 2. drop the records whose stored hash equals the new one (unchanged);
 3. resolve the lookups of the changed records: one query per relation for the parents' Salesforce
    Ids by their external id (a record whose parent is not in Salesforce is rejected with that
-   reason). Salesforce could also take `Package__r: {LogiSense_Id__c: ...}` in the upsert itself,
-   but the Salesforce emulator does not support relationship references yet, and resolving here
-   gives a clearer reason when a parent is missing;
+   reason). Salesforce could also take `Package__r: {LogiSense_Id__c: ...}` in the upsert itself (the
+   Requests tab writer does, services/requests_tab/records.py), but resolving here gives a clearer
+   reason when a parent is missing;
 4. upsert the rest by the external-id field with allOrNone=false, so one rejected record does not
    stop the others; each result says created, updated, or the errors Salesforce gave.
 

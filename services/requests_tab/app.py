@@ -27,6 +27,7 @@ from shared.budget import Work
 from shared.errors import ConfigError, SflsError
 from shared.observability import Health, start_observability
 from shared.salesforce import SalesforceRest
+from shared.salesforce_errors import RecordNotFoundError
 from shared.salesforce_view import ERROR_OBJECT, REQUEST_OBJECT
 from shared.settings import Settings
 
@@ -56,7 +57,7 @@ def check_objects(rest: SalesforceRest) -> None:
     for sobject in (REQUEST_OBJECT, ERROR_OBJECT):
         try:
             rest.describe(sobject)
-        except SflsError:
+        except RecordNotFoundError:  # any other failure (Salesforce away, a refused login) is itself the error
             missing.append(sobject)
     if missing:
         raise ConfigError(f"Salesforce has no {' or '.join(missing)} for the Requests tab: {SCHEMA_HINT}")

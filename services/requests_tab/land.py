@@ -30,7 +30,6 @@ from pydantic import ValidationError as PydanticValidationError
 from services.requests_tab import metrics
 from services.requests_tab.records import (
     Mode,
-    error_code,
     error_fields,
     latest,
     letter_id,
@@ -45,6 +44,7 @@ from services.syncer.hooks import BatchResult
 from shared.deadletter import DeadLetter, dead_letter_of
 from shared.events import RequestRecord
 from shared.salesforce import SalesforceRest
+from shared.salesforce_errors import result_error
 from shared.salesforce_view import ERROR_ID, ERROR_OBJECT, REQUEST_ID, REQUEST_OBJECT
 
 log = structlog.get_logger(__name__)
@@ -189,7 +189,7 @@ class Lander:
         refused = self._without_lookup(parents, create)
         metrics.RECORDS.labels(object=REQUEST_OBJECT, outcome="created_from_dead_letter").inc(created)
         for item in refused:
-            code, message, _ = error_code(item["result"])
+            code, message, _ = result_error(item["result"])
             if code != "DUPLICATE_VALUE":  # a duplicate: the request landed meanwhile, which is all that is needed
                 log.warning(
                     "dead_letter_request_refused", request_id=item["record"][REQUEST_ID], code=code, message=message
@@ -197,7 +197,7 @@ class Lander:
 
     def _rejected(self, sobject: str, refused: list[dict[str, Any]]) -> None:
         for item in refused:
-            code, message, fields = error_code(item["result"])
+            code, message, fields = result_error(item["result"])
             metrics.RECORDS.labels(object=sobject, outcome="rejected").inc()
             metrics.REJECTED.labels(object=sobject, code=code or "unknown").inc()
             key = REQUEST_ID if sobject == REQUEST_OBJECT else ERROR_ID

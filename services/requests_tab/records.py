@@ -21,9 +21,9 @@ from typing import Any, Literal
 
 from shared.deadletter import ERROR_RESPONSE, ERROR_SERVICE, ERROR_STATUS, DeadLetter
 from shared.events import RequestRecord, RequestStatus
+from shared.salesforce_errors import result_error
 from shared.salesforce_view import (
     ERROR_ID,
-    ERROR_OBJECT,
     ERROR_PARENT_RELATIONSHIP,
     REQUEST_ID,
     REQUEST_OBJECT,
@@ -151,21 +151,11 @@ LOOKUP_ERRORS = frozenset({"ENTITY_IS_DELETED", "INVALID_CROSS_REFERENCE_KEY", "
 MISSING_PARENT = "Foreign key external ID"
 
 
-def error_code(result: dict[str, Any]) -> tuple[str, str, list[str]]:
-    """The first error of an sObject Collections result: (statusCode, message, fields)."""
-    errors = result.get("errors") or [{}]
-    first = errors[0] if isinstance(errors[0], dict) else {}
-    return str(first.get("statusCode", "")), str(first.get("message", "")), list(first.get("fields") or [])
-
-
 def lookup_refused(result: dict[str, Any]) -> bool:
-    code, _message, fields = error_code(result)
+    code, _message, fields = result_error(result)
     return code in LOOKUP_ERRORS and (not fields or "Account__c" in fields)
 
 
 def parent_missing(result: dict[str, Any]) -> bool:
-    code, message, _fields = error_code(result)
+    code, message, _fields = result_error(result)
     return code == "INVALID_FIELD" and message.startswith(MISSING_PARENT) and REQUEST_ID in message
-
-
-OBJECTS = (REQUEST_OBJECT, ERROR_OBJECT)

@@ -21,7 +21,7 @@ from services.opportunity.automatic import AutomaticPush
 from services.opportunity.opportunities import check_fields
 from services.syncer.consume import SERVICE, ConsumeLoop
 from services.syncer.deliver import Deliverer, current_account
-from services.syncer.link import AccountLink, has_link_fields
+from services.syncer.link import AccountLink, missing_link_fields
 from services.syncer.metrics import RETRIES, BatchMetrics
 from services.syncer.process import BatchProcessor
 from services.syncer.references import References
@@ -35,7 +35,6 @@ from shared.observability import Health, start_observability
 from shared.requests import RequestLog
 from shared.retry import RetryPolicy
 from shared.salesforce import SalesforceRest
-from shared.salesforce_view import LINK_FIELDS
 from shared.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -86,10 +85,11 @@ async def account_link(settings: Settings, salesforce: SalesforceRest) -> Accoun
     if not settings.sync.account_link:
         return None
     account = await asyncio.to_thread(salesforce.describe, "Account")  # cached by validate()
-    if not has_link_fields(account):
+    missing = missing_link_fields(account)
+    if missing:
         log.warning(
             "account_link_unavailable",
-            missing=[f for f in LINK_FIELDS if f.lower() not in {str(x["name"]).lower() for x in account["fields"]}],
+            missing=missing,
             fix="deploy sfls's schema (sfls import schema --out DIR; sf project deploy start), "
             "or set SFLS_SYNC__ACCOUNT_LINK=false",
         )

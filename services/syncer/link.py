@@ -24,6 +24,7 @@ from prometheus_client import Counter
 
 from shared.errors import SflsError
 from shared.salesforce import SalesforceRest
+from shared.salesforce_errors import result_error
 from shared.salesforce_view import (
     ACCOUNT_LAST_SYNC,
     ACCOUNT_LOGISENSE_ID,
@@ -67,9 +68,10 @@ def link_records(synced: Mapping[str, int], failed: Mapping[str, str], now: date
     return records
 
 
-def has_link_fields(account_describe: dict[str, Any]) -> bool:
+def missing_link_fields(account_describe: dict[str, Any]) -> list[str]:
+    """The link fields the Account describe lacks (none: the link can be written)."""
     names = {str(f.get("name", "")).lower() for f in account_describe.get("fields", [])}
-    return all(name.lower() in names for name in LINK_FIELDS)
+    return [name for name in LINK_FIELDS if name.lower() not in names]
 
 
 class AccountLink:
@@ -94,13 +96,8 @@ class AccountLink:
             if result.get("success"):
                 written += 1
                 continue
-            error = (result.get("errors") or [{}])[0]
-            log.warning(
-                "account_link_refused",
-                account_id=record["Id"],
-                code=error.get("statusCode"),
-                message=error.get("message"),
-            )
+            code, message, _fields = result_error(result)
+            log.warning("account_link_refused", account_id=record["Id"], code=code, message=message)
         LINKS.labels(outcome="written").inc(written)
         LINKS.labels(outcome="refused").inc(len(records) - written)
         return written

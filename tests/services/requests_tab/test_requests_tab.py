@@ -276,3 +276,17 @@ def org_letter(errors: list[dict[str, object]], topic: str) -> DeadLetter:
         headers=[],
         timestamp=datetime.now(UTC),
     )
+
+
+def test_an_org_without_the_objects_stops_the_writer_naming_them_and_the_fix(
+    kafka_settings: KafkaSettings, salesforce_emulator: SalesforceEmulator, logisense_emulator: LogisenseEmulator
+) -> None:
+    """Before the schema is deployed the writer ends with exit code 2, naming both objects and how to deploy
+    them (or turn it off); it commits nothing, so what it would have landed waits in Kafka."""
+    settings = settings_with_notes(kafka_settings, salesforce_emulator, logisense_emulator)
+    create_syncer_topics(kafka_settings)
+    result = CliRunner().invoke(app, ["requests-tab", "run"], env=subprocess_env(settings, COLUMNS="250"))
+    assert result.exit_code == 2, result.output
+    for needed in (REQUEST_OBJECT, ERROR_OBJECT, "sfls import schema", "SFLS_REQUESTS_TAB__MODE=off"):
+        assert needed in result.output, result.output
+    assert tab_committed(settings) == 0
